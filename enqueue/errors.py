@@ -1,0 +1,69 @@
+"""The project's own error types and the exit codes they map to.
+
+Every error that reaches the command line carries one line of text that says
+what went wrong and where, never a secret, and an exit code that scripts can
+tell apart. Errors from the CouchDB client never leave ``enqueue.store``; they
+are translated into the store errors below.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+EXIT_AUTH = 4
+EXIT_DATABASE_MISSING = 5
+EXIT_CLUSTER_REFUSED = 6
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+
+
+class EnqueueError(Exception):
+    """Base of every error enqueue reports to a user; ``exit_code`` says how to exit."""
+
+    exit_code = EXIT_FAILURE
+
+
+class ConfigError(EnqueueError):
+    """A bad configuration file, environment variable or command-line value."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreError(EnqueueError):
+    """Something went wrong talking to CouchDB."""
+
+
+class Unreachable(StoreError):
+    """The server did not answer (refused, timed out, DNS, TLS)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class AuthFailed(StoreError):
+    """The server refused the credentials (401)."""
+
+    exit_code = EXIT_AUTH
+
+
+class Forbidden(StoreError):
+    """The server refused this write or read for these credentials (403)."""
+
+    exit_code = EXIT_AUTH
+
+
+class DatabaseMissing(StoreError):
+    """The configured database does not exist."""
+
+    exit_code = EXIT_DATABASE_MISSING
+
+
+class Conflict(StoreError):
+    """A compare-and-swap lost: the document changed since it was read (409)."""
+
+
+class ClusterRefused(EnqueueError):
+    """The database keeps several copies, where a 409 is no compare-and-swap."""
+
+    exit_code = EXIT_CLUSTER_REFUSED
