@@ -1,0 +1,74 @@
+"""Observed liveness: a site is alive while its heartbeat doc keeps changing.
+
+Staleness is measured on *this* host's monotonic clock, from the moment this
+observer first saw the current revision of a site's heartbeat doc (the way
+Kubernetes leader election keeps an observed time). The wall-clock time
+written inside a heartbeat is never read here: other hosts' clocks may be
+hours off and that must change nothing.
+
+Consequences, on purpose:
+* a site seen for the first time gets the benefit of the doubt for one full
+  ``stale_s``: a freshly started observer cannot declare anyone dead sooner;
+* observing late only delays a verdict of "stale", never hastens it, so an
+  observer that is slow to read is on the safe side.
+
+Not guaranteed: that clocks run at the same *rate* on every host. The
+protocol's margins (a heartbeat period) absorb small rate differences only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class _Seen:
+    rev: str | None
+    since: float
+
+
+class Liveness:
+    """Tracks, per site, when its heartbeat revision was last seen to change."""
+
+    def __init__(self, stale_s: float) -> None:
+        if stale_s <= 0:
+            raise ValueError("stale_s must be positive")
+        self.stale_s = stale_s
+        self._seen: dict[str, _Seen] = {}
+
+    def observe(self, site: str, rev: str | None, now: float) -> bool:
+        """Record that ``site``'s heartbeat has revision ``rev`` at ``now``.
+
+        Returns True when this is a change (or the first sighting). A missing
+        document is observed as revision ``None``: it never looks alive for
+        longer than one ``stale_s`` after it was first noticed missing.
+        """
+        seen = self._seen.get(site)
+        if seen is None or seen.rev != rev:
+            self._seen[site] = _Seen(rev, now)
+            return True
+        return False
+
+    def age(self, site: str, now: float) -> float | None:
+        """Seconds since ``site``'s heartbeat last changed, as observed here; None if never observed."""
+        seen = self._seen.get(site)
+        return None if seen is None else max(0.0, now - seen.since)
+
+    def is_stale(self, site: str, now: float) -> bool:
+        """No change observed for ``stale_s``. A site never observed is not (yet) stale."""
+        seen = self._seen.get(site)
+        return seen is not None and now - seen.since >= self.stale_s
+
+    def stale_at(self, site: str) -> float | None:
+        """The monotonic moment ``site`` turns stale unless it beats; None if never observed."""
+        seen = self._seen.get(site)
+        return None if seen is None else seen.since + self.stale_s
+
+    def rev(self, site: str) -> str | None:
+        """The last revision observed for ``site``."""
+        seen = self._seen.get(site)
+        return None if seen is None else seen.rev
+
+    def forget(self, site: str) -> None:
+        """Drop what is known about ``site`` (it was removed from the registry)."""
+        self._seen.pop(site, None)
