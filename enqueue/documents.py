@@ -59,7 +59,9 @@ class _Fields:
 
     def _get(self, key: str, kinds: tuple, default: Any, required: bool, what: str) -> Any:
         if key not in self.raw or self.raw[key] is None:
-            if required and default is None and type(None) not in kinds:
+            if required:
+                # Even when the caller has a default: a missing 'turn' read as 0
+                # would send the fencing token back without a word.
                 self.problems.append(f"field '{key}' is missing")
                 self.fatal = True
             return default
