@@ -92,7 +92,10 @@ def plan(
         if doc.status == GRANTED:
             why = _holder_lost_grant(doc, registry, heartbeats, stale)
         else:
-            why = "is stale" if stale.get(holder, True) else None
+            # No verdict is no observed silence: a running turn is never taken
+            # away on a missing entry (e.g. a holder an admin removed from the
+            # registry, which a leader watching the registry has no verdict for).
+            why = "is stale" if stale.get(holder, False) else None
         if why is not None:
             ended = replace(
                 doc,
