@@ -59,13 +59,12 @@ def rotation_after_finish(me: str, rotation: Iterable[str], i_repeat: bool) -> t
     """The rotation as a finishing runner leaves it.
 
     The runner knows only its own intent: without --repeat it drops out of
-    the rotation, with it it stays in. Everybody else stays as the leader
-    published them.
+    the rotation, with it it stays in. It never puts itself back in: if the
+    leader left it out (drained, removed from the registry), that is the
+    leader's decision. Everybody else stays as the leader published them.
     """
     candidates = set(rotation)
-    if i_repeat:
-        candidates.add(me)
-    else:
+    if not i_repeat:
         candidates.discard(me)
     return tuple(sorted(candidates))
 

@@ -6,7 +6,7 @@
 * ``finish``: the site marks its turn ``done`` and, in the same write, passes
   the next turn along the leader's published rotation, so a handoff costs one
   write (DESIGN §3.7). The leader decided who is in the rotation; the
-  finishing site adds or removes only itself, by its own intent.
+  finishing site may only take itself out (when it does not repeat).
 * ``lost_reason``: why a command that runs here must stop now.
 
 Pure functions of the leader doc.
