@@ -1,7 +1,7 @@
 """``enqueue run CONFIG SITENAME [options] [--] CMD [ARGS...]``: take turns running CMD.
 
-Options may come before CONFIG, or between SITENAME and CMD; the first word
-after SITENAME that is not one of ours starts the command, and ``--`` ends
+Options may come anywhere before CMD; the first word after SITENAME that is
+not one of ours (or an option's value) starts the command, and ``--`` ends
 our options explicitly (needed only when CMD itself starts with ``-``).
 Everything from CMD on is passed to the command untouched, so
 ``enqueue run cfg alpha ls -l`` runs ``ls -l``.
@@ -27,7 +27,14 @@ from enqueue.config import (
     load_agent_settings,
 )
 from enqueue.durations import format_duration, parse_duration
-from enqueue.errors import EnqueueError
+from enqueue.errors import (
+    EXIT_AUTH,
+    EXIT_CLUSTER_REFUSED,
+    EXIT_DATABASE_MISSING,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    EnqueueError,
+)
 from enqueue.logs import add_logging_arguments
 
 NAME = "run"
@@ -201,7 +208,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.usage = USAGE
     parser.epilog = (
         "Durations are minutes unless suffixed: 0.5 = 30 s; 30s, 2m, 1h. The command runs with "
-        "ENQUEUE_SITE, ENQUEUE_TURN and ENQUEUE_LEADER in its environment; enqueue exits with its exit code."
+        "ENQUEUE_SITE, ENQUEUE_TURN and ENQUEUE_LEADER in its environment. Exit codes: the command's own; "
+        f"{EXIT_USAGE} usage or configuration error; {EXIT_UNREACHABLE} database unreachable; {EXIT_AUTH} "
+        f"credentials refused; {EXIT_DATABASE_MISSING} database missing; {EXIT_CLUSTER_REFUSED} clustered "
+        "database refused; 130 interrupted."
     )
     parser.add_argument("config", metavar="CONFIG", help="configuration file (INI, see the README)")
     parser.add_argument(
