@@ -89,8 +89,12 @@ class _Fields:
             return default
         return value
 
-    def flag(self, key: str) -> bool:
-        return bool(self._get(key, (bool,), False, False, "true or false"))
+    def flag(self, key: str, *, if_malformed: bool = False) -> bool:
+        """A boolean; a value of the wrong type reads as ``if_malformed`` (pick the safe side)."""
+        value = self._get(key, (bool,), None, False, "true or false")
+        if value is None:
+            return if_malformed if self.raw.get(key) is not None else False
+        return bool(value)
 
     def choice(self, key: str, choices: tuple, *, required: bool = False) -> str | None:
         value = self.text(key, required=required)
@@ -174,7 +178,7 @@ def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc 
         status=f.choice("status", TURN_STATES, required=True),
         turn=f.integer("turn", required=True),
         rotation=rotation,
-        paused=f.flag("paused"),
+        paused=f.flag("paused", if_malformed=True),
         paused_reason=f.text("paused_reason"),
         skip_turn=f.integer("skip_turn", None),
         last_exit_code=f.integer("last_exit_code", None, minimum=-(2**31)),
@@ -271,7 +275,7 @@ def parse_sites(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[SitesDoc | 
             continue
         f = _Fields(entry)
         hb = f.text("heartbeat_doc") or heartbeat_id(name)
-        drained = f.flag("drained")
+        drained = f.flag("drained", if_malformed=True)
         problems.extend(f"site '{name}': {p}" for p in f.problems)
         sites[name] = SiteEntry(name=name, heartbeat_doc=hb, drained=drained)
     return SitesDoc(doc_id=doc_id, rev=raw.get("_rev"), sites=sites, raw=dict(raw)), problems

@@ -209,8 +209,9 @@ def test_leader_running_garbage_when_done_only_loses_the_last_runner() -> None:
 @pytest.mark.parametrize(
     "field, bad, attr, default",
     [
-        ("paused", "yes", "paused", False),
-        ("paused", 1, "paused", False),
+        # A flag that does not parse errs on the safe side: paused.
+        ("paused", "yes", "paused", True),
+        ("paused", 1, "paused", True),
         ("paused_reason", 5, "paused_reason", None),
         ("skip_turn", "7", "skip_turn", None),
         ("skip_turn", -1, "skip_turn", None),
@@ -339,8 +340,8 @@ def test_sites_bad_entry_is_skipped_and_kept_on_render(name: str, entry, problem
     "entry, field, attr, default",
     [
         ({"heartbeat_doc": 5}, "heartbeat_doc", "heartbeat_doc", heartbeat_id("delta")),
-        ({"drained": "yes"}, "drained", "drained", False),
-        ({"drained": 1}, "drained", "drained", False),
+        ({"drained": "yes"}, "drained", "drained", True),
+        ({"drained": 1}, "drained", "drained", True),
     ],
 )
 def test_sites_entry_field_with_wrong_type_falls_back(entry: dict, field: str, attr: str, default) -> None:
