@@ -76,8 +76,7 @@ import os
 import select
 import signal
 import sys
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING
 
 from enqueue.clock import SystemClock
 from enqueue.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE
@@ -96,7 +95,10 @@ _FINAL_FLUSH_S = 1.0
 # select() refuses huge timeouts; waking up now and then to re-check is free.
 _MAX_WAIT_S = 3600.0
 
-Prctl = Callable[[int, int, int, int, int], int]
+if TYPE_CHECKING:  # the supervisor starts on every agent start: keep its imports few
+    from typing import Any, Callable, Dict, List, Optional, Tuple
+
+    Prctl = Callable[[int, int, int, int, int], int]
 
 
 def _load_prctl() -> Optional[Prctl]:
@@ -137,7 +139,6 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-@dataclass
 class _Turn:
     """The running command (and, once ``status`` is set, its leftovers).
 
@@ -147,28 +148,34 @@ class _Turn:
     ``drain_until`` has passed.
     """
 
-    turn: int
-    pid: int
-    started_at: float
-    term_at: float
-    kill_at: float
-    term_sent: bool = False
-    kill_sent: bool = False
-    how: Optional[str] = None
-    reason: Optional[str] = None
-    status: Optional[int] = None
-    drain_until: float = 0.0
+    __slots__ = ("turn", "pid", "started_at", "term_at", "kill_at", "term_sent", "kill_sent",
+                 "how", "reason", "status", "drain_until")
+
+    def __init__(self, turn: int, pid: int, started_at: float, term_at: float, kill_at: float) -> None:
+        self.turn = turn
+        self.pid = pid
+        self.started_at = started_at
+        self.term_at = term_at
+        self.kill_at = kill_at
+        self.term_sent = False
+        self.kill_sent = False
+        self.how: Optional[str] = None
+        self.reason: Optional[str] = None
+        self.status: Optional[int] = None
+        self.drain_until = 0.0
 
 
-@dataclass
 class _Spare:
     """A forked child waiting for a command on ``go_w``. It writes ``+`` to
     ``err_r`` when it has the command, then either execs (the close-on-exec
     pipe ends) or writes ``errno:text`` and exits."""
 
-    pid: int
-    go_w: int
-    err_r: int
+    __slots__ = ("pid", "go_w", "err_r")
+
+    def __init__(self, pid: int, go_w: int, err_r: int) -> None:
+        self.pid = pid
+        self.go_w = go_w
+        self.err_r = err_r
 
 
 class Supervisor:
@@ -340,6 +347,9 @@ class Supervisor:
                                error=f"not started: bad start message ({exc})")
 
     def _start(self, turn: int, argv: List[str], env: Dict[str, str], deadline: float) -> None:
+        """Run ``argv`` if no command is running and its SIGTERM moment is
+        still ahead. Answers with exactly one event: ``started`` or
+        ``spawn_failed``."""
         if not argv:
             self._emit(kind="spawn_failed", turn=turn, exit_code=EXIT_NOT_FOUND, how=None,
                        error="cannot run an empty command")
@@ -402,6 +412,8 @@ class Supervisor:
     # -- signals and children -----------------------------------------------
 
     def _apply_timers(self, now: float) -> None:
+        """Send what is due: SIGTERM to the group at ``term_at``, SIGKILL at
+        ``kill_at``, each at most once."""
         turn = self._turn
         if turn is None or turn.status is not None:
             return

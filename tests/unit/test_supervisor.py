@@ -264,16 +264,16 @@ def test_bad_control_lines_are_ignored(supervisor: Harness) -> None:
 
 
 def test_extend_to_an_earlier_deadline_is_ignored(supervisor: Harness) -> None:
-    deadline = supervisor.start(1, ["sleep", "30"], 0.6)
+    deadline = supervisor.start(1, ["sleep", "30"], 0.4)
     supervisor.next("started")
-    supervisor.send(op="extend", turn=1, deadline=deadline - 0.4)
+    supervisor.send(op="extend", turn=1, deadline=deadline - 0.3)
     exited = supervisor.next("exited")
     assert time.monotonic() >= deadline - GRACE
     assert (exited["how"], exited["exit_code"]) == ("fenced", 128 + signal.SIGTERM)
 
 
 def test_extend_and_stop_for_another_turn_are_ignored(supervisor: Harness) -> None:
-    deadline = supervisor.start(5, ["sleep", "30"], 0.5)
+    deadline = supervisor.start(5, ["sleep", "30"], 0.3)
     supervisor.next("started")
     supervisor.send(op="extend", turn=4, deadline=deadline + 30)
     supervisor.send(op="stop", turn=4, reason="revoked")
@@ -302,7 +302,7 @@ def test_sigterm_to_the_supervisor_stops_the_command(supervisor: Harness) -> Non
 
 
 def test_terminal_and_job_control_signals_do_not_stop_the_fence(supervisor: Harness) -> None:
-    deadline = supervisor.start(1, ["sleep", "30"], 0.5)
+    deadline = supervisor.start(1, ["sleep", "30"], 0.3)
     pid = supervisor.next("started")["pid"]
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTSTP, signal.SIGTTOU, signal.SIGTTIN):
         supervisor.proc.send_signal(sig)
