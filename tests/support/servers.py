@@ -171,33 +171,30 @@ def _container_server() -> CouchServer:
         host = container.get_container_host_ip()
         url = f"http://{host}:{container.get_exposed_port(5984)}"
         server = CouchServer(url, username, password, "container", _stop=container.stop)
-        _wait_answering(server, timeout_s=120.0)
-        for system_db in ("_users", "_replicator"):
-            store = server.store(system_db)
-            try:
-                store.create_database()
-            finally:
-                store.close()
+        _create_system_databases(server, timeout_s=120.0)
         return server
     except BaseException:
         container.stop()
         raise
 
 
-def _wait_answering(server: CouchServer, timeout_s: float) -> None:
+def _create_system_databases(server: CouchServer, timeout_s: float) -> None:
+    """Create _users and _replicator (a fresh single node lacks them), retrying
+    until the server has finished starting or ``timeout_s`` has passed."""
     deadline = time.monotonic() + timeout_s
-    store = server.store("_users", request_timeout_s=2.0)
-    try:
-        while True:
-            try:
-                store.server_info()
-                return
-            except errors.StoreError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-    finally:
-        store.close()
+    for name in ("_users", "_replicator"):
+        store = server.store(name, request_timeout_s=5.0)
+        try:
+            while True:
+                try:
+                    store.create_database()
+                    break
+                except errors.StoreError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+        finally:
+            store.close()
 
 
 def _embedded(devserver: DevServer, session: bool) -> CouchServer:
