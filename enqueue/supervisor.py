@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import json
 import math
 import os
@@ -92,6 +93,9 @@ _NEVER_STOP = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 _PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
 
 _FINAL_FLUSH_S = 1.0
+# A fork just after writing an event delays the agent's wake-up by about the
+# fork's own duration (the scheduler tends to put the woken reader on our CPU).
+_SPARE_DELAY_S = 0.005
 # select() refuses huge timeouts; waking up now and then to re-check is free.
 _MAX_WAIT_S = 3600.0
 
@@ -204,6 +208,7 @@ class Supervisor:
         self._wake_r = -1
         self._wake_w = -1
         self._spare: Optional[_Spare] = None
+        self._spare_due: Optional[float] = None
 
     # -- set-up -------------------------------------------------------------
 
@@ -263,6 +268,9 @@ class Supervisor:
             self._apply_timers(now)
             if self._closing and self._turn is None:
                 break
+            if self._spare_due is not None and now >= self._spare_due:
+                self._spare_due = None
+                self._refill_spare()
             readable = [self._wake_r] + ([self._control] if self._control_open else [])
             writable = [self._events] if self._out and not self._events_broken else []
             ready_r, ready_w, _ = select.select(readable, writable, [], self._timeout(now))
@@ -278,13 +286,13 @@ class Supervisor:
         return 0
 
     def _timeout(self, now: float) -> Optional[float]:
-        """Seconds until the next signal is due, None when nothing is timed."""
+        """Seconds until the next timed action is due, None when none is."""
+        due = [] if self._spare_due is None else [self._spare_due]
         turn = self._turn
-        if turn is None:
-            return None
-        if turn.status is not None:
-            return max(0.0, turn.drain_until - now)
-        due = [t for t, sent in ((turn.term_at, turn.term_sent), (turn.kill_at, turn.kill_sent)) if not sent]
+        if turn is not None and turn.status is not None:
+            due.append(turn.drain_until)
+        elif turn is not None:
+            due += [t for t, sent in ((turn.term_at, turn.term_sent), (turn.kill_at, turn.kill_sent)) if not sent]
         return min(_MAX_WAIT_S, max(0.0, min(due) - now)) if due else None
 
     def _drain_wakeups(self) -> None:
@@ -376,11 +384,11 @@ class Supervisor:
             reason = exc.strerror or str(exc)
             self._emit(kind="spawn_failed", turn=turn, exit_code=code, how=None,
                        error=f"cannot run {argv[0]!r}: {reason}")
-        else:
-            self._turn = _Turn(turn=turn, pid=pid, started_at=started_at,
-                               term_at=deadline - self._grace, kill_at=deadline)
-            self._emit(kind="started", turn=turn, pid=pid)
-        self._refill_spare()
+            self._spare_due = self._now() + _SPARE_DELAY_S
+            return
+        self._turn = _Turn(turn=turn, pid=pid, started_at=started_at,
+                           term_at=deadline - self._grace, kill_at=deadline)
+        self._emit(kind="started", turn=turn, pid=pid)
 
     def _extend(self, turn_number: int, deadline: float) -> None:
         """Move the deadline later, unless the fence is already final."""
@@ -488,6 +496,7 @@ class Supervisor:
         self._emit(kind="exited", turn=turn.turn, pid=turn.pid, exit_code=code, signal=signame,
                    how=turn.how or "exited", reason=turn.reason,
                    duration_s=round(self._now() - turn.started_at, 6))
+        self._spare_due = self._now() + _SPARE_DELAY_S
 
     # -- spawning -----------------------------------------------------------
     #
@@ -495,7 +504,9 @@ class Supervisor:
     # costs over a millisecond (copy-on-write faults). So a spare child is
     # forked ahead of time, does everything but exec (signals, session,
     # parent-death signal), and waits for its argv on a pipe: starting a
-    # command is then one write and one exec.
+    # command is then one write and one exec. The spare is forked only while
+    # no command runs (at start-up and shortly after each turn), so the fork
+    # competes with neither a command's start nor the report of its end.
 
     def _prepare_spare(self) -> _Spare:
         """Fork a spare child that is ready to exec; it exits quietly if its
@@ -509,6 +520,11 @@ class Supervisor:
                 os.close(go_w)
                 os.close(err_r)
                 self._become_command(parent)
+                # Take the copy-on-write faults of decoding a command now,
+                # while idle, rather than on the start path; and let no
+                # garbage collection touch every page before exec.
+                gc.disable()
+                json.loads(json.dumps({"argv": [""], "env": dict(os.environ)}))
                 job = b""
                 while True:
                     chunk = os.read(go_r, 65536)
@@ -553,6 +569,7 @@ class Supervisor:
         succeeded, or raise the OSError that made it fail (the child is then
         reaped). A spare that died before taking the command is replaced once."""
         job = json.dumps({"argv": argv, "env": environment}).encode()
+        self._spare_due = None
         for _attempt in range(2):
             spare, self._spare = self._spare or self._prepare_spare(), None
             report = b""
