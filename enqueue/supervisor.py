@@ -14,10 +14,12 @@ Guarantees
   final: no ``extend`` revives the turn. Deadlines only move forward.
 * A command is never started once its SIGTERM moment has passed.
 * When the command's main process exits, whatever is left of its group is
-  SIGKILLed before ``exited`` is reported.
+  SIGKILLed, and ``exited`` is reported once the group is empty (or, if
+  something in it will not die, ``kill_grace`` later).
 * If the supervisor itself is SIGKILLed, the kernel SIGKILLs the command's
-  main process (Linux ``PR_SET_PDEATHSIG``), and the command cannot
-  outlive it unsupervised.
+  main process (Linux ``PR_SET_PDEATHSIG``); the agent's runner then kills
+  the rest of the group. If the supervisor fails on a bug, it SIGKILLs the
+  group itself before it exits.
 * EOF on the control pipe (the agent is gone), ``shutdown``, or SIGTERM to
   the supervisor stop the command with the grace policy, then the supervisor
   exits. SIGINT, SIGQUIT and SIGHUP are ignored (a terminal sends them to the
@@ -34,7 +36,12 @@ Not guaranteed
   the fence. Processes stuck in uninterruptible sleep die when the kernel
   lets them.
 * A stopped or killed supervisor keeps no deadline; with SIGKILL the command
-  dies at once (no grace), with SIGSTOP nothing can help.
+  dies at once (no grace), with SIGSTOP nothing can help. If agent and
+  supervisor are SIGKILLed together, only the command's main process is
+  killed with them.
+
+Besides the command, the supervisor keeps one idle child while no command
+runs: a fork of itself that has done everything but exec (see spawning).
 
 Protocol (one JSON object per line)
 -----------------------------------
@@ -254,7 +261,19 @@ class Supervisor:
         self._install_signals()
         self._refill_spare()
         self._emit(kind="ready", pid=os.getpid())
+        try:
+            self._serve()
+        except BaseException:
+            # A bug must not leave the command running without its fence.
+            if self._turn is not None:
+                self._killpg(self._turn.pid, signal.SIGKILL)
+            raise
+        self._discard_spare()
+        self._final_flush()
+        return 0
 
+    def _serve(self) -> None:
+        """The loop: returns once closing and no command is left."""
         while True:
             # 1. Children first, so a command that exited on its own just as a
             #    timer fell due is reported as exited, not fenced.
@@ -280,10 +299,6 @@ class Supervisor:
                 self._flush()
             if self._control in ready_r:
                 self._read_control()
-
-        self._discard_spare()
-        self._final_flush()
-        return 0
 
     def _timeout(self, now: float) -> Optional[float]:
         """Seconds until the next timed action is due, None when none is."""
@@ -465,7 +480,8 @@ class Supervisor:
                 _, turn.status = os.waitpid(pid, 0)
                 turn.drain_until = self._now() + self._grace
             elif self._spare is not None and pid == self._spare.pid:
-                _log(f"spare child {pid} died; another is forked when needed")
+                if not self._closing:
+                    _log(f"spare child {pid} died; another is forked when needed")
                 self._discard_spare()
             else:
                 os.waitpid(pid, 0)
