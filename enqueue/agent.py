@@ -1,0 +1,776 @@
+"""The site agent: the loop that wires the store, liveness, election, the
+scheduler, the site's own turns and the command's supervisor.
+
+One thread decides and writes; a watcher thread blocks on the CouchDB
+``_changes`` feed of the shared documents and hands what changed to the
+decision thread through one event queue, together with the supervisor's
+events and signals. The decision thread never sleeps on a fixed poll: it
+waits on that queue until the next thing it must do by the clock (a
+heartbeat, a site turning stale, a retry).
+
+Every write to a shared document is a compare-and-swap on the revision the
+agent last read. A 409 means the agent's view is old: it re-reads that
+document and decides again from scratch.
+
+The command runs only between a successful confirm (``status: running``)
+and the command's end, under a supervisor process that kills it by a
+deadline the agent extends with every acknowledged heartbeat: ``heartbeat_stale
+- heartbeat_delay`` after the heartbeat was sent. The leader takes a running
+turn away only after observing ``heartbeat_stale`` of silence, so the old
+command is dead before a new one can start, even if this agent is frozen or
+killed (as long as the hosts' clocks run at the same rate).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import uuid
+from dataclasses import replace
+from typing import Any, Callable, Mapping
+
+from enqueue import documents as docs
+from enqueue import election, scheduler, turns
+from enqueue.clock import Clock, SystemClock, format_time
+from enqueue.documents import IDLE, LEFT, RUNNING, WAITING, Heartbeat, LeaderDoc, SitesDoc, TurnRecord
+from enqueue.errors import (
+    EXIT_FAILURE,
+    ClusterRefused,
+    Conflict,
+    EnqueueError,
+    StoreError,
+)
+from enqueue.liveness import Liveness
+
+log = logging.getLogger("enqueue.agent")
+
+_MAX_WATCH_S = 60.0
+_RETRY_MIN_S = 0.2
+
+
+class _Stop(Exception):
+    """Raised inside the loop when the agent has finished and must exit."""
+
+
+class Agent:
+    """One site's agent. ``run()`` returns the process exit code."""
+
+    def __init__(
+        self,
+        settings: Any,
+        store: Any,
+        clock: Clock | None = None,
+        runner_factory: Callable[..., Any] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.s = settings
+        self.t = settings.timing
+        self.me: str = settings.site
+        self.store = store
+        self.clock = clock or SystemClock(getattr(settings, "wall_clock_offset_s", 0.0))
+        self.rng = rng or random.Random()
+        self.events: queue.Queue = queue.Queue()
+        self._runner_factory = runner_factory
+        self.runner: Any = None
+
+        self.liveness = Liveness(self.t.heartbeat_stale_s)
+        self.leader: LeaderDoc | None = None
+        self.leader_raw: Mapping[str, Any] | None = None
+        self.invalid_leader_since: float | None = None
+        self.registry: SitesDoc | None = None
+        self.heartbeats: dict[str, Heartbeat | None] = {}
+        self.max_turn_seen = 0
+
+        self.state = WAITING
+        self.instance = uuid.uuid4().hex[:12]
+        self.host = socket.gethostname()
+        self.beat_count = 0
+        self.hb_rev: str | None = None
+        self.hb_message: str | None = None
+        self.last_ack_sent: float | None = None
+        self.next_beat_at = 0.0
+
+        self.my_turn: int | None = None
+        self.turn_started_mono: float | None = None
+        self.turn_started_text: str | None = None
+        self.stop_sent: str | None = None
+        self.pending_finish: tuple[int, int | None, str, str | None] | None = None
+        self.turns_done = 0
+        self.last_exit_code: int | None = None
+
+        self.stopping: int | None = None
+        self.orphans_safe_at = self.clock.monotonic() + self.t.heartbeat_stale_s - self.t.heartbeat_delay_s
+        self.campaign_not_before = 0.0
+        self.retry_at = 0.0
+        self.outage_since: float | None = None
+        self.need_full_read = False
+
+        self._reported: dict[str, str] = {}
+        self.pending_records: list[TurnRecord] = []
+        self._watch_ids: tuple[str, ...] = ()
+        self._since: Any = None
+        self._watch_stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def run(self) -> int:
+        """Register, then take turns until done; always leaves the command stopped."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self._start()
+            return self._loop()
+        finally:
+            self._close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        self.events.put(("signal", signum))
+
+    def _start(self) -> None:
+        # 1. Fail fast, with one clear line, on a server or database we cannot use.
+        self.store.check()
+        copies = self.store.copies()
+        if copies > 1 and not getattr(self.s, "allow_cluster", False):
+            raise ClusterRefused(
+                f"{self.store.describe()} keeps {copies} copies (n={copies}); on a cluster a 409 is no "
+                "compare-and-swap, so two sites could both win a turn. Use a database with n=1 "
+                "(PUT /db?n=1) or see the README's section on clusters"
+            )
+        # 2. The shared documents exist before anybody reads them.
+        self._create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)))
+        self._create_if_absent(docs.render_sites(docs.new_sites_doc(self.s.sites_doc)))
+        # 3. Take the feed position before reading, so no change falls between the two.
+        self._since = self.store.current_seq()
+        self._read_all()
+        self._register()
+        self._beat()
+        self.runner = self._make_runner()
+        self._watcher = threading.Thread(target=self._watch, name="enqueue-watch", daemon=True)
+        self._watcher.start()
+        log.info(
+            "registered as site %s on %s (pid %d), %s",
+            self.me,
+            self.host,
+            os.getpid(),
+            "taking turns until stopped" if self.s.repeat else "waiting for one turn",
+        )
+
+    def _make_runner(self) -> Any:
+        factory = self._runner_factory
+        if factory is None:
+            from enqueue.runner import Runner
+
+            factory = Runner
+        return factory(kill_grace_s=self.t.kill_grace_s, on_event=lambda ev: self.events.put(("runner", ev)))
+
+    def _close(self) -> None:
+        self._watch_stop.set()
+        if self.runner is not None:
+            self.runner.close()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self) -> int:
+        while True:
+            try:
+                for _ in range(50):
+                    if not self._step():
+                        break
+            except _Stop:
+                return self._exit_code()
+            timeout = max(0.0, self._next_wake() - self.clock.monotonic())
+            try:
+                event = self.events.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            self._handle(event)
+            while True:
+                try:
+                    self._handle(self.events.get_nowait())
+                except queue.Empty:
+                    break
+
+    def _exit_code(self) -> int:
+        if self.stopping is not None:
+            return 128 + self.stopping
+        if self.last_exit_code is None:
+            return EXIT_FAILURE
+        return self.last_exit_code
+
+    def _handle(self, event: tuple[str, Any]) -> None:
+        kind, payload = event
+        if kind == "changes":
+            for doc_id, raw in payload.items():
+                self._absorb(doc_id, raw)
+        elif kind == "runner":
+            self._on_runner_event(payload)
+        elif kind == "signal":
+            self._on_stop_signal(payload)
+        elif kind == "watch_error":
+            self._note_outage(payload)
+            self.need_full_read = True
+        elif kind == "watch_ok":
+            self.need_full_read = True
+
+    def _on_stop_signal(self, signum: int) -> None:
+        if self.stopping is None:
+            log.info("stopping on %s", signal.Signals(signum).name)
+        self.stopping = signum
+        if self.my_turn is not None and self.pending_finish is None:
+            self._stop_command("stopped")
+
+    def _next_wake(self) -> float:
+        now = self.clock.monotonic()
+        moments = [self.next_beat_at, now + _MAX_WATCH_S]
+        if self.retry_at > now:
+            moments.append(self.retry_at)
+        if self.campaign_not_before > now:
+            moments.append(self.campaign_not_before)
+        for site in self._known_sites():
+            at = self.liveness.stale_at(site)
+            if at is not None and at > now:
+                moments.append(at)
+        if self.orphans_safe_at > now:
+            moments.append(self.orphans_safe_at)
+        if self.invalid_leader_since is not None:
+            moments.append(self.invalid_leader_since + self.t.heartbeat_stale_s)
+        return min(moments)
+
+    def _step(self) -> bool:
+        """Do the next due thing. True when the view changed and the step should run again."""
+        now = self.clock.monotonic()
+        if now < self.retry_at:
+            if self.stopping is not None and self.my_turn is None and self.pending_finish is None:
+                self._leave()
+            return False
+        try:
+            again = self._step_unguarded(now)
+            if self.outage_since is not None:
+                log.info("database reachable again after %.1f s", now - self.outage_since)
+                self.outage_since = None
+            return again
+        except Conflict:
+            return True
+        except StoreError as exc:
+            self._note_outage(exc)
+            if self.stopping is not None and self.my_turn is None and self.pending_finish is None:
+                self._leave()
+            return False
+
+    def _step_unguarded(self, now: float) -> bool:
+        if now >= self.next_beat_at:
+            self._beat()
+            # The feed is the fast path; one read per heartbeat is the safety net for anything it missed.
+            self.need_full_read = True
+        if self.need_full_read:
+            self._read_all()
+        self._flush_records()
+        # 1. My own turn first: finishing it hands over, which is the fast path.
+        if self.pending_finish is not None:
+            return self._finish()
+        if self.my_turn is not None:
+            reason = turns.lost_reason(self.leader, self.me, self.my_turn)
+            if reason is not None:
+                self._stop_command(reason)
+        elif self.leader is not None and self.leader.running == self.me and self.leader.status == docs.RUNNING:
+            return self._end_orphaned_turn(now)
+        elif self.stopping is None and self.state == WAITING and turns.granted_to_me(self.leader, self.me):
+            if not self._drained():
+                return self._confirm_and_start()
+        # 2. Leadership.
+        if self.leader is None:
+            return self._maybe_repair_leader(now)
+        if self.stopping is None and self.leader.leader != self.me and now >= self.campaign_not_before:
+            if election.vacancy(self.leader, self.heartbeats, self._stale_map(now)) is not None:
+                return self._campaign(now)
+        if self.leader.leader == self.me:
+            if self._lead(now):
+                return True
+        # 3. Done?
+        if self.my_turn is None and self.pending_finish is None:
+            if self.stopping is not None or (not self.s.repeat and self.turns_done > 0):
+                self._leave()
+        return False
+
+    # ------------------------------------------------------------------ reading
+
+    def _known_sites(self) -> set[str]:
+        sites = set(self.registry.sites) if self.registry else set()
+        if self.leader is not None:
+            sites.update(s for s in (self.leader.leader, self.leader.running) if s)
+        return sites
+
+    def _heartbeat_ids(self) -> list[str]:
+        return [docs.heartbeat_id(s) for s in sorted(self._known_sites())]
+
+    def _watched(self) -> tuple[str, ...]:
+        return tuple([self.s.leader_doc, self.s.sites_doc] + self._heartbeat_ids())
+
+    def _read_all(self) -> None:
+        """Read every watched document in one request (again if the registry named new sites)."""
+        for _ in range(3):
+            ids = self._watched()
+            found = self.store.get_many(list(ids))
+            for doc_id in ids:
+                self._absorb(doc_id, found.get(doc_id))
+            if self._watched() == ids:
+                break
+        self.need_full_read = False
+
+    def _absorb(self, doc_id: str, raw: Mapping[str, Any] | None) -> None:
+        """Take one document's current content into the view."""
+        now = self.clock.monotonic()
+        if doc_id == self.s.leader_doc:
+            self._absorb_leader(raw, now)
+        elif doc_id == self.s.sites_doc:
+            parsed, problems = docs.parse_sites(raw, doc_id)
+            self._report(doc_id, raw, problems, parsed is None)
+            self.registry = parsed
+        elif doc_id.startswith(docs.HEARTBEAT_PREFIX):
+            site = doc_id[len(docs.HEARTBEAT_PREFIX) :]
+            hb, problems = docs.parse_heartbeat(raw, site)
+            self._report(doc_id, raw, problems, hb is None and raw is not None)
+            self.heartbeats[site] = hb
+            self.liveness.observe(site, None if raw is None else raw.get("_rev"), now)
+            if site == self.me and raw is not None:
+                self.hb_rev = raw.get("_rev")
+        watched = self._watched()
+        if watched != self._watch_ids:
+            if any(i not in self._watch_ids for i in watched):
+                self.need_full_read = True
+            self._watch_ids = watched
+
+    def _absorb_leader(self, raw: Mapping[str, Any] | None, now: float) -> None:
+        parsed, problems = docs.parse_leader(raw, self.s.leader_doc)
+        self._report(self.s.leader_doc, raw, problems, parsed is None and raw is not None)
+        if parsed is None:
+            if raw is None and self.leader_raw is not None:
+                log.warning("leader doc %s is missing", self.s.leader_doc)
+            old_rev = None if self.leader_raw is None else self.leader_raw.get("_rev")
+            new_rev = None if raw is None else raw.get("_rev")
+            if self.invalid_leader_since is None or old_rev != new_rev:
+                self.invalid_leader_since = now
+        else:
+            self.invalid_leader_since = None
+        self.leader = parsed
+        self.leader_raw = raw
+        if parsed is not None:
+            self.max_turn_seen = max(self.max_turn_seen, parsed.turn)
+
+    def _report(self, doc_id: str, raw: Mapping[str, Any] | None, problems: list[str], invalid: bool) -> None:
+        """Log a document's problems once per revision."""
+        if not problems:
+            return
+        rev = str(raw.get("_rev")) if isinstance(raw, Mapping) else ""
+        if self._reported.get(doc_id) == rev:
+            return
+        self._reported[doc_id] = rev
+        what = "does not parse, treated as invalid" if invalid else "has problems"
+        log.warning("document %s (rev %s) %s: %s", doc_id, rev or "?", what, "; ".join(problems))
+
+    def _stale_map(self, now: float) -> dict[str, bool]:
+        return {s: self.liveness.is_stale(s, now) for s in self._known_sites()}
+
+    def _reread(self, doc_id: str) -> None:
+        self._absorb(doc_id, self.store.get(doc_id))
+
+    # ------------------------------------------------------------------ writing
+
+    def _now_text(self) -> str:
+        return format_time(self.clock.now(), self.s.time_format)
+
+    def _create_if_absent(self, body: dict) -> None:
+        try:
+            self.store.put(body)
+            log.info("created %s", body["_id"])
+        except Conflict:
+            pass
+
+    def _cas_leader(self, new: LeaderDoc) -> bool:
+        """Write ``new`` over the leader doc revision it came from; on 409 re-read and return False."""
+        body = docs.render_leader(new)
+        try:
+            rev = self.store.put(body)
+        except Conflict:
+            self._reread(self.s.leader_doc)
+            return False
+        body["_rev"] = rev
+        self._absorb_leader(body, self.clock.monotonic())
+        return True
+
+    def _register(self) -> None:
+        while self.registry is None or self.me not in self.registry.sites:
+            current = self.registry or docs.new_sites_doc(self.s.sites_doc)
+            entry = {"heartbeat_doc": docs.heartbeat_id(self.me), "drained": False, "added_at": self._now_text()}
+            body = docs.render_sites(current, {self.me: entry})
+            if self.registry is None:
+                raw = self.store.get(self.s.sites_doc)
+                if raw is not None:
+                    # The registry does not parse: keep what it held for the admin, start a clean one.
+                    body = docs.render_sites(docs.new_sites_doc(self.s.sites_doc), {self.me: entry})
+                    body["_rev"] = raw["_rev"]
+                    body["repaired_from"] = {k: v for k, v in raw.items() if not k.startswith("_")}
+                    log.warning("rewrote registry %s, which did not parse; its old content is kept under 'repaired_from'", self.s.sites_doc)
+            try:
+                body["_rev"] = self.store.put(body)
+                self._absorb(self.s.sites_doc, body)
+                log.info("added site %s to the registry", self.me)
+            except Conflict:
+                self._reread(self.s.sites_doc)
+
+    def _beat(self) -> None:
+        """Write my heartbeat; on success, extend my command's deadline from the moment it was sent."""
+        sent = self.clock.monotonic()
+        self.next_beat_at = sent + self.t.heartbeat_delay_s
+        self.beat_count += 1
+        hb = Heartbeat(
+            site=self.me,
+            state=self.state,
+            repeat=bool(self.s.repeat) and self.stopping is None,
+            host=self.host,
+            pid=os.getpid(),
+            instance=self.instance,
+            beat=self.beat_count,
+            time=self._now_text(),
+            turn=self.my_turn,
+            message=self.hb_message,
+            rev=self.hb_rev,
+        )
+        body = docs.render_heartbeat(hb, {"last_exit_code": self.last_exit_code, "turns_done": self.turns_done})
+        for _ in range(3):
+            try:
+                body["_rev"] = self.store.put(body)
+                break
+            except Conflict:
+                # Only I write this document; an admin's edit or my previous run's is overwritten.
+                current = self.store.get(docs.heartbeat_id(self.me))
+                if current is None:
+                    body.pop("_rev", None)
+                else:
+                    body["_rev"] = current["_rev"]
+        else:
+            raise Conflict(f"heartbeat {docs.heartbeat_id(self.me)} keeps changing under this agent")
+        self.hb_rev = body["_rev"]
+        self.last_ack_sent = sent
+        self.heartbeats[self.me] = replace(hb, rev=self.hb_rev)
+        self.liveness.observe(self.me, self.hb_rev, self.clock.monotonic())
+        if self.runner is not None and self.my_turn is not None:
+            self.runner.extend(self._deadline())
+
+    def _deadline(self) -> float:
+        """When my command must be dead unless another heartbeat is acknowledged."""
+        assert self.last_ack_sent is not None
+        return self.last_ack_sent + self.t.heartbeat_stale_s - self.t.heartbeat_delay_s
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self._beat()
+
+    # ------------------------------------------------------------------ my turn
+
+    def _confirm_and_start(self) -> bool:
+        assert self.leader is not None
+        turn = self.leader.turn
+        # A command started now must have a deadline well ahead; beat first if the last one is old.
+        if self._deadline() - self.clock.monotonic() < self.t.kill_grace_s + self.t.heartbeat_delay_s / 2:
+            self._beat()
+        if not self._cas_leader(turns.confirm(self.leader, self.me, self._now_text())):
+            return True
+        self.my_turn = turn
+        self.stop_sent = None
+        self.turn_started_mono = self.clock.monotonic()
+        self.turn_started_text = self.leader.started_at
+        self.state = RUNNING
+        env = {
+            "ENQUEUE_SITE": self.me,
+            "ENQUEUE_TURN": str(turn),
+            "ENQUEUE_LEADER": self.leader.leader or "",
+        }
+        self.runner.start(turn, list(self.s.command), env, self._deadline())
+        log.info("started turn %d: %s", turn, " ".join(self.s.command))
+        self._beat()
+        return False
+
+    def _drained(self) -> bool:
+        entry = self.registry.sites.get(self.me) if self.registry else None
+        return entry is not None and entry.drained
+
+    def _end_orphaned_turn(self, now: float) -> bool:
+        """End a turn the leader doc says I run, though this agent never started it.
+
+        That is a previous agent of this site that crashed mid-turn, or a
+        confirm whose reply was lost. Its command may still be alive under
+        its old lease, which ran out at the latest ``heartbeat_stale -
+        heartbeat_delay`` after this agent started; only then is it safe to
+        mark the turn done and let the next one begin.
+        """
+        if now < self.orphans_safe_at:
+            return False
+        assert self.leader is not None
+        turn = self.leader.turn
+        new, nxt = turns.finish(self.leader, self.me, None, "abandoned", bool(self.s.repeat), self._now_text())
+        if not self._cas_leader(new):
+            return True
+        log.warning("ended turn %d, which an earlier agent of this site left running", turn)
+        if nxt is not None:
+            log.info("granted %s turn %d", nxt, turn + 1)
+        self._record(TurnRecord(turn=turn, site=self.me, how="abandoned", host=self.host, ended_at=self._now_text(),
+                                note="an earlier agent of this site stopped without ending its turn"))
+        return True
+
+    def _stop_command(self, reason: str) -> None:
+        if self.stop_sent == reason or self.my_turn is None:
+            return
+        self.stop_sent = reason
+        if reason == "revoked":
+            log.error("turn %d is no longer mine: stopping the command now", self.my_turn)
+        else:
+            log.info("stopping the command of turn %d (%s)", self.my_turn, reason)
+        self.runner.stop(reason)
+
+    def _on_runner_event(self, ev: Any) -> None:
+        if ev.kind == "started":
+            return
+        if ev.kind in ("exited", "spawn_failed"):
+            if ev.turn != self.my_turn:
+                return
+            how = ev.how or "exited"
+            if how == "stopped" and self.stop_sent:
+                how = self.stop_sent
+            if ev.kind == "spawn_failed":
+                how = "failed to start"
+                log.error("turn %d: %s", ev.turn, ev.error)
+            self.pending_finish = (ev.turn, ev.exit_code, how, ev.error)
+        elif ev.kind == "supervisor_died":
+            log.error("the command supervisor died: %s", ev.error or "no reason given")
+            if self.my_turn is not None and self.pending_finish is None:
+                self.pending_finish = (self.my_turn, None, "supervisor died", ev.error)
+            self.runner = self._make_runner()
+
+    def _finish(self) -> bool:
+        """Record my ended turn: done (and the next turn passed on) if it is still mine."""
+        assert self.pending_finish is not None
+        turn, code, how, error = self.pending_finish
+        duration = self.clock.monotonic() - (self.turn_started_mono or self.clock.monotonic())
+        if turns.still_mine(self.leader, self.me, turn):
+            repeat = bool(self.s.repeat) and self.stopping is None
+            new, nxt = turns.finish(self.leader, self.me, code, how, repeat, self._now_text())
+            if not self._cas_leader(new):
+                return True
+            log.info("finished turn %d: %s, exit code %s, %.3f s", turn, how, code, duration)
+            if nxt is not None:
+                log.info("granted %s turn %d", nxt, turn + 1)
+            note = error
+        else:
+            how = f"{how} after revocation"
+            note = "the turn was taken away before the command ended; " + (error or "")
+            log.error("turn %d was taken away while its command ran (%s, exit code %s)", turn, how, code)
+            self.hb_message = f"turn {turn} was revoked while running"
+        self.pending_finish = None
+        self.my_turn = None
+        self.turns_done += 1
+        self.last_exit_code = code
+        self._record(
+            TurnRecord(
+                turn=turn,
+                site=self.me,
+                how=how,
+                exit_code=code,
+                host=self.host,
+                leader=self.leader.leader if self.leader else None,
+                started_at=self.turn_started_text,
+                ended_at=self._now_text(),
+                duration_s=duration,
+                note=note,
+            )
+        )
+        self._set_state(WAITING if self.s.repeat and self.stopping is None else IDLE)
+        return True
+
+    def _record(self, rec: TurnRecord) -> None:
+        """Queue a turn record; it is written now or, if the database is away, when it is back."""
+        self.pending_records.append(rec)
+        self._flush_records()
+
+    def _flush_records(self) -> None:
+        while self.pending_records:
+            self._write_record(self.pending_records[0])
+            self.pending_records.pop(0)
+
+    def _write_record(self, rec: TurnRecord) -> None:
+        """Write a turn record once; if another writer got there first, add my report to it."""
+        body = docs.render_turn_record(rec)
+        try:
+            self.store.put(body)
+            return
+        except Conflict:
+            pass
+        existing = self.store.get(body["_id"])
+        if existing is None:
+            return
+        existing["runner_report"] = {k: body[k] for k in ("site", "how", "exit_code", "ended_at", "duration_s")}
+        try:
+            self.store.put(existing)
+        except Conflict:
+            log.warning("could not add this site's report to turn record %s", body["_id"])
+
+    # ------------------------------------------------------------------ leadership
+
+    def _campaign(self, now: float) -> bool:
+        assert self.leader is not None
+        # A cached view may lag: look at the leader's heartbeat itself before calling it stale.
+        if self.leader.leader is not None:
+            self._reread(docs.heartbeat_id(self.leader.leader))
+            self._reread(self.s.leader_doc)
+            if self.leader is None or election.vacancy(self.leader, self.heartbeats, self._stale_map(now)) is None:
+                return True
+        why = election.vacancy(self.leader, self.heartbeats, self._stale_map(now))
+        if self._cas_leader(election.claim(self.leader, self.me, self._now_text())):
+            log.info("elected leader (term %d): %s", self.leader.leader_term, why)
+            return True
+        self.campaign_not_before = now + election.conflict_wait(self.t.conflict_delay_s, self.rng)
+        return True
+
+    def _lead(self, now: float) -> bool:
+        assert self.leader is not None and self.registry is not None
+        p = scheduler.plan(self.leader, self.registry.sites, self.heartbeats, self._stale_map(now), self.me, self._now_text())
+        if p is None:
+            return False
+        if p.revoked_running:
+            # Taking a running turn away rests on silence: confirm it on a fresh read.
+            before = self.liveness.rev(p.revoked_site)
+            self._reread(docs.heartbeat_id(p.revoked_site))
+            if self.liveness.rev(p.revoked_site) != before:
+                return True
+        if not self._cas_leader(p.doc):
+            return True
+        log.info("%s", p.reason)
+        if p.revoked_site is not None:
+            self._record(
+                TurnRecord(
+                    turn=p.revoked_turn,
+                    site=p.revoked_site,
+                    how="revoked" if p.revoked_running else "not started",
+                    leader=self.me,
+                    ended_at=self._now_text(),
+                    note=p.reason,
+                )
+            )
+        return True
+
+    def _maybe_repair_leader(self, now: float) -> bool:
+        """Rewrite a leader doc that does not parse, once it has been so for ``heartbeat_stale``.
+
+        Waiting that long means every command started under the old content
+        is dead (its site saw the garbage and stopped it, or its deadline
+        passed), so the repaired doc may start fresh with a higher turn.
+        """
+        raw = self.leader_raw or {}
+        if self.invalid_leader_since is None or self.stopping is not None:
+            return False
+        if now - self.invalid_leader_since < self.t.heartbeat_stale_s:
+            return False
+        known = self.max_turn_seen
+        for rec in self.store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
+            parsed, _ = docs.parse_turn_record(rec)
+            if parsed is not None:
+                known = max(known, parsed.turn)
+        fresh = replace(
+            docs.new_leader_doc(self.s.leader_doc),
+            rev=raw.get("_rev"),
+            leader=self.me,
+            turn=known,
+            last_how="repaired",
+            updated_by=self.me,
+            updated_at=self._now_text(),
+            raw={"repaired_from": {k: v for k, v in raw.items() if not k.startswith("_")}},
+        )
+        if self._cas_leader(fresh):
+            log.warning(
+                "rewrote leader doc %s, which was missing or did not parse, at turn %d; old content kept under 'repaired_from'",
+                self.s.leader_doc,
+                known,
+            )
+        return True
+
+    # ------------------------------------------------------------------ leaving
+
+    def _leave(self) -> None:
+        """Step down, say ``left``, and end the loop. Each write is tried once: we are going."""
+        try:
+            if self.leader is not None:
+                new = election.resign(self.leader, self.me, self._now_text())
+                if new is not None and not self._cas_leader(new):
+                    new = election.resign(self.leader, self.me, self._now_text()) if self.leader else None
+                    if new is not None:
+                        self._cas_leader(new)
+                if new is not None:
+                    log.info("stepped down as leader")
+            self.state = LEFT
+            self._beat()
+            log.info("left")
+        except EnqueueError as exc:
+            log.warning("could not say goodbye cleanly: %s", exc)
+        raise _Stop()
+
+    def _note_outage(self, exc: Exception) -> None:
+        now = self.clock.monotonic()
+        if self.outage_since is None:
+            self.outage_since = now
+            log.warning("%s; retrying", exc)
+        self.need_full_read = True
+        self.retry_at = now + max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0))
+
+    # ------------------------------------------------------------------ watching
+
+    def _watch(self) -> None:
+        """Block on the changes feed of the watched documents; hand changes to the decision thread."""
+        since = self._since
+        failing = False
+        timeout = min(self.t.heartbeat_delay_s, _MAX_WATCH_S)
+        while not self._watch_stop.is_set():
+            try:
+                batch = self.store.wait_changes(list(self._watch_ids), since, timeout)
+            except StoreError as exc:
+                if not failing:
+                    self.events.put(("watch_error", exc))
+                failing = True
+                self._watch_stop.wait(max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0)))
+                continue
+            if failing:
+                failing = False
+                self.events.put(("watch_ok", None))
+            since = batch.last_seq
+            if batch.docs:
+                self.events.put(("changes", batch.docs))
+
+
+def open_store(connection: Any) -> Any:
+    """A store on the configured database (the CouchDB client stays behind enqueue.store)."""
+    from enqueue.store import Store
+
+    return Store(
+        connection.url,
+        connection.database,
+        username=connection.username,
+        password=connection.password,
+        ca_file=connection.ca_file,
+        request_timeout_s=connection.request_timeout_s,
+    )
+
+
+def run_agent(settings: Any) -> int:
+    """Run a site's agent until it is done; returns the exit code (errors raise EnqueueError)."""
+    store = open_store(settings.connection)
+    try:
+        return Agent(settings, store).run()
+    finally:
+        store.close()

@@ -1,0 +1,160 @@
+"""Several agent processes against the real server, with short timings.
+
+Every test ends by checking the commands' own history: no two ever ran at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import psutil
+import pytest
+
+from enqueue import documents as docs
+from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+
+
+@pytest.fixture
+def sites(config_file, tmp_path):
+    s = Sites(config=config_file, workdir=tmp_path)
+    yield s
+    s.stop_all()
+
+
+def leader_doc(database) -> docs.LeaderDoc:
+    parsed, _ = docs.parse_leader(database.store.get("enqueue_leader"), "enqueue_leader")
+    assert parsed is not None
+    return parsed
+
+
+def assert_alphabetical(order: list[str], names: list[str]) -> None:
+    """Each turn goes to the next site after the previous one, alphabetically, wrapping around."""
+    ring = sorted(names)
+    for prev, nxt in zip(order, order[1:]):
+        assert nxt == ring[(ring.index(prev) + 1) % len(ring)], order
+
+
+def no_overlap(sites: Sites) -> None:
+    report = sites.report()
+    assert report.overlaps == [], report.overlaps
+
+
+def test_three_sites_take_turns_alphabetically(sites):
+    for name in ("charlie", "alpha", "bravo"):
+        sites.start(name, sleep_s=0.1)
+    report = sites.wait_runs(12)
+    assert_alphabetical(report.order[-7:], ["alpha", "bravo", "charlie"])
+    no_overlap(sites)
+
+
+def test_a_joining_site_takes_its_alphabetical_place_and_a_leaving_one_is_skipped(sites, database):
+    for name in ("alpha", "charlie"):
+        sites.start(name, sleep_s=0.1)
+    sites.wait_runs(2)
+    sites.start("bravo", sleep_s=0.1)
+    wait_until("bravo's first turn", lambda: "bravo" in sites.report().order)
+    after = len(sites.report().runs)
+    report = sites.wait_runs(after + 6)
+    assert_alphabetical(report.order[after:], ["alpha", "bravo", "charlie"])
+
+    sites.agents["bravo"].signal(signal.SIGTERM)
+    assert sites.agents["bravo"].wait() == 128 + signal.SIGTERM
+    hb, _ = docs.parse_heartbeat(database.store.get(docs.heartbeat_id("bravo")), "bravo")
+    assert hb is not None and hb.state == docs.LEFT
+    left_at = len(sites.report().runs)
+    report = sites.wait_runs(left_at + 4, timeout_s=STALE_S * 2)
+    assert "bravo" not in report.order[left_at + 1:]
+    no_overlap(sites)
+
+
+def test_a_new_leader_takes_over_within_stale_plus_a_delay_after_the_leader_is_killed(sites, database):
+    for name in ("alpha", "bravo", "charlie"):
+        sites.start(name, sleep_s=0.1)
+    sites.wait_runs(3)
+    old = leader_doc(database).leader
+    assert old is not None
+    sites.agents[old].signal(signal.SIGKILL)
+    sites.agents[old].wait()
+    killed = time.monotonic()
+    wait_until("a new leader", lambda: leader_doc(database).leader not in (None, old), timeout_s=STALE_S + 3 * DELAY_S + 2)
+    took = time.monotonic() - killed
+    assert took <= STALE_S + DELAY_S + 1.0, f"new leader after {took:.2f} s"
+    before = len(sites.report().runs)
+    report = sites.wait_runs(before + 4, timeout_s=30)
+    assert set(report.order[before:]) <= {"alpha", "bravo", "charlie"} - {old}
+    no_overlap(sites)
+
+
+def test_a_killed_runner_command_dies_with_its_lease_and_the_next_starts_after_stale(sites, database):
+    sites.start("alpha", sleep_s=30)
+    sites.start("bravo", sleep_s=0.1)
+    wait_until("alpha running", lambda: any(r.site == "alpha" for r in sites.report().runs))
+    run = next(r for r in sites.report().runs if r.site == "alpha")
+    sites.agents["alpha"].signal(signal.SIGKILL)
+    sites.agents["alpha"].wait()
+    wait_until("alpha's command gone", lambda: not psutil.pid_exists(run.pid) or
+               psutil.Process(run.pid).status() == psutil.STATUS_ZOMBIE, timeout_s=STALE_S)
+    report = wait_until("bravo's turn", lambda: (lambda r: r if "bravo" in r.order else None)(sites.report()))
+    bravo = next(r for r in report.runs if r.site == "bravo")
+    assert bravo.start_ns > run.start_ns
+    no_overlap(sites)
+
+
+def test_a_frozen_runner_is_fenced_before_the_next_starts_and_then_waits_again(sites, database):
+    alpha = sites.start("alpha", sleep_s=30)
+    sites.start("bravo", sleep_s=0.1)
+    wait_until("alpha running", lambda: any(r.site == "alpha" for r in sites.report().runs))
+    first = next(r for r in sites.report().runs if r.site == "alpha")
+    alpha.signal(signal.SIGSTOP)
+    try:
+        report = wait_until("bravo's turn", lambda: (lambda r: r if "bravo" in r.order else None)(sites.report()),
+                            timeout_s=STALE_S * 4)
+    finally:
+        alpha.signal(signal.SIGCONT)
+    fenced = next(r for r in report.runs if r.pid == first.pid)
+    bravo = next(r for r in report.runs if r.site == "bravo")
+    assert fenced.end_ns is not None and fenced.end_ns <= bravo.start_ns
+    wait_until("alpha noticing it lost its turn", lambda: "no longer mine" in alpha.log()
+               or "taken away" in alpha.log(), timeout_s=STALE_S * 2)
+    wait_until("alpha taking a turn again", lambda: sites.report().order.count("alpha") >= 2, timeout_s=30)
+    no_overlap(sites)
+
+
+def test_a_wall_clock_hours_off_changes_nothing(sites):
+    sites.start("alpha", sleep_s=0.1, extra=["--wall-clock-offset", str(-5 * 3600)])
+    sites.start("bravo", sleep_s=0.1, extra=["--wall-clock-offset", str(7 * 3600)])
+    sites.start("charlie", sleep_s=0.1)
+    report = sites.wait_runs(12)
+    assert_alphabetical(report.order[-7:], ["alpha", "bravo", "charlie"])
+    no_overlap(sites)
+
+
+def test_twenty_agents_started_at_once_elect_one_leader_and_never_overlap(sites, database):
+    names = [f"site{i:02d}" for i in range(20)]
+    for name in names:
+        sites.start(name, sleep_s=0.05)
+    report = sites.wait_runs(25, timeout_s=60)
+    doc = leader_doc(database)
+    assert doc.leader in names
+    assert doc.leader_term == 1, "more than one site won an election"
+    no_overlap(sites)
+    assert len(report.runs) >= 25
+
+
+def test_run_once_returns_the_command_exit_code(sites):
+    agent = sites.start("alpha", repeat=False,
+                        command=[sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--exit", "7"])
+    assert agent.wait() == 7
+    assert sites.report().order == ["alpha"]
+
+
+def test_a_missing_command_gives_a_clear_error_and_releases_the_turn(sites, database):
+    agent = sites.start("alpha", repeat=False, command=["no-such-command-enqueue-test"])
+    assert agent.wait() == 127
+    assert "no-such-command-enqueue-test" in agent.log()
+    doc = leader_doc(database)
+    assert doc.status == docs.DONE and doc.last_exit_code == 127
+    sites.start("bravo", sleep_s=0.1)
+    sites.wait_runs(1)
