@@ -50,6 +50,8 @@ from enqueue.liveness import Liveness
 log = logging.getLogger("enqueue.agent")
 
 _MAX_WATCH_S = 60.0
+_FEED_HEARTBEAT_S = 1.0
+_RECORD_DEFER_S = 0.05
 _RETRY_MIN_S = 0.2
 
 
@@ -112,6 +114,8 @@ class Agent:
 
         self._reported: dict[str, str] = {}
         self.pending_records: list[TurnRecord] = []
+        self._generations: dict[str, int] = {}
+        self.records_due_at = 0.0
         self._watch_ids: tuple[str, ...] = ()
         self._since: Any = None
         self._watch_stop = threading.Event()
@@ -207,8 +211,9 @@ class Agent:
     def _handle(self, event: tuple[str, Any]) -> None:
         kind, payload = event
         if kind == "changes":
+            log.debug("changed: %s", ", ".join(payload))
             for doc_id, raw in payload.items():
-                self._absorb(doc_id, raw)
+                self._absorb(doc_id, raw, from_feed=True)
         elif kind == "runner":
             self._on_runner_event(payload)
         elif kind == "signal":
@@ -237,6 +242,8 @@ class Agent:
             at = self.liveness.stale_at(site)
             if at is not None and at > now:
                 moments.append(at)
+        if self.pending_records:
+            moments.append(self.records_due_at)
         if self.orphans_safe_at > now:
             moments.append(self.orphans_safe_at)
         if self.invalid_leader_since is not None:
@@ -324,8 +331,26 @@ class Agent:
                 break
         self.need_full_read = False
 
-    def _absorb(self, doc_id: str, raw: Mapping[str, Any] | None) -> None:
-        """Take one document's current content into the view."""
+    def _newer(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool = False) -> bool:
+        """Whether to take ``raw`` in; if so it becomes the latest known revision.
+
+        The feed delivers my own writes back after I have already taken them
+        in; an old revision from the feed would overwrite the view (and look
+        like a lost turn, or a conflict waiting to happen), so it is dropped.
+        A read answers with the current state and is always taken.
+        """
+        gen = _generation(raw)
+        if gen is None:
+            return True
+        if from_feed and gen < self._generations.get(doc_id, 0):
+            return False
+        self._generations[doc_id] = gen
+        return True
+
+    def _absorb(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool = False) -> None:
+        """Take one document's current content into the view (a feed's stale news excepted)."""
+        if not self._newer(doc_id, raw, from_feed=from_feed):
+            return
         now = self.clock.monotonic()
         if doc_id == self.s.leader_doc:
             self._absorb_leader(raw, now)
@@ -402,7 +427,7 @@ class Agent:
             self._reread(self.s.leader_doc)
             return False
         body["_rev"] = rev
-        self._absorb_leader(body, self.clock.monotonic())
+        self._absorb(self.s.leader_doc, body)
         return True
 
     def _register(self) -> None:
@@ -458,6 +483,7 @@ class Agent:
         else:
             raise Conflict(f"heartbeat {docs.heartbeat_id(self.me)} keeps changing under this agent")
         self.hb_rev = body["_rev"]
+        self._newer(docs.heartbeat_id(self.me), body)
         self.last_ack_sent = sent
         self.heartbeats[self.me] = replace(hb, rev=self.hb_rev)
         self.liveness.observe(self.me, self.hb_rev, self.clock.monotonic())
@@ -470,8 +496,18 @@ class Agent:
         return self.last_ack_sent + self.t.heartbeat_stale_s - self.t.heartbeat_delay_s
 
     def _set_state(self, state: str) -> None:
-        if state != self.state:
-            self.state = state
+        """Change what I say I want; write it at once only when the leader must know now.
+
+        Between running and waiting with --repeat, a site wants turns all the
+        same, so the next regular heartbeat carries the change: an extra write
+        in the middle of a handoff would only slow the handoff down.
+        """
+        if state == self.state:
+            return
+        repeat = bool(self.s.repeat) and self.stopping is None
+        before = Heartbeat(self.me, state=self.state, repeat=repeat).wants_turn
+        self.state = state
+        if state in (IDLE, LEFT) or Heartbeat(self.me, state=state, repeat=repeat).wants_turn != before:
             self._beat()
 
     # ------------------------------------------------------------------ my turn
@@ -479,16 +515,17 @@ class Agent:
     def _confirm_and_start(self) -> bool:
         assert self.leader is not None
         turn = self.leader.turn
-        # A command started now must have a deadline well ahead; beat first if the last one is old.
-        if self._deadline() - self.clock.monotonic() < self.t.kill_grace_s + self.t.heartbeat_delay_s / 2:
+        # A command started now must not be stopped at once: beat first if the lease is nearly out.
+        if self._deadline() - self.clock.monotonic() <= self.t.kill_grace_s:
             self._beat()
         if not self._cas_leader(turns.confirm(self.leader, self.me, self._now_text())):
+            log.debug("confirm of turn %d lost a race", turn)
             return True
+        log.debug("confirmed turn %d", turn)
         self.my_turn = turn
         self.stop_sent = None
         self.turn_started_mono = self.clock.monotonic()
         self.turn_started_text = self.leader.started_at
-        self.state = RUNNING
         env = {
             "ENQUEUE_SITE": self.me,
             "ENQUEUE_TURN": str(turn),
@@ -496,7 +533,7 @@ class Agent:
         }
         self.runner.start(turn, list(self.s.command), env, self._deadline())
         log.info("started turn %d: %s", turn, " ".join(self.s.command))
-        self._beat()
+        self._set_state(RUNNING)
         return False
 
     def _drained(self) -> bool:
@@ -540,6 +577,7 @@ class Agent:
         if ev.kind == "started":
             return
         if ev.kind in ("exited", "spawn_failed"):
+            log.debug("command of turn %s ended: %s", ev.turn, ev.how)
             if ev.turn != self.my_turn:
                 return
             how = ev.how or "exited"
@@ -596,11 +634,17 @@ class Agent:
         return True
 
     def _record(self, rec: TurnRecord) -> None:
-        """Queue a turn record; it is written now or, if the database is away, when it is back."""
+        """Queue a turn record, written moments later (or, if the database is away, when it is back).
+
+        The short deferral keeps the write out of the handoff: the next
+        site's confirm would otherwise queue behind it at the server.
+        """
         self.pending_records.append(rec)
-        self._flush_records()
+        self.records_due_at = self.clock.monotonic() + _RECORD_DEFER_S
 
     def _flush_records(self) -> None:
+        if self.clock.monotonic() < self.records_due_at and self.stopping is None:
+            return
         while self.pending_records:
             self._write_record(self.pending_records[0])
             self.pending_records.pop(0)
@@ -706,6 +750,11 @@ class Agent:
     def _leave(self) -> None:
         """Step down, say ``left``, and end the loop. Each write is tried once: we are going."""
         try:
+            self.records_due_at = 0.0
+            self._flush_records()
+        except EnqueueError as exc:
+            log.error("could not write %d turn record(s): %s", len(self.pending_records), exc)
+        try:
             if self.leader is not None:
                 new = election.resign(self.leader, self.me, self._now_text())
                 if new is not None and not self._cas_leader(new):
@@ -732,25 +781,42 @@ class Agent:
     # ------------------------------------------------------------------ watching
 
     def _watch(self) -> None:
-        """Block on the changes feed of the watched documents; hand changes to the decision thread."""
+        """Follow the changes feed of the watched documents; hand changes to the decision thread.
+
+        One continuous request carries every change; it is re-opened when
+        the set of watched documents changes (noticed at the server's next
+        heartbeat at the latest; the full read that a new site triggers
+        covers that moment) or when the connection fails.
+        """
         since = self._since
         failing = False
-        timeout = min(self.t.heartbeat_delay_s, _MAX_WATCH_S)
+        heartbeat_s = min(self.t.heartbeat_delay_s, _FEED_HEARTBEAT_S)
         while not self._watch_stop.is_set():
+            ids = self._watch_ids
             try:
-                batch = self.store.wait_changes(list(self._watch_ids), since, timeout)
+                for batch in self.store.follow_changes(ids, since, heartbeat_s=heartbeat_s):
+                    if failing:
+                        failing = False
+                        self.events.put(("watch_ok", None))
+                    since = batch.last_seq
+                    if batch.docs:
+                        self.events.put(("changes", batch.docs))
+                    if self._watch_stop.is_set() or self._watch_ids != ids:
+                        break
             except StoreError as exc:
                 if not failing:
                     self.events.put(("watch_error", exc))
                 failing = True
                 self._watch_stop.wait(max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0)))
-                continue
-            if failing:
-                failing = False
-                self.events.put(("watch_ok", None))
-            since = batch.last_seq
-            if batch.docs:
-                self.events.put(("changes", batch.docs))
+
+
+def _generation(raw: Mapping[str, Any] | None) -> int | None:
+    """The generation of a document revision ("7-ab12..." -> 7); None when unknown."""
+    rev = raw.get("_rev") if isinstance(raw, Mapping) else None
+    try:
+        return int(str(rev).split("-", 1)[0])
+    except ValueError:
+        return None
 
 
 def open_store(connection: Any) -> Any:

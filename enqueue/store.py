@@ -36,7 +36,7 @@ import threading
 import urllib.parse
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import couchdb.http
 
@@ -622,6 +622,72 @@ class Store:
             return ChangeBatch({}, since)
         answer = self._decode(raw, "wait for changes")
         return self._batch_from(answer, set(watched), since)
+
+    def follow_changes(self, doc_ids: Iterable[str], since: Any, *, heartbeat_s: float) -> Iterator[ChangeBatch]:
+        """Follow the continuous ``_changes`` feed of ``doc_ids`` from ``since``.
+
+        Yields one batch per change as soon as the server sends it, and an
+        empty batch (carrying the last position) at every server heartbeat,
+        at most ``heartbeat_s`` apart, so the caller can stop or subscribe
+        again with other ids. One request serves any number of changes: a
+        handoff costs no new request to keep watching. Silence longer than
+        ``heartbeat_s`` plus the request timeout raises Unreachable. Closing
+        the generator closes its connection.
+        """
+        watched = list(dict.fromkeys(doc_ids))
+        if not watched:
+            raise ValueError("follow_changes needs at least one document id")
+        url = self._with_query(
+            f"{self._db_url}/_changes",
+            feed="continuous",
+            heartbeat=max(1, int(heartbeat_s * 1000)),
+            filter="_doc_ids",
+            doc_ids=json.dumps(watched),
+            include_docs=True,
+            since=since,
+        )
+        what = "follow changes"
+        pool = self._changes_pool
+        silence_s = heartbeat_s + self._timeout_s
+        pool.set_thread_timeout(silence_s)
+        data = None
+        try:
+            try:
+                _status, _headers, data = self._changes_session.request("GET", url, credentials=self._credentials)
+            finally:
+                pool.set_thread_timeout(None)
+            if not isinstance(data, couchdb.http.ResponseBody):
+                return
+            resp, conn = data.resp, data.conn
+            wanted = set(watched)
+            seq = since
+            while True:
+                if conn is not None and conn.sock is not None:
+                    conn.sock.settimeout(silence_s)
+                line = resp.readline()
+                if not line:
+                    return
+                if not line.strip():
+                    yield ChangeBatch({}, seq)
+                    continue
+                change = self._decode(line, what)
+                if not isinstance(change, dict) or "last_seq" in change:
+                    return
+                seq = change.get("seq", seq)
+                batch = self._batch_from({"results": [change], "last_seq": seq}, wanted, seq)
+                if batch.docs:
+                    yield batch
+        except couchdb.http.HTTPError as exc:
+            raise self._http_error(exc, what, None) from None
+        except _CLIENT_FAILURES as exc:
+            raise self._transport_error(exc, what, pool) from None
+        finally:
+            if isinstance(data, couchdb.http.ResponseBody):
+                # A continuous response is never read to its end: never hand its connection back.
+                data.resp.close()
+                if data.conn is not None:
+                    data.conn.close()
+                data.conn = None
 
     def _read_poll_body(self, data: Any, poll_end: float) -> Optional[bytes]:
         """Read a changes answer; None when the server stayed silent past the poll's end.
