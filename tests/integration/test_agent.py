@@ -164,3 +164,31 @@ def test_a_missing_command_gives_a_clear_error_and_releases_the_turn(sites, data
     assert doc.status == docs.DONE and doc.last_exit_code == 127
     sites.start("bravo", sleep_s=0.1)
     sites.wait_runs(1)
+
+
+def test_a_turn_spanning_a_server_restart_completes_and_is_recorded(disk_server, tmp_path):
+    from tests.support import servers
+
+    db = servers.create_database(disk_server)
+    try:
+        s = Sites(config=db.config_file(tmp_path / "config"), workdir=tmp_path)
+        try:
+            s.start("alpha", sleep_s=1.5)
+            first = wait_until("a command running", lambda: next(iter(s.report().runs), None))
+            disk_server.restart()
+            restarted_ns = time.time_ns()
+            s.start("bravo", sleep_s=0.1)
+            # The command that ran across the restart ends normally and its turn is recorded.
+            wait_until(f"turn {first.turn} recorded", lambda: db.store.get(docs.turn_record_id(int(first.turn))),
+                       timeout_s=20)
+            record, _ = docs.parse_turn_record(db.store.get(docs.turn_record_id(int(first.turn))))
+            assert record is not None and record.site == "alpha" and record.how == "exited"
+            ended = next(r for r in s.report().runs if r.pid == first.pid)
+            assert ended.end_ns is not None and ended.end_ns > restarted_ns, "the restart did not fall inside the turn"
+            before = len(s.report().runs)
+            s.wait_runs(before + 2, timeout_s=30)
+            assert s.report().overlaps == []
+        finally:
+            s.stop_all()
+    finally:
+        db.drop()
