@@ -11,6 +11,7 @@ The file is INI and may be shared with other tools. Two sections are ours::
     request_timeout (10 s)          time_format       (%Y-%m-%d %H:%M:%S)
                                     leader_doc        (enqueue_leader)
                                     sites_doc         (enqueue_sites)
+                                    allow_cluster     (false)
 
 Durations follow ``enqueue.durations``: a bare number is minutes. Other
 sections, ``[DEFAULT]`` included, are ignored; an unknown key inside one of
@@ -72,7 +73,7 @@ ENQUEUE_SECTION = "enqueue"
 COUCHDB_KEYS = ("url", "database", "username", "password", "password_file", "ca_file", "request_timeout")
 ENQUEUE_KEYS = (
     "heartbeat_delay", "heartbeat_stale", "conflict_delay", "kill_grace",
-    "repeat", "time_format", "leader_doc", "sites_doc",
+    "repeat", "time_format", "leader_doc", "sites_doc", "allow_cluster",
 )
 #: Environment variable for each ``[couchdb]`` key it can override.
 ENV_VARS = {
@@ -86,7 +87,7 @@ ENV_VARS = {
 #: Keys ``load_agent_settings`` accepts in ``overrides`` (None means "not given").
 OVERRIDE_KEYS = (
     "heartbeat_delay_s", "heartbeat_stale_s", "conflict_delay_s", "kill_grace_s",
-    "repeat", "time_format", "leader_doc", "sites_doc", "wall_clock_offset_s",
+    "repeat", "time_format", "leader_doc", "sites_doc", "wall_clock_offset_s", "allow_cluster",
 )
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -197,7 +198,9 @@ class AgentSettings:
     Invariants: ``site`` is a valid site name (see ``validate_site_name``);
     ``command`` is not empty; ``leader_doc`` and ``sites_doc`` differ.
     ``wall_clock_offset_s`` shifts only the wall clock written into
-    documents, to test clock skew.
+    documents, to test clock skew. ``allow_cluster`` lets the agent run on a
+    database that keeps more than one copy (n > 1), where a 409 is no
+    linearizable compare-and-swap (see docs/GUARANTEES.md); off by default.
     """
 
     site: str
@@ -210,6 +213,7 @@ class AgentSettings:
     sites_doc: str = DEFAULT_SITES_DOC
     wall_clock_offset_s: float = 0.0
     config_path: str = ""
+    allow_cluster: bool = False
 
     def __post_init__(self) -> None:
         validate_site_name(self.site)
@@ -576,6 +580,13 @@ def load_agent_settings(
     else:
         repeat = False
 
+    if overrides.get("allow_cluster") is not None:
+        allow_cluster = bool(overrides["allow_cluster"])
+    elif "allow_cluster" in file_values:
+        allow_cluster = _parse_bool(file_values["allow_cluster"])
+    else:
+        allow_cluster = False
+
     time_format_value = text("time_format", DEFAULT_TIME_FORMAT)
     time_format = _check_time_format(time_format_value.text, time_format_value.where)
     leader_value = text("leader_doc", DEFAULT_LEADER_DOC)
@@ -601,4 +612,5 @@ def load_agent_settings(
         sites_doc=sites_doc,
         wall_clock_offset_s=offset_s,
         config_path=config_path,
+        allow_cluster=allow_cluster,
     )

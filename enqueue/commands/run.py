@@ -99,6 +99,11 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         help=f"id of the sites document (default: {DEFAULT_SITES_DOC})",
     )
     group.add_argument(
+        "--allow-cluster", dest="allow_cluster", action="store_true", default=None,
+        help="run even on a database that keeps several copies (n > 1), where a conflict check is no "
+             "compare-and-swap and two sites could both win a turn (default: refuse; see docs/GUARANTEES.md)",
+    )
+    group.add_argument(
         "--wall-clock-offset", dest="wall_clock_offset_s", metavar="SECONDS", type=float,
         help="for testing clock skew: shift this site's wall clock by SECONDS (may be negative)",
     )

@@ -1,0 +1,160 @@
+"""A database with more than one copy (n > 1) is refused unless the operator opts in.
+
+On a CouchDB cluster two writers carrying the same ``_rev`` can both be
+acknowledged (201 + 202) through different nodes, so a 409 is no
+linearizable compare-and-swap (DESIGN §6). The agent reads the database's
+``n`` before it writes anything and stops with exit code 6 and one line;
+``--allow-cluster`` (or ``[enqueue] allow_cluster = true``) lets it go on.
+
+The store here is a fake that answers only the calls the start-up check
+makes and fails the test on any other call before the check has passed,
+so "refused" provably means "refused before the first write".
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+
+from enqueue import agent as agent_module
+from enqueue import cli, logs
+from enqueue.agent import Agent
+from enqueue.config import load_agent_settings
+from enqueue.errors import EXIT_CLUSTER_REFUSED, ClusterRefused
+
+PASSWORD = "cluster-secret-9f3"
+
+
+class Proceeded(Exception):
+    """The agent went past the cluster check and made its first write."""
+
+
+class ClusterStore:
+    """Reports ``n`` copies; records every call; the first write raises ``Proceeded``."""
+
+    def __init__(self, copies: int) -> None:
+        self.n = copies
+        self.calls: List[str] = []
+        self.closed = False
+
+    def check(self) -> dict:
+        self.calls.append("check")
+        return {"db_name": "enqueue", "cluster": {"n": self.n, "q": 2}, "update_seq": "0"}
+
+    def copies(self) -> int:
+        self.calls.append("copies")
+        return self.n
+
+    def describe(self) -> str:
+        return "database 'enqueue' at http://127.0.0.1:5984"
+
+    def put(self, doc: dict) -> str:
+        self.calls.append(f"put {doc.get('_id')}")
+        raise Proceeded(doc.get("_id"))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"unexpected store call before the cluster check: {name}")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
+    logs._forget_secrets()
+    logs.set_site(None)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> str:
+    path = tmp_path / "enqueue.ini"
+    path.write_text(
+        "[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n"
+        f"username = admin\npassword = {PASSWORD}\n"
+    )
+    path.chmod(0o600)
+    return str(path)
+
+
+def settings(config: str, **overrides: Any):
+    return load_agent_settings(config, "alpha", ["true"], overrides, {})
+
+
+@pytest.mark.parametrize("copies", [2, 3])
+def test_the_agent_refuses_a_database_with_several_copies_before_any_write(config, copies) -> None:
+    store = ClusterStore(copies)
+    with pytest.raises(ClusterRefused) as caught:
+        Agent(settings(config), store).run()
+    message = str(caught.value)
+    assert f"n={copies}" in message and "\n" not in message
+    assert caught.value.exit_code == EXIT_CLUSTER_REFUSED == 6
+    assert [c for c in store.calls if c.startswith("put")] == []
+
+
+def test_one_copy_is_not_refused(config) -> None:
+    store = ClusterStore(1)
+    with pytest.raises(Proceeded):
+        Agent(settings(config), store).run()
+
+
+@pytest.mark.parametrize("how", ["flag", "file"])
+def test_the_opt_in_lets_the_agent_go_on(config, how) -> None:
+    if how == "file":
+        with open(config, "a") as handle:
+            handle.write("[enqueue]\nallow_cluster = yes\n")
+        s = settings(config)
+    else:
+        s = settings(config, allow_cluster=True)
+    assert s.allow_cluster is True
+    store = ClusterStore(3)
+    with pytest.raises(Proceeded):
+        Agent(s, store).run()
+    assert store.calls[:2] == ["check", "copies"]
+
+
+def test_allow_cluster_is_off_by_default(config) -> None:
+    assert settings(config).allow_cluster is False
+
+
+def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatch, capsys) -> None:
+    store = ClusterStore(3)
+    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    code = cli.main(["run", config, "alpha", "--", sys.executable, "-c", "pass"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_CLUSTER_REFUSED
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("enqueue: ") and "n=3" in lines[0]
+    assert PASSWORD not in out + err
+    assert "Traceback" not in err
+    assert store.closed
+
+
+def test_the_command_line_opt_in_reaches_the_first_write(config, monkeypatch, capsys) -> None:
+    store = ClusterStore(3)
+    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    code = cli.main(["run", config, "alpha", "--allow-cluster", "--", sys.executable, "-c", "pass"])
+    err = capsys.readouterr().err
+    # The fake store's first write fails the run on purpose: proof the check let it through.
+    assert code == 1 and "Proceeded" in err
+    assert store.calls[:3] == ["check", "copies", "put enqueue_leader"]
+
+
+def test_a_bad_allow_cluster_value_is_a_config_error(config, capsys) -> None:
+    with open(config, "a") as handle:
+        handle.write("[enqueue]\nallow_cluster = perhaps\n")
+    code = cli.main(["run", config, "alpha", "--", "true"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "allow_cluster" in err
