@@ -1,0 +1,384 @@
+"""Cutting one site off from the server, honestly: packets are dropped, not refused.
+
+Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``close``):
+
+``NetnsNetwork`` (root, Linux, ``ip`` from iproute2)
+    The whole run lives in network namespaces created for it and deleted
+    after it: a *world* namespace holds the server and the chaos harness,
+    and every site's agent runs in a namespace of its own, linked to the
+    world by a veth pair (``10.77.<i>.2`` -> ``10.77.<i>.1``). Both ends have
+    permanent neighbour entries, so nothing depends on ARP. ``cut`` sets the
+    world's end of the link down: the site's packets are dropped on the
+    floor (its end loses carrier but keeps its route) and the server's
+    replies have no route, so the site sees silence and time-outs, exactly
+    like a black-holed network, while established TCP connections survive
+    and resume when ``heal`` brings the link back. Nothing is configured in
+    the host's own namespace. (iptables is not needed; the kernel may not
+    even have netfilter.)
+
+``ProxyNetwork`` (anything else)
+    Every site talks to the server through a TCP proxy of its own in the
+    harness. ``cut`` makes the proxy stop moving bytes in both directions
+    on every connection of that site, and park new ones; ``heal`` resumes
+    them, delivering what was held back (as TCP retransmission would).
+    Unlike a real black hole, the site's own kernel still completes the TCP
+    handshake with the proxy, so a new connection "succeeds" and then hears
+    nothing; the agent sees the same time-outs either way.
+
+Not modelled: a slow or lossy link, or a partition between two sites (sites
+never talk to each other, only to the server).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import threading
+from typing import Dict, List, Optional
+
+__all__ = ["NetnsError", "NetnsPlan", "NetnsNetwork", "ProxyNetwork", "BlackholeProxy", "netns_available"]
+
+_SUBNET = "10.77"
+
+
+class NetnsError(Exception):
+    """A namespace could not be created, configured or removed."""
+
+
+def _ip(*args: str) -> None:
+    result = subprocess.run(["ip", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise NetnsError(f"ip {' '.join(args)}: {result.stderr.strip() or 'exit ' + str(result.returncode)}")
+
+
+def netns_available() -> bool:
+    """Whether this process may create network namespaces (root and ``ip`` present)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("ip") is not None
+
+
+def _world_name(prefix: str) -> str:
+    return f"{prefix}-w"
+
+
+def _site_ns(prefix: str, index: int) -> str:
+    return f"{prefix}-s{index}"
+
+
+def _mac(index: int, end: int) -> str:
+    return f"02:77:00:00:{index:02x}:{end:02x}"
+
+
+class NetnsPlan:
+    """Creates and deletes the namespaces of one run (done outside the world namespace).
+
+    ``index`` runs from 1 to ``sites``; at most 250 sites.
+    """
+
+    def __init__(self, prefix: str, sites: int) -> None:
+        if not 1 <= sites <= 250:
+            raise ValueError("between 1 and 250 sites")
+        self.prefix = prefix
+        self.sites = sites
+        self.world = _world_name(prefix)
+        self._created: List[str] = []
+
+    def create(self) -> None:
+        """Create the world and one namespace per site, linked; on failure, undo and raise NetnsError."""
+        try:
+            self._add(self.world)
+            _ip("-n", self.world, "link", "set", "lo", "up")
+            for i in range(1, self.sites + 1):
+                ns, w_end, s_end = _site_ns(self.prefix, i), f"ecw{i}", f"ecp{i}"
+                self._add(ns)
+                _ip("-n", ns, "link", "set", "lo", "up")
+                _ip("-n", self.world, "link", "add", w_end, "address", _mac(i, 1), "type", "veth",
+                    "peer", "name", s_end, "address", _mac(i, 2), "netns", ns)
+                _ip("-n", self.world, "addr", "add", f"{_SUBNET}.{i}.1/30", "dev", w_end)
+                _ip("-n", ns, "addr", "add", f"{_SUBNET}.{i}.2/30", "dev", s_end)
+                _ip("-n", self.world, "link", "set", w_end, "up")
+                _ip("-n", ns, "link", "set", s_end, "up")
+                _ip("-n", self.world, "neigh", "replace", f"{_SUBNET}.{i}.2", "lladdr", _mac(i, 2),
+                    "dev", w_end, "nud", "permanent")
+                _ip("-n", ns, "neigh", "replace", f"{_SUBNET}.{i}.1", "lladdr", _mac(i, 1),
+                    "dev", s_end, "nud", "permanent")
+        except BaseException:
+            self.delete()
+            raise
+
+    def _add(self, name: str) -> None:
+        _ip("netns", "add", name)
+        self._created.append(name)
+
+    def delete(self) -> None:
+        """Delete every namespace this plan created (their veth pairs go with them)."""
+        while self._created:
+            name = self._created.pop()
+            try:
+                _ip("netns", "del", name)
+            except NetnsError:
+                pass
+
+    def enter(self, argv: List[str]) -> List[str]:
+        """``argv`` run inside the world namespace."""
+        return ["ip", "netns", "exec", self.world, *argv]
+
+
+class NetnsNetwork:
+    """The inside view of a ``NetnsPlan``: used by the harness running in the world namespace."""
+
+    mode = "netns"
+
+    def __init__(self, prefix: str, sites: int) -> None:
+        self.prefix = prefix
+        self.sites = sites
+        self.world = _world_name(prefix)
+        self.server_host = "0.0.0.0"  # inside the world namespace only
+
+    def start(self, server_port: int) -> None:
+        """Nothing to start: the links exist already."""
+        self.server_port = server_port
+
+    def url_for(self, index: int) -> str:
+        """The server URL as site ``index`` reaches it, through its link."""
+        return f"http://{_SUBNET}.{index}.1:{self.server_port}"
+
+    def wrap(self, index: int, argv: List[str]) -> List[str]:
+        """``argv`` run inside site ``index``'s namespace (the process keeps its pid)."""
+        return ["ip", "netns", "exec", _site_ns(self.prefix, index), *argv]
+
+    def cut(self, index: int) -> None:
+        """Drop every packet between site ``index`` and the server."""
+        _ip("-n", self.world, "link", "set", f"ecw{index}", "down")
+
+    def heal(self, index: int) -> None:
+        """Let site ``index``'s packets through again."""
+        _ip("-n", self.world, "link", "set", f"ecw{index}", "up")
+
+    def close(self) -> None:
+        """Heal every link (the namespaces themselves are deleted by the plan's owner)."""
+        for i in range(1, self.sites + 1):
+            try:
+                self.heal(i)
+            except NetnsError:
+                pass
+
+
+class _Pair:
+    """One proxied connection: bytes waiting to go each way, and which sides have ended."""
+
+    __slots__ = ("client", "upstream", "to_upstream", "to_client", "client_eof", "upstream_eof")
+
+    def __init__(self, client: socket.socket) -> None:
+        self.client = client
+        self.upstream: Optional[socket.socket] = None
+        self.to_upstream = bytearray()
+        self.to_client = bytearray()
+        self.client_eof = False
+        self.upstream_eof = False
+
+
+class BlackholeProxy:
+    """A TCP proxy on loopback for one site; ``cut()`` stops all traffic, ``heal()`` resumes it.
+
+    One thread with a selector serves every connection. While cut, no socket
+    is read or written and new connections are accepted but not connected
+    upstream. If the server refuses a connection, the client's is closed.
+    """
+
+    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
+        self.upstream = (host, upstream_port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, 0))
+        self._listener.listen(64)
+        self._listener.setblocking(False)
+        self.port: int = self._listener.getsockname()[1]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._cut = False
+        self._closed = False
+        self._pairs: List[_Pair] = []
+        self._thread = threading.Thread(target=self._loop, name=f"chaos-proxy-{self.port}", daemon=True)
+        self._thread.start()
+
+    @property
+    def is_cut(self) -> bool:
+        """Whether traffic is being dropped."""
+        return self._cut
+
+    def cut(self) -> None:
+        """Stop moving bytes, both ways, on every connection."""
+        self._cut = True
+        self._wake()
+
+    def heal(self) -> None:
+        """Move bytes again, including those held back while cut."""
+        self._cut = False
+        self._wake()
+
+    def close(self) -> None:
+        """Stop the proxy and close every connection."""
+        self._closed = True
+        self._wake()
+        self._thread.join(5)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def _loop(self) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            while not self._closed:
+                self._register(sel)
+                for key, events in sel.select(timeout=1.0):
+                    self._ready(key.fileobj, key.data, events)
+                self._reap()
+        finally:
+            sel.close()
+            for pair in self._pairs:
+                self._drop(pair)
+            for sock in (self._listener, self._wake_r, self._wake_w):
+                sock.close()
+
+    def _register(self, sel: selectors.BaseSelector) -> None:
+        for key in list(sel.get_map().values()):
+            sel.unregister(key.fileobj)
+        sel.register(self._wake_r, selectors.EVENT_READ, None)
+        sel.register(self._listener, selectors.EVENT_READ, None)
+        if self._cut:
+            return
+        for pair in self._pairs:
+            if pair.upstream is None:
+                self._connect(pair)
+                if pair.upstream is None:
+                    continue
+            for sock, out, eof in ((pair.client, pair.to_client, pair.client_eof),
+                                   (pair.upstream, pair.to_upstream, pair.upstream_eof)):
+                events = 0 if eof else selectors.EVENT_READ
+                if out:
+                    events |= selectors.EVENT_WRITE
+                if events:
+                    sel.register(sock, events, pair)
+
+    def _connect(self, pair: _Pair) -> None:
+        try:
+            pair.upstream = socket.create_connection(self.upstream, timeout=2.0)
+            pair.upstream.setblocking(False)
+        except OSError:
+            pair.client_eof = pair.upstream_eof = True
+            pair.to_client.clear()
+
+    def _ready(self, sock: object, pair: Optional[_Pair], events: int) -> None:
+        if sock is self._wake_r:
+            try:
+                self._wake_r.recv(4096)
+            except OSError:
+                pass
+            return
+        if sock is self._listener:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            client.setblocking(False)
+            self._pairs.append(_Pair(client))
+            return
+        assert pair is not None
+        from_client = sock is pair.client
+        out = pair.to_client if from_client else pair.to_upstream
+        inbound = pair.to_upstream if from_client else pair.to_client
+        try:
+            if events & selectors.EVENT_WRITE and out:
+                sent = sock.send(out)  # type: ignore[attr-defined]
+                del out[:sent]
+            if events & selectors.EVENT_READ:
+                data = sock.recv(65536)  # type: ignore[attr-defined]
+                if data:
+                    inbound.extend(data)
+                elif from_client:
+                    pair.client_eof = True
+                else:
+                    pair.upstream_eof = True
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pair.client_eof = pair.upstream_eof = True
+            pair.to_client.clear()
+            pair.to_upstream.clear()
+
+    def _reap(self) -> None:
+        """Pass a half-close on once its side's bytes are delivered; drop finished pairs."""
+        if self._cut:
+            return
+        keep = []
+        for pair in self._pairs:
+            if pair.upstream is not None:
+                if pair.client_eof and not pair.to_upstream:
+                    _shutdown_write(pair.upstream)
+                if pair.upstream_eof and not pair.to_client:
+                    _shutdown_write(pair.client)
+            if pair.client_eof and pair.upstream_eof and not pair.to_client and not pair.to_upstream:
+                self._drop(pair)
+            else:
+                keep.append(pair)
+        self._pairs = keep
+
+    @staticmethod
+    def _drop(pair: _Pair) -> None:
+        for sock in (pair.client, pair.upstream):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+
+def _shutdown_write(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+class ProxyNetwork:
+    """One ``BlackholeProxy`` per site, all on loopback."""
+
+    mode = "proxy"
+
+    def __init__(self, sites: int) -> None:
+        self.sites = sites
+        self.server_host = "127.0.0.1"
+        self._proxies: Dict[int, BlackholeProxy] = {}
+
+    def start(self, server_port: int) -> None:
+        """Open one proxy per site towards ``server_port``."""
+        for i in range(1, self.sites + 1):
+            self._proxies[i] = BlackholeProxy(server_port)
+
+    def url_for(self, index: int) -> str:
+        """The URL site ``index`` uses: its own proxy."""
+        return f"http://127.0.0.1:{self._proxies[index].port}"
+
+    def wrap(self, index: int, argv: List[str]) -> List[str]:
+        """Agents run as they are."""
+        return list(argv)
+
+    def cut(self, index: int) -> None:
+        """Black-hole site ``index``'s traffic."""
+        self._proxies[index].cut()
+
+    def heal(self, index: int) -> None:
+        """Resume site ``index``'s traffic."""
+        self._proxies[index].heal()
+
+    def close(self) -> None:
+        """Stop every proxy."""
+        for proxy in self._proxies.values():
+            proxy.close()
+        self._proxies.clear()

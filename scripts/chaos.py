@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""Fault injection: agents take turns while their processes, network and server fail.
+
+Starts the embedded server on disk and N agents (``--repeat``), each running
+``python -m enqueue.probe LOG --sleep X`` (X random and short), then injects
+one fault at a time, at random intervals, until ``--duration`` has passed or
+``--max-faults`` were injected:
+
+    kill-leader      SIGKILL the leader's agent, then start it again
+    kill-runner      SIGKILL the agent whose command runs, then start it again
+    kill-supervisor  SIGKILL the runner's command supervisor (the agent carries on)
+    stop-agent       SIGSTOP an agent for longer than heartbeat_stale, then SIGCONT
+    restart-server   stop the server, wait a little, start it again (same port, same data)
+    partition        cut one site off from the server (enqueue.chaos.network), then heal
+    clock-offset     stop an agent cleanly and start it again with its wall clock hours off
+
+The first faults go through every enabled kind once (in a seeded order),
+the rest are drawn at random. After each fault the harness waits until a
+command has started again (or the stall bound has passed) before the next
+gap, so every stall can be measured on its own. Then every agent is stopped
+with SIGTERM and the verdict (``enqueue.chaos.verdict``) is printed and, with
+``--report``, written as JSON. Exit status: 0 when every invariant held, 1
+when one failed, 2 for bad arguments, 3 when the harness itself could not run.
+
+The seed fixes the choices (which fault, which site, how long, in which
+order), not the operating system's scheduling: two runs with one seed are
+alike, not identical. A run takes about ``--duration`` plus one fault and
+the shutdown (a few times ``--stale``).
+
+Partitions use network namespaces when run as root with ``ip`` available
+(every process of the run then lives in namespaces created for it; nothing
+changes in the host's own), else a black-hole proxy per site. See
+``enqueue.chaos.network`` for what each models.
+
+    scripts/chaos [--seed N] [--duration S] [--agents N] [--delay D] [--stale D] [--report FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+
+from enqueue import checker  # noqa: E402
+from enqueue import documents as docs  # noqa: E402
+from enqueue.chaos import network as net  # noqa: E402
+from enqueue.chaos.verdict import Fault, Limits, judge, summary  # noqa: E402
+from enqueue.devserver import DevServer, DevServerError  # noqa: E402
+from enqueue.durations import parse_duration  # noqa: E402
+from enqueue.errors import StoreError  # noqa: E402
+from enqueue.store import Store  # noqa: E402
+
+KINDS = ("kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition",
+         "clock-offset")
+NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
+         "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+         "uniform", "victor", "whiskey", "xray", "yankee", "zulu")
+DATABASE = "enqueue_chaos"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
+_POLL_S = 0.05
+
+
+class HarnessError(Exception):
+    """The harness could not do its job (server would not start, namespaces failed...)."""
+
+
+def _seconds(text: str) -> float:
+    """Durations as the agents take them, but a bare number means seconds here."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _range(text: str) -> tuple:
+    try:
+        low, high = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected MIN,MAX in seconds") from None
+    if not 0 <= low <= high:
+        raise argparse.ArgumentTypeError("expected 0 <= MIN <= MAX")
+    return low, high
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="scripts/chaos",
+        description="Agents take turns while faults are injected; then a verdict on overlaps, "
+                    "lost turns and stalls. Durations in seconds unless suffixed (500ms is not; 0.5 is).",
+    )
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
+    p.add_argument("--duration", type=_seconds, default=300.0, help="seconds of fault injection (default 300)")
+    p.add_argument("--agents", type=int, default=5, help="number of sites (default 5)")
+    p.add_argument("--delay", type=_seconds, default=1.0, help="heartbeat delay, seconds (default 1)")
+    p.add_argument("--stale", type=_seconds, default=4.0, help="heartbeat stale, seconds (default 4)")
+    p.add_argument("--conflict", type=_seconds, default=None, help="conflict delay (default: delay / 2)")
+    p.add_argument("--grace", type=_seconds, default=None, help="kill grace (default: min(0.5, stale - 2 delay))")
+    p.add_argument("--margin", type=_seconds, default=None,
+                   help="slack on the stall bound stale + delay (default: max(1.5, delay))")
+    p.add_argument("--work", type=_range, default=(0.05, 0.8), metavar="MIN,MAX",
+                   help="each command sleeps a random time in this range, seconds (default 0.05,0.8)")
+    p.add_argument("--gap", type=_range, default=None, metavar="MIN,MAX",
+                   help="quiet time between faults, seconds (default: 0.5 to 1.5 x stale)")
+    p.add_argument("--max-faults", type=int, default=1000, help="stop injecting after this many (default 1000)")
+    p.add_argument("--faults", default=",".join(KINDS),
+                   help=f"comma-separated kinds to inject (default: all of {', '.join(KINDS)})")
+    p.add_argument("--partition", choices=("auto", "netns", "proxy"), default="auto",
+                   help="how to cut a site off: network namespaces (root), a black-hole proxy, or auto")
+    p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
+    p.add_argument("--workdir", metavar="DIR", help="keep the server data and all logs here (default: a temp dir, "
+                                                     "removed when the run passes)")
+    p.add_argument("--quiet", action="store_true", help="print only the summary")
+    p.add_argument("--inside", help=argparse.SUPPRESS)  # set when re-run inside the world namespace
+    args = p.parse_args(argv)
+    kinds = [k.strip() for k in args.faults.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        p.error(f"unknown fault kind(s): {', '.join(unknown)}")
+    args.kinds = kinds
+    if not 1 <= args.agents <= 250:
+        p.error("--agents must be between 1 and 250")
+    if not args.stale > 2 * args.delay:
+        p.error("--stale must be more than 2 x --delay")
+    if args.conflict is None:
+        args.conflict = args.delay / 2
+    if args.grace is None:
+        args.grace = min(0.5, args.stale - 2 * args.delay)
+    if args.grace > args.stale - 2 * args.delay:
+        p.error("--grace must be at most stale - 2 x delay")
+    if args.margin is None:
+        args.margin = max(1.5, args.delay)
+    if args.gap is None:
+        args.gap = (0.5 * args.stale, 1.5 * args.stale)
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 2**31)
+    if args.duration < 0 or args.max_faults < 0:
+        p.error("--duration and --max-faults must not be negative")
+    return args
+
+
+def site_names(count: int) -> List[str]:
+    """Alphabetical site names: NATO words, then site27, site28, ..."""
+    return [NAMES[i] if i < len(NAMES) else f"site{i + 1:02d}" for i in range(count)]
+
+
+@dataclass
+class Site:
+    """One site's agent as the harness knows it."""
+
+    name: str
+    index: int
+    offset_s: float = 0.0
+    proc: Optional[subprocess.Popen] = None
+    expect_exit: bool = False
+    stopped: bool = False
+    cut: bool = False
+    starts: int = 0
+
+
+@dataclass
+class ProbeTail:
+    """Reads the probe log as it grows: the latest command start seen."""
+
+    path: Path
+    offset: int = 0
+    latest_start_ns: int = 0
+    partial: bytes = b""
+
+    def poll(self) -> int:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return self.latest_start_ns
+        self.offset += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0] == b"start":
+                try:
+                    self.latest_start_ns = max(self.latest_start_ns, int(parts[3]))
+                except ValueError:
+                    pass
+        return self.latest_start_ns
+
+
+@dataclass
+class Harness:
+    """One chaos run inside its network (namespaces already made, or proxies to make)."""
+
+    args: argparse.Namespace
+    network: Any
+    workdir: Path
+    rng: random.Random = field(init=False)
+    sites: Dict[str, Site] = field(default_factory=dict)
+    faults: List[Fault] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+    server: Optional[DevServer] = None
+    store: Optional[Store] = None
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.args.seed)
+        self.probe_log = self.workdir / "probe.log"
+        self.tail = ProbeTail(self.probe_log)
+        (self.workdir / "agents").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "config").mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ output
+
+    def say(self, message: str) -> None:
+        if not self.args.quiet:
+            print(f"chaos {time.strftime('%H:%M:%S')} {message}", flush=True)
+
+    # ------------------------------------------------------------------ setup
+
+    def start_server(self) -> None:
+        self.server = DevServer(data_dir=self.workdir / "couch", host=self.network.server_host, log_level="warning")
+        try:
+            self.server.start()
+        except DevServerError as exc:
+            raise HarnessError(f"the server did not start: {exc}") from None
+        assert self.server.port is not None
+        self.store = Store(f"http://127.0.0.1:{self.server.port}", DATABASE, request_timeout_s=5.0)
+        self.store.create_database()
+        self.network.start(self.server.port)
+        self.say(f"server on port {self.server.port}, data in {self.workdir / 'couch'}, partitions by {self.network.mode}")
+
+    def _config(self, site: Site) -> Path:
+        path = self.workdir / "config" / f"{site.name}.ini"
+        path.write_text(f"[couchdb]\nurl = {self.network.url_for(site.index)}\ndatabase = {DATABASE}\n")
+        return path
+
+    def start_agent(self, site: Site) -> None:
+        work = self.rng.uniform(*self.args.work)
+        argv = [sys.executable, "-m", "enqueue", "run", str(self._config(site)), site.name,
+                "-d", f"{self.args.delay}s", "-s", f"{self.args.stale}s", "-c", f"{self.args.conflict}s",
+                "--kill-grace", f"{self.args.grace}s", "--repeat"]
+        if site.offset_s:
+            argv += ["--wall-clock-offset", f"{site.offset_s:.0f}"]
+        argv += ["--", sys.executable, "-m", "enqueue.probe", str(self.probe_log), "--sleep", f"{work:.3f}"]
+        log_path = self.workdir / "agents" / f"{site.name}.log"
+        with open(log_path, "ab") as out:
+            out.write(f"==== chaos: start #{site.starts + 1} of {site.name}, offset {site.offset_s:.0f} s, "
+                      f"work {work:.3f} s\n".encode())
+            out.flush()
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+            site.proc = subprocess.Popen(self.network.wrap(site.index, argv), stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO), env=env)
+        site.starts += 1
+        site.expect_exit = False
+        site.stopped = False
+
+    # ------------------------------------------------------------------ watching
+
+    def wait(self, seconds: float, until: Optional[Callable[[], bool]] = None) -> bool:
+        """Sleep ``seconds`` (watching the agents); True early when ``until()`` holds."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.check_agents()
+            if until is not None and until():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(_POLL_S, left))
+
+    def check_agents(self) -> None:
+        """An agent that exited without being told to is a finding; it is started again."""
+        for site in self.sites.values():
+            if site.proc is None or site.expect_exit:
+                continue
+            code = site.proc.poll()
+            if code is not None:
+                self.problems.append(f"agent {site.name} exited on its own with code {code}")
+                self.say(f"agent {site.name} exited on its own with code {code}; starting it again")
+                self.start_agent(site)
+
+    def leader(self) -> Optional[docs.LeaderDoc]:
+        assert self.store is not None
+        try:
+            parsed, _ = docs.parse_leader(self.store.get("enqueue_leader"), "enqueue_leader")
+        except StoreError:
+            return None
+        return parsed
+
+    def pick(self, prefer: str = "any") -> Site:
+        """A target site: the runner, the leader or any, as asked and as known."""
+        doc = self.leader()
+        names = list(self.sites)
+        choice = None
+        if doc is not None:
+            if prefer == "runner" and doc.running in self.sites:
+                choice = doc.running
+            elif prefer == "leader" and doc.leader in self.sites:
+                choice = doc.leader
+        return self.sites[choice or self.rng.choice(names)]
+
+    def pick_mixed(self) -> Site:
+        roll = self.rng.random()
+        return self.pick("runner" if roll < 0.5 else "leader" if roll < 0.75 else "any")
+
+    def running_site(self, timeout_s: float) -> Optional[Site]:
+        """The site whose command runs now, waiting up to ``timeout_s`` for one."""
+        found: List[Site] = []
+
+        def running() -> bool:
+            doc = self.leader()
+            if doc is not None and doc.status == docs.RUNNING and doc.running in self.sites:
+                found.append(self.sites[doc.running])
+                return True
+            return False
+
+        self.wait(timeout_s, running)
+        return found[-1] if found else None
+
+    # ------------------------------------------------------------------ signals
+
+    def kill(self, site: Site, sig: int = signal.SIGKILL) -> None:
+        assert site.proc is not None
+        site.expect_exit = True
+        if site.stopped:
+            os.kill(site.proc.pid, signal.SIGCONT)
+        site.proc.send_signal(sig)
+
+    def stop_gracefully(self, site: Site, timeout_s: float) -> Optional[int]:
+        """SIGTERM and wait; SIGKILL (and a finding) when it does not stop in time."""
+        self.kill(site, signal.SIGTERM)
+        assert site.proc is not None
+        try:
+            return site.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.problems.append(f"agent {site.name} did not stop within {timeout_s:g} s of SIGTERM")
+            site.proc.kill()
+            site.proc.wait()
+            return None
+
+    def _stop_timeout(self) -> float:
+        return self.args.grace + 4 * self.args.delay + 10.0
+
+    # ------------------------------------------------------------------ faults
+
+    def inject(self, kind: str) -> Optional[Fault]:
+        handler = getattr(self, "fault_" + kind.replace("-", "_"))
+        return handler()
+
+    def _restart_after_kill(self, kind: str, site: Site, detail: str) -> Fault:
+        start = time.time_ns()
+        self.kill(site)
+        assert site.proc is not None
+        site.proc.wait()
+        self.start_agent(site)
+        return Fault(kind, site.name, start, time.time_ns(), detail)
+
+    def fault_kill_leader(self) -> Fault:
+        site = self.pick("leader")
+        return self._restart_after_kill("kill-leader", site, "SIGKILL, started again")
+
+    def fault_kill_runner(self) -> Fault:
+        site = self.running_site(2 * self.args.stale) or self.pick("runner")
+        return self._restart_after_kill("kill-runner", site, "SIGKILL, started again")
+
+    def fault_kill_supervisor(self) -> Optional[Fault]:
+        site = self.running_site(2 * self.args.stale) or self.pick("runner")
+        assert site.proc is not None
+        try:
+            children = psutil.Process(site.proc.pid).children()
+        except psutil.NoSuchProcess:
+            children = []
+        supervisors = [c for c in children if _is_supervisor(c)]
+        if not supervisors:
+            self.say(f"no supervisor found under {site.name}; skipped")
+            return None
+        start = time.time_ns()
+        for proc in supervisors:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        return Fault("kill-supervisor", site.name, start, time.time_ns(), f"SIGKILL pid {supervisors[0].pid}")
+
+    def fault_stop_agent(self) -> Fault:
+        site = self.pick_mixed()
+        assert site.proc is not None
+        hold = self.args.stale * self.rng.uniform(1.2, 2.0)
+        start = time.time_ns()
+        os.kill(site.proc.pid, signal.SIGSTOP)
+        site.stopped = True
+        self.wait(hold)
+        os.kill(site.proc.pid, signal.SIGCONT)
+        site.stopped = False
+        return Fault("stop-agent", site.name, start, time.time_ns(), f"SIGSTOP for {hold:.2f} s")
+
+    def fault_restart_server(self) -> Fault:
+        assert self.server is not None
+        down = self.rng.uniform(0.0, 2 * self.args.delay)
+        start = time.time_ns()
+        self.server.stop()
+        self.wait(down)
+        for attempt in range(5):
+            try:
+                self.server.start()
+                break
+            except DevServerError as exc:
+                if attempt == 4:
+                    raise HarnessError(f"the server did not come back: {exc}") from None
+                self.wait(1.0)
+        return Fault("restart-server", None, start, time.time_ns(), f"down {down:.2f} s before restart",
+                     whole_system=True)
+
+    def fault_partition(self) -> Fault:
+        site = self.pick_mixed()
+        hold = self.args.stale * self.rng.uniform(0.5, 2.0)
+        start = time.time_ns()
+        self.network.cut(site.index)
+        site.cut = True
+        try:
+            self.wait(hold)
+        finally:
+            self.network.heal(site.index)
+            site.cut = False
+        return Fault("partition", site.name, start, time.time_ns(), f"cut off for {hold:.2f} s")
+
+    def fault_clock_offset(self) -> Fault:
+        site = self.pick("any")
+        hours = self.rng.uniform(1.0, 12.0) * self.rng.choice((-1, 1))
+        start = time.time_ns()
+        self.stop_gracefully(site, self._stop_timeout())
+        site.offset_s = hours * 3600
+        self.start_agent(site)
+        return Fault("clock-offset", site.name, start, time.time_ns(), f"wall clock {hours:+.1f} h")
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self) -> Dict[str, Any]:
+        args = self.args
+        limits = Limits(args.delay, args.stale, args.margin)
+        self.start_server()
+        for i, name in enumerate(site_names(args.agents), start=1):
+            self.sites[name] = Site(name, i)
+            self.start_agent(self.sites[name])
+        self.say(f"{args.agents} agents started; seed {args.seed}")
+        if not self.wait(30.0, lambda: self.tail.poll() > 0):
+            self.problems.append("no command started within 30 s of starting the agents")
+        began = time.monotonic()
+        order = list(args.kinds)
+        self.rng.shuffle(order)
+        count = 0
+        while args.kinds and count < args.max_faults and time.monotonic() - began < args.duration:
+            self.wait(self.rng.uniform(*args.gap))
+            if time.monotonic() - began >= args.duration:
+                break
+            kind = order[count] if count < len(order) else self.rng.choice(args.kinds)
+            fault = self.inject(kind)
+            count += 1
+            if fault is None:
+                continue
+            self.faults.append(fault)
+            resumed = self.wait(limits.bound_s + 1.0, lambda: self.tail.poll() > fault.heal_ns)
+            self.say(f"{fault.kind} {fault.site or ''} ({fault.detail}); "
+                     f"{'a command started again' if resumed else 'NO command started'} after it healed")
+        run_end_ns = time.time_ns()
+        self.say(f"{len(self.faults)} faults injected; stopping the agents")
+        self.shutdown()
+        assert self.store is not None
+        leader_raw = self.store.get("enqueue_leader")
+        records = self.store.list_prefix(docs.TURN_PREFIX)
+        self.scan_logs()
+        report = judge(checker.read(str(self.probe_log)), self.faults, leader_raw, records, limits, run_end_ns,
+                       self.problems)
+        report["run"] = {
+            "seed": args.seed,
+            "agents": args.agents,
+            "duration_s": args.duration,
+            "partition": self.network.mode,
+            "kinds": list(args.kinds),
+            "work_s": list(args.work),
+            "grace_s": args.grace,
+            "conflict_s": args.conflict,
+            "workdir": str(self.workdir),
+        }
+        return report
+
+    def shutdown(self) -> None:
+        """Heal everything, let pending writes land, then SIGTERM every agent and wait."""
+        for site in self.sites.values():
+            if site.stopped and site.proc is not None:
+                os.kill(site.proc.pid, signal.SIGCONT)
+                site.stopped = False
+            if site.cut:
+                self.network.heal(site.index)
+                site.cut = False
+        self.wait(2 * self.args.delay)
+        # An agent signalled before it has set up dies of the signal, having written nothing: let each
+        # finish starting, so the exit codes below say something.
+        self.wait(30.0, lambda: all(self.registered(s) for s in self.sites.values()))
+        for site in self.sites.values():
+            if site.proc is not None and site.proc.poll() is None:
+                site.expect_exit = True
+                site.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self._stop_timeout()
+        for site in self.sites.values():
+            if site.proc is None:
+                continue
+            try:
+                code = site.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.problems.append(f"agent {site.name} did not stop within {self._stop_timeout():g} s of SIGTERM")
+                site.proc.kill()
+                code = site.proc.wait()
+            if code not in (128 + signal.SIGTERM, -signal.SIGKILL):
+                self.problems.append(f"agent {site.name} stopped with exit code {code}, not {128 + signal.SIGTERM}")
+
+    def _log_since_start(self, site: Site) -> str:
+        path = self.workdir / "agents" / f"{site.name}.log"
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return text.rsplit("==== chaos: start", 1)[-1]
+
+    def registered(self, site: Site) -> bool:
+        """The agent's latest start got as far as registering (its signal handlers are in place)."""
+        return site.proc is None or site.proc.poll() is not None or "registered as site" in self._log_since_start(site)
+
+    def scan_logs(self) -> None:
+        """A traceback or an internal error in an agent's log is a finding."""
+        for site in self.sites.values():
+            path = self.workdir / "agents" / f"{site.name}.log"
+            try:
+                text = path.read_text(errors="replace")
+            except FileNotFoundError:
+                continue
+            for number, line in enumerate(text.splitlines(), start=1):
+                if "Traceback (most recent call last)" in line or "internal error" in line:
+                    self.problems.append(f"agent {site.name}: {path.name} line {number}: {line.strip()[:160]}")
+                    break
+
+    def close(self) -> None:
+        """Leave nothing running: agents (and what they started), proxies, the server."""
+        for site in self.sites.values():
+            if site.proc is not None and site.proc.poll() is None:
+                _kill_tree(site.proc.pid)
+                site.proc.wait()
+        try:
+            self.network.close()
+        finally:
+            if self.store is not None:
+                self.store.close()
+            if self.server is not None:
+                self.server.stop()
+
+
+def _is_supervisor(proc: psutil.Process) -> bool:
+    try:
+        return any("enqueue.supervisor" in part for part in proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (they may be stopped: SIGCONT first)."""
+    try:
+        root = psutil.Process(pid)
+        family = [root] + root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for proc in family:
+        try:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(family, timeout=5)
+
+
+def run_inside(args: argparse.Namespace, network: Any) -> int:
+    """Run the harness in this process and print the verdict."""
+    keep = args.workdir is not None
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="enqueue-chaos-")).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    harness = Harness(args, network, workdir)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def interrupted(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt()
+
+    for sig in previous:
+        signal.signal(sig, interrupted)
+    try:
+        report = harness.run()
+    except HarnessError as exc:
+        print(f"chaos: {exc} (logs in {workdir})", file=sys.stderr)
+        return EXIT_HARNESS
+    except KeyboardInterrupt:
+        print(f"chaos: interrupted (logs in {workdir})", file=sys.stderr)
+        return 130
+    finally:
+        harness.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(summary(report), flush=True)
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    if report["ok"] and not keep:
+        _remove_tree(workdir)
+    elif not report["ok"]:
+        print(f"logs, probe log and server data kept in {workdir}", flush=True)
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_in_namespaces(args: argparse.Namespace, argv: List[str]) -> int:
+    """Create the run's namespaces, run this script again inside the world one, then delete them."""
+    prefix = f"enqchaos{os.getpid()}"
+    plan = net.NetnsPlan(prefix, args.agents)
+    plan.create()
+    child: Optional[subprocess.Popen] = None
+
+    def forward(signum: int, _frame: Any) -> None:
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        child = subprocess.Popen(plan.enter([sys.executable, str(Path(__file__).resolve()), *argv,
+                                             "--inside", prefix]))
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child is not None and child.poll() is None:
+            _kill_tree(child.pid)
+        for proc in psutil.Process().children(recursive=True):
+            _kill_tree(proc.pid)
+        plan.delete()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+    except SystemExit as exc:
+        return EXIT_USAGE if exc.code else EXIT_OK
+    if args.inside:
+        return run_inside(args, net.NetnsNetwork(args.inside, args.agents))
+    mode = args.partition
+    if mode == "auto":
+        mode = "netns" if net.netns_available() else "proxy"
+    if mode == "netns":
+        try:
+            return run_in_namespaces(args, argv)
+        except net.NetnsError as exc:
+            if args.partition == "netns":
+                print(f"chaos: cannot set up network namespaces: {exc}", file=sys.stderr)
+                return EXIT_HARNESS
+            print(f"chaos: network namespaces unavailable ({exc}); using a black-hole proxy per site",
+                  file=sys.stderr)
+    return run_inside(args, net.ProxyNetwork(args.agents))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
