@@ -546,12 +546,35 @@ class Store:
         """
         doc_id = doc.get("_id")
         body = doc if doc.get("_rev") is not None else {k: v for k, v in doc.items() if k != "_rev"}
-        answer = self._request("PUT", self._doc_url(doc_id), body=body, read_only=False, what="write", doc_id=doc_id)
+        try:
+            answer = self._request("PUT", self._doc_url(doc_id), body=body, read_only=False, what="write", doc_id=doc_id)
+        except errors.Forbidden:
+            if self._swap_lost(doc_id, body.get("_rev")):
+                raise errors.Conflict(
+                    f"document {doc_id!r} in {self.describe()}: write: conflict, the document changed since it was read"
+                ) from None
+            raise
         rev = answer.get("rev") if isinstance(answer, dict) else None
         if not isinstance(rev, str):
             raise errors.StoreError(f"document {doc_id!r} in {self.describe()}: write: the answer has no revision")
         doc["_rev"] = rev
         return rev
+
+    def _swap_lost(self, doc_id: str, sent_rev: Optional[str]) -> bool:
+        """After a 403: True if the write's revision is no longer current, so it lost a race anyway.
+
+        pouchdb-server judges a write against the document's current revision,
+        not the one the write replaces (CouchDB answers a stale ``_rev`` with
+        409 before it validates), so a compare-and-swap that lost a race can
+        draw a 403 there. Reported as Conflict, the caller re-reads and
+        decides again, as after any lost swap.
+        """
+        try:
+            current = self.get(doc_id)
+        except errors.StoreError:
+            return False
+        current_rev = current.get("_rev") if current is not None else None
+        return current_rev != sent_rev
 
     def delete(self, doc: dict) -> None:
         """Delete the document if ``doc['_rev']`` is still its current revision, else raise Conflict."""
@@ -567,6 +590,17 @@ class Store:
             raise errors.Conflict(
                 f"document {doc_id!r} in {self.describe()}: delete: conflict, the document changed since it was read"
             ) from None
+
+    # ----------------------------------------------------- security (admins)
+
+    def get_security(self) -> dict:
+        """The database's ``_security`` object (``{}`` when none is set)."""
+        answer = self._request("GET", f"{self._db_url}/_security", read_only=True, what="read security")
+        return answer if isinstance(answer, dict) else {}
+
+    def put_security(self, security: dict) -> None:
+        """Replace the database's ``_security`` object (needs a database or server admin)."""
+        self._request("PUT", f"{self._db_url}/_security", body=security, read_only=False, what="write security")
 
     # ------------------------------------------------------------- the changes
 
