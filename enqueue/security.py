@@ -1,0 +1,201 @@
+"""Enforce the protocol on the server: the ``_security`` object and ``_design/enqueue``.
+
+``install`` makes a database refuse every write a site's own account may
+not make. Two pieces do it:
+
+* the ``_security`` object names the site role as members (they may read
+  and write documents) and the admin role as database admins (they may also
+  change design documents and ``_security``); accounts with neither role
+  cannot use the database at all;
+* the design document ``_design/enqueue`` holds a ``validate_doc_update``
+  function (``validate_doc_update.js`` next to this module) that judges every
+  write by a site account against the protocol: a site writes its own
+  heartbeat, adds only itself to the registry, claims leadership only for
+  itself, grants only while it leads, confirms and finishes only its own
+  turn, and never pauses, drains, deletes or writes an unknown document.
+
+What it does not guarantee: the server sees one write at a time and not the
+clocks, so it cannot tell whether a leader is really stale (any site may
+claim leadership; the claim is still a compare-and-swap), nor whether the
+leader of the moment writes a turn record. See docs/SECURITY.md.
+
+``install`` needs admin credentials and is idempotent: it changes only what
+differs and keeps names and roles an operator added to ``_security``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from typing import Any, Mapping, Optional
+
+from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_SITES_DOC
+from enqueue.errors import ConfigError, Conflict, StoreError
+
+__all__ = [
+    "DESIGN_DOC_ID",
+    "DEFAULT_SITE_ROLE",
+    "DEFAULT_ADMIN_ROLE",
+    "VALIDATOR_VERSION",
+    "validator_source",
+    "security_object",
+    "design_document",
+    "install",
+    "installed_settings",
+]
+
+DESIGN_DOC_ID = "_design/enqueue"
+DEFAULT_SITE_ROLE = "enqueue_site"
+DEFAULT_ADMIN_ROLE = "enqueue_admin"
+#: Grows when the rules change, so a reader of the design document can tell them apart.
+VALIDATOR_VERSION = 1
+
+_VALIDATOR_FILE = "validate_doc_update.js"
+_SETTINGS_LINE = re.compile(r"^(\s*var SETTINGS = ).*;$", re.MULTILINE)
+# CouchDB's rule for role names is loose; ours keeps them readable and never special ("_admin").
+_ROLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_INSTALL_ATTEMPTS = 3
+
+
+def _check_role(role: str, what: str) -> str:
+    if not isinstance(role, str) or not _ROLE_NAME.fullmatch(role):
+        raise ConfigError(f"{what} {role!r} is invalid: use 1-64 letters, digits, '_', '.' or '-', not starting with '_'")
+    return role
+
+
+def validator_source(
+    *,
+    site_role: str = DEFAULT_SITE_ROLE,
+    admin_role: str = DEFAULT_ADMIN_ROLE,
+    leader_doc: str = DEFAULT_LEADER_DOC,
+    sites_doc: str = DEFAULT_SITES_DOC,
+) -> str:
+    """The ``validate_doc_update`` function as installed: the file's function with its settings filled in.
+
+    The file's header comment is left out: the server evaluates the text as
+    one expression, which must start with ``function``.
+    """
+    text = resources.files("enqueue").joinpath(_VALIDATOR_FILE).read_text(encoding="utf-8")
+    start = re.search(r"^function\b", text, re.MULTILINE)
+    if start is None:
+        raise RuntimeError(f"{_VALIDATOR_FILE} holds no function")
+    settings = json.dumps(
+        {"site_role": site_role, "admin_role": admin_role, "leader_doc": leader_doc, "sites_doc": sites_doc}
+    )
+    source, count = _SETTINGS_LINE.subn(lambda m: f"{m.group(1)}{settings};", text[start.start():], count=1)
+    if count != 1:
+        raise RuntimeError(f"{_VALIDATOR_FILE} has no SETTINGS line to fill in")
+    return source.rstrip() + "\n"
+
+
+def _with_role(section: Any, role: str) -> dict:
+    """``section`` (``{"names": [...], "roles": [...]}``) with ``role`` among its roles; other entries kept."""
+    out = dict(section) if isinstance(section, Mapping) else {}
+    names = out.get("names")
+    roles = out.get("roles")
+    out["names"] = list(names) if isinstance(names, list) else []
+    out["roles"] = list(roles) if isinstance(roles, list) else []
+    if role not in out["roles"]:
+        out["roles"].append(role)
+    return out
+
+
+def security_object(existing: Optional[Mapping[str, Any]], *, site_role: str, admin_role: str) -> dict:
+    """The ``_security`` object with the site role among the members and the admin role among the admins.
+
+    Names and roles already there stay: an operator may have added some.
+    """
+    out = dict(existing) if isinstance(existing, Mapping) else {}
+    out["admins"] = _with_role(out.get("admins"), admin_role)
+    out["members"] = _with_role(out.get("members"), site_role)
+    return out
+
+
+def design_document(
+    existing: Optional[Mapping[str, Any]],
+    *,
+    site_role: str,
+    admin_role: str,
+    leader_doc: str,
+    sites_doc: str,
+) -> dict:
+    """``_design/enqueue`` as it should be, carrying ``existing``'s ``_rev`` and any other fields in it."""
+    out = {k: v for k, v in existing.items()} if isinstance(existing, Mapping) else {}
+    out.update(
+        {
+            "_id": DESIGN_DOC_ID,
+            "language": "javascript",
+            "validate_doc_update": validator_source(
+                site_role=site_role, admin_role=admin_role, leader_doc=leader_doc, sites_doc=sites_doc
+            ),
+            "enqueue": {
+                "version": VALIDATOR_VERSION,
+                "site_role": site_role,
+                "admin_role": admin_role,
+                "leader_doc": leader_doc,
+                "sites_doc": sites_doc,
+                "rules": "docs/SECURITY.md",
+            },
+        }
+    )
+    return out
+
+
+def installed_settings(store: Any) -> Optional[dict]:
+    """The settings recorded in the database's ``_design/enqueue`` (roles, document ids), or None."""
+    doc = store.get(DESIGN_DOC_ID)
+    settings = doc.get("enqueue") if isinstance(doc, dict) else None
+    return dict(settings) if isinstance(settings, dict) else None
+
+
+def install(
+    store: Any,
+    *,
+    site_role: str = DEFAULT_SITE_ROLE,
+    admin_role: str = DEFAULT_ADMIN_ROLE,
+    leader_doc: str = DEFAULT_LEADER_DOC,
+    sites_doc: str = DEFAULT_SITES_DOC,
+) -> list[str]:
+    """Install or update the ``_security`` object and ``_design/enqueue``; return what was done, one line each.
+
+    Needs an admin's store (server admin, or admin of this database).
+    Writing it twice changes nothing the second time. Raises StoreError
+    (Forbidden or AuthFailed without admin rights) and ConfigError for bad
+    role names.
+    """
+    _check_role(site_role, "site role")
+    _check_role(admin_role, "admin role")
+    if site_role == admin_role:
+        raise ConfigError(f"the site role and the admin role must differ (both are {site_role!r})")
+    lines: list[str] = []
+
+    # 1. The validation function first: a database that opens to the site
+    #    role must already refuse what a site may not write.
+    for _ in range(_INSTALL_ATTEMPTS):
+        current = store.get(DESIGN_DOC_ID)
+        wanted = design_document(
+            current, site_role=site_role, admin_role=admin_role, leader_doc=leader_doc, sites_doc=sites_doc
+        )
+        if current == wanted:
+            lines.append(f"design document {DESIGN_DOC_ID} is up to date (validation rules version {VALIDATOR_VERSION})")
+            break
+        try:
+            store.put(wanted)
+        except Conflict:
+            continue
+        verb = "installed" if current is None else "updated"
+        lines.append(f"{verb} design document {DESIGN_DOC_ID} (validation rules version {VALIDATOR_VERSION})")
+        break
+    else:
+        raise StoreError(f"{DESIGN_DOC_ID} kept changing while it was being installed; try again")
+
+    # 2. Then who may use the database at all.
+    current_security = store.get_security()
+    wanted_security = security_object(current_security, site_role=site_role, admin_role=admin_role)
+    if current_security == wanted_security:
+        lines.append(f"security: members have role {site_role}, admins role {admin_role} (unchanged)")
+    else:
+        store.put_security(wanted_security)
+        lines.append(f"security: members now have role {site_role}, admins role {admin_role}")
+    return lines

@@ -1,0 +1,552 @@
+// validate_doc_update of the design document _design/enqueue.
+//
+// The server runs this function before it stores any write to the shared
+// database. An admin (a server admin, a database admin, or an account with
+// the admin role) may write anything. An enqueue site account -- role
+// site_role, account name = site name -- may make only the writes the
+// protocol gives a site (see docs/SECURITY.md):
+//
+//   * its own heartbeat document;
+//   * in the sites document, add itself, and nothing else;
+//   * in the leader document: claim leadership for itself (leader_term + 1)
+//     or step down itself; while it leads, grant, end and re-order turns;
+//     mark running a turn granted to itself; mark done its own running turn
+//     and, in the same write, grant the next turn to its successor in the
+//     published rotation; never pause, resume or set skip_turn;
+//   * create turn records that name it (as the site or as the leader), and
+//     add its report to a record of its own turn that the leader created;
+//   * nothing else: no deletions, no documents the protocol does not know.
+//
+// enqueue.security installs everything from the line starting with
+// "function" on, with the SETTINGS line filled in. Plain ES5: CouchDB's
+// JavaScript engine may be old. It must never throw anything but a
+// {forbidden: ...} object: any other error is a 500 for the writer.
+function (newDoc, oldDoc, userCtx, secObj) {
+  var SETTINGS = {"site_role": "enqueue_site", "admin_role": "enqueue_admin", "leader_doc": "enqueue_leader", "sites_doc": "enqueue_sites"};
+
+  var HEARTBEAT_PREFIX = "enqueue_heartbeat:";
+  var TURN_PREFIX = "enqueue_turn:";
+  var TURN_ID_DIGITS = 10;
+  var SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+  var GRANTED = "granted", RUNNING = "running", DONE = "done";
+  // Leader-doc fields whose changes the rules below judge one by one.
+  var LEADER_FIELDS = ["leader", "leader_term", "running", "status", "turn", "rotation",
+                       "paused", "paused_reason", "skip_turn"];
+  // Leader-doc fields for humans: written along with an allowed change.
+  var LEADER_NOTES = ["last_exit_code", "last_how", "granted_at", "started_at", "ended_at",
+                      "updated_by", "updated_at", "type", "schema"];
+
+  // ------------------------------------------------------------ helpers
+
+  function refuse(message) {
+    throw {forbidden: "enqueue: " + message};
+  }
+
+  function isArrayValue(x) {
+    return Object.prototype.toString.call(x) === "[object Array]";
+  }
+
+  function isObject(x) {
+    return x !== null && typeof x === "object" && !isArrayValue(x);
+  }
+
+  function has(obj, key) {
+    return isObject(obj) && Object.prototype.hasOwnProperty.call(obj, key);
+  }
+
+  function contains(list, x) {
+    if (!isArrayValue(list)) {
+      return false;
+    }
+    for (var i = 0; i < list.length; i++) {
+      if (list[i] === x) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function isCount(x) {
+    return typeof x === "number" && isFinite(x) && Math.floor(x) === x && x >= 0;
+  }
+
+  function isSite(x) {
+    return typeof x === "string" && SITE_NAME.test(x);
+  }
+
+  function isSet(x) {
+    return x !== null && x !== undefined;
+  }
+
+  // Deep equality of JSON values; absent and null are the same.
+  function same(a, b) {
+    if (!isSet(a) || !isSet(b)) {
+      return !isSet(a) && !isSet(b);
+    }
+    if (isArrayValue(a) || isArrayValue(b)) {
+      if (!isArrayValue(a) || !isArrayValue(b) || a.length !== b.length) {
+        return false;
+      }
+      for (var i = 0; i < a.length; i++) {
+        if (!same(a[i], b[i])) {
+          return false;
+        }
+      }
+      return true;
+    }
+    if (isObject(a) || isObject(b)) {
+      if (!isObject(a) || !isObject(b)) {
+        return false;
+      }
+      var key;
+      for (key in a) {
+        if (has(a, key) && !same(a[key], b[key])) {
+          return false;
+        }
+      }
+      for (key in b) {
+        if (has(b, key) && !has(a, key) && isSet(b[key])) {
+          return false;
+        }
+      }
+      return true;
+    }
+    return a === b;
+  }
+
+  // Top-level fields outside `known` (and outside CouchDB's own `_` fields) are
+  // left exactly as they were: an admin's notes survive every site write.
+  function othersUnchanged(newer, older, known, what) {
+    var key;
+    for (key in newer) {
+      if (has(newer, key) && key.charAt(0) !== "_" && !contains(known, key) && !same(newer[key], older[key])) {
+        refuse("a site may not change field '" + key + "' of " + what);
+      }
+    }
+    for (key in older) {
+      if (has(older, key) && key.charAt(0) !== "_" && !contains(known, key) && !has(newer, key) && isSet(older[key])) {
+        refuse("a site may not remove field '" + key + "' of " + what);
+      }
+    }
+  }
+
+  // Only these fields may be new in a document a site creates or rebuilds.
+  function onlyFields(doc, allowed, what) {
+    for (var key in doc) {
+      if (has(doc, key) && key.charAt(0) !== "_" && !contains(allowed, key) && isSet(doc[key])) {
+        refuse("a site may not set field '" + key + "' in " + what);
+      }
+    }
+  }
+
+  function heartbeatId(site) {
+    return HEARTBEAT_PREFIX + site;
+  }
+
+  function turnRecordId(turn) {
+    var digits = String(turn);
+    while (digits.length < TURN_ID_DIGITS) {
+      digits = "0" + digits;
+    }
+    return TURN_PREFIX + digits;
+  }
+
+  // rotation.next_after: the first site after `last` alphabetically, wrapping around.
+  function nextAfter(last, sortedSites) {
+    if (sortedSites.length === 0) {
+      return null;
+    }
+    for (var i = 0; i < sortedSites.length; i++) {
+      if (sortedSites[i] > last) {
+        return sortedSites[i];
+      }
+    }
+    return sortedSites[0];
+  }
+
+  function without(list, x) {
+    var out = [];
+    for (var i = 0; i < list.length; i++) {
+      if (list[i] !== x) {
+        out.push(list[i]);
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------ the leader doc, read as documents.parse_leader reads it
+
+  // A paused flag of the wrong type reads as set (the safe side).
+  function flag(raw, key) {
+    var value = raw[key];
+    if (!isSet(value)) {
+      return false;
+    }
+    return typeof value === "boolean" ? value : true;
+  }
+
+  function rotationOf(value) {
+    if (!isArrayValue(value)) {
+      return [];
+    }
+    var out = [];
+    for (var i = 0; i < value.length; i++) {
+      if (!isSite(value[i])) {
+        return [];
+      }
+      if (!contains(out, value[i])) {
+        out.push(value[i]);
+      }
+    }
+    return out.sort();
+  }
+
+  // The protocol's view of a leader doc, or null when it does not parse.
+  function parseLeader(raw) {
+    if (!isObject(raw)) {
+      return null;
+    }
+    var status = raw.status;
+    if (!isCount(raw.leader_term) || !isCount(raw.turn) ||
+        (status !== GRANTED && status !== RUNNING && status !== DONE)) {
+      return null;
+    }
+    var running = isSite(raw.running) ? raw.running : null;
+    if (status !== DONE && running === null) {
+      return null;
+    }
+    return {
+      leader: isSite(raw.leader) ? raw.leader : null,
+      leader_term: raw.leader_term,
+      running: running,
+      status: status,
+      turn: raw.turn,
+      rotation: rotationOf(raw.rotation),
+      paused: flag(raw, "paused"),
+      paused_reason: typeof raw.paused_reason === "string" ? raw.paused_reason : null,
+      skip_turn: isCount(raw.skip_turn) ? raw.skip_turn : null
+    };
+  }
+
+  // What a site writes must parse cleanly, not merely parse.
+  function checkWellFormed(raw, n) {
+    if (n === null) {
+      refuse("the leader document must keep valid leader_term, turn and status fields " +
+             "(and name the site in 'running' while a turn is granted or running)");
+    }
+    if (isSet(raw.leader) && n.leader === null) {
+      refuse("'leader' must be a site name or null");
+    }
+    if (isSet(raw.rotation) && (!isArrayValue(raw.rotation) || rotationOf(raw.rotation).length !== raw.rotation.length)) {
+      refuse("'rotation' must be a list of distinct site names");
+    }
+    if (isSet(raw.paused) && typeof raw.paused !== "boolean") {
+      refuse("'paused' must be true or false");
+    }
+    if (isSet(raw.skip_turn) && n.skip_turn === null) {
+      refuse("'skip_turn' must be a turn number or null");
+    }
+  }
+
+  // ------------------------------------------------------------ the leader doc: what a site may change
+
+  function turnUnchanged(o, n) {
+    return o.running === n.running && o.status === n.status && o.turn === n.turn &&
+           same(o.rotation, n.rotation) && o.skip_turn === n.skip_turn;
+  }
+
+  // Election: claim for myself with leader_term + 1, or step down myself.
+  function checkLeadership(o, n, me) {
+    if (!turnUnchanged(o, n)) {
+      refuse("a change of leader must leave the turn (running, status, turn, rotation, skip_turn) alone");
+    }
+    if (n.leader === me && o.leader !== me) {
+      if (n.leader_term !== o.leader_term + 1) {
+        refuse("a site claiming leadership must set leader_term to " + (o.leader_term + 1));
+      }
+      return;
+    }
+    if (o.leader === me && n.leader === null) {
+      if (n.leader_term !== o.leader_term) {
+        refuse("a leader stepping down must keep leader_term " + o.leader_term);
+      }
+      return;
+    }
+    refuse("a site may make only itself leader, and step down only itself");
+  }
+
+  // The leader's own writes (scheduler.plan): publish the rotation, end the
+  // active turn, grant the next one to a site in the rotation.
+  function leaderMay(o, n) {
+    if (n.turn === o.turn) {
+      if (n.running !== o.running || n.skip_turn !== o.skip_turn) {
+        return false;
+      }
+      return n.status === o.status || (n.status === DONE && o.status !== DONE);
+    }
+    if (n.turn === o.turn + 1) {
+      return !o.paused && n.status === GRANTED && contains(n.rotation, n.running) && n.skip_turn === null;
+    }
+    return false;
+  }
+
+  // turns.confirm: my granted turn, marked running.
+  function confirms(o, n, me) {
+    return o.running === me && o.status === GRANTED &&
+           n.running === me && n.status === RUNNING && n.turn === o.turn &&
+           same(o.rotation, n.rotation) && n.skip_turn === o.skip_turn;
+  }
+
+  // turns.finish: my running turn done; I may leave the rotation; the next
+  // turn may go, in the same write, to my successor in the rotation.
+  function finishes(o, n, me) {
+    if (o.running !== me || o.status !== RUNNING || n.skip_turn !== null) {
+      return false;
+    }
+    if (!same(n.rotation, o.rotation) && !same(n.rotation, without(o.rotation, me))) {
+      return false;
+    }
+    if (n.turn === o.turn) {
+      return n.status === DONE && n.running === me;
+    }
+    if (n.turn === o.turn + 1) {
+      return !o.paused && n.status === GRANTED && n.running === nextAfter(me, n.rotation);
+    }
+    return false;
+  }
+
+  function explainTurnRefusal(o, n, me) {
+    if (o.running === me && o.status === RUNNING && n.turn === o.turn + 1) {
+      var successor = nextAfter(me, n.rotation);
+      if (o.paused) {
+        refuse("nothing may be granted while paused");
+      }
+      refuse("a site finishing its turn may pass the next one only to its successor in the rotation (" +
+             (successor === null ? "nobody" : successor) + ")");
+    }
+    if (n.status === RUNNING && o.status !== RUNNING) {
+      refuse("a site may mark running only the turn granted to itself, keeping its number");
+    }
+    if (n.status === DONE && o.status !== DONE) {
+      refuse("a site may mark done only its own running turn");
+    }
+    if (n.turn !== o.turn) {
+      refuse("only the leader grants turns (a finishing site passes the next one to its successor)");
+    }
+    if (n.skip_turn !== o.skip_turn) {
+      refuse("only an admin may set skip_turn");
+    }
+    refuse("only the leader changes the turn and the rotation");
+  }
+
+  function checkLeaderUpdate(newDoc, oldDoc, o, n, me) {
+    othersUnchanged(newDoc, oldDoc, LEADER_FIELDS.concat(LEADER_NOTES), "the leader document");
+    if (n.paused !== o.paused || n.paused_reason !== o.paused_reason) {
+      refuse("only an admin may pause or resume");
+    }
+    if (n.leader !== o.leader || n.leader_term !== o.leader_term) {
+      checkLeadership(o, n, me);
+      return;
+    }
+    if (turnUnchanged(o, n)) {
+      if (o.leader !== me && o.running !== me) {
+        refuse("only the leader or the site holding the turn may write the leader document");
+      }
+      return;
+    }
+    if (o.leader === me && leaderMay(o, n)) {
+      return;
+    }
+    if (confirms(o, n, me) || finishes(o, n, me)) {
+      return;
+    }
+    explainTurnRefusal(o, n, me);
+  }
+
+  // A leader doc that is missing, or does not parse, may be written afresh:
+  // nobody leads or I do, no turn is granted, and an admin's pause stays.
+  function checkLeaderFresh(newDoc, oldDoc, n, me) {
+    onlyFields(newDoc, LEADER_FIELDS.concat(LEADER_NOTES, ["repaired_from"]), "a new leader document");
+    if (n.leader !== null && n.leader !== me) {
+      refuse("a new leader document may name no leader, or the writing site");
+    }
+    if (n.status !== DONE || n.running !== null || n.skip_turn !== null) {
+      refuse("a new leader document may not grant a turn");
+    }
+    if (oldDoc === null) {
+      if (n.paused) {
+        refuse("only an admin may pause");
+      }
+      return;
+    }
+    if (n.paused !== flag(oldDoc, "paused") ||
+        n.paused_reason !== (typeof oldDoc.paused_reason === "string" ? oldDoc.paused_reason : null)) {
+      refuse("rewriting a leader document that does not parse must keep its paused and paused_reason");
+    }
+    if (isCount(oldDoc.turn) && n.turn < oldDoc.turn) {
+      refuse("rewriting a leader document must not lower its turn below " + oldDoc.turn);
+    }
+  }
+
+  function checkLeaderDoc(newDoc, oldDoc, me) {
+    var n = parseLeader(newDoc);
+    checkWellFormed(newDoc, n);
+    if (isSet(newDoc.updated_by) && newDoc.updated_by !== me) {
+      refuse("'updated_by' must name the writing site (" + me + ")");
+    }
+    var o = oldDoc === null ? null : parseLeader(oldDoc);
+    if (o === null) {
+      checkLeaderFresh(newDoc, oldDoc, n, me);
+    } else {
+      checkLeaderUpdate(newDoc, oldDoc, o, n, me);
+    }
+  }
+
+  // ------------------------------------------------------------ the sites doc
+
+  function checkSitesDoc(newDoc, oldDoc, me) {
+    var newSites = newDoc.sites;
+    if (!isObject(newSites)) {
+      refuse("the sites document needs a 'sites' object");
+    }
+    // A registry that is missing or does not parse may be started afresh.
+    var oldSites = oldDoc !== null && isObject(oldDoc.sites) ? oldDoc.sites : null;
+    if (oldSites === null) {
+      onlyFields(newDoc, ["sites", "type", "schema", "repaired_from"], "a new sites document");
+      oldSites = {};
+    } else {
+      othersUnchanged(newDoc, oldDoc, ["sites", "type", "schema"], "the sites document");
+    }
+    var name;
+    for (name in oldSites) {
+      if (has(oldSites, name) && !has(newSites, name)) {
+        refuse("a site may not remove a site from the registry ('" + name + "')");
+      }
+    }
+    for (name in newSites) {
+      if (!has(newSites, name) || name === me) {
+        continue;
+      }
+      if (!has(oldSites, name) || !same(oldSites[name], newSites[name])) {
+        refuse("a site may add only itself to the registry, and change no other entry ('" + name + "')");
+      }
+    }
+    if (!has(newSites, me) || same(oldSites[me], newSites[me])) {
+      return;
+    }
+    if (isObject(oldSites[me])) {
+      refuse("a site may not change its registry entry; only an admin may (drained is an admin's flag)");
+    }
+    var entry = newSites[me];
+    if (!isObject(entry) || entry.heartbeat_doc !== heartbeatId(me)) {
+      refuse("a site's registry entry must name its own heartbeat document (" + heartbeatId(me) + ")");
+    }
+    if (isSet(entry.drained) && entry.drained !== false) {
+      refuse("only an admin may drain a site");
+    }
+  }
+
+  // ------------------------------------------------------------ heartbeats and turn records
+
+  function checkHeartbeat(newDoc, me) {
+    if (newDoc._id !== heartbeatId(me)) {
+      refuse("a site writes only its own heartbeat document (" + heartbeatId(me) + ")");
+    }
+    if (newDoc.site !== me) {
+      refuse("the heartbeat's 'site' must be " + me);
+    }
+  }
+
+  function checkTurnRecord(newDoc, oldDoc, me) {
+    if (oldDoc === null) {
+      if (!isCount(newDoc.turn) || turnRecordId(newDoc.turn) !== newDoc._id) {
+        refuse("a turn record's id must be " + TURN_PREFIX + "<its turn, " + TURN_ID_DIGITS + " digits>");
+      }
+      if (newDoc.site !== me && newDoc.leader !== me) {
+        refuse("a turn record must name the writing site as its 'site' or its 'leader'");
+      }
+      if (isSet(newDoc.runner_report) && !(isObject(newDoc.runner_report) && newDoc.runner_report.site === me)) {
+        refuse("a runner report must name the writing site");
+      }
+      return;
+    }
+    // Written once; the runner of a turn the leader recorded may add its own report.
+    if (isSet(oldDoc.runner_report)) {
+      refuse("a turn record is written once, and has its runner's report already");
+    }
+    if (oldDoc.site !== me) {
+      refuse("only the site that ran a turn may add its report to the turn record");
+    }
+    if (!isObject(newDoc.runner_report) || newDoc.runner_report.site !== me) {
+      refuse("a turn record is written once; its runner may only add a 'runner_report' naming itself");
+    }
+    othersUnchanged(newDoc, oldDoc, ["runner_report"], "a turn record");
+  }
+
+  // ------------------------------------------------------------ who writes
+
+  function isIn(section, name, roles) {
+    if (!isObject(section)) {
+      return false;
+    }
+    if (name !== null && contains(section.names, name)) {
+      return true;
+    }
+    for (var i = 0; i < roles.length; i++) {
+      if (contains(section.roles, roles[i])) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  function check() {
+    var ctx = isObject(userCtx) ? userCtx : {};
+    var roles = isArrayValue(ctx.roles) ? ctx.roles : [];
+    var name = typeof ctx.name === "string" ? ctx.name : null;
+    if (contains(roles, "_admin") || contains(roles, SETTINGS.admin_role) ||
+        (isObject(secObj) && isIn(secObj.admins, name, roles))) {
+      return;
+    }
+    if (!contains(roles, SETTINGS.site_role)) {
+      refuse("only enqueue sites (role " + SETTINGS.site_role + ") and admins may write here");
+    }
+    if (!isSite(name)) {
+      refuse("a site account's name must be a valid site name");
+    }
+    if (!isObject(newDoc) || typeof newDoc._id !== "string") {
+      refuse("not a document");
+    }
+    if (newDoc._deleted === true) {
+      refuse("only an admin may delete documents");
+    }
+    var old = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
+    var id = newDoc._id;
+    if (id === SETTINGS.leader_doc) {
+      checkLeaderDoc(newDoc, old, name);
+    } else if (id === SETTINGS.sites_doc) {
+      checkSitesDoc(newDoc, old, name);
+    } else if (id.indexOf(HEARTBEAT_PREFIX) === 0) {
+      checkHeartbeat(newDoc, name);
+    } else if (id.indexOf(TURN_PREFIX) === 0) {
+      checkTurnRecord(newDoc, old, name);
+    } else {
+      refuse("'" + id + "' is not a document enqueue uses; only an admin may write it");
+    }
+  }
+
+  try {
+    check();
+  } catch (error) {
+    if (isObject(error) && (has(error, "forbidden") || has(error, "unauthorized"))) {
+      throw error;
+    }
+    var detail = "";
+    try {
+      detail = String(error);
+    } catch (ignored) {
+      detail = "unknown error";
+    }
+    throw {forbidden: "enqueue: the write could not be judged, so it is refused (" + detail + ")"};
+  }
+}

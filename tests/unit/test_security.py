@@ -1,0 +1,561 @@
+"""The server-side rules, without a server: the validate_doc_update function run by node.
+
+The function is evaluated the way the servers do (``return`` + its text) and
+fed documents made by the protocol's own functions (election, scheduler,
+turns), so every write an agent makes is checked against the rules, and
+table rows of writes a site must not make are checked to be refused. A
+seeded fuzz run checks that no document, however broken, makes the function
+throw anything but a refusal (anything else is a 500 for the writer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+from dataclasses import dataclass, replace
+from typing import Any, Iterator, Optional
+
+import pytest
+
+from enqueue import documents as docs
+from enqueue import cli, election, security, turns
+from enqueue.documents import DONE, GRANTED, RUNNING, WAITING, Heartbeat, LeaderDoc, SiteEntry, TurnRecord
+from enqueue.errors import ConfigError
+from enqueue.scheduler import plan
+
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node is needed to run the validation function")
+
+NOW = "2026-01-01 00:00:00"
+LEADER_ID = "enqueue_leader"
+SITES_ID = "enqueue_sites"
+ABC = ("alpha", "bravo", "charlie")
+
+_HARNESS = r"""
+const fs = require("fs");
+const input = JSON.parse(fs.readFileSync(0, "utf8"));
+const validate = new Function("return " + input.source.replace(/;\s*$/, ""))();
+const results = input.cases.map(function (c) {
+  try {
+    validate(c[0], c[1], c[2], c[3]);
+    return {ok: true};
+  } catch (e) {
+    if (e !== null && typeof e === "object" && typeof e.forbidden === "string") {
+      return {forbidden: e.forbidden};
+    }
+    return {error: String(e)};
+  }
+});
+process.stdout.write(JSON.stringify(results));
+"""
+
+
+def run_validator(cases: list[tuple[Any, Any, Any, Any]], source: Optional[str] = None) -> list[dict]:
+    """Judge (newDoc, oldDoc, userCtx, secObj) tuples in one node process."""
+    payload = json.dumps({"source": source or security.validator_source(), "cases": cases})
+    done = subprocess.run([NODE, "-e", _HARNESS], input=payload, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def site(name: str) -> dict:
+    return {"db": "x", "name": name, "roles": ["enqueue_site"]}
+
+
+ADMIN = {"db": "x", "name": "boss", "roles": ["enqueue_admin"]}
+SERVER_ADMIN = {"db": "x", "name": "root", "roles": ["_admin"]}
+NOBODY = {"db": "x", "name": None, "roles": []}
+SECURITY = security.security_object(None, site_role="enqueue_site", admin_role="enqueue_admin")
+
+
+def stored(doc: LeaderDoc) -> dict:
+    return docs.render_leader(doc)
+
+
+def leader_doc(**fields: Any) -> LeaderDoc:
+    base = dict(doc_id=LEADER_ID, rev="5-abc", leader="alpha", leader_term=3, running="bravo", status=RUNNING,
+                turn=7, rotation=ABC, updated_by="alpha", updated_at=NOW)
+    base.update(fields)
+    return LeaderDoc(**base)
+
+
+def edit(doc: LeaderDoc, **fields: Any) -> dict:
+    """The stored form of ``doc`` with raw fields overwritten (for writes no agent would make)."""
+    out = stored(doc)
+    out.update(fields)
+    return out
+
+
+def registry(entries: dict) -> dict:
+    return {"_id": SITES_ID, "_rev": "2-s", "type": "enqueue_sites", "schema": 1, "sites": entries}
+
+
+def entry(name: str, **extra: Any) -> dict:
+    return {"heartbeat_doc": docs.heartbeat_id(name), "drained": False, **extra}
+
+
+def world(sites=ABC, **overrides) -> dict:
+    """Registry, heartbeats and staleness verdicts for the scheduler, everyone waiting and alive."""
+    reg = {s: SiteEntry(name=s, heartbeat_doc=docs.heartbeat_id(s)) for s in sites}
+    hbs = {s: Heartbeat(site=s, state=WAITING) for s in sites}
+    stale = {s: False for s in sites}
+    stale.update(overrides.get("stale", {}))
+    return {"registry": reg, "heartbeats": hbs, "stale": stale}
+
+
+def leader_plan(doc: LeaderDoc, me: str = "alpha", **world_overrides) -> dict:
+    w = world(**world_overrides)
+    p = plan(doc, w["registry"], w["heartbeats"], w["stale"], me, NOW)
+    assert p is not None
+    return stored(p.doc)
+
+
+def finished(doc: LeaderDoc, me: str, repeat: bool) -> dict:
+    new, _ = turns.finish(doc, me, 0, "exited", repeat, NOW)
+    return stored(new)
+
+
+def repaired(raw: dict, me: str, turn: int) -> dict:
+    """What the agent writes over a leader doc that does not parse (agent._maybe_repair_leader)."""
+    fresh = replace(
+        docs.new_leader_doc(LEADER_ID),
+        rev=raw.get("_rev"),
+        leader=me,
+        turn=turn,
+        last_how="repaired",
+        updated_by=me,
+        updated_at=NOW,
+        raw={"repaired_from": {k: v for k, v in raw.items() if not k.startswith("_")}},
+    )
+    return stored(fresh)
+
+
+def record(turn: int, site_name: str, leader: Optional[str]) -> dict:
+    return docs.render_turn_record(TurnRecord(turn=turn, site=site_name, how="exited", exit_code=0, leader=leader))
+
+
+def with_report(rec: dict, site_name: str) -> dict:
+    out = dict(rec, _rev="1-r")
+    out["runner_report"] = {"site": site_name, "how": "exited", "exit_code": 0, "ended_at": NOW, "duration_s": 1.0}
+    return out
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    new: Any
+    old: Any
+    user: Any
+    expect: str  # "ok", or a piece of the refusal's text
+    sec: Any = None  # the _security object; SECURITY when None
+
+    def args(self) -> tuple:
+        return (self.new, self.old, self.user, SECURITY if self.sec is None else self.sec)
+
+
+GRANTED_BRAVO = leader_doc(status=GRANTED)
+RUNNING_BRAVO = leader_doc()
+IDLE_DOC = leader_doc(running="bravo", status=DONE, turn=7)
+GARBAGE_LEADER = {"_id": LEADER_ID, "_rev": "9-g", "leader": "alpha", "status": "exploded", "turn": 12}
+RECORD_BY_LEADER = record(7, "bravo", "alpha")
+
+ALLOWED = [
+    # Election.
+    Case("claim for itself", stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), stored(RUNNING_BRAVO), site("charlie"), "ok"),
+    Case("claim when nobody leads", stored(election.claim(leader_doc(leader=None), "bravo", NOW)),
+         stored(leader_doc(leader=None)), site("bravo"), "ok"),
+    Case("resign itself", stored(election.resign(RUNNING_BRAVO, "alpha", NOW)), stored(RUNNING_BRAVO), site("alpha"), "ok"),
+    # The holder's own turn.
+    Case("confirm its grant", stored(turns.confirm(GRANTED_BRAVO, "bravo", NOW)), stored(GRANTED_BRAVO), site("bravo"), "ok"),
+    Case("finish, repeat, pass to successor", finished(RUNNING_BRAVO, "bravo", True), stored(RUNNING_BRAVO), site("bravo"), "ok"),
+    Case("finish, leave rotation, pass on", finished(RUNNING_BRAVO, "bravo", False), stored(RUNNING_BRAVO), site("bravo"), "ok"),
+    Case("finish wraps around", finished(leader_doc(running="charlie"), "charlie", True),
+         stored(leader_doc(running="charlie")), site("charlie"), "ok"),
+    Case("finish alone, repeating: itself again", finished(leader_doc(rotation=("bravo",)), "bravo", True),
+         stored(leader_doc(rotation=("bravo",))), site("bravo"), "ok"),
+    Case("finish alone, not repeating: nobody", finished(leader_doc(rotation=("bravo",)), "bravo", False),
+         stored(leader_doc(rotation=("bravo",))), site("bravo"), "ok"),
+    Case("finish while paused: no grant", finished(leader_doc(paused=True, paused_reason="x"), "bravo", True),
+         stored(leader_doc(paused=True, paused_reason="x")), site("bravo"), "ok"),
+    Case("finish after the leader dropped it", finished(leader_doc(rotation=("alpha", "charlie")), "bravo", True),
+         stored(leader_doc(rotation=("alpha", "charlie"))), site("bravo"), "ok"),
+    Case("finish clears skip_turn", finished(leader_doc(skip_turn=7), "bravo", True),
+         stored(leader_doc(skip_turn=7)), site("bravo"), "ok"),
+    Case("finish as leader and holder", finished(leader_doc(running="alpha"), "alpha", True),
+         stored(leader_doc(running="alpha")), site("alpha"), "ok"),
+    Case("finish keeps an admin's extra field", finished(leader_doc(raw={"paused_by": "admin:x"}), "bravo", True),
+         stored(leader_doc(raw={"paused_by": "admin:x"})), site("bravo"), "ok"),
+    # The leader (scheduler.plan).
+    Case("leader grants", leader_plan(IDLE_DOC), stored(IDLE_DOC), site("alpha"), "ok"),
+    Case("leader grants itself", leader_plan(leader_doc(running="charlie", status=DONE)),
+         stored(leader_doc(running="charlie", status=DONE)), site("alpha"), "ok"),
+    Case("leader revokes a stale holder and grants", leader_plan(RUNNING_BRAVO, stale={"bravo": True}),
+         stored(RUNNING_BRAVO), site("alpha"), "ok"),
+    Case("leader revokes while paused, grants nothing", leader_plan(leader_doc(paused=True), stale={"bravo": True}),
+         stored(leader_doc(paused=True)), site("alpha"), "ok"),
+    Case("leader publishes the rotation", leader_plan(leader_doc(rotation=("alpha",))),
+         stored(leader_doc(rotation=("alpha",))), site("alpha"), "ok"),
+    Case("leader re-grants a stale grant", leader_plan(GRANTED_BRAVO, stale={"bravo": True}),
+         stored(GRANTED_BRAVO), site("alpha"), "ok"),
+    # Creation and repair.
+    Case("create the leader doc", stored(docs.new_leader_doc(LEADER_ID)), None, site("bravo"), "ok"),
+    Case("recreate a missing leader doc", repaired({}, "bravo", 12), None, site("bravo"), "ok"),
+    Case("repair a leader doc that does not parse", repaired(GARBAGE_LEADER, "bravo", 12), GARBAGE_LEADER, site("bravo"), "ok"),
+    Case("repair keeps an admin's pause", dict(repaired(dict(GARBAGE_LEADER, paused=True), "bravo", 12), paused=True),
+         dict(GARBAGE_LEADER, paused=True), site("bravo"), "ok"),
+    Case("overwrite a deleted leader doc", stored(docs.new_leader_doc(LEADER_ID)),
+         {"_id": LEADER_ID, "_rev": "3-d", "_deleted": True}, site("bravo"), "ok"),
+    # The registry.
+    Case("create the registry", docs.render_sites(docs.new_sites_doc(SITES_ID)), None, site("bravo"), "ok"),
+    Case("create the registry with itself", registry({"bravo": entry("bravo", added_at=NOW)}), None, site("bravo"), "ok"),
+    Case("add itself", registry({"alpha": entry("alpha", drained=True, note="x"), "bravo": entry("bravo")}),
+         registry({"alpha": entry("alpha", drained=True, note="x")}), site("bravo"), "ok"),
+    Case("add itself, drained absent", registry({"bravo": {"heartbeat_doc": docs.heartbeat_id("bravo")}}),
+         registry({}), site("bravo"), "ok"),
+    Case("replace its own entry that does not parse", registry({"bravo": entry("bravo")}),
+         registry({"bravo": "junk"}), site("bravo"), "ok"),
+    Case("rebuild a registry that does not parse",
+         dict(registry({"bravo": entry("bravo")}), repaired_from={"sites": 5}),
+         {"_id": SITES_ID, "_rev": "4-j", "sites": 5}, site("bravo"), "ok"),
+    Case("rewrite the registry unchanged", registry({"alpha": entry("alpha")}), registry({"alpha": entry("alpha")}),
+         site("bravo"), "ok"),
+    # Heartbeats and records.
+    Case("own heartbeat", docs.render_heartbeat(Heartbeat(site="bravo", state=WAITING, beat=3)), None, site("bravo"), "ok"),
+    Case("own heartbeat over an admin's edit", docs.render_heartbeat(Heartbeat(site="bravo", state=WAITING, rev="4-h")),
+         {"_id": docs.heartbeat_id("bravo"), "_rev": "4-h", "site": "someone"}, site("bravo"), "ok"),
+    Case("record of its own turn", record(7, "bravo", "alpha"), None, site("bravo"), "ok"),
+    Case("record of an abandoned turn", record(7, "bravo", None), None, site("bravo"), "ok"),
+    Case("leader records a turn it took away", RECORD_BY_LEADER, None, site("alpha"), "ok"),
+    Case("runner adds its report", with_report(RECORD_BY_LEADER, "bravo"), dict(RECORD_BY_LEADER, _rev="1-r"),
+         site("bravo"), "ok"),
+    Case("big turn numbers keep their digits", record(12345678901, "bravo", None), None, site("bravo"), "ok"),
+    # Admins.
+    Case("admin role pauses", edit(RUNNING_BRAVO, paused=True), stored(RUNNING_BRAVO), ADMIN, "ok"),
+    Case("server admin writes garbage", {"_id": LEADER_ID, "x": 1}, stored(RUNNING_BRAVO), SERVER_ADMIN, "ok"),
+    Case("admin deletes", {"_id": "enqueue_turn:0000000001", "_deleted": True}, record(1, "a", None), ADMIN, "ok"),
+    Case("admin writes an unknown document", {"_id": "notes"}, None, ADMIN, "ok"),
+    Case("database admin by name", {"_id": "notes"}, None, {"name": "dba", "roles": []}, "ok",
+         sec={"admins": {"names": ["dba"]}}),
+    Case("database admin by role", {"_id": "notes"}, None, {"name": "x", "roles": ["ops"]}, "ok",
+         sec={"admins": {"roles": ["ops"]}}),
+]
+
+FORBIDDEN = [
+    # Who.
+    Case("no role", docs.render_heartbeat(Heartbeat(site="bravo")), None, NOBODY, "only enqueue sites"),
+    Case("no user context at all", {"_id": "x"}, None, None, "only enqueue sites"),
+    Case("a site account named unlike a site", {"_id": "x"}, None, site("no good"), "valid site name"),
+    Case("unknown document", {"_id": "notes", "x": 1}, None, site("bravo"), "not a document enqueue uses"),
+    Case("design-like id", {"_id": "enqueue_leader_backup"}, None, site("bravo"), "not a document enqueue uses"),
+    Case("delete own heartbeat", {"_id": docs.heartbeat_id("bravo"), "_rev": "2-h", "_deleted": True},
+         {"_id": docs.heartbeat_id("bravo"), "_rev": "2-h", "site": "bravo"}, site("bravo"), "delete"),
+    Case("delete a record", {"_id": "enqueue_turn:0000000007", "_rev": "1-r", "_deleted": True},
+         dict(record(7, "bravo", None), _rev="1-r"), site("bravo"), "delete"),
+    # Heartbeats.
+    Case("another site's heartbeat", docs.render_heartbeat(Heartbeat(site="charlie")), None, site("bravo"), "own heartbeat"),
+    Case("own heartbeat naming another site", dict(docs.render_heartbeat(Heartbeat(site="charlie")),
+                                                   _id=docs.heartbeat_id("bravo")), None, site("bravo"), "'site' must be"),
+    # Registry.
+    Case("add another site", registry({"charlie": entry("charlie")}), registry({}), site("bravo"), "add only itself"),
+    Case("add itself and another", registry({"bravo": entry("bravo"), "delta": entry("delta")}), registry({}),
+         site("bravo"), "add only itself"),
+    Case("undrain another site", registry({"alpha": entry("alpha")}), registry({"alpha": entry("alpha", drained=True)}),
+         site("bravo"), "change no other entry"),
+    Case("remove another site", registry({}), registry({"alpha": entry("alpha")}), site("bravo"), "may not remove"),
+    Case("remove itself", registry({}), registry({"bravo": entry("bravo")}), site("bravo"), "may not remove"),
+    Case("add itself drained", registry({"bravo": entry("bravo", drained=True)}), registry({}), site("bravo"), "drain"),
+    Case("undrain itself", registry({"bravo": entry("bravo")}), registry({"bravo": entry("bravo", drained=True)}),
+         site("bravo"), "may not change its registry entry"),
+    Case("own entry with another heartbeat", registry({"bravo": entry("charlie")}), registry({}), site("bravo"),
+         "own heartbeat document"),
+    Case("change an admin's field", dict(registry({}), note="mine"), dict(registry({}), note="admin's"),
+         site("bravo"), "field 'note'"),
+    Case("registry without sites", {"_id": SITES_ID, "_rev": "2-s", "sites": []}, registry({}), site("bravo"), "'sites' object"),
+    Case("create a registry with another site", registry({"alpha": entry("alpha")}), None, site("bravo"), "add only itself"),
+    # Leadership.
+    Case("make another site leader", edit(RUNNING_BRAVO, leader="charlie", leader_term=4, updated_by="bravo"),
+         stored(RUNNING_BRAVO),
+         site("bravo"), "only itself leader"),
+    Case("claim without a new term", edit(RUNNING_BRAVO, leader="charlie", updated_by="charlie"), stored(RUNNING_BRAVO),
+         site("charlie"), "leader_term to 4"),
+    Case("claim two terms ahead", edit(RUNNING_BRAVO, leader="charlie", leader_term=5, updated_by="charlie"),
+         stored(RUNNING_BRAVO), site("charlie"), "leader_term to 4"),
+    Case("claim and take the turn", edit(RUNNING_BRAVO, leader="charlie", leader_term=4, running="charlie",
+                                         updated_by="charlie"), stored(RUNNING_BRAVO), site("charlie"), "leave the turn"),
+    Case("depose the leader", edit(RUNNING_BRAVO, leader=None, updated_by="bravo"), stored(RUNNING_BRAVO), site("bravo"), "step down only itself"),
+    Case("resign with a new term", edit(RUNNING_BRAVO, leader=None, leader_term=4), stored(RUNNING_BRAVO), site("alpha"),
+         "keep leader_term"),
+    Case("sign as another site", edit(RUNNING_BRAVO, updated_by="alpha", rotation=["alpha"]),
+         stored(RUNNING_BRAVO), site("bravo"), "'updated_by' must name"),
+    # Pausing and skipping.
+    Case("pause", edit(IDLE_DOC, paused=True), stored(IDLE_DOC), site("alpha"), "only an admin may pause"),
+    Case("resume", edit(leader_doc(paused=True), paused=False), stored(leader_doc(paused=True)), site("alpha"),
+         "only an admin may pause"),
+    Case("change the pause reason", edit(leader_doc(paused=True, paused_reason="a"), paused_reason="b"),
+         stored(leader_doc(paused=True, paused_reason="a")), site("alpha"), "only an admin may pause"),
+    Case("skip the running turn", edit(RUNNING_BRAVO, skip_turn=7, updated_by="charlie"), stored(RUNNING_BRAVO), site("charlie"), "skip_turn"),
+    Case("a malformed pause flag", edit(IDLE_DOC, paused="no"), stored(IDLE_DOC), site("alpha"), "true or false"),
+    # Granting.
+    Case("grant while not leader", leader_plan(IDLE_DOC, me="charlie"), stored(IDLE_DOC), site("charlie"), "only the leader"),
+    Case("leader grants while paused", edit(leader_doc(status=DONE, paused=True), turn=8, running="charlie",
+                                             status=GRANTED), stored(leader_doc(status=DONE, paused=True)),
+         site("alpha"), "only the leader"),
+    Case("leader grants outside the rotation", edit(IDLE_DOC, turn=8, running="delta", status=GRANTED),
+         stored(IDLE_DOC), site("alpha"), "only the leader"),
+    Case("leader jumps two turns", edit(IDLE_DOC, turn=9, running="charlie", status=GRANTED), stored(IDLE_DOC),
+         site("alpha"), "only the leader"),
+    Case("leader moves a running turn", edit(RUNNING_BRAVO, running="charlie"), stored(RUNNING_BRAVO), site("alpha"),
+         "only the leader"),
+    Case("leader revives a done turn", edit(IDLE_DOC, status=RUNNING), stored(IDLE_DOC), site("alpha"),
+         "mark running only the turn granted"),
+    Case("rotation by a non-leader", edit(IDLE_DOC, rotation=["charlie"], updated_by="charlie"), stored(IDLE_DOC),
+         site("charlie"), "only the leader"),
+    Case("notes by a bystander", edit(IDLE_DOC, last_how="forged", updated_by="charlie"), stored(IDLE_DOC),
+         site("charlie"), "only the leader or the site holding"),
+    # Confirming.
+    Case("confirm another site's grant", edit(GRANTED_BRAVO, status=RUNNING, updated_by="charlie"),
+         stored(GRANTED_BRAVO), site("charlie"), "mark running only the turn granted to itself"),
+    Case("take another site's grant", edit(GRANTED_BRAVO, status=RUNNING, running="charlie", updated_by="charlie"),
+         stored(GRANTED_BRAVO), site("charlie"), "mark running only the turn granted to itself"),
+    Case("confirm with another turn", edit(GRANTED_BRAVO, status=RUNNING, turn=8, updated_by="bravo"),
+         stored(GRANTED_BRAVO), site("bravo"), "keeping its number"),
+    Case("run without a grant", edit(leader_doc(status=DONE), status=RUNNING, updated_by="bravo"),
+         stored(leader_doc(status=DONE)), site("bravo"), "mark running only the turn granted to itself"),
+    # Finishing.
+    Case("finish another site's turn", finished(RUNNING_BRAVO, "bravo", True) | {"updated_by": "charlie"},
+         stored(RUNNING_BRAVO), site("charlie"), "successor"),
+    Case("end another site's turn", edit(RUNNING_BRAVO, status=DONE, updated_by="charlie"), stored(RUNNING_BRAVO),
+         site("charlie"), "mark done only its own running turn"),
+    Case("finish a turn still only granted", finished(RUNNING_BRAVO, "bravo", True), stored(GRANTED_BRAVO),
+         site("bravo"), "only the leader grants"),
+    Case("pass the turn to the wrong site", edit(RUNNING_BRAVO, status=GRANTED, turn=8, running="alpha",
+                                                 updated_by="bravo"), stored(RUNNING_BRAVO), site("bravo"),
+         "only to its successor in the rotation (charlie)"),
+    Case("keep the turn though not alone", edit(RUNNING_BRAVO, status=GRANTED, turn=8, updated_by="bravo"),
+         stored(RUNNING_BRAVO), site("bravo"), "successor"),
+    Case("pass the turn while paused", finished(RUNNING_BRAVO, "bravo", True) | {"paused": True},
+         stored(leader_doc(paused=True)), site("bravo"), "paused"),
+    Case("finish and reorder the rotation", finished(RUNNING_BRAVO, "bravo", True) | {"rotation": ["bravo", "charlie"],
+                                                                                       "running": "charlie"},
+         stored(RUNNING_BRAVO), site("bravo"), "successor"),
+    Case("finish and skip a turn number", finished(RUNNING_BRAVO, "bravo", True) | {"turn": 9},
+         stored(RUNNING_BRAVO), site("bravo"), "only the leader grants"),
+    Case("finish and remove an admin's field", finished(leader_doc(raw={"paused_by": "admin:x"}), "bravo", True)
+         | {"paused_by": None}, stored(leader_doc(raw={"paused_by": "admin:x"})), site("bravo"), "field 'paused_by'"),
+    Case("a leader doc that does not parse", edit(RUNNING_BRAVO, status="bogus"), stored(RUNNING_BRAVO), site("alpha"),
+         "valid leader_term"),
+    Case("a rotation with a site twice", edit(RUNNING_BRAVO, rotation=["alpha", "alpha"]), stored(RUNNING_BRAVO),
+         site("alpha"), "distinct site names"),
+    # Creation and repair.
+    Case("create with a grant", edit(docs.new_leader_doc(LEADER_ID), turn=1, running="bravo", status=GRANTED),
+         None, site("bravo"), "may not grant"),
+    Case("create paused", edit(docs.new_leader_doc(LEADER_ID), paused=True), None, site("bravo"), "only an admin may pause"),
+    Case("create with another leader", edit(docs.new_leader_doc(LEADER_ID), leader="alpha"), None, site("bravo"),
+         "no leader, or the writing site"),
+    Case("create with extra fields", edit(docs.new_leader_doc(LEADER_ID), owner="bravo"), None, site("bravo"),
+         "field 'owner'"),
+    Case("repair and drop an admin's pause", repaired(dict(GARBAGE_LEADER, paused=True), "bravo", 12),
+         dict(GARBAGE_LEADER, paused=True), site("bravo"), "keep its paused"),
+    Case("repair and lower the turn", repaired(GARBAGE_LEADER, "bravo", 3), GARBAGE_LEADER, site("bravo"),
+         "lower its turn"),
+    # Turn records.
+    Case("record of another site's turn", record(7, "charlie", "alpha"), None, site("bravo"), "name the writing site"),
+    Case("record under the wrong id", dict(record(7, "bravo", None), _id="enqueue_turn:0000000008"), None,
+         site("bravo"), "id must be"),
+    Case("record with an odd id", dict(record(7, "bravo", None), _id="enqueue_turn:7"), None, site("bravo"), "id must be"),
+    Case("rewrite a record", dict(record(7, "bravo", None), _rev="1-r", exit_code=1),
+         dict(record(7, "bravo", None), _rev="1-r"), site("bravo"), "written once"),
+    Case("report on another site's record", with_report(record(7, "charlie", "alpha"), "bravo"),
+         dict(record(7, "charlie", "alpha"), _rev="1-r"), site("bravo"), "only the site that ran"),
+    Case("report naming another site", with_report(RECORD_BY_LEADER, "charlie"), dict(RECORD_BY_LEADER, _rev="1-r"),
+         site("bravo"), "naming itself"),
+    Case("report and change the record", dict(with_report(RECORD_BY_LEADER, "bravo"), how="fine"),
+         dict(RECORD_BY_LEADER, _rev="1-r"), site("bravo"), "field 'how'"),
+    Case("a second report", with_report(RECORD_BY_LEADER, "bravo"),
+         with_report(RECORD_BY_LEADER, "bravo"), site("bravo"), "has its runner's report already"),
+]
+
+
+@pytest.fixture(scope="module")
+def verdicts() -> dict[str, dict]:
+    cases = ALLOWED + FORBIDDEN
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)), "case names must be unique"
+    return dict(zip(names, run_validator([c.args() for c in cases])))
+
+
+@needs_node
+@pytest.mark.parametrize("case", ALLOWED, ids=lambda c: c.name)
+def test_every_write_the_protocol_makes_is_allowed(verdicts, case: Case) -> None:
+    assert verdicts[case.name] == {"ok": True}
+
+
+@needs_node
+@pytest.mark.parametrize("case", FORBIDDEN, ids=lambda c: c.name)
+def test_writes_a_site_may_not_make_are_refused(verdicts, case: Case) -> None:
+    verdict = verdicts[case.name]
+    assert "forbidden" in verdict, verdict
+    assert case.expect in verdict["forbidden"], verdict["forbidden"]
+
+
+@needs_node
+def test_every_handoff_in_a_rotation_of_any_shape_is_allowed_and_only_to_the_successor() -> None:
+    """turns.finish for every holder, rotation, repeat and pause, and every wrong successor."""
+    names = ("alpha", "bravo", "charlie", "delta")
+    cases, expected = [], []
+    for mask in range(1 << len(names)):
+        rotation = tuple(n for i, n in enumerate(names) if mask >> i & 1)
+        for me in names:
+            for repeat in (True, False):
+                for paused in (True, False):
+                    old = leader_doc(leader="zulu", running=me, rotation=rotation, paused=paused)
+                    new, nxt = turns.finish(old, me, 0, "exited", repeat, NOW)
+                    cases.append((stored(new), stored(old), site(me), SECURITY))
+                    expected.append(True)
+                    if nxt is None:
+                        continue
+                    for other in names:
+                        if other != nxt:
+                            cases.append((stored(replace(new, running=other)), stored(old), site(me), SECURITY))
+                            expected.append(False)
+    verdicts = run_validator(cases)
+    for (new, old, user, _), verdict, ok in zip(cases, verdicts, expected):
+        assert ("ok" in verdict) == ok, (user["name"], old["rotation"], new["running"], verdict)
+
+
+@needs_node
+def test_broken_documents_are_refused_or_allowed_but_never_crash_the_function() -> None:
+    rng = random.Random(5)
+    pool: list[Any] = [None, True, False, 0, -1, 1.5, 7, 2**53, "", "alpha", "bravo", "no good", "granted",
+                       "running", "done", [], ["alpha"], ["bravo", "bravo"], [1, None], {}, {"site": "bravo"},
+                       {"alpha": 1}, {"bravo": {"heartbeat_doc": 5}}]
+    fields = ["leader", "leader_term", "running", "status", "turn", "rotation", "paused", "paused_reason",
+              "skip_turn", "updated_by", "site", "sites", "runner_report", "repaired_from", "drained", "note"]
+    ids = [LEADER_ID, SITES_ID, docs.heartbeat_id("bravo"), docs.turn_record_id(7), "enqueue_turn:", "x", 5, None]
+    users: list[Any] = [site("bravo"), site("alpha"), ADMIN, NOBODY, None, {}, {"name": 5, "roles": "enqueue_site"},
+                        {"name": "bravo", "roles": ["enqueue_site", None]}]
+
+    def random_doc(doc_id: Any) -> Any:
+        if rng.random() < 0.05:
+            return rng.choice([None, [], "text", 3])
+        doc = {"_id": doc_id, "_rev": "1-x"}
+        for field in fields:
+            if rng.random() < 0.5:
+                doc[field] = rng.choice(pool)
+        if rng.random() < 0.05:
+            doc["_deleted"] = True
+        return doc
+
+    cases = []
+    for _ in range(3000):
+        doc_id = rng.choice(ids)
+        new = random_doc(doc_id)
+        old = None if rng.random() < 0.2 else random_doc(doc_id)
+        sec = rng.choice([SECURITY, None, {}, {"admins": {"names": None, "roles": 5}}])
+        cases.append((new, old, rng.choice(users), sec))
+    # Legit writes with one field broken.
+    base_new, base_old = finished(RUNNING_BRAVO, "bravo", True), stored(RUNNING_BRAVO)
+    for field in fields:
+        for value in pool:
+            cases.append((dict(base_new, **{field: value}), base_old, site("bravo"), SECURITY))
+            cases.append((base_new, dict(base_old, **{field: value}), site("bravo"), SECURITY))
+    crashes = [(case, verdict) for case, verdict in zip(cases, run_validator(cases)) if "error" in verdict]
+    assert crashes == [], crashes[:3]
+
+
+# ---------------------------------------------------------------------------- the Python side
+
+
+@needs_node
+def test_the_installed_source_is_one_function_with_the_settings_filled_in() -> None:
+    source = security.validator_source(site_role="s", admin_role="a", leader_doc="L", sites_doc="S")
+    assert source.startswith("function (newDoc, oldDoc, userCtx, secObj) {")
+    assert '{"site_role": "s", "admin_role": "a", "leader_doc": "L", "sites_doc": "S"}' in source
+    cases = [({"_id": "L", "x": 1}, None, {"name": "bravo", "roles": ["s"]}, {}),
+             ({"_id": "x"}, None, {"name": "bravo", "roles": ["a"]}, {}),
+             ({"_id": "x"}, None, {"name": "bravo", "roles": ["enqueue_site"]}, {})]
+    first, second, third = run_validator(cases, source)
+    assert "valid leader_term" in first["forbidden"]  # "L" is the leader doc now
+    assert second == {"ok": True}
+    assert "only enqueue sites (role s)" in third["forbidden"]
+
+
+def test_security_object_adds_the_roles_and_keeps_what_an_operator_set() -> None:
+    existing = {"admins": {"names": ["ops"], "roles": []}, "members": {"names": ["reader"]}, "other": 1}
+    out = security.security_object(existing, site_role="site", admin_role="adm")
+    assert out == {"admins": {"names": ["ops"], "roles": ["adm"]},
+                   "members": {"names": ["reader"], "roles": ["site"]}, "other": 1}
+    assert security.security_object(out, site_role="site", admin_role="adm") == out
+    assert security.security_object(None, site_role="s", admin_role="a") == {
+        "admins": {"names": [], "roles": ["a"]}, "members": {"names": [], "roles": ["s"]}}
+
+
+def test_design_document_is_stable_and_keeps_the_revision() -> None:
+    kw = dict(site_role="s", admin_role="a", leader_doc="L", sites_doc="S")
+    first = security.design_document(None, **kw)
+    assert first["_id"] == security.DESIGN_DOC_ID and "_rev" not in first
+    again = security.design_document(dict(first, _rev="1-x"), **kw)
+    assert again == dict(first, _rev="1-x")
+    assert again["enqueue"]["site_role"] == "s"
+
+
+class FakeStore:
+    """Just enough of a store for ``install``: documents and a security object."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict] = {}
+        self.security: dict = {}
+        self.writes = 0
+
+    def get(self, doc_id: str) -> Optional[dict]:
+        doc = self.docs.get(doc_id)
+        return dict(doc) if doc else None
+
+    def put(self, doc: dict) -> str:
+        self.writes += 1
+        rev = f"{self.writes}-x"
+        self.docs[doc["_id"]] = dict(doc, _rev=rev)
+        return rev
+
+    def get_security(self) -> dict:
+        return json.loads(json.dumps(self.security))
+
+    def put_security(self, obj: dict) -> None:
+        self.writes += 1
+        self.security = obj
+
+
+def test_install_twice_writes_once() -> None:
+    store = FakeStore()
+    first = security.install(store)
+    assert first[0].startswith("installed design document") and "now have role" in first[1]
+    writes = store.writes
+    second = security.install(store)
+    assert store.writes == writes
+    assert "up to date" in second[0] and "unchanged" in second[1]
+    assert security.installed_settings(store)["site_role"] == "enqueue_site"
+
+
+@pytest.mark.parametrize("site_role, admin_role", [("_admin", "a"), ("s", ""), ("same", "same"), ("a b", "c")])
+def test_install_refuses_bad_role_names(site_role: str, admin_role: str) -> None:
+    with pytest.raises(ConfigError):
+        security.install(FakeStore(), site_role=site_role, admin_role=admin_role)
+
+
+def _options(parser: argparse.ArgumentParser) -> Iterator[str]:
+    for action in parser._actions:
+        yield from action.option_strings
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _options(sub)
+
+
+def test_no_command_line_option_takes_a_secret() -> None:
+    """Secrets come from password files or the environment: argv is visible to every user of the host."""
+    options = set(_options(cli.build_parser()))
+    assert "--password-file" in options  # enqueue users add
+    secret_like = {o for o in options if any(w in o for w in ("password", "secret", "token", "credential"))}
+    assert secret_like <= {"--password-file", "--show-password", "--admin-password-file"}, secret_like
