@@ -53,6 +53,9 @@ def command_modules() -> list[ModuleType]:
             raise
     else:
         modules.append(dev_server)
+    from enqueue.commands import users
+
+    modules.append(users)
     return modules
 
 
