@@ -1,0 +1,527 @@
+"""Per-site accounts on a real server: what a site may not write is refused, and a rotation still runs.
+
+The server needs an admin account (the session's server when it has one,
+else an embedded one started here with an admin). Every request to it
+carries credentials: pouchdb-server crashes when a client without any asks
+to create a database once an admin exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import ssl
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import pytest
+
+from enqueue import documents as docs
+from enqueue import cli, errors, logs, security
+from enqueue.commands import users
+from enqueue.config import Connection
+from enqueue.devserver import DevServer
+from enqueue.store import Store
+from tests.support import servers
+from tests.support.agents import Sites
+
+SITES = ("alpha", "bravo", "charlie")
+LEADER_ID = "enqueue_leader"
+SITES_ID = "enqueue_sites"
+NOW = "2026-01-01 00:00:00"
+
+
+@pytest.fixture(scope="module")
+def admin_server(couch_server: servers.CouchServer) -> Iterator[servers.CouchServer]:
+    """A server with an admin account: the session's if it has one, else an embedded one."""
+    if couch_server.username is not None:
+        yield couch_server
+        return
+    dev = DevServer(admin_user="admin", admin_password=secrets.token_urlsafe(12))
+    dev.start()
+    try:
+        yield servers.CouchServer(dev.url, dev.admin_user, dev.admin_password, "embedded", devserver=dev)
+    finally:
+        dev.stop()
+
+
+@dataclass
+class Secured:
+    """A database with the rules installed and one account per site."""
+
+    server: servers.CouchServer
+    name: str
+    admin: Store
+    passwords: dict[str, str]
+    password_files: dict[str, Path]
+    stores: dict[str, Store]
+
+    def site(self, name: str) -> Store:
+        return self.stores[name]
+
+    def config(self, directory: Path, site: str, password_file: Optional[Path] = None) -> Path:
+        """An enqueue config for ``site``'s account (its password in a 0600 file)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{site}.ini"
+        path.write_text(
+            "[couchdb]\n"
+            f"url = {self.server.url}\n"
+            f"database = {self.name}\n"
+            f"username = {site}\n"
+            f"password_file = {password_file or self.password_files[site]}\n"
+        )
+        path.chmod(0o600)
+        return path
+
+    def admin_config(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        password_file = directory / "admin.password"
+        users.write_private(str(password_file), self.server.password or "", overwrite=True)
+        path = directory / "admin.ini"
+        path.write_text(
+            f"[couchdb]\nurl = {self.server.url}\ndatabase = {self.name}\n"
+            f"username = {self.server.username}\npassword_file = {password_file}\n"
+        )
+        path.chmod(0o600)
+        return path
+
+
+def _connection(server: servers.CouchServer, database: str) -> Connection:
+    return Connection(server.url, database, username=server.username, password=server.password)
+
+
+def _drop_account(server: servers.CouchServer, name: str) -> None:
+    try:
+        users.remove(_connection(server, "_users"), name)
+    except users.UsersError:
+        pass
+
+
+def _secure_database(server: servers.CouchServer, directory: Path, accounts=SITES) -> Secured:
+    name = servers.DATABASE_PREFIX + secrets.token_hex(6)
+    admin = server.store(name)
+    assert admin.create_database()
+    lines = security.install(admin)
+    assert lines[0].startswith("installed design document"), lines
+    passwords, files, stores = {}, {}, {}
+    directory.mkdir(parents=True, exist_ok=True)
+    for site in accounts:
+        path = directory / f"{site}.password"
+        users.add(_connection(server, name), site, password_file=str(path), show_password=False,
+                  replace=True, role=None)
+        files[site] = path
+        passwords[site] = path.read_text().strip()
+        stores[site] = Store(server.url, name, username=site, password=passwords[site])
+    return Secured(server, name, admin, passwords, files, stores)
+
+
+def _teardown(secured: Secured, accounts=SITES) -> None:
+    for store in secured.stores.values():
+        store.close()
+    for site in accounts:
+        _drop_account(secured.server, site)
+    secured.admin.delete_database()
+    secured.admin.close()
+
+
+# ---------------------------------------------------------------------------- the scene for refusals
+
+
+def _leader(**fields) -> dict:
+    base = dict(doc_id=LEADER_ID, leader="alpha", leader_term=3, running="bravo", status=docs.RUNNING, turn=7,
+                rotation=SITES, updated_by="alpha", updated_at=NOW)
+    base.update(fields)
+    return docs.render_leader(docs.LeaderDoc(**base))
+
+
+def _scene() -> dict[str, dict]:
+    """The documents every refusal test starts from: alpha leads, bravo runs turn 7."""
+    scene = {
+        LEADER_ID: _leader(),
+        SITES_ID: {"_id": SITES_ID, "type": "enqueue_sites", "schema": 1,
+                   "sites": {s: {"heartbeat_doc": docs.heartbeat_id(s), "drained": False} for s in SITES}},
+        docs.turn_record_id(6): docs.render_turn_record(docs.TurnRecord(turn=6, site="alpha", how="exited", exit_code=0)),
+    }
+    for s in SITES:
+        scene[docs.heartbeat_id(s)] = docs.render_heartbeat(docs.Heartbeat(site=s, state=docs.WAITING, beat=1))
+    return scene
+
+
+@pytest.fixture(scope="module")
+def scene(admin_server, tmp_path_factory) -> Iterator[Secured]:
+    directory = tmp_path_factory.mktemp("accounts")
+    secured = _secure_database(admin_server, directory)
+    # An account with the admin role (no server admin), to show that admins may do what sites may not.
+    _drop_account(admin_server, "ops")
+    ops_file = directory / "ops.password"
+    users.add(_connection(admin_server, secured.name), "ops", password_file=str(ops_file), show_password=False,
+              replace=True, role=security.DEFAULT_ADMIN_ROLE)
+    secured.password_files["ops"] = ops_file
+    secured.passwords["ops"] = ops_file.read_text().strip()
+    for body in _scene().values():
+        secured.admin.put(dict(body))
+    yield secured
+    _teardown(secured, SITES + ("ops",))
+
+
+def _snapshot(secured: Secured) -> dict[str, Optional[dict]]:
+    ids = list(_scene()) + ["notes", security.DESIGN_DOC_ID]
+    found = {i: secured.admin.get(i) for i in ids}
+    found["_security"] = secured.admin.get_security()
+    return found
+
+
+def _restore(secured: Secured, before: dict[str, Optional[dict]]) -> None:
+    """Put the scene back after a write that should have been refused (so later tests start clean)."""
+    for doc_id, body in before.items():
+        if doc_id in ("_security", security.DESIGN_DOC_ID):
+            continue
+        current = secured.admin.get(doc_id)
+        if current == body:
+            continue
+        if body is None:
+            secured.admin.delete(current)
+        else:
+            secured.admin.put(dict(body, _rev=current["_rev"]) if current else {k: v for k, v in body.items() if k != "_rev"})
+    secured.admin.put_security(before["_security"])
+
+
+def _changed(doc: dict, **fields) -> dict:
+    out = dict(doc)
+    out.update(fields)
+    return out
+
+
+def _with_site(doc: dict, name: str, entry) -> dict:
+    sites = dict(doc["sites"])
+    if entry is None:
+        sites.pop(name, None)
+    else:
+        sites[name] = entry
+    return dict(doc, sites=sites)
+
+
+# (who, what they try, document id or None for a special action, new body from the current one)
+Attempt = Callable[[Optional[dict]], dict]
+REFUSALS: list[tuple[str, str, str, Attempt]] = [
+    ("alpha", "write another site's heartbeat", docs.heartbeat_id("bravo"),
+     lambda d: _changed(d, state="left", beat=99)),
+    ("alpha", "write its heartbeat in another site's name", docs.heartbeat_id("alpha"),
+     lambda d: _changed(d, site="bravo")),
+    ("alpha", "write a document the protocol does not know", "notes", lambda d: {"_id": "notes", "x": 1}),
+    ("alpha", "add another site to the registry", SITES_ID,
+     lambda d: _with_site(d, "delta", {"heartbeat_doc": docs.heartbeat_id("delta")})),
+    ("alpha", "drain another site", SITES_ID,
+     lambda d: _with_site(d, "bravo", {"heartbeat_doc": docs.heartbeat_id("bravo"), "drained": True})),
+    ("alpha", "drain itself", SITES_ID,
+     lambda d: _with_site(d, "alpha", {"heartbeat_doc": docs.heartbeat_id("alpha"), "drained": True})),
+    ("alpha", "remove another site from the registry", SITES_ID, lambda d: _with_site(d, "bravo", None)),
+    ("charlie", "make another site leader", LEADER_ID,
+     lambda d: _changed(d, leader="bravo", leader_term=4, updated_by="charlie")),
+    ("charlie", "claim leadership without a new term", LEADER_ID,
+     lambda d: _changed(d, leader="charlie", updated_by="charlie")),
+    ("bravo", "step down a leader it is not", LEADER_ID, lambda d: _changed(d, leader=None, updated_by="bravo")),
+    ("charlie", "grant a turn while not leader", LEADER_ID,
+     lambda d: _changed(d, status="granted", running="charlie", turn=8, updated_by="charlie")),
+    ("alpha", "pause (as leader)", LEADER_ID, lambda d: _changed(d, paused=True, paused_reason="mine")),
+    ("charlie", "skip the running turn", LEADER_ID, lambda d: _changed(d, skip_turn=7, updated_by="charlie")),
+    ("charlie", "mark another site's turn done", LEADER_ID,
+     lambda d: _changed(d, status="done", last_how="exited", updated_by="charlie")),
+    ("charlie", "take over another site's running turn", LEADER_ID,
+     lambda d: _changed(d, running="charlie", updated_by="charlie")),
+    ("bravo", "pass its turn to a site that is not its successor", LEADER_ID,
+     lambda d: _changed(d, status="granted", running="alpha", turn=8, updated_by="bravo")),
+    ("bravo", "keep the turn for itself when others wait", LEADER_ID,
+     lambda d: _changed(d, status="granted", turn=8, updated_by="bravo")),
+    ("bravo", "write a turn record for another site", docs.turn_record_id(8),
+     lambda d: docs.render_turn_record(docs.TurnRecord(turn=8, site="charlie", how="exited"))),
+    ("alpha", "rewrite a finished turn's record", docs.turn_record_id(6), lambda d: _changed(d, exit_code=1)),
+    ("bravo", "delete the leader doc", LEADER_ID, lambda d: dict(d, _deleted=True)),
+    ("alpha", "delete its own heartbeat", docs.heartbeat_id("alpha"), lambda d: dict(d, _deleted=True)),
+    ("bravo", "delete a turn record", docs.turn_record_id(6), lambda d: dict(d, _deleted=True)),
+]
+
+
+@pytest.mark.parametrize("who, what, doc_id, attempt", REFUSALS, ids=[r[1] for r in REFUSALS])
+def test_a_site_is_refused_and_nothing_changes(scene: Secured, who, what, doc_id, attempt) -> None:
+    before = _snapshot(scene)
+    current = scene.admin.get(doc_id)
+    body = attempt(dict(current) if current is not None else None)
+    store = scene.site(who)
+    try:
+        with pytest.raises(errors.Forbidden) as refused:
+            if body.get("_deleted"):
+                store.delete(body)
+            else:
+                store.put(body)
+        assert "enqueue:" in str(refused.value)
+        assert scene.passwords[who] not in str(refused.value)
+    finally:
+        after = _snapshot(scene)
+        if after != before:
+            _restore(scene, before)
+    assert after == before
+
+
+def test_a_site_cannot_change_the_rules_or_who_may_use_the_database(scene: Secured) -> None:
+    before = _snapshot(scene)
+    alpha = scene.site("alpha")
+    design = scene.admin.get(security.DESIGN_DOC_ID)
+    with pytest.raises((errors.Forbidden, errors.AuthFailed)):
+        alpha.put(_changed(design, validate_doc_update="function (newDoc) {}"))
+    with pytest.raises((errors.Forbidden, errors.AuthFailed)):
+        alpha.put_security({})
+    assert _snapshot(scene) == before
+
+
+def test_an_account_without_the_site_role_can_neither_read_nor_write(scene: Secured, tmp_path) -> None:
+    _drop_account(scene.server, "mallory")
+    users.add(_connection(scene.server, scene.name), "mallory", password_file=str(tmp_path / "m"),
+              show_password=False, replace=True, role="visitor")
+    mallory = Store(scene.server.url, scene.name, username="mallory", password=(tmp_path / "m").read_text().strip())
+    try:
+        with pytest.raises((errors.Forbidden, errors.AuthFailed)):
+            mallory.get(LEADER_ID)
+        with pytest.raises((errors.Forbidden, errors.AuthFailed)):
+            mallory.put({"_id": docs.heartbeat_id("mallory"), "site": "mallory"})
+    finally:
+        mallory.close()
+        _drop_account(scene.server, "mallory")
+
+
+def test_the_writes_a_site_makes_are_allowed_and_admins_may_do_the_rest(scene: Secured) -> None:
+    before = _snapshot(scene)
+    try:
+        alpha = scene.site("alpha")
+        beat = dict(scene.admin.get(docs.heartbeat_id("alpha")), beat=2)
+        alpha.put(beat)
+        # Bravo finishes turn 7 and passes turn 8 to charlie in the same write; charlie confirms it.
+        leader = scene.admin.get(LEADER_ID)
+        scene.site("bravo").put(_changed(leader, status="granted", running="charlie", turn=8, updated_by="bravo",
+                                         last_exit_code=0, last_how="exited"))
+        leader = scene.admin.get(LEADER_ID)
+        scene.site("charlie").put(_changed(leader, status="running", updated_by="charlie"))
+        # An account with the admin role (no server admin) may pause; a server admin may delete.
+        ops = Store(scene.server.url, scene.name, username="ops", password=scene.passwords["ops"])
+        try:
+            ops.put(_changed(scene.admin.get(LEADER_ID), paused=True, paused_reason="maintenance"))
+        finally:
+            ops.close()
+        scene.admin.delete(scene.admin.get(docs.turn_record_id(6)))
+        assert scene.admin.get(LEADER_ID)["paused"] is True
+    finally:
+        _restore(scene, before)
+
+
+def test_a_lost_race_is_a_conflict_even_where_the_server_judges_the_newer_revision(scene: Secured) -> None:
+    """pouchdb-server validates against the current revision; the store still reports a lost swap as 409."""
+    before = _snapshot(scene)
+    try:
+        stale = scene.admin.get(LEADER_ID)
+        scene.site("charlie").put(_changed(stale, leader="charlie", leader_term=4, updated_by="charlie"))
+        with pytest.raises(errors.Conflict):
+            scene.site("bravo").put(_changed(stale, leader="bravo", leader_term=4, updated_by="bravo"))
+        with pytest.raises(errors.Conflict):
+            scene.site("bravo").put({k: v for k, v in _scene()[docs.turn_record_id(6)].items()})
+    finally:
+        _restore(scene, before)
+
+
+# ---------------------------------------------------------------------------- a rotation under the rules
+
+
+def _alphabetical(order: list[str]) -> bool:
+    ring = sorted(SITES)
+    return all(nxt == ring[(ring.index(prev) + 1) % len(ring)] for prev, nxt in zip(order, order[1:]))
+
+
+@pytest.fixture
+def secured(admin_server, tmp_path) -> Iterator[Secured]:
+    s = _secure_database(admin_server, tmp_path / "accounts")
+    yield s
+    _teardown(s)
+
+
+def test_three_sites_with_their_own_accounts_take_turns_alphabetically(secured: Secured, tmp_path) -> None:
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    groups = []
+    try:
+        for name in ("charlie", "alpha", "bravo"):
+            group = Sites(config=secured.config(tmp_path / "configs", name), workdir=workdir)
+            groups.append(group)
+            group.start(name, sleep_s=0.1, extra=["--log-level", "debug"] if name == "alpha" else [])
+        report = groups[0].wait_runs(7, timeout_s=40)
+    finally:
+        for group in groups:
+            group.stop_all()
+    assert report.overlaps == [], report.overlaps
+    assert _alphabetical(report.order[-5:]), report.order
+    records = secured.admin.list_prefix(docs.TURN_PREFIX)
+    assert len(records) >= 5
+    logs = "".join(agent.log() for group in groups for agent in group.agents.values())
+    assert "forbidden" not in logs.lower(), logs[-3000:]
+    for password in secured.passwords.values():
+        assert password not in logs
+
+
+# ---------------------------------------------------------------------------- secrets
+
+
+def _enqueue(*argv: str, env: Optional[dict] = None, timeout_s: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "enqueue", *argv], capture_output=True, text=True,
+                          timeout=timeout_s, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """``enqueue.cli.main`` installs a log handler; take it away again."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    logs.set_site(None)
+
+
+def test_users_add_writes_a_private_password_file_and_prints_the_password_only_when_asked(
+    secured, tmp_path, capsys, restore_logging
+) -> None:
+    admin_config = str(secured.admin_config(tmp_path / "admin"))
+    password_file = tmp_path / "delta.password"
+
+    def enqueue_users(*argv: str) -> tuple[int, str, str]:
+        code = cli.main(["users", admin_config, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    try:
+        code, out, err = enqueue_users("add", "delta", "--password-file", str(password_file))
+        assert code == 0, err
+        password = password_file.read_text().strip()
+        assert (password_file.stat().st_mode & 0o777) == 0o600
+        assert password not in out + err
+        assert "created the account of site delta (role enqueue_site)" in out
+
+        code, out, err = enqueue_users("add", "delta", "--password-file", str(password_file))
+        assert code != 0 and "exists" in err
+        assert password_file.read_text().strip() == password
+
+        code, out, err = enqueue_users("add", "delta", "--password-file", str(password_file), "--replace",
+                                       "--show-password")
+        assert code == 0, err
+        new_password = password_file.read_text().strip()
+        assert new_password != password and f"password: {new_password}" in out
+
+        delta = Store(secured.server.url, secured.name, username="delta", password=new_password)
+        try:
+            delta.put({"_id": docs.heartbeat_id("delta"), "site": "delta"})
+        finally:
+            delta.close()
+        code, out, err = enqueue_users("list")
+        assert "delta  roles: enqueue_site" in out
+        assert new_password not in out + err
+    finally:
+        code, out, err = enqueue_users("remove", "delta")
+    assert code == 0, err
+    assert "removed the account of site delta" in out
+
+
+def test_wrong_credentials_fail_in_one_line_that_holds_no_password(secured, tmp_path) -> None:
+    wrong = "wrong-" + secrets.token_urlsafe(12)
+    password_file = tmp_path / "wrong.password"
+    password_file.write_text(wrong + "\n")
+    password_file.chmod(0o644)
+    config = secured.config(tmp_path / "configs", "alpha", password_file=password_file)
+    done = _enqueue("run", str(config), "alpha", "--", "true")
+    assert done.returncode == errors.EXIT_AUTH, done.stderr
+    assert "refused the credentials" in done.stderr
+    assert "can be read by group or others" in done.stderr  # the 0644 password file
+    assert wrong not in done.stdout + done.stderr
+
+    # The same password from the environment, with a config that holds none.
+    bare = tmp_path / "bare.ini"
+    bare.write_text(f"[couchdb]\nurl = {secured.server.url}\ndatabase = {secured.name}\n")
+    env = {"ENQUEUE_COUCHDB_USERNAME": "alpha", "ENQUEUE_COUCHDB_PASSWORD": wrong}
+    done = _enqueue("run", str(bare), "alpha", "--log-level", "debug", "--", "true", env=env)
+    assert done.returncode == errors.EXIT_AUTH, done.stderr
+    assert wrong not in done.stdout + done.stderr
+
+    store = Store(secured.server.url, secured.name, username="alpha", password=wrong)
+    try:
+        with pytest.raises(errors.AuthFailed) as failed:
+            store.check()
+    finally:
+        store.close()
+    assert wrong not in str(failed.value) and wrong not in repr(store)
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+class _JsonHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        body = b'{"db_name": "db", "update_seq": 0}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_server(tmp_path) -> Iterator[tuple[str, Path]]:
+    """An https server on 127.0.0.1 with a self-signed certificate for 127.0.0.1; yields (url, cert)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        capture_output=True, text=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a test certificate: {made.stderr.strip()[:200]}")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _JsonHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="https-test-server", daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}", cert
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+def test_https_is_verified_against_the_configured_ca_file(https_server) -> None:
+    url, cert = https_server
+    unverified = Store(url, "db", request_timeout_s=5)
+    try:
+        with pytest.raises(errors.Unreachable, match="TLS failed"):
+            unverified.check()
+    finally:
+        unverified.close()
+    verified = Store(url, "db", ca_file=str(cert), request_timeout_s=5)
+    try:
+        assert verified.check()["db_name"] == "db"
+    finally:
+        verified.close()
+    wrong_name = Store(url.replace("127.0.0.1", "localhost"), "db", ca_file=str(cert), request_timeout_s=5)
+    try:
+        with pytest.raises(errors.Unreachable, match="TLS failed"):
+            wrong_name.check()
+    finally:
+        wrong_name.close()
