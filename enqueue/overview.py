@@ -1,0 +1,456 @@
+"""What ``enqueue status`` shows: one picture built from the shared documents.
+
+``build`` is a pure function of the documents as read, the settings, this
+host's wall-clock time and, under ``--watch``, what this observer has seen
+change. ``render_text`` and ``to_json`` present the result.
+
+Two kinds of "alive" appear here, and they are kept apart on purpose:
+
+* **by beat time** (every status): the wall-clock ``time`` a site wrote into
+  its heartbeat, compared with this host's clock. Good enough for people,
+  wrong by however far the two clocks are apart; never used by the agents.
+* **observed** (``--watch`` only): how long ago this observer saw the
+  heartbeat document change, on its own monotonic clock -- the agents' own
+  rule (DESIGN §3.2). Once a site has been watched for ``heartbeat_stale``
+  without a change it is stale whatever its beat time says.
+
+Nothing here writes, and nothing here decides anything for the protocol.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping, Optional
+
+from enqueue import documents as docs
+from enqueue.clock import format_time
+from enqueue.durations import format_age, format_duration
+from enqueue.steering import AdminSettings, parse_time
+
+__all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "render_text", "to_json", "JSON_FORMAT"]
+
+#: Version of the ``--json`` layout; bumped only when a key changes meaning or goes away.
+JSON_FORMAT = 1
+
+# Liveness verdicts.
+ALIVE = "alive"
+STALE = "stale"
+GONE = "left"
+MISSING = "missing"
+UNKNOWN = "unknown"
+
+# Turn records that do not count as a turn taken: the grant was never confirmed.
+_NOT_TAKEN = ("not started",)
+
+
+@dataclass(frozen=True)
+class SiteView:
+    """One row of the sites table."""
+
+    name: str
+    registered: bool
+    host: Optional[str]
+    state: Optional[str]
+    liveness: str
+    liveness_from: str
+    beat_time: Optional[str]
+    beat_age_s: Optional[float]
+    beat: Optional[int]
+    observed_age_s: Optional[float]
+    observed_change: bool
+    drained: bool
+    drained_reason: Optional[str]
+    last_turn: Optional[int]
+    last_how: Optional[str]
+    last_exit_code: Optional[int]
+    last_duration_s: Optional[float]
+    turns_taken: int
+    role: Optional[str]
+    message: Optional[str]
+
+
+@dataclass(frozen=True)
+class TurnView:
+    """The turn named in the leader doc: the one in progress, or the last one."""
+
+    number: int
+    site: Optional[str]
+    state: Optional[str]
+    since: Optional[str]
+    for_s: Optional[float]
+    skip_requested: bool
+    last_exit_code: Optional[int]
+    last_how: Optional[str]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Everything ``enqueue status`` prints."""
+
+    database: str
+    server: str
+    checked_at: str
+    time_format: str
+    heartbeat_stale_s: float
+    leader: Optional[str]
+    leader_term: Optional[int]
+    paused: bool
+    paused_reason: Optional[str]
+    paused_by: Optional[str]
+    paused_at: Optional[str]
+    turn: Optional[TurnView]
+    rotation: tuple[str, ...]
+    sites: tuple[SiteView, ...]
+    problems: tuple[str, ...] = ()
+    watched_s: Optional[float] = None
+
+
+@dataclass
+class _Seen:
+    rev: Optional[str]
+    since: float
+    changed: bool
+
+
+class Observer:
+    """Remembers, across ``--watch`` refreshes, when each heartbeat was seen to change.
+
+    Times are this host's monotonic seconds. The first sighting of a revision
+    is not a change: only a new revision seen later proves the site is alive.
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self._seen: dict[str, _Seen] = {}
+
+    def observe(self, site: str, rev: Optional[str], now: float) -> None:
+        """Note ``site``'s heartbeat revision as read at ``now``."""
+        seen = self._seen.get(site)
+        if seen is None:
+            self._seen[site] = _Seen(rev, now, False)
+        elif seen.rev != rev:
+            self._seen[site] = _Seen(rev, now, True)
+
+    def age(self, site: str, now: float) -> tuple[Optional[float], bool]:
+        """(seconds since the last observed change, or since first seen; whether a change was seen)."""
+        seen = self._seen.get(site)
+        if seen is None:
+            return None, False
+        return max(0.0, now - seen.since), seen.changed
+
+
+def _zone_suffix(time_format: str) -> str:
+    return "" if "%z" in time_format or "%Z" in time_format else " UTC"
+
+
+def _seconds_between(earlier: Optional[_dt.datetime], later: _dt.datetime) -> Optional[float]:
+    return None if earlier is None else (later - earlier).total_seconds()
+
+
+def _turn_view(leader: docs.LeaderDoc, time_format: str, now: _dt.datetime) -> Optional[TurnView]:
+    if leader.turn <= 0 and leader.running is None:
+        return None
+    since = {docs.GRANTED: leader.granted_at, docs.RUNNING: leader.started_at, docs.DONE: leader.ended_at}.get(
+        leader.status or "", None
+    )
+    return TurnView(
+        number=leader.turn,
+        site=leader.running,
+        state=leader.status,
+        since=since,
+        for_s=_seconds_between(parse_time(since, time_format), now),
+        skip_requested=leader.turn_active and leader.skip_turn == leader.turn,
+        last_exit_code=None if leader.turn_active else leader.last_exit_code,
+        last_how=None if leader.turn_active else leader.last_how,
+    )
+
+
+def _records_by_site(records: Iterable[Mapping[str, Any]], problems: list[str]) -> dict[str, list[docs.TurnRecord]]:
+    by_site: dict[str, list[docs.TurnRecord]] = {}
+    for raw in records:
+        rec, issues = docs.parse_turn_record(raw)
+        if rec is None:
+            problems.append(f"turn record {raw.get('_id', '?')} does not parse: {'; '.join(issues)}")
+            continue
+        by_site.setdefault(rec.site, []).append(rec)
+    for recs in by_site.values():
+        recs.sort(key=lambda r: r.turn)
+    return by_site
+
+
+def _int_or_none(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def build(
+    settings: AdminSettings,
+    database: str,
+    server: str,
+    leader_raw: Optional[Mapping[str, Any]],
+    sites_raw: Optional[Mapping[str, Any]],
+    heartbeats_raw: Mapping[str, Optional[Mapping[str, Any]]],
+    records_raw: Iterable[Mapping[str, Any]],
+    now: _dt.datetime,
+    observer: Optional[Observer] = None,
+    now_mono: Optional[float] = None,
+) -> Overview:
+    """The overview from the documents as read at ``now`` (this host's UTC time).
+
+    ``heartbeats_raw`` maps site names to their heartbeat docs (None when
+    missing). With an ``observer`` (and ``now_mono``) the heartbeats are
+    observed first, and liveness follows observation once a site has been
+    watched for ``heartbeat_stale``.
+    """
+    fmt = settings.time_format
+    stale_s = settings.timing.heartbeat_stale_s
+    problems: list[str] = []
+
+    leader: Optional[docs.LeaderDoc] = None
+    if leader_raw is None:
+        problems.append(f"leader doc {settings.leader_doc} does not exist (run 'enqueue init' or start an agent)")
+    else:
+        leader, issues = docs.parse_leader(leader_raw, settings.leader_doc)
+        if leader is None:
+            problems.append(f"leader doc {settings.leader_doc} does not parse: {'; '.join(issues)}")
+        elif issues:
+            problems.append(f"leader doc {settings.leader_doc}: {'; '.join(issues)}")
+
+    registry: Mapping[str, docs.SiteEntry] = {}
+    entries_raw: Mapping[str, Any] = {}
+    if sites_raw is None:
+        problems.append(f"sites doc {settings.sites_doc} does not exist (no site has registered yet)")
+    else:
+        parsed, issues = docs.parse_sites(sites_raw, settings.sites_doc)
+        if parsed is None:
+            problems.append(f"sites doc {settings.sites_doc} does not parse: {'; '.join(issues)}")
+        else:
+            registry = parsed.sites
+            entries_raw = sites_raw.get("sites") or {}
+            problems.extend(f"sites doc {settings.sites_doc}: {issue}" for issue in issues)
+
+    by_site = _records_by_site(records_raw, problems)
+
+    names = set(registry)
+    if leader is not None:
+        names.update(s for s in (leader.leader, leader.running) if s)
+    rows = []
+    for name in sorted(names):
+        raw_hb = heartbeats_raw.get(name)
+        hb, issues = docs.parse_heartbeat(raw_hb, name)
+        if issues:
+            problems.append(f"heartbeat {docs.heartbeat_id(name)}: {'; '.join(issues)}")
+        beat_age = None
+        if hb is not None:
+            beat_age = _seconds_between(parse_time(hb.time, fmt), now)
+        observed_age, observed_change = None, False
+        if observer is not None and now_mono is not None:
+            observer.observe(name, None if raw_hb is None else raw_hb.get("_rev"), now_mono)
+            observed_age, observed_change = observer.age(name, now_mono)
+
+        liveness, source = UNKNOWN, "beat time"
+        if hb is None:
+            liveness = MISSING
+        elif hb.state == docs.LEFT:
+            liveness = GONE
+        elif observed_age is not None and (observed_change or observed_age >= stale_s):
+            liveness, source = (STALE if observed_age >= stale_s else ALIVE), "observed"
+        elif beat_age is not None:
+            liveness = ALIVE if beat_age < stale_s else STALE
+
+        recs = [r for r in by_site.get(name, []) if r.how not in _NOT_TAKEN]
+        last = by_site.get(name, [None])[-1]
+        last_exit = last.exit_code if last is not None else (
+            _int_or_none(raw_hb.get("last_exit_code")) if isinstance(raw_hb, Mapping) else None
+        )
+        entry = registry.get(name)
+        entry_raw = entries_raw.get(name) if isinstance(entries_raw, Mapping) else None
+        roles = []
+        if leader is not None and leader.leader == name:
+            roles.append("leader")
+        if leader is not None and leader.running == name and leader.turn_active:
+            roles.append(f"{leader.status} turn {leader.turn}")
+        if entry is None:
+            roles.append("not registered")
+        rows.append(
+            SiteView(
+                name=name,
+                registered=entry is not None,
+                host=hb.host if hb else None,
+                state=hb.state if hb else None,
+                liveness=liveness,
+                liveness_from=source,
+                beat_time=hb.time if hb else None,
+                beat_age_s=beat_age,
+                beat=hb.beat if hb else None,
+                observed_age_s=observed_age,
+                observed_change=observed_change,
+                drained=bool(entry and entry.drained),
+                drained_reason=(entry_raw.get("drained_reason") if isinstance(entry_raw, Mapping) else None)
+                if entry and entry.drained else None,
+                last_turn=last.turn if last else None,
+                last_how=last.how if last else None,
+                last_exit_code=last_exit,
+                last_duration_s=last.duration_s if last else None,
+                turns_taken=len(recs),
+                role=", ".join(roles) or None,
+                message=hb.message if hb else None,
+            )
+        )
+
+    return Overview(
+        database=database,
+        server=server,
+        checked_at=format_time(now, fmt),
+        time_format=fmt,
+        heartbeat_stale_s=stale_s,
+        leader=leader.leader if leader else None,
+        leader_term=leader.leader_term if leader else None,
+        paused=bool(leader and leader.paused),
+        paused_reason=leader.paused_reason if leader and leader.paused else None,
+        paused_by=_text(leader.raw.get("paused_by")) if leader and leader.paused else None,
+        paused_at=_text(leader.raw.get("paused_at")) if leader and leader.paused else None,
+        turn=_turn_view(leader, fmt, now) if leader else None,
+        rotation=leader.rotation if leader else (),
+        sites=tuple(rows),
+        problems=tuple(problems),
+        watched_s=None if observer is None or now_mono is None else max(0.0, now_mono - observer.started),
+    )
+
+
+def _text(value: Any) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
+# ----------------------------------------------------------------------------- presenting
+
+
+def to_json(ov: Overview) -> dict[str, Any]:
+    """The ``--json`` object; its keys are documented in docs/OPERATIONS.md and stay stable."""
+    out: dict[str, Any] = {"format": JSON_FORMAT}
+    out.update(asdict(ov))
+    del out["time_format"]
+    out["rotation"] = list(ov.rotation)
+    out["sites"] = [{k: _rounded(v) for k, v in asdict(site).items()} for site in ov.sites]
+    out["problems"] = list(ov.problems)
+    if out["turn"] is not None:
+        out["turn"] = {k: _rounded(v) for k, v in out["turn"].items()}
+    out["watched_s"] = _rounded(out["watched_s"])
+    return out
+
+
+def _rounded(value: Any) -> Any:
+    """Seconds to the millisecond: more digits would only be noise."""
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    lines = []
+    for row in [header] + rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths))
+        lines.append(line.rstrip())
+    return lines
+
+
+def _turn_line(ov: Overview) -> str:
+    turn = ov.turn
+    if turn is None:
+        return "none granted yet"
+    zone = _zone_suffix(ov.time_format)
+    since = f"{turn.since}{zone}" if turn.since else "an unknown time"
+    who = f"{turn.number}, {_dash(turn.site)}"
+    if turn.state == docs.RUNNING:
+        line = f"{who}, running since {since}" + (f" ({format_duration(turn.for_s)})" if turn.for_s is not None else "")
+    elif turn.state == docs.GRANTED:
+        line = f"{who}, granted at {since}" + (f" ({format_age(turn.for_s)})" if turn.for_s is not None else "") \
+            + ", not started yet"
+    else:
+        line = f"{who}, done at {since}" + (f" ({format_age(turn.for_s)})" if turn.for_s is not None else "")
+        outcome = ", ".join(x for x in (turn.last_how, None if turn.last_exit_code is None
+                                         else f"exit code {turn.last_exit_code}") if x)
+        if outcome:
+            line += f": {outcome}"
+    if turn.skip_requested:
+        line += "; skip requested"
+    return line
+
+
+def _heartbeat_cell(site: SiteView) -> str:
+    if site.liveness == MISSING:
+        return "no heartbeat"
+    age = f", {format_age(site.beat_age_s)}" if site.beat_age_s is not None else ", time unreadable"
+    return f"{site.liveness}{age}"
+
+
+def _observed_cell(site: SiteView, watched_s: float) -> str:
+    if site.observed_age_s is None:
+        return "-"
+    if site.observed_change:
+        return f"changed {format_age(site.observed_age_s)}"
+    if watched_s < 1.0:
+        return "no change yet"
+    return f"no change in {format_duration(watched_s)}"
+
+
+def _last_exit_cell(site: SiteView) -> str:
+    if site.last_exit_code is not None:
+        return str(site.last_exit_code)
+    return site.last_how or "-"
+
+
+def render_text(ov: Overview) -> str:
+    """The human-readable status: a header, the sites table, and a note on what the ages mean."""
+    zone = _zone_suffix(ov.time_format)
+    lines = [f"enqueue status of database {ov.database!r} at {ov.server}, {ov.checked_at}{zone}"]
+    leader = "none" if ov.leader is None else f"{ov.leader} (term {ov.leader_term})"
+    lines.append(f"leader:   {leader}")
+    if ov.paused:
+        details = " ".join(x for x in (
+            f"since {ov.paused_at}{zone}" if ov.paused_at else None,
+            f"by {ov.paused_by}" if ov.paused_by else None,
+            f"(reason: {ov.paused_reason})" if ov.paused_reason else None,
+        ) if x)
+        lines.append("paused:   yes" + (f", {details}" if details else ""))
+    else:
+        lines.append("paused:   no")
+    lines.append(f"turn:     {_turn_line(ov)}")
+    lines.append(f"rotation: {', '.join(ov.rotation) if ov.rotation else 'nobody'}")
+    lines.append("")
+    if ov.sites:
+        header = ["SITE", "HOST", "STATE", "HEARTBEAT"]
+        watching = ov.watched_s is not None
+        if watching:
+            header.append("OBSERVED")
+        header += ["DRAINED", "LAST EXIT", "DURATION", "TURNS", "NOTE"]
+        rows = []
+        for site in ov.sites:
+            row = [site.name, _dash(site.host), _dash(site.state), _heartbeat_cell(site)]
+            if watching:
+                row.append(_observed_cell(site, ov.watched_s or 0.0))
+            notes = [x for x in (site.role, f"drained: {site.drained_reason}" if site.drained_reason else None,
+                                 site.message) if x]
+            row += [
+                "yes" if site.drained else "no",
+                _last_exit_cell(site),
+                "-" if site.last_duration_s is None else format_duration(site.last_duration_s),
+                str(site.turns_taken),
+                "; ".join(notes) or "",
+            ]
+            rows.append(row)
+        lines += _table(header, rows)
+        lines.append("")
+        note = (f"Heartbeat ages compare each site's clock with this host's: a guide for people, not what the "
+                f"agents decide by. Stale: no beat for {format_duration(ov.heartbeat_stale_s)}.")
+        if ov.watched_s is not None:
+            note += " OBSERVED: when this watch saw the heartbeat change, on this host's own clock."
+        lines.append(note)
+    else:
+        lines.append("no sites registered")
+    for problem in ov.problems:
+        lines.append(f"problem: {problem}")
+    return "\n".join(lines)
