@@ -42,9 +42,9 @@ class OneLineParser(argparse.ArgumentParser):
 
 def command_modules() -> list[ModuleType]:
     """The subcommand modules, in the order ``enqueue --help`` lists them."""
-    from enqueue.commands import init, pause, resume, run, sites, skip, status
+    from enqueue.commands import history, init, pause, prune, resume, run, sites, skip, status
 
-    modules: list[ModuleType] = [run, status, init, sites, pause, resume, skip]
+    modules: list[ModuleType] = [run, status, init, sites, pause, resume, skip, history, prune]
     try:
         dev_server = importlib.import_module("enqueue.commands.dev_server")
     except ModuleNotFoundError as exc:
