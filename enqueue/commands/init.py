@@ -147,6 +147,6 @@ def execute(args: argparse.Namespace) -> int:
         copies = store.copies()
         if copies > 1:
             print(f"warning: {store.describe()} keeps {copies} copies of each document (n={copies}); agents refuse "
-                  f"it (exit code {EXIT_CLUSTER_REFUSED}): a 409 is no compare-and-swap on a cluster. "
-                  f"Create the database with n=1 (PUT /{store.database}?n=1)")
+                  f"it (exit code {EXIT_CLUSTER_REFUSED}) unless allow_cluster = true: a 409 is no compare-and-swap "
+                  f"on a cluster. Create the database with n=1 (PUT /{store.database}?n=1)")
     return 0

@@ -141,7 +141,8 @@ def _list(store: Any, settings: steering.AdminSettings, as_json: bool) -> int:
     for row in rows:
         drain = "no"
         if row["drained"]:
-            drain = "yes" + "".join(f", {x}" for x in (row["drained_reason"], row["drained_by"]) if x)
+            drain = "yes" + (f": {row['drained_reason']}" if row["drained_reason"] else "") \
+                + (f" ({row['drained_by']})" if row["drained_by"] else "")
         table.append([
             row["name"], drain, row["state"] or "no heartbeat", row["host"] or "-",
             "-" if row["beat_age_s"] is None else format_age(row["beat_age_s"]), row["added_at"] or "-",

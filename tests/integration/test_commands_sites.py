@@ -36,7 +36,7 @@ def test_list_shows_every_site_with_its_flags_and_heartbeat(enqueue_cli, databas
     assert lines[0].split() == ["SITE", "DRAINED", "STATE", "HOST", "LAST", "BEAT", "ADDED"]
     assert [line.split()[0] for line in lines[1:]] == ["alpha", "bravo", "charlie"]
     assert "waiting" in lines[1] and "alpha-host" in lines[1] and " s ago" in lines[1]
-    assert lines[3].split()[1:3] == ["yes,", "disk"] and "no heartbeat" in lines[3]
+    assert lines[3].split()[1:3] == ["yes:", "disk"] and "no heartbeat" in lines[3]
 
     data = json.loads(enqueue_cli("sites", "list", "--json").out)
     assert [s["name"] for s in data["sites"]] == ["alpha", "bravo", "charlie"]
