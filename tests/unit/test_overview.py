@@ -1,0 +1,94 @@
+"""enqueue.overview: liveness by beat time and by observation, turns, counts -- no server."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import pytest
+
+from enqueue import documents as docs
+from enqueue import overview
+from enqueue.config import Connection, Timing
+from enqueue.steering import AdminSettings, parse_time
+
+NOW = _dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=_dt.timezone.utc)
+SETTINGS = AdminSettings(connection=Connection(url="http://127.0.0.1:5984", database="db"),
+                         timing=Timing(heartbeat_delay_s=10, heartbeat_stale_s=30, kill_grace_s=5))
+
+
+def at(seconds_ago: float) -> str:
+    return (NOW - _dt.timedelta(seconds=seconds_ago)).strftime(SETTINGS.time_format)
+
+
+def heartbeat(site: str, seconds_ago: float, state: str = docs.WAITING, rev: str = "1-a") -> dict:
+    body = docs.render_heartbeat(docs.Heartbeat(site=site, state=state, time=at(seconds_ago)))
+    body["_rev"] = rev
+    return body
+
+
+def build(heartbeats: dict, leader: dict | None = None, records: list | None = None, **kw) -> overview.Overview:
+    names = sorted(heartbeats)
+    sites = docs.render_sites(docs.new_sites_doc("enqueue_sites"), {n: {"heartbeat_doc": docs.heartbeat_id(n)}
+                                                                  for n in names})
+    return overview.build(SETTINGS, "db", "http://x", leader, sites, heartbeats, records or [], NOW, **kw)
+
+
+@pytest.mark.parametrize(
+    "hb, liveness",
+    [
+        (heartbeat("a", 5), "alive"),
+        (heartbeat("a", 29), "alive"),
+        (heartbeat("a", 30), "stale"),
+        (heartbeat("a", -120), "alive"),  # a clock ahead of ours
+        (heartbeat("a", 5, state=docs.LEFT), "left"),
+        (None, "missing"),
+        ({**heartbeat("a", 5), "time": "yesterday"}, "unknown"),
+    ],
+)
+def test_liveness_by_beat_time(hb, liveness) -> None:
+    site = build({"a": hb}).sites[0]
+    assert site.liveness == liveness and site.liveness_from == "beat time"
+
+
+def test_observed_liveness_overrides_beat_time_once_seen_or_watched_long_enough() -> None:
+    watcher = overview.Observer(started=100.0)
+    # A beat time an hour old, but the document changes: alive, by observation.
+    first = build({"a": heartbeat("a", 3600, rev="1-a")}, observer=watcher, now_mono=100.0).sites[0]
+    assert (first.liveness, first.liveness_from, first.observed_change) == ("stale", "beat time", False)
+    second = build({"a": heartbeat("a", 3600, rev="2-b")}, observer=watcher, now_mono=105.0).sites[0]
+    assert (second.liveness, second.liveness_from, second.observed_age_s) == ("alive", "observed", 0.0)
+    # A fresh beat time, but no change seen for heartbeat_stale: stale, by observation.
+    watcher = overview.Observer(started=0.0)
+    build({"b": heartbeat("b", 1)}, observer=watcher, now_mono=0.0)
+    late = build({"b": heartbeat("b", 1)}, observer=watcher, now_mono=31.0).sites[0]
+    assert (late.liveness, late.liveness_from) == ("stale", "observed")
+
+
+def test_turn_view_and_counts() -> None:
+    leader = docs.render_leader(docs.LeaderDoc(doc_id="enqueue_leader", leader="a", leader_term=2, running="b",
+                                               status=docs.RUNNING, turn=5, started_at=at(90), skip_turn=5))
+    records = [docs.render_turn_record(docs.TurnRecord(turn=t, site=s, how=h, exit_code=c, duration_s=d))
+               for t, s, h, c, d in ((1, "a", "exited", 0, 10.0), (2, "b", "not started", None, None),
+                                     (3, "b", "exited", 7, 20.0), (4, "a", "skipped", 143, 1.5))]
+    ov = build({"a": heartbeat("a", 1), "b": heartbeat("b", 1, state=docs.RUNNING)}, leader, records)
+    assert ov.turn == overview.TurnView(number=5, site="b", state=docs.RUNNING, since=at(90), for_s=90.0,
+                                        skip_requested=True, last_exit_code=None, last_how=None)
+    a, b = ov.sites
+    assert (a.turns_taken, a.last_turn, a.last_how, a.last_exit_code, a.last_duration_s) == (2, 4, "skipped", 143, 1.5)
+    assert (b.turns_taken, b.last_exit_code, b.role) == (1, 7, "running turn 5")
+    assert a.role == "leader"
+    text = overview.render_text(ov)
+    assert "turn:     5, b, running since " + at(90) + " UTC (1 min 30 s); skip requested" in text
+
+
+def test_sites_named_only_in_the_leader_doc_are_shown_as_not_registered() -> None:
+    leader = docs.render_leader(docs.LeaderDoc(doc_id="enqueue_leader", leader="ghost", status=docs.DONE))
+    ov = build({"a": heartbeat("a", 1)}, leader)
+    ghost = [s for s in ov.sites if s.name == "ghost"][0]
+    assert not ghost.registered and ghost.liveness == "missing" and ghost.role == "leader, not registered"
+
+
+def test_parse_time_reads_the_configured_format_as_utc() -> None:
+    assert parse_time("2026-05-01 12:00:00", SETTINGS.time_format) == NOW
+    assert parse_time("2026-05-01T14:00:00+0200", "%Y-%m-%dT%H:%M:%S%z") == NOW
+    assert parse_time("noon", SETTINGS.time_format) is None and parse_time(None, SETTINGS.time_format) is None
