@@ -7,7 +7,8 @@ one fault at a time, at random intervals, until ``--duration`` has passed or
 ``--max-faults`` were injected:
 
     kill-leader      SIGKILL the leader's agent, then start it again
-    kill-runner      SIGKILL the agent whose command runs, then start it again
+    kill-runner      SIGKILL the agent whose command runs (half of the time just after it
+                     marked its turn done and passed it on), then start it again
     kill-supervisor  SIGKILL the runner's command supervisor (the agent carries on)
     stop-agent       SIGSTOP an agent for longer than heartbeat_stale, then SIGCONT
     restart-server   stop the server, wait a little, start it again (same port, same data)
@@ -216,6 +217,7 @@ class Harness:
     problems: List[str] = field(default_factory=list)
     server: Optional[DevServer] = None
     store: Optional[Store] = None
+    max_oversleep_s: float = 0.0
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.args.seed)
@@ -272,7 +274,7 @@ class Harness:
 
     # ------------------------------------------------------------------ watching
 
-    def wait(self, seconds: float, until: Optional[Callable[[], bool]] = None) -> bool:
+    def wait(self, seconds: float, until: Optional[Callable[[], bool]] = None, poll_s: float = _POLL_S) -> bool:
         """Sleep ``seconds`` (watching the agents); True early when ``until()`` holds."""
         deadline = time.monotonic() + seconds
         while True:
@@ -282,7 +284,11 @@ class Harness:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            time.sleep(min(_POLL_S, left))
+            nap = min(poll_s, left)
+            before = time.monotonic()
+            time.sleep(nap)
+            # How late the harness itself wakes up: a measure of how starved this machine is.
+            self.max_oversleep_s = max(self.max_oversleep_s, time.monotonic() - before - nap)
 
     def check_agents(self) -> None:
         """An agent that exited without being told to is a finding; it is started again."""
@@ -377,7 +383,22 @@ class Harness:
 
     def fault_kill_runner(self) -> Fault:
         site = self.running_site(2 * self.args.stale) or self.pick("runner")
-        return self._restart_after_kill("kill-runner", site, "SIGKILL, started again")
+        if self.rng.random() < 0.5:
+            return self._restart_after_kill("kill-runner", site, "SIGKILL, started again")
+        # The most delicate moment: just after the runner marked its turn done and passed it on.
+        assert self.store is not None
+        store = self.store
+
+        def handed_over() -> bool:
+            try:
+                raw = store.get("enqueue_leader") or {}
+            except StoreError:
+                return False
+            return raw.get("updated_by") == site.name and raw.get("running") != site.name
+
+        if self.wait(2 * self.args.stale + self.args.work[1], handed_over, poll_s=0.001):
+            return self._restart_after_kill("kill-runner", site, "SIGKILL right after its handoff, started again")
+        return self._restart_after_kill("kill-runner", site, "SIGKILL (no handoff seen), started again")
 
     def fault_kill_supervisor(self) -> Optional[Fault]:
         site = self.running_site(2 * self.args.stale) or self.pick("runner")
@@ -497,6 +518,8 @@ class Harness:
             "grace_s": args.grace,
             "conflict_s": args.conflict,
             "workdir": str(self.workdir),
+            "harness_max_oversleep_s": round(self.max_oversleep_s, 3),
+            "load_average": list(os.getloadavg()),
         }
         return report
 

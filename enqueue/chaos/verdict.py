@@ -324,6 +324,11 @@ def summary(report: Mapping[str, Any]) -> str:
             f"partitions by {run.get('partition')}, heartbeat {report['limits']['heartbeat_delay_s']:g} s, "
             f"stale {report['limits']['heartbeat_stale_s']:g} s"
         )
+        if "harness_max_oversleep_s" in run:
+            lines.append(
+                f"machine: load average {', '.join(f'{x:.1f}' for x in run.get('load_average', []))}; "
+                f"the harness woke up to {run['harness_max_oversleep_s']:.3f} s late"
+            )
     c, t, s = report["commands"], report["turns"], report["stalls"]
     handoff = "-" if c["median_handoff_s"] is None else f"{c['median_handoff_s'] * 1000:.1f} ms"
     lines.append(
