@@ -150,7 +150,7 @@ def test_a_drained_site_gets_no_more_turns_while_the_others_go_on(enqueue_cli, d
         assert enqueue_cli("sites", "drain", "alpha").code == 0
         drained_at = len(sites.report().runs)
         # A grant made just before the drain landed may still run; after that only bravo.
-        report = sites.wait_runs(drained_at + 5)
+        report = sites.wait_runs(drained_at + 4)
         assert set(report.order[drained_at + 2:]) == {"bravo"}, report.order
         assert enqueue_cli("sites", "undrain", "alpha").code == 0
         undrained_at = len(sites.report().runs)
