@@ -7,16 +7,16 @@ one fault at a time, at random intervals, until ``--duration`` has passed or
 ``--max-faults`` were injected:
 
     kill-leader      SIGKILL the leader's agent, then start it again
-    kill-runner      SIGKILL the agent whose command runs (half of the time just after it
-                     marked its turn done and passed it on), then start it again
+    kill-runner      SIGKILL the agent whose command runs (or, see --kill-after-handoff, just
+                     after it marked its turn done and passed it on), then start it again
     kill-supervisor  SIGKILL the runner's command supervisor (the agent carries on)
     stop-agent       SIGSTOP an agent for longer than heartbeat_stale, then SIGCONT
     restart-server   stop the server, wait a little, start it again (same port, same data)
     partition        cut one site off from the server (enqueue.chaos.network), then heal
     clock-offset     stop an agent cleanly and start it again with its wall clock hours off
 
-The first faults go through every enabled kind once (in a seeded order),
-the rest are drawn at random. After each fault the harness waits until a
+The first faults go through every enabled kind once, in the order listed
+above, the rest are drawn at random. After each fault the harness waits until a
 command has started again (or the stall bound has passed) before the next
 gap, so every stall can be measured on its own. Then every agent is stopped
 with SIGTERM and the verdict (``enqueue.chaos.verdict``) is printed and, with
@@ -105,7 +105,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="scripts/chaos",
         description="Agents take turns while faults are injected; then a verdict on overlaps, "
-                    "lost turns and stalls. Durations in seconds unless suffixed (500ms is not; 0.5 is).",
+                    "lost turns and stalls. Durations are seconds (or 2m, 1h).",
     )
     p.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     p.add_argument("--duration", type=_seconds, default=300.0, help="seconds of fault injection (default 300)")
@@ -113,7 +113,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--delay", type=_seconds, default=1.0, help="heartbeat delay, seconds (default 1)")
     p.add_argument("--stale", type=_seconds, default=4.0, help="heartbeat stale, seconds (default 4)")
     p.add_argument("--conflict", type=_seconds, default=None, help="conflict delay (default: delay / 2)")
-    p.add_argument("--grace", type=_seconds, default=None, help="kill grace (default: min(0.5, stale - 2 delay))")
+    p.add_argument("--grace", type=_seconds, default=None,
+                   help="kill grace (default: min(0.5, (stale - 2 x delay) / 2), which leaves a heartbeat's "
+                        "round trip of slack before a command is fenced)")
     p.add_argument("--margin", type=_seconds, default=None,
                    help="slack on the stall bound stale + delay (default: max(1.5, delay))")
     p.add_argument("--work", type=_range, default=(0.05, 0.8), metavar="MIN,MAX",
@@ -123,6 +125,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--max-faults", type=int, default=1000, help="stop injecting after this many (default 1000)")
     p.add_argument("--faults", default=",".join(KINDS),
                    help=f"comma-separated kinds to inject (default: all of {', '.join(KINDS)})")
+    p.add_argument("--kill-after-handoff", type=float, default=0.5, metavar="P",
+                   help="probability that kill-runner waits for the runner's handoff and kills just after it "
+                        "(default 0.5)")
     p.add_argument("--partition", choices=("auto", "netns", "proxy"), default="auto",
                    help="how to cut a site off: network namespaces (root), a black-hole proxy, or auto")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
@@ -143,7 +148,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.conflict is None:
         args.conflict = args.delay / 2
     if args.grace is None:
-        args.grace = min(0.5, args.stale - 2 * args.delay)
+        args.grace = min(0.5, (args.stale - 2 * args.delay) / 2)
     if args.grace > args.stale - 2 * args.delay:
         p.error("--grace must be at most stale - 2 x delay")
     if args.margin is None:
@@ -383,7 +388,7 @@ class Harness:
 
     def fault_kill_runner(self) -> Fault:
         site = self.running_site(2 * self.args.stale) or self.pick("runner")
-        if self.rng.random() < 0.5:
+        if self.rng.random() >= self.args.kill_after_handoff:
             return self._restart_after_kill("kill-runner", site, "SIGKILL, started again")
         # The most delicate moment: just after the runner marked its turn done and passed it on.
         assert self.store is not None
@@ -483,8 +488,7 @@ class Harness:
         if not self.wait(30.0, lambda: self.tail.poll() > 0):
             self.problems.append("no command started within 30 s of starting the agents")
         began = time.monotonic()
-        order = list(args.kinds)
-        self.rng.shuffle(order)
+        order = [k for k in KINDS if k in args.kinds]
         count = 0
         while args.kinds and count < args.max_faults and time.monotonic() - began < args.duration:
             self.wait(self.rng.uniform(*args.gap))

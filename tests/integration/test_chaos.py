@@ -1,0 +1,84 @@
+"""The short chaos run: every kind of fault once or more, in about a minute, judged by the verdict.
+
+``scripts/chaos.py`` runs as a subprocess with short timings (heartbeat
+0.5 s, stale 2.5 s) and its own embedded server on disk. The stall bound
+carries a margin of 2.5 s on top of stale + delay: it has to absorb agent
+and command start-up on a busy CI machine, not protocol delays. Each
+invariant is a test of its own, so a failure names the invariant.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KINDS = {"kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition", "clock-offset"}
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory) -> Iterator[Dict[str, Any]]:
+    workdir = tmp_path_factory.mktemp("chaos")
+    report_path = workdir / "report.json"
+    argv = [sys.executable, str(REPO / "scripts" / "chaos.py"), "--seed", "7", "--duration", "50",
+            "--agents", "4", "--delay", "0.5", "--stale", "2.5", "--margin", "2.5", "--gap", "0.5,1.5",
+            "--kill-after-handoff", "1", "--workdir", str(workdir / "run"), "--report", str(report_path),
+            "--quiet"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    assert report_path.exists(), f"no report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    report = json.loads(report_path.read_text())
+    report["_exit"] = result.returncode
+    report["_output"] = result.stdout + result.stderr
+    yield report
+
+
+def other_violations(report: Dict[str, Any], *about: str) -> list:
+    return [v for v in report["violations"] if any(a in v for a in about)]
+
+
+def test_the_exit_status_follows_the_verdict(chaos):
+    assert chaos["_exit"] == (0 if chaos["ok"] else 1), chaos["_output"]
+    assert ("PASSED" if chaos["ok"] else "FAILED") in chaos["_output"]
+
+
+def test_every_kind_of_fault_was_injected(chaos):
+    assert {f["kind"] for f in chaos["faults"]} == KINDS, chaos["_output"]
+
+
+def test_no_two_commands_ever_ran_at_once(chaos):
+    assert chaos["overlaps"] == [] and other_violations(chaos, "overlap") == [], chaos["_output"]
+
+
+def test_every_command_ran_under_its_own_increasing_turn(chaos):
+    assert other_violations(chaos, "ran twice", "went back", "without a turn number") == [], chaos["_output"]
+
+
+def test_progress_resumed_within_the_bound_after_every_fault(chaos):
+    assert other_violations(chaos, "stalled", "no command started after") == [], chaos["_output"]
+    assert all(f["within_bound"] is not False for f in chaos["faults"])
+
+
+def test_no_agent_crashed_and_every_document_parses(chaos):
+    assert chaos["agent_problems"] == [], chaos["_output"]
+    assert other_violations(chaos, "does not parse", "names", "holds turn") == [], chaos["_output"]
+
+
+def test_turns_were_granted_run_and_recorded(chaos):
+    turns = chaos["turns"]
+    assert chaos["commands"]["started"] >= 20
+    assert turns["granted"] >= chaos["commands"]["started"]
+    assert turns["completed"] > 0 and turns["revoked"] > 0
+    assert sum(turns["by_how"].values()) == turns["recorded"]
+    assert len(chaos["commands"]["per_site"]) == 4
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="agent bug: a SIGKILL just after the handoff loses the turn record "
+                          "(see test_agent_findings.py)")
+def test_every_turn_that_is_over_is_recorded(chaos):
+    assert chaos["turns"]["missing"] == [], chaos["_output"]
