@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -17,13 +18,15 @@ LOOP = Path(__file__).resolve().parents[2] / "sites" / "enqueue-loop.sh"
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ enqueue-loop alpha: (.*)$")
 
 
-def loop(config: Path, workdir: Path, *options: str, sleep_s: float = 0.1, exit_code: int = 0) -> subprocess.Popen:
+def loop(config: Path, workdir: Path, *options: str, sleep_s: float = 0.1, exit_code: int = 0,
+         new_session: bool = False) -> subprocess.Popen:
     probe = [sys.executable, "-m", "enqueue.probe", str(workdir / "probe.log"), "--sleep", str(sleep_s),
              "--exit", str(exit_code)]
     argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(workdir / "loop.log"),
             "-o", f"--heartbeat-delay={DELAY}", "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}",
             *options, str(config), "alpha", "--", *probe]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=new_session)
 
 
 def messages(workdir: Path) -> list[str]:
@@ -79,14 +82,19 @@ def test_sigterm_stops_the_submission_in_progress_and_the_loop_cleanly(config_fi
     assert hb is not None and hb.state == docs.LEFT
 
 
-def test_sigint_during_the_pause_ends_it_at_once(config_file, database, tmp_path, finish):
-    proc = loop(config_file, tmp_path, "--pause", "600")
+def test_ctrl_c_in_a_terminal_stops_the_submission_and_the_loop_cleanly(config_file, database, tmp_path, finish):
+    # A terminal's Ctrl-C sends SIGINT to the whole foreground process group: the loop and the agent.
+    proc = loop(config_file, tmp_path, "--pause", "600", sleep_s=60, new_session=True)
     finish(proc)
-    wait_until("the first submission to be logged",
-               lambda: any(m.startswith("iteration 1: submission") for m in messages(tmp_path)), timeout_s=30)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=10) == 0
-    assert messages(tmp_path)[-1] == "stopped by SIGINT after 1 iterations"
+    wait_until("the submission to start", lambda: (tmp_path / "probe.log").exists(), timeout_s=30)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=30) == 0
+    lines = messages(tmp_path)
+    # The agent gets SIGINT from the terminal and SIGTERM from the loop; it exits 128 + the last one.
+    assert re.fullmatch(r"iteration 1: submission exit (130|143) \(\d+ s\)", lines[-2])
+    assert lines[-1] == "stopped by SIGINT after 1 iterations"
+    record = database.store.list_prefix(docs.TURN_PREFIX)[0]
+    assert record["site"] == "alpha" and record["how"] == "stopped"
 
 
 def test_usage_errors_exit_2(tmp_path):
