@@ -727,11 +727,19 @@ class Agent:
             parsed, _ = docs.parse_turn_record(rec)
             if parsed is not None:
                 known = max(known, parsed.turn)
+        old_turn = raw.get("turn")
+        if isinstance(old_turn, int) and not isinstance(old_turn, bool) and old_turn >= 0:
+            known = max(known, old_turn)
+        # An admin's pause survives the repair; a pause flag that does not parse reads as set.
+        paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
+        reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None
         fresh = replace(
             docs.new_leader_doc(self.s.leader_doc),
             rev=raw.get("_rev"),
             leader=self.me,
             turn=known,
+            paused=paused,
+            paused_reason=reason,
             last_how="repaired",
             updated_by=self.me,
             updated_at=self._now_text(),

@@ -41,6 +41,8 @@ PROBE_SH = (
     'echo "start $ENQUEUE_SITE $ENQUEUE_TURN $(date +%s%N) $$" >> "$0"; '
     'echo "end $ENQUEUE_SITE $ENQUEUE_TURN $(date +%s%N) $$ exited" >> "$0"'
 )
+# For failover: a command long enough to be running when its agent is killed.
+PROBE_SH_LONG = PROBE_SH.replace('; echo "end', '; sleep 5; echo "end')
 
 
 def quantiles(values: list[float]) -> str:
@@ -66,12 +68,12 @@ class Bench:
         self.config = workdir / "bench.ini"
         self.config.write_text(f"[couchdb]\nurl = {url}\ndatabase = {self.db}\n")
 
-    def start(self, site: str, log: Path) -> None:
+    def start(self, site: str, log: Path, probe: str = PROBE_SH) -> None:
         out = open(self.workdir / f"agent-{site}.log", "ab")
         self.agents[site] = subprocess.Popen(
             [sys.executable, "-m", "enqueue", "run", str(self.config), site, "--repeat",
              "-d", self.args.delay, "-s", self.args.stale, "-c", "0.2s", *self.args.agent_args, "--",
-             "/bin/sh", "-c", PROBE_SH, str(log)],
+             "/bin/sh", "-c", probe, str(log)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )
         out.close()
@@ -133,14 +135,17 @@ def failover(bench: Bench, sites: list[str], rounds: int) -> tuple[list[float], 
         killed = time.monotonic()
         wait_for("a new leader", lambda: (bench.leader().leader or old) != old)
         leader_s.append(time.monotonic() - killed)
-        runner = bench.leader().running
-        seen = len(checker.read(str(log)).runs)
-        bench.agents[runner].kill()
-        bench.agents[runner].wait()
+        bench.stop()
+        log = bench.workdir / f"failover-runner-{i}.log"
+        for site in sites:
+            bench.start(site, log, PROBE_SH_LONG)
+        running = wait_for("a long command", lambda: next(iter(checker.read(str(log)).runs), None))
+        bench.agents[running.site].kill()
+        bench.agents[running.site].wait()
         killed_ns = time.time_ns()
-        wait_for("the next command", lambda: any(r.start_ns > killed_ns for r in checker.read(str(log)).runs[seen:]))
-        first = min(r.start_ns for r in checker.read(str(log)).runs if r.start_ns > killed_ns)
-        runner_s.append((first - killed_ns) / 1e9)
+        nxt = wait_for("the next command", lambda: next((r for r in checker.read(str(log)).runs
+                                                          if r.start_ns > killed_ns), None))
+        runner_s.append((nxt.start_ns - killed_ns) / 1e9)
         bench.stop()
     return leader_s, runner_s
 
@@ -171,7 +176,7 @@ def etcd_handoff(workdir: Path, clients: int, turns: int) -> checker.Report | No
                                                 capture_output=True).returncode == 0, 30)
         for i in range(clients):
             env = {**os.environ, "ENQUEUE_SITE": f"c{i}", "ENQUEUE_TURN": "-", "ETCDCTL_API": "3"}
-            script = f'while :; do "{etcdctl}" --endpoints={endpoint} lock bench /bin/sh -c \'{PROBE_SH}\' "{log}"; done'
+            script = f'while :; do "{etcdctl}" --endpoints={endpoint} lock bench -- /bin/sh -c \'{PROBE_SH}\' "{log}"; done'
             loops.append(subprocess.Popen(["/bin/sh", "-c", script], env=env, start_new_session=True,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for("etcd turns", lambda: len(checker.read(str(log)).runs) >= turns + 5, 600)
