@@ -179,6 +179,7 @@ class Site:
     stopped: bool = False
     cut: bool = False
     starts: int = 0
+    log_offset: int = 0
 
 
 @dataclass
@@ -265,6 +266,7 @@ class Harness:
             argv += ["--wall-clock-offset", f"{site.offset_s:.0f}"]
         argv += ["--", sys.executable, "-m", "enqueue.probe", str(self.probe_log), "--sleep", f"{work:.3f}"]
         log_path = self.workdir / "agents" / f"{site.name}.log"
+        site.log_offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as out:
             out.write(f"==== chaos: start #{site.starts + 1} of {site.name}, offset {site.offset_s:.0f} s, "
                       f"work {work:.3f} s\n".encode())
@@ -380,7 +382,12 @@ class Harness:
         assert site.proc is not None
         site.proc.wait()
         self.start_agent(site)
-        return Fault(kind, site.name, start, time.time_ns(), detail)
+        return Fault(kind, site.name, start, self.back(site), detail, from_heal=True)
+
+    def back(self, site: Site) -> int:
+        """The moment a restarted agent is back (registered), as unix ns; at most 30 s from now."""
+        self.wait(30.0, lambda: self.registered(site))
+        return time.time_ns()
 
     def fault_kill_leader(self) -> Fault:
         site = self.pick("leader")
@@ -451,7 +458,7 @@ class Harness:
                     raise HarnessError(f"the server did not come back: {exc}") from None
                 self.wait(1.0)
         return Fault("restart-server", None, start, time.time_ns(), f"down {down:.2f} s before restart",
-                     whole_system=True)
+                     from_heal=True)
 
     def fault_partition(self) -> Fault:
         site = self.pick_mixed()
@@ -473,7 +480,7 @@ class Harness:
         self.stop_gracefully(site, self._stop_timeout())
         site.offset_s = hours * 3600
         self.start_agent(site)
-        return Fault("clock-offset", site.name, start, time.time_ns(), f"wall clock {hours:+.1f} h")
+        return Fault("clock-offset", site.name, start, self.back(site), f"wall clock {hours:+.1f} h", from_heal=True)
 
     # ------------------------------------------------------------------ the run
 
@@ -560,10 +567,11 @@ class Harness:
     def _log_since_start(self, site: Site) -> str:
         path = self.workdir / "agents" / f"{site.name}.log"
         try:
-            text = path.read_text(errors="replace")
+            with open(path, "rb") as fh:
+                fh.seek(site.log_offset)
+                return fh.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
-        return text.rsplit("==== chaos: start", 1)[-1]
 
     def registered(self, site: Site) -> bool:
         """The agent's latest start got as far as registering (its signal handlers are in place)."""

@@ -22,9 +22,15 @@ Invariants (each failure is one line in ``violations``):
 4. after each fault, every stretch with no command running, from the
    fault's start until a command starts after it healed, is at most
    ``heartbeat_stale + heartbeat_delay + margin``: the other sites must
-   route around a dead, frozen or cut-off site while the fault lasts. For
-   an outage of the whole system (the server restarting) nothing can run,
-   so its stall counts from the heal;
+   route around a frozen or cut-off site while the fault lasts. A fault
+   marked ``from_heal`` counts from its heal instead: an outage of the whole
+   system (the server restarting), when nothing can run, and an agent
+   killed and started again, whose heal is the moment it is back (a site
+   that comes back just before the others would have called it stale makes
+   them wait for it, then waits ``heartbeat_stale - heartbeat_delay`` for its
+   predecessor's lease to run out: up to ``2 x heartbeat_stale -
+   heartbeat_delay`` after the kill, plus its own start-up; ``stall_from_start_s``
+   shows that figure);
 5. the leader doc parses at the end, and no agent crashed or printed a
    traceback (the harness reports those).
 
@@ -55,13 +61,12 @@ class Fault:
     start_ns: int
     heal_ns: int
     detail: str = ""
-    whole_system: bool = False
+    from_heal: bool = False
 
     @property
     def counted_from_ns(self) -> int:
-        """Where a stall starts to count: a fault of one site must be routed around from its
-        start; an outage of the whole system (the server) only from its heal."""
-        return self.heal_ns if self.whole_system else self.start_ns
+        """Where a stall starts to count: from the heal when ``from_heal``, else from the start."""
+        return self.heal_ns if self.from_heal else self.start_ns
 
 
 @dataclass(frozen=True)
@@ -125,15 +130,19 @@ def _stall(fault: Fault, starts: List[int], idle: List[Tuple[int, Optional[int]]
     """The longest idle stretch from the fault's start until a command starts after it healed."""
     resumed = next((s for s in starts if s > fault.heal_ns), None)
     horizon = resumed if resumed is not None else end_ns
-    longest = 0.0
-    origin = fault.counted_from_ns
-    for begin, finish in idle:
-        finish_ns = finish if finish is not None else end_ns
-        if finish_ns <= origin or begin >= horizon:
-            continue
-        longest = max(longest, (finish_ns - max(begin, origin)) / _NS)
+    def longest_from(origin: int) -> float:
+        longest = 0.0
+        for begin, finish in idle:
+            finish_ns = finish if finish is not None else end_ns
+            if finish_ns <= origin or begin >= horizon:
+                continue
+            longest = max(longest, (finish_ns - max(begin, origin)) / _NS)
+        return longest
+
+    longest = longest_from(fault.counted_from_ns)
     out: Dict[str, Any] = {
         "stall_s": round(longest, 3),
+        "stall_from_start_s": round(longest_from(fault.start_ns), 3),
         "resumed_after_heal_s": None if resumed is None else round((resumed - fault.heal_ns) / _NS, 3),
     }
     if resumed is None and (end_ns - fault.heal_ns) / _NS < bound_s and longest <= bound_s:
@@ -239,7 +248,7 @@ def judge(
             "site": f.site,
             "at_s": round((f.start_ns - origin) / _NS, 3),
             "lasted_s": round((f.heal_ns - f.start_ns) / _NS, 3),
-            "stall_counted_from": "heal" if f.whole_system else "start",
+            "stall_counted_from": "heal" if f.from_heal else "start",
             "detail": f.detail,
         }
         row.update(_stall(f, starts, idle, run_end_ns, limits.bound_s))
@@ -346,10 +355,11 @@ def summary(report: Mapping[str, Any]) -> str:
     for row in report["faults"]:
         mark = {True: "ok", False: "OVER", None: "n/a"}[row["within_bound"]]
         resumed = row["resumed_after_heal_s"]
+        basis = "from heal " if row["stall_counted_from"] == "heal" else "from start"
         lines.append(
             f"  {row['at_s']:8.2f} s  {row['kind']:<16} {str(row['site']):<10} lasted {row['lasted_s']:6.2f} s  "
-            f"stall {row['stall_s']:6.2f} s  resumed {'-' if resumed is None else f'{resumed:.2f} s'} after heal  "
-            f"{mark}"
+            f"stall {row['stall_s']:6.2f} s {basis} ({row['stall_from_start_s']:.2f} s from start)  "
+            f"resumed {'-' if resumed is None else f'{resumed:.2f} s'} after heal  {mark}"
         )
     if report["violations"]:
         lines.append(f"FAILED: {len(report['violations'])} violation(s)")

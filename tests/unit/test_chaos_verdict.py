@@ -115,9 +115,10 @@ def test_a_stall_over_the_bound_fails():
 
 def test_a_whole_system_outage_counts_from_its_heal():
     h = history(run("alpha", 1, 0, 1), run("bravo", 2, 12, 13))
-    outage = Fault("restart-server", None, start_ns=1 * S, heal_ns=10 * S, whole_system=True)
+    outage = Fault("restart-server", None, start_ns=1 * S, heal_ns=10 * S, from_heal=True)
     report = judge(h, [outage], leader(2), records(1) + records(2, site="bravo"), LIMITS, 20 * S)
-    assert report["faults"][0]["stall_s"] == 2.0 and report["ok"], report["violations"]
+    row = report["faults"][0]
+    assert row["stall_s"] == 2.0 and row["stall_from_start_s"] == 11.0 and report["ok"], report["violations"]
 
 
 def test_no_start_after_a_heal_fails_once_the_bound_has_passed_and_is_unjudged_before():
