@@ -34,6 +34,8 @@ import uuid
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
+import psutil
+
 from enqueue import documents as docs
 from enqueue import election, scheduler, turns
 from enqueue.clock import Clock, SystemClock, format_time
@@ -42,6 +44,8 @@ from enqueue.errors import (
     EXIT_FAILURE,
     ClusterRefused,
     Conflict,
+    Forbidden,
+    SiteInUse,
     EnqueueError,
     StoreError,
 )
@@ -51,7 +55,6 @@ log = logging.getLogger("enqueue.agent")
 
 _MAX_WATCH_S = 60.0
 _FEED_HEARTBEAT_S = 1.0
-_RECORD_DEFER_S = 0.05
 _RETRY_MIN_S = 0.2
 
 
@@ -101,11 +104,13 @@ class Agent:
         self.turn_started_mono: float | None = None
         self.turn_started_text: str | None = None
         self.stop_sent: str | None = None
-        self.pending_finish: tuple[int, int | None, str, str | None] | None = None
+        # (turn, exit code, how it ended, error, duration in seconds)
+        self.pending_finish: tuple[int, int | None, str, str | None, float | None] | None = None
         self.turns_done = 0
         self.last_exit_code: int | None = None
 
         self.stopping: int | None = None
+        self.twin_seen_at: float | None = None
         self.orphans_safe_at = self.clock.monotonic() + self.t.heartbeat_stale_s - self.t.heartbeat_delay_s
         self.campaign_not_before = 0.0
         self.retry_at = 0.0
@@ -115,7 +120,7 @@ class Agent:
         self._reported: dict[str, str] = {}
         self.pending_records: list[TurnRecord] = []
         self._generations: dict[str, int] = {}
-        self.records_due_at = 0.0
+        self.recorded_turn: int | None = None
         self._watch_ids: tuple[str, ...] = ()
         self._since: Any = None
         self._watch_stop = threading.Event()
@@ -153,6 +158,7 @@ class Agent:
         # 3. Take the feed position before reading, so no change falls between the two.
         self._since = self.store.current_seq()
         self._read_all()
+        self._refuse_local_twin()
         self._register()
         self._beat()
         self.runner = self._make_runner()
@@ -242,8 +248,6 @@ class Agent:
             at = self.liveness.stale_at(site)
             if at is not None and at > now:
                 moments.append(at)
-        if self.pending_records:
-            moments.append(self.records_due_at)
         if self.orphans_safe_at > now:
             moments.append(self.orphans_safe_at)
         if self.invalid_leader_since is not None:
@@ -291,16 +295,22 @@ class Agent:
         elif self.stopping is None and self.state == WAITING and turns.granted_to_me(self.leader, self.me):
             if not self._drained():
                 return self._confirm_and_start()
-        # 2. Leadership.
+        # 2. The registry: a site missing from it (broken, deleted, or an entry removed) registers again.
+        if self.stopping is None and (self.registry is None or self.me not in self.registry.sites):
+            log.warning("site %s is not in the registry %s: registering again (to retire a site, stop its agent "
+                        "before removing it)", self.me, self.s.sites_doc)
+            self._register()
+            return True
+        # 3. Leadership.
         if self.leader is None:
             return self._maybe_repair_leader(now)
         if self.stopping is None and self.leader.leader != self.me and now >= self.campaign_not_before:
             if election.vacancy(self.leader, self.heartbeats, self._stale_map(now)) is not None:
                 return self._campaign(now)
-        if self.leader.leader == self.me:
+        if self.leader.leader == self.me and self.registry is not None:
             if self._lead(now):
                 return True
-        # 3. Done?
+        # 4. Done?
         if self.my_turn is None and self.pending_finish is None:
             if self.stopping is not None or (not self.s.repeat and self.turns_done > 0):
                 self._leave()
@@ -366,6 +376,7 @@ class Agent:
             self.liveness.observe(site, None if raw is None else raw.get("_rev"), now)
             if site == self.me and raw is not None:
                 self.hb_rev = raw.get("_rev")
+                self._notice_twin(hb, now)
         watched = self._watched()
         if watched != self._watch_ids:
             if any(i not in self._watch_ids for i in watched):
@@ -399,6 +410,28 @@ class Agent:
         self._reported[doc_id] = rev
         what = "does not parse, treated as invalid" if invalid else "has problems"
         log.warning("document %s (rev %s) %s: %s", doc_id, rev or "?", what, "; ".join(problems))
+
+    def _notice_twin(self, hb: Heartbeat | None, now: float) -> None:
+        """Note another agent writing my heartbeat doc after I started beating: a twin of my site."""
+        if hb is None or self.beat_count == 0 or hb.instance in (None, self.instance) or hb.state == LEFT:
+            return
+        if self.twin_seen_at is None or now - self.twin_seen_at >= self.t.heartbeat_stale_s:
+            log.error("another agent runs as site %s (host %s, pid %s): run each site once; this agent will not "
+                      "end turns it did not start while the other one beats", self.me, hb.host, hb.pid)
+        self.twin_seen_at = now
+
+    def _refuse_local_twin(self) -> None:
+        """Refuse to start when an agent of my site still runs on this very host."""
+        hb = self.heartbeats.get(self.me)
+        if hb is None or hb.state == LEFT or hb.host != self.host or not hb.pid or hb.pid == os.getpid():
+            return
+        try:
+            other = psutil.Process(hb.pid)
+            alive = other.is_running() and any("enqueue" in part for part in other.cmdline())
+        except (psutil.Error, OSError):
+            return
+        if alive:
+            raise SiteInUse(f"site {self.me} already has an agent on this host (pid {hb.pid}); run each site once")
 
     def _stale_map(self, now: float) -> dict[str, bool]:
         return {s: self.liveness.is_stale(s, now) for s in self._known_sites()}
@@ -526,6 +559,11 @@ class Agent:
         self.stop_sent = None
         self.turn_started_mono = self.clock.monotonic()
         self.turn_started_text = self.leader.started_at
+        if self.leader.skip_turn == turn:
+            # An admin skipped this turn before it started: end it without running anything.
+            log.info("turn %d was skipped before it started", turn)
+            self.pending_finish = (turn, None, "skipped", None, 0.0)
+            return True
         env = {
             "ENQUEUE_SITE": self.me,
             "ENQUEUE_TURN": str(turn),
@@ -550,6 +588,8 @@ class Agent:
         mark the turn done and let the next one begin.
         """
         if now < self.orphans_safe_at:
+            return False
+        if self.twin_seen_at is not None and now - self.twin_seen_at < self.t.heartbeat_stale_s:
             return False
         assert self.leader is not None
         turn = self.leader.turn
@@ -586,19 +626,46 @@ class Agent:
             if ev.kind == "spawn_failed":
                 how = "failed to start"
                 log.error("turn %d: %s", ev.turn, ev.error)
-            self.pending_finish = (ev.turn, ev.exit_code, how, ev.error)
+            duration = ev.duration_s
+            if duration is None and self.turn_started_mono is not None:
+                duration = self.clock.monotonic() - self.turn_started_mono
+            self.pending_finish = (ev.turn, ev.exit_code, how, ev.error, duration)
         elif ev.kind == "supervisor_died":
             log.error("the command supervisor died: %s", ev.error or "no reason given")
             if self.my_turn is not None and self.pending_finish is None:
-                self.pending_finish = (self.my_turn, None, "supervisor died", ev.error)
+                self.pending_finish = (self.my_turn, None, "supervisor died", ev.error, None)
             self.runner = self._make_runner()
 
     def _finish(self) -> bool:
-        """Record my ended turn: done (and the next turn passed on) if it is still mine."""
+        """End my turn: write its record, then mark it done (passing the next turn on) if still mine.
+
+        The record goes first, so a turn marked done always has one: an agent
+        killed between the two writes leaves a recorded turn that the leader
+        takes back once this site is stale, never a finished turn without a
+        record.
+        """
         assert self.pending_finish is not None
-        turn, code, how, error = self.pending_finish
-        duration = self.clock.monotonic() - (self.turn_started_mono or self.clock.monotonic())
-        if turns.still_mine(self.leader, self.me, turn):
+        turn, code, how, error, duration = self.pending_finish
+        if duration is None:
+            duration = self.clock.monotonic() - (self.turn_started_mono or self.clock.monotonic())
+        mine = turns.still_mine(self.leader, self.me, turn)
+        if self.recorded_turn != turn:
+            self._write_record(
+                TurnRecord(
+                    turn=turn,
+                    site=self.me,
+                    how=how if mine else f"{how} after revocation",
+                    exit_code=code,
+                    host=self.host,
+                    leader=self.leader.leader if self.leader else None,
+                    started_at=self.turn_started_text,
+                    ended_at=self._now_text(),
+                    duration_s=duration,
+                    note=error if mine else "the turn was taken away before the command ended; " + (error or ""),
+                )
+            )
+            self.recorded_turn = turn
+        if mine:
             repeat = bool(self.s.repeat) and self.stopping is None
             new, nxt = turns.finish(self.leader, self.me, code, how, repeat, self._now_text())
             if not self._cas_leader(new):
@@ -606,65 +673,59 @@ class Agent:
             log.info("finished turn %d: %s, exit code %s, %.3f s", turn, how, code, duration)
             if nxt is not None:
                 log.info("granted %s turn %d", nxt, turn + 1)
-            note = error
         else:
-            how = f"{how} after revocation"
-            note = "the turn was taken away before the command ended; " + (error or "")
             log.error("turn %d was taken away while its command ran (%s, exit code %s)", turn, how, code)
             self.hb_message = f"turn {turn} was revoked while running"
         self.pending_finish = None
         self.my_turn = None
         self.turns_done += 1
         self.last_exit_code = code
-        self._record(
-            TurnRecord(
-                turn=turn,
-                site=self.me,
-                how=how,
-                exit_code=code,
-                host=self.host,
-                leader=self.leader.leader if self.leader else None,
-                started_at=self.turn_started_text,
-                ended_at=self._now_text(),
-                duration_s=duration,
-                note=note,
-            )
-        )
         self._set_state(WAITING if self.s.repeat and self.stopping is None else IDLE)
         return True
 
     def _record(self, rec: TurnRecord) -> None:
-        """Queue a turn record, written moments later (or, if the database is away, when it is back).
-
-        The short deferral keeps the write out of the handoff: the next
-        site's confirm would otherwise queue behind it at the server.
-        """
+        """Queue a turn record; it is written now or, if the database is away, when it is back."""
         self.pending_records.append(rec)
-        self.records_due_at = self.clock.monotonic() + _RECORD_DEFER_S
+        self._flush_records()
 
     def _flush_records(self) -> None:
-        if self.clock.monotonic() < self.records_due_at and self.stopping is None:
-            return
         while self.pending_records:
             self._write_record(self.pending_records[0])
             self.pending_records.pop(0)
 
     def _write_record(self, rec: TurnRecord) -> None:
-        """Write a turn record once; if another writer got there first, add my report to it."""
+        """Write a turn record once.
+
+        If a record is already there: when it is mine (an earlier try whose
+        answer was lost) nothing is left to do; when it is the leader's record
+        of taking the turn away, my report is added to it; when it does not
+        parse or belongs to another turn, it is replaced, its old content kept
+        under ``replaced`` and a warning logged, so history can read the turn.
+        """
         body = docs.render_turn_record(rec)
+        doc_id = body["_id"]
         try:
             self.store.put(body)
             return
         except Conflict:
             pass
-        existing = self.store.get(body["_id"])
-        if existing is None:
-            return
-        existing["runner_report"] = {k: body[k] for k in ("site", "how", "exit_code", "ended_at", "duration_s")}
+        existing = self.store.get(doc_id)
+        parsed, problems = docs.parse_turn_record(existing)
         try:
-            self.store.put(existing)
-        except Conflict:
-            log.warning("could not add this site's report to turn record %s", body["_id"])
+            if existing is None:
+                self.store.put(body)
+            elif parsed is None or parsed.turn != rec.turn:
+                log.warning("turn record %s does not parse (%s); replacing it, old content kept under 'replaced'",
+                            doc_id, "; ".join(problems) or f"it names turn {parsed.turn if parsed else '?'}")
+                body["_rev"] = existing["_rev"]
+                body["replaced"] = {k: v for k, v in existing.items() if not k.startswith("_")}
+                self.store.put(body)
+            elif rec.site == self.me and parsed.site == rec.site and parsed.how != rec.how \
+                    and "runner_report" not in existing:
+                existing["runner_report"] = {k: body[k] for k in ("site", "how", "exit_code", "ended_at", "duration_s")}
+                self.store.put(existing)
+        except (Conflict, Forbidden) as exc:
+            log.warning("could not complete turn record %s: %s", doc_id, exc)
 
     # ------------------------------------------------------------------ leadership
 
@@ -758,7 +819,6 @@ class Agent:
     def _leave(self) -> None:
         """Step down, say ``left``, and end the loop. Each write is tried once: we are going."""
         try:
-            self.records_due_at = 0.0
             self._flush_records()
         except EnqueueError as exc:
             log.error("could not write %d turn record(s): %s", len(self.pending_records), exc)

@@ -145,12 +145,13 @@ class Timing:
       not make a site stale, and a running site must be able to fence itself
       (``heartbeat_stale - heartbeat_delay`` after its last acknowledged beat)
       while at least one more beat could still have landed;
-    * ``kill_grace_s <= heartbeat_stale_s - 2 * heartbeat_delay_s``: a fenced
-      command is killed (SIGTERM, then SIGKILL after the grace) at the latest
-      ``self_fence_after_s + kill_grace_s = heartbeat_stale - heartbeat_delay``
-      after its last acknowledged beat, one heartbeat before the leader may
-      give the turn away, while ``self_fence_after_s`` stays at least one
-      heartbeat so an on-time beat always prevents fencing.
+    * ``kill_grace_s <= (heartbeat_stale_s - 2 * heartbeat_delay_s) / 2``: a
+      fenced command is killed (SIGTERM, then SIGKILL after the grace) at the
+      latest ``self_fence_after_s + kill_grace_s = heartbeat_stale -
+      heartbeat_delay`` after its last acknowledged beat, one heartbeat before
+      the leader may give the turn away, while ``self_fence_after_s`` stays
+      more than one heartbeat, by half the slack, so the next on-time beat has
+      time for its round trip before the SIGTERM moment.
     """
 
     heartbeat_delay_s: float = 600.0
@@ -172,11 +173,12 @@ class Timing:
                 f"(2 x {format_duration(delay)}): one late heartbeat must neither make a site stale "
                 f"nor make a running site stop its command"
             )
-        if grace > stale - 2 * delay:
+        if grace > max_kill_grace_s(delay, stale):
             raise ConfigError(
-                f"kill_grace ({format_duration(grace)}) must be at most heartbeat_stale - 2 x heartbeat_delay "
-                f"({format_duration(stale - 2 * delay)}): a fenced command must be dead a heartbeat before "
-                f"the leader may give its turn to another site"
+                f"kill_grace ({format_duration(grace)}) must be at most (heartbeat_stale - 2 x heartbeat_delay) / 2 "
+                f"({format_duration(max_kill_grace_s(delay, stale))}): a fenced command must be dead a heartbeat "
+                f"before the leader may give its turn away, and an on-time heartbeat must have time to be "
+                f"acknowledged before the command is told to stop"
             )
 
     @property
@@ -186,9 +188,14 @@ class Timing:
         ``heartbeat_stale - heartbeat_delay - kill_grace``: with the grace on
         top, the command is gone ``heartbeat_delay`` before the leader, which
         counts ``heartbeat_stale`` of silence from a later moment, may grant
-        the turn again. At least ``heartbeat_delay`` by the invariants.
+        the turn again. More than ``heartbeat_delay`` by the invariants.
         """
         return self.heartbeat_stale_s - self.heartbeat_delay_s - self.kill_grace_s
+
+
+def max_kill_grace_s(delay_s: float, stale_s: float) -> float:
+    """The longest kill grace the timing allows (see ``Timing``); 0 when it allows none."""
+    return max(0.0, (stale_s - 2 * delay_s) / 2)
 
 
 @dataclass(frozen=True)
@@ -566,7 +573,7 @@ def load_agent_settings(
     conflict, _ = duration("conflict_delay", Timing.conflict_delay_s)
     grace, grace_from = duration("kill_grace", DEFAULT_KILL_GRACE_S)
     if grace_from == "default":
-        grace = min(DEFAULT_KILL_GRACE_S, max(0.0, stale - 2 * delay))
+        grace = min(DEFAULT_KILL_GRACE_S, max_kill_grace_s(delay, stale))
     try:
         timing = Timing(heartbeat_delay_s=delay, heartbeat_stale_s=stale, conflict_delay_s=conflict, kill_grace_s=grace)
     except ConfigError as exc:

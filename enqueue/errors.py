@@ -15,6 +15,7 @@ EXIT_UNREACHABLE = 3
 EXIT_AUTH = 4
 EXIT_DATABASE_MISSING = 5
 EXIT_CLUSTER_REFUSED = 6
+EXIT_SITE_IN_USE = 7
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 
@@ -67,3 +68,9 @@ class ClusterRefused(EnqueueError):
     """The database keeps several copies, where a 409 is no compare-and-swap."""
 
     exit_code = EXIT_CLUSTER_REFUSED
+
+
+class SiteInUse(EnqueueError):
+    """Another agent already runs as this site on this host."""
+
+    exit_code = EXIT_SITE_IN_USE

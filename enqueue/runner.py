@@ -116,6 +116,10 @@ class Runner:
                  "--control-fd", str(control_r), "--events-fd", str(events_w),
                  "--kill-grace", repr(float(kill_grace_s))],
                 pass_fds=(control_r, events_w),
+                # A group of its own: a stop signal sent to the agent's job
+                # (kill -STOP -PGID) must not freeze the fence with the agent.
+                # The supervisor follows the agent through the control pipe.
+                start_new_session=True,
             )
         except BaseException:
             os.close(control_w)

@@ -75,8 +75,8 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--kill-grace", dest="kill_grace_s", metavar="DURATION", type=duration_arg,
-        help="time between SIGTERM and SIGKILL when the command must stop; at most heartbeat-stale - "
-             f"2 x heartbeat-delay (default: {format_duration(DEFAULT_KILL_GRACE_S)}, or less to fit)",
+        help="time between SIGTERM and SIGKILL when the command must stop; at most (heartbeat-stale - "
+             f"2 x heartbeat-delay) / 2 (default: {format_duration(DEFAULT_KILL_GRACE_S)}, or less to fit)",
     )
     group.add_argument(
         "-r", "--repeat", dest="repeat", action="store_true", default=None,

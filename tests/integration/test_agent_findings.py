@@ -1,9 +1,6 @@
-"""Agent bugs found by fault injection, each pinned down as a test.
+"""Faults found by fault injection, each pinned down as a test that keeps them fixed.
 
-Every test here is marked ``xfail(strict=True)`` while its bug is open: the
-suite stays green, and the fix makes the test pass, which strict mode turns
-into a failure until the marker is removed. Each docstring gives the scenario,
-what goes wrong and the proposed fix.
+Each docstring gives the scenario, what went wrong and how it is now handled.
 """
 
 from __future__ import annotations
@@ -26,8 +23,6 @@ def sites(config_file, tmp_path):
     s.stop_all()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="agent bug: the turn record is written 50 ms after the turn is marked "
-                                       "done, so a SIGKILL in between loses it for good")
 def test_a_turn_finished_just_before_a_sigkill_is_still_recorded(sites, database):
     """SIGKILL of the runner right after it marked its turn done.
 
@@ -82,8 +77,6 @@ def _put_retrying(store, doc_id, change):
     raise AssertionError(f"could not edit {doc_id}")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="agent bug: a registry that is missing or does not "
-                                                               "parse crashes the leader (assert in _lead)")
 @pytest.mark.parametrize("edit", ["garbage", "deleted"])
 def test_a_broken_registry_does_not_crash_the_agents(sites, database, edit):
     """An admin breaks the sites doc while agents run.
@@ -117,9 +110,6 @@ def test_a_broken_registry_does_not_crash_the_agents(sites, database, edit):
     assert parsed is not None, problems
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="agent bug: a turn record that does not parse, "
-                                                               "found at the id of the turn being recorded, is "
-                                                               "merged into silently and the turn stays unreadable")
 def test_a_garbage_record_in_the_way_of_a_new_one_is_reported_and_replaced(sites, database):
     """An admin (or an old tool) left a document that does not parse at ``enqueue_turn:<n>`` for a turn
     not yet run.
@@ -145,8 +135,6 @@ def test_a_garbage_record_in_the_way_of_a_new_one_is_reported_and_replaced(sites
     assert docs.turn_record_id(garbage_turn) in logs
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="agent bug: a second agent with the same site name "
-                                                               "ends the first one's running turn as orphaned")
 def test_two_agents_with_one_site_name_never_overlap(sites, database):
     """The same site started twice (two tmux sessions, a copied systemd unit).
 
@@ -181,9 +169,6 @@ def test_two_agents_with_one_site_name_never_overlap(sites, database):
     assert sites.report().overlaps == [], sites.report().overlaps
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="config bug: the kill grace fitted by default "
-                                                               "(heartbeat_stale - 2 x heartbeat_delay) leaves no "
-                                                               "time for a heartbeat's round trip")
 def test_a_command_longer_than_a_heartbeat_is_not_fenced_with_the_default_kill_grace(config_file):
     """``enqueue run CFG alpha -d 0.5s -s 2s -- sleep 3`` (no --kill-grace).
 
@@ -213,9 +198,6 @@ def test_a_command_longer_than_a_heartbeat_is_not_fenced_with_the_default_kill_g
     assert result.returncode == 0, result.stderr[-800:]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="runner bug: the supervisor shares the agent's "
-                                                               "process group, so a job-control SIGSTOP freezes "
-                                                               "the fence too")
 def test_stopping_the_agents_job_does_not_unfence_its_command(sites, config_file, tmp_path):
     """``kill -STOP %1`` in the shell (or ``kill -STOP -- -PGID``) on a running agent.
 

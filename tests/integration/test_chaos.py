@@ -77,8 +77,5 @@ def test_turns_were_granted_run_and_recorded(chaos):
     assert len(chaos["commands"]["per_site"]) == 4
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="agent bug: a SIGKILL just after the handoff loses the turn record "
-                          "(see test_agent_findings.py)")
 def test_every_turn_that_is_over_is_recorded(chaos):
     assert chaos["turns"]["missing"] == [], chaos["_output"]

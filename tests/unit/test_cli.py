@@ -107,7 +107,7 @@ def test_command_is_kept_verbatim(agent, config, argv, command) -> None:
     [
         (["-d", "1"], {"heartbeat_delay_s": 60}),
         (["--heartbeat-delay", "0.05", "--heartbeat-stale", "0.2"],
-         {"heartbeat_delay_s": 3, "heartbeat_stale_s": 12, "kill_grace_s": 6}),
+         {"heartbeat_delay_s": 3, "heartbeat_stale_s": 12, "kill_grace_s": 3}),
         (["-d", "30s", "-s", "2m", "-c", "5s", "--kill-grace", "10s"],
          {"heartbeat_delay_s": 30, "heartbeat_stale_s": 120, "conflict_delay_s": 5, "kill_grace_s": 10}),
         (["--heartbeat-delay=1h", "--heartbeat-stale=3h"], {"heartbeat_delay_s": 3600, "heartbeat_stale_s": 10800}),

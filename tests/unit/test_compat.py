@@ -93,7 +93,7 @@ def test_defaults(agent, config) -> None:
     [
         (["--heartbeat-delay", "5", "--heartbeat-stale", "20", "--conflict-delay", "0.5"],
          Timing(300, 1200, 30, 30), {}),
-        (["-d", "0.05", "-s", "0.2"], Timing(3, 12, 60, 6), {}),
+        (["-d", "0.05", "-s", "0.2"], Timing(3, 12, 60, 3), {}),
         (["-d", "30s", "-s", "2m", "-c", "1s"], Timing(30, 120, 1, 30), {}),
         (["-d", "1h", "-s", "3h"], Timing(3600, 10800, 60, 30), {}),
         (["--repeat"], Timing(), {"repeat": True}),

@@ -110,8 +110,9 @@ def test_kill_grace_default_shrinks_to_fit_short_heartbeats(tmp_path) -> None:
     path = write(tmp_path, GOOD.replace("heartbeat_delay = 1", "heartbeat_delay = 0.05")
                  .replace("heartbeat_stale = 5", "heartbeat_stale = 12s"))
     timing = settings(path).timing
-    assert (timing.heartbeat_delay_s, timing.heartbeat_stale_s, timing.kill_grace_s) == (3, 12, 6)
-    assert timing.self_fence_after_s == 3
+    assert (timing.heartbeat_delay_s, timing.heartbeat_stale_s, timing.kill_grace_s) == (3, 12, 3)
+    # Half the slack above one heartbeat is left for the next beat's round trip.
+    assert timing.self_fence_after_s == 6
 
 
 def test_flags_beat_file(tmp_path) -> None:
@@ -267,8 +268,8 @@ BAD_FILES = [
     ("same docs", COUCH + "[enqueue]\nleader_doc = x\nsites_doc = x\n", {}, "[enqueue] leader_doc and"),
     ("stale too short", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 20\n", {},
      "heartbeat_stale (20 min) must be more than 2 x heartbeat_delay (2 x 10 min)"),
-    ("grace too long", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 25\nkill_grace = 6\n", {},
-     "kill_grace (6 min) must be at most heartbeat_stale - 2 x heartbeat_delay (5 min)"),
+    ("grace too long", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 25\nkill_grace = 3\n", {},
+     "kill_grace (3 min) must be at most (heartbeat_stale - 2 x heartbeat_delay) / 2 (2 min 30 s)"),
     ("syntax error", COUCH + "this line is nonsense\n", {}, "line 4: not a 'key = value' line"),
     ("no section header", "url = x\n" + COUCH, {}, "line 1: a setting before the first [section] header"),
     ("duplicate key", COUCH + "url = http://x\n", {}, "line 4: [couchdb] url appears twice"),
@@ -418,4 +419,4 @@ def test_timing_rules(kwargs: dict, expected: str) -> None:
 def test_timing_edge_cases_allowed() -> None:
     timing = Timing(heartbeat_delay_s=10, heartbeat_stale_s=20.001, kill_grace_s=0)
     assert timing.self_fence_after_s == pytest.approx(10.001)
-    assert Timing(heartbeat_delay_s=10, heartbeat_stale_s=50, kill_grace_s=30).self_fence_after_s == 10
+    assert Timing(heartbeat_delay_s=10, heartbeat_stale_s=50, kill_grace_s=15).self_fence_after_s == 25
