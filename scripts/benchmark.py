@@ -176,7 +176,8 @@ def etcd_handoff(workdir: Path, clients: int, turns: int) -> checker.Report | No
                                                 capture_output=True).returncode == 0, 30)
         for i in range(clients):
             env = {**os.environ, "ENQUEUE_SITE": f"c{i}", "ENQUEUE_TURN": "-", "ETCDCTL_API": "3"}
-            script = f'while :; do "{etcdctl}" --endpoints={endpoint} lock bench -- /bin/sh -c \'{PROBE_SH}\' "{log}"; done'
+            script = (f'while :; do "{etcdctl}" --endpoints={endpoint} lock bench -- /bin/sh -c \'{PROBE_SH}\' '
+                      f'"{log}" || exit 1; done')
             loops.append(subprocess.Popen(["/bin/sh", "-c", script], env=env, start_new_session=True,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_for("etcd turns", lambda: len(checker.read(str(log)).runs) >= turns + 5, 600)
@@ -192,7 +193,12 @@ def etcd_handoff(workdir: Path, clients: int, turns: int) -> checker.Report | No
     return report
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--turns", type=int, default=200)
     p.add_argument("--sites", type=int, default=3)
