@@ -16,7 +16,8 @@ one fault at a time, at random intervals, until ``--duration`` has passed or
     clock-offset     stop an agent cleanly and start it again with its wall clock hours off
 
 The first faults go through every enabled kind once, in the order listed
-above, the rest are drawn at random. After each fault the harness waits until a
+above (even if that takes longer than ``--duration``), the rest are drawn
+at random. After each fault the harness waits until a
 command has started again (or the stall bound has passed) before the next
 gap, so every stall can be measured on its own. Then every agent is stopped
 with SIGTERM and the verdict (``enqueue.chaos.verdict``) is printed and, with
@@ -497,9 +498,13 @@ class Harness:
         began = time.monotonic()
         order = [k for k in KINDS if k in args.kinds]
         count = 0
-        while args.kinds and count < args.max_faults and time.monotonic() - began < args.duration:
+        def more() -> bool:
+            # One fault of each kind is injected even if that takes longer than --duration.
+            return count < len(order) or time.monotonic() - began < args.duration
+
+        while args.kinds and count < args.max_faults and more():
             self.wait(self.rng.uniform(*args.gap))
-            if time.monotonic() - began >= args.duration:
+            if not more():
                 break
             kind = order[count] if count < len(order) else self.rng.choice(args.kinds)
             fault = self.inject(kind)

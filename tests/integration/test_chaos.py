@@ -1,4 +1,4 @@
-"""The short chaos run: every kind of fault once or more, in about a minute, judged by the verdict.
+"""The short chaos run: every kind of fault once, in under a minute, judged by the verdict.
 
 ``scripts/chaos.py`` runs as a subprocess with short timings (heartbeat
 0.5 s, stale 2.5 s) and its own embedded server on disk. The stall bound
@@ -25,8 +25,8 @@ KINDS = {"kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart
 def chaos(tmp_path_factory) -> Iterator[Dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("chaos")
     report_path = workdir / "report.json"
-    argv = [sys.executable, str(REPO / "scripts" / "chaos.py"), "--seed", "7", "--duration", "50",
-            "--agents", "4", "--delay", "0.5", "--stale", "2.5", "--margin", "2.5", "--gap", "0.5,1.5",
+    argv = [sys.executable, str(REPO / "scripts" / "chaos.py"), "--seed", "7", "--duration", "15",
+            "--agents", "4", "--delay", "0.5", "--stale", "2.5", "--margin", "2.5", "--gap", "0.3,1.0",
             "--kill-after-handoff", "1", "--workdir", str(workdir / "run"), "--report", str(report_path),
             "--quiet"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(REPO))
@@ -70,7 +70,7 @@ def test_no_agent_crashed_and_every_document_parses(chaos):
 
 def test_turns_were_granted_run_and_recorded(chaos):
     turns = chaos["turns"]
-    assert chaos["commands"]["started"] >= 20
+    assert chaos["commands"]["started"] >= 15
     assert turns["granted"] >= chaos["commands"]["started"]
     assert turns["completed"] > 0 and turns["revoked"] > 0
     assert sum(turns["by_how"].values()) == turns["recorded"]
