@@ -5,6 +5,8 @@ Each docstring gives the scenario, what went wrong and how it is now handled.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +15,8 @@ import time
 import pytest
 
 from enqueue import documents as docs
-from tests.support.agents import STALE_S, Sites, wait_until
+from enqueue.errors import EXIT_SITE_IN_USE
+from tests.support.agents import STALE_S, AgentProcess, Sites, wait_until
 
 
 @pytest.fixture
@@ -26,19 +29,12 @@ def sites(config_file, tmp_path):
 def test_a_turn_finished_just_before_a_sigkill_is_still_recorded(sites, database):
     """SIGKILL of the runner right after it marked its turn done.
 
-    ``Agent._finish`` CASes the leader doc to ``done`` (granting the next
-    turn in the same write) and only queues the turn record, which
-    ``_flush_records`` writes ``_RECORD_DEFER_S`` (50 ms) later. An agent
-    killed in that window takes the record with it: nobody else ever
-    writes it (the leader only records turns it revokes), so the finished
-    turn has no ``enqueue_turn:<n>`` document, against DESIGN §4 ("every
-    finished turn recorded").
+    Found: the runner CASed the leader doc to ``done`` (granting the next
+    turn in the same write) and wrote the turn record 50 ms later; an agent
+    killed in that window took the record with it, and nobody else ever
+    wrote it, against DESIGN §4 ("every finished turn recorded").
 
-    Proposed fix: write the record before the CAS that marks the turn done
-    (one extra write on the handoff path, and the record can never be
-    missing for a turn marked done), or keep the deferral and have the
-    leader write a record from the leader doc's ``last_*`` fields for any
-    finished turn whose record has not appeared a heartbeat later.
+    Now: the record is written before the write that marks the turn done.
     """
     sites.start("bravo", sleep_s=0.3)
     alpha = sites.start("alpha", sleep_s=0.3)
@@ -81,17 +77,14 @@ def _put_retrying(store, doc_id, change):
 def test_a_broken_registry_does_not_crash_the_agents(sites, database, edit):
     """An admin breaks the sites doc while agents run.
 
-    ``Agent._lead`` starts with ``assert self.registry is not None``; a
-    registry that does not parse (``"sites": "garbage"``) or was deleted makes
-    ``parse_sites`` return None, so the leader dies with ``enqueue: internal
-    error: AssertionError`` (exit 1) and its command is stopped. The next site
-    to be elected dies the same way: within a few ``heartbeat_stale`` every
-    agent has crashed.
+    Found: the leader asserted that the registry parsed; a registry that
+    did not (``"sites": "garbage"``) or was deleted made it exit with
+    ``enqueue: internal error: AssertionError``, then the next leader the
+    same way, until every agent had crashed.
 
-    Proposed fix: never assert on document content. When the registry is
-    None, re-register (``_register`` already rewrites a registry that does
-    not parse, keeping the old content under ``repaired_from``) and skip
-    ``_lead`` until the registry parses again.
+    Now: a site whose registry is broken, deleted or lacks it registers
+    again (a registry that does not parse is rewritten, its old content
+    kept under ``repaired_from``).
     """
     for name in ("alpha", "bravo"):
         sites.start(name, sleep_s=0.2)
@@ -114,14 +107,12 @@ def test_a_garbage_record_in_the_way_of_a_new_one_is_reported_and_replaced(sites
     """An admin (or an old tool) left a document that does not parse at ``enqueue_turn:<n>`` for a turn
     not yet run.
 
-    When turn n ends, ``Agent._write_record`` gets 409 and adds its report as
-    ``runner_report`` to the existing document, without a word: the turn's
-    record still does not parse (``history`` cannot show it) and nothing in
-    any log says so.
+    Found: when turn n ended, the runner got 409 and added its report to
+    the existing document without a word, so the turn's record still did not
+    parse and no log said so.
 
-    Proposed fix: on 409, parse the existing record; when it does not parse
-    (or names another turn), log a warning with its id and overwrite it with
-    this turn's record, keeping the old content under ``replaced``.
+    Now: such a document is replaced with a warning naming it, its old
+    content kept under ``replaced``.
     """
     garbage_turn = 3
     database.store.put({"_id": docs.turn_record_id(garbage_turn), "turn": "x", "site": None})
@@ -135,60 +126,83 @@ def test_a_garbage_record_in_the_way_of_a_new_one_is_reported_and_replaced(sites
     assert docs.turn_record_id(garbage_turn) in logs
 
 
-def test_two_agents_with_one_site_name_never_overlap(sites, database):
-    """The same site started twice (two tmux sessions, a copied systemd unit).
+def test_a_second_agent_of_a_site_on_the_same_host_is_refused(sites, database):
+    """The same site started twice on one host (two tmux sessions, a copied systemd unit).
 
-    Both agents overwrite the one heartbeat doc (``_beat`` resolves a 409 by
-    overwriting) and so keep it alive. The second agent reads a leader doc
-    saying its site runs a turn it did not start, waits ``heartbeat_stale -
-    heartbeat_delay`` from its own start (``_end_orphaned_turn``), marks the
-    turn ``abandoned`` and passes it on, although the first agent's command
-    still runs under a lease its heartbeats keep renewing. The first agent
-    then sees the turn taken away and stops its command, but only with the
-    grace policy: a command that takes its grace to die (here one that
-    ignores SIGTERM) overlaps with the next site's.
+    Found: both agents kept the one heartbeat doc alive, and the second one
+    ended the first one's running turn as if a crash had left it behind and
+    passed it on, while the first one's command still ran under a renewed
+    lease: a command slow to die on SIGTERM overlapped the next site's.
 
-    Proposed fix: make a twin visible and refuse it. The heartbeat doc has an
-    ``instance`` field: an agent whose heartbeat write meets another live
-    instance (a 409 whose current document names another instance that is
-    not ``left``) should log an error naming the other host and pid and stop
-    (or at least never end a turn as orphaned while another instance of its
-    site has beaten within ``heartbeat_stale``).
+    Now: the second agent sees the first one's pid alive on this host and
+    refuses to start, exit 7 with one line; the first one's turn goes on.
+    """
+    command = [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--sleep", "30"]
+    sites.start("alpha", command=command)
+    run = wait_until("alpha's command running", lambda: next(iter(sites.report().runs), None))
+    sites.agents["alpha-first"] = sites.agents["alpha"]
+    twin = sites.start("alpha", command=command)
+    assert twin.wait(timeout_s=30) == EXIT_SITE_IN_USE
+    lines = [line for line in twin.log().splitlines() if line.startswith("enqueue: ")]
+    assert len(lines) == 1 and "already has an agent on this host" in lines[0], twin.log()
+    assert sites.agents["alpha-first"].proc.poll() is None
+    assert next(r for r in sites.report().runs if r.pid == run.pid).end_ns is None
+
+
+def _other_host_argv(argv: list) -> list:
+    """``argv`` run under another host name (a UTS namespace of its own), or skip when that is impossible."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("a second host name needs root and unshare")
+    probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot create a UTS namespace here")
+    return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', "twin-host", *argv]
+
+
+def test_a_twin_on_another_host_never_ends_the_first_ones_turn(sites, database, config_file, tmp_path):
+    """The same site started on two hosts.
+
+    Now: the second agent cannot see the first one's process, so it runs,
+    but it notices another instance writing its heartbeat doc, says so
+    loudly, and does not end a turn it did not start while the other one
+    beats. The first one's command, which ignores SIGTERM, runs on alone.
     """
     command = [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--sleep", "30", "--ignore-term"]
     timing = ["-s", "3s", "--kill-grace", "1s"]
     first = sites.start("alpha", command=command, extra=timing)
-    wait_until("alpha's command running", lambda: any(r.site == "alpha" for r in sites.report().runs))
+    run = wait_until("alpha's command running", lambda: next(iter(sites.report().runs), None))
     bravo = sites.start("bravo", sleep_s=0.2, extra=timing)
     wait_until("bravo registered", lambda: "registered as site" in bravo.log())
+    argv = [sys.executable, "-m", "enqueue", "run", str(config_file), "alpha", "-d", "0.5s", "-c", "0.2s",
+            *timing, "--repeat", "--", *command]
+    log_path = tmp_path / "agent-alpha-twin.log"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(_other_host_argv(argv), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
     sites.agents["alpha-first"] = first
-    sites.start("alpha", command=command, extra=timing)
-    wait_until("bravo's first turn", lambda: sites.report().overlaps or "bravo" in sites.report().order,
+    sites.agents["alpha"] = AgentProcess("alpha", proc, log_path)
+    wait_until("the twin noticing the first one", lambda: "another agent runs as site alpha" in log_path.read_text(),
                timeout_s=30)
-    time.sleep(1.5)
+    # Longer than the orphan wait (heartbeat_stale - heartbeat_delay from the twin's start) and the grace.
+    time.sleep(3.0 + 1.0)
     assert sites.report().overlaps == [], sites.report().overlaps
+    assert next(r for r in sites.report().runs if r.pid == run.pid).end_ns is None
+    assert "bravo" not in sites.report().order
 
 
 def test_a_command_longer_than_a_heartbeat_is_not_fenced_with_the_default_kill_grace(config_file):
     """``enqueue run CFG alpha -d 0.5s -s 2s -- sleep 3`` (no --kill-grace).
 
-    When kill_grace is not set, ``load_agent_settings`` fits it to
-    ``min(30 s, heartbeat_stale - 2 x heartbeat_delay)``, the largest value
-    ``Timing`` allows. Then ``self_fence_after_s`` = stale - delay - grace =
-    delay exactly: the supervisor sends SIGTERM one heartbeat period after
-    the last acknowledged beat was *sent*, which is exactly when the next
-    beat is sent, before it can be acknowledged. Every command that runs
-    longer than about one heartbeat is fenced (here: "finished turn 1:
-    fenced, exit code 143" after well under a second). With the documented
-    defaults (10 and 30 minutes) the grace is 30 s and nothing shows; with
-    ``-d 10s -s 30s`` or the compat example ``-d 1 -s 2.5`` it bites.
+    Found: the kill grace fitted by default was the largest ``Timing``
+    allowed, ``heartbeat_stale - 2 x heartbeat_delay``, which put the SIGTERM
+    moment exactly one heartbeat after the last acknowledged beat was sent:
+    when the next beat is sent, before it can be acknowledged. Every command
+    longer than about one heartbeat was fenced ("finished turn 1: fenced,
+    exit code 143" after well under a second). The documented defaults (10
+    and 30 minutes) hid it; ``-d 10s -s 30s`` showed it.
 
-    Proposed fix (enqueue/config.py): keep at least one heartbeat of slack
-    for the beat's round trip, as the Timing docstring intends ("one late
-    heartbeat must not make a running site stop its command"): require
-    ``kill_grace <= heartbeat_stale - 2 x heartbeat_delay`` *strictly less*
-    by a margin (e.g. ``self_fence_after_s >= 1.5 x heartbeat_delay``) and
-    fit the default to ``min(30 s, (heartbeat_stale - 2 x heartbeat_delay) / 2)``.
+    Now: the grace may be at most half of that, which leaves half the slack
+    for the beat's round trip, and the default is fitted to it.
     """
     result = subprocess.run(
         [sys.executable, "-m", "enqueue", "run", str(config_file), "alpha", "-d", "0.5s", "-s", "2s", "--",
@@ -201,17 +215,13 @@ def test_a_command_longer_than_a_heartbeat_is_not_fenced_with_the_default_kill_g
 def test_stopping_the_agents_job_does_not_unfence_its_command(sites, config_file, tmp_path):
     """``kill -STOP %1`` in the shell (or ``kill -STOP -- -PGID``) on a running agent.
 
-    The supervisor is started by ``Runner`` in the agent's process group, so
-    a stop signal sent to the agent's job freezes agent *and* supervisor,
-    while the command, in a session of its own, runs on. Nobody keeps its
-    deadline: the leader takes the turn away after ``heartbeat_stale`` and
-    the next site's command starts next to it. (Ctrl-Z is safe: it sends
-    SIGTSTP, which the supervisor ignores. SIGSTOP cannot be ignored.)
+    Found: the supervisor ran in the agent's process group, so a stop signal
+    sent to the agent's job froze agent *and* supervisor, while the command,
+    in a session of its own, ran on with nobody keeping its deadline: the
+    next site's command started next to it. (Ctrl-Z was always safe: SIGTSTP
+    is ignored by the supervisor; SIGSTOP cannot be.)
 
-    Proposed fix (enqueue/runner.py): start the supervisor in a process
-    group of its own (``start_new_session=True``, or ``setpgid`` in the
-    child); it already ignores the terminal's SIGINT/SIGQUIT/SIGHUP and
-    follows the agent through the control pipe, so nothing else changes.
+    Now: the supervisor runs in a process group of its own.
     """
     import os
 
