@@ -193,6 +193,7 @@ class ProbeTail:
     partial: bytes = b""
 
     def poll(self) -> int:
+        """Read what was appended since the last call; return the latest start (unix ns, 0 if none)."""
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
@@ -236,12 +237,14 @@ class Harness:
     # ------------------------------------------------------------------ output
 
     def say(self, message: str) -> None:
+        """One progress line on stdout (not with --quiet)."""
         if not self.args.quiet:
             print(f"chaos {time.strftime('%H:%M:%S')} {message}", flush=True)
 
     # ------------------------------------------------------------------ setup
 
     def start_server(self) -> None:
+        """Start the on-disk server, create the database, open the network's paths to it."""
         self.server = DevServer(data_dir=self.workdir / "couch", host=self.network.server_host, log_level="warning")
         try:
             self.server.start()
@@ -254,11 +257,13 @@ class Harness:
         self.say(f"server on port {self.server.port}, data in {self.workdir / 'couch'}, partitions by {self.network.mode}")
 
     def _config(self, site: Site) -> Path:
+        """The site's configuration file: the server as that site reaches it."""
         path = self.workdir / "config" / f"{site.name}.ini"
         path.write_text(f"[couchdb]\nurl = {self.network.url_for(site.index)}\ndatabase = {DATABASE}\n")
         return path
 
     def start_agent(self, site: Site) -> None:
+        """Start (or start again) the site's agent with a new random command duration."""
         work = self.rng.uniform(*self.args.work)
         argv = [sys.executable, "-m", "enqueue", "run", str(self._config(site)), site.name,
                 "-d", f"{self.args.delay}s", "-s", f"{self.args.stale}s", "-c", f"{self.args.conflict}s",
@@ -310,6 +315,7 @@ class Harness:
                 self.start_agent(site)
 
     def leader(self) -> Optional[docs.LeaderDoc]:
+        """The leader doc as it is now; None when it cannot be read or does not parse."""
         assert self.store is not None
         try:
             parsed, _ = docs.parse_leader(self.store.get("enqueue_leader"), "enqueue_leader")
@@ -330,6 +336,7 @@ class Harness:
         return self.sites[choice or self.rng.choice(names)]
 
     def pick_mixed(self) -> Site:
+        """The runner half of the time, the leader a quarter, any site a quarter."""
         roll = self.rng.random()
         return self.pick("runner" if roll < 0.5 else "leader" if roll < 0.75 else "any")
 
@@ -350,6 +357,7 @@ class Harness:
     # ------------------------------------------------------------------ signals
 
     def kill(self, site: Site, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the site's agent (waking it first if stopped); its exit is expected."""
         assert site.proc is not None
         site.expect_exit = True
         if site.stopped:
@@ -374,6 +382,7 @@ class Harness:
     # ------------------------------------------------------------------ faults
 
     def inject(self, kind: str) -> Optional[Fault]:
+        """Inject one fault of ``kind`` and return it once healed (None when it could not be injected)."""
         handler = getattr(self, "fault_" + kind.replace("-", "_"))
         return handler()
 

@@ -41,7 +41,7 @@ or the next command's start, whichever is first. Such runs are counted.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from enqueue import documents as docs

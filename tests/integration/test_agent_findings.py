@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from enqueue import documents as docs
@@ -223,10 +224,6 @@ def test_stopping_the_agents_job_does_not_unfence_its_command(sites, config_file
 
     Now: the supervisor runs in a process group of its own.
     """
-    import os
-
-    import psutil
-
     command = [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--sleep", "30"]
     timing = ["-d", "0.5s", "-s", "4s", "--kill-grace", "0.3s"]
     bravo = sites.start("bravo", sleep_s=0.2, extra=timing)
@@ -259,8 +256,6 @@ def test_stopping_the_agents_job_does_not_unfence_its_command(sites, config_file
 
 
 def _process(pid: int):
-    import psutil
-
     try:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
