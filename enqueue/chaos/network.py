@@ -31,13 +31,15 @@ never talk to each other, only to the server).
 
 from __future__ import annotations
 
+import collections
 import os
 import selectors
 import shutil
 import socket
 import subprocess
 import threading
-from typing import Dict, List, Optional
+import time
+from typing import Deque, Dict, List, Optional, Tuple
 
 __all__ = ["NetnsError", "NetnsPlan", "NetnsNetwork", "ProxyNetwork", "BlackholeProxy", "netns_available"]
 
@@ -169,15 +171,37 @@ class NetnsNetwork:
 class _Pair:
     """One proxied connection: bytes waiting to go each way, and which sides have ended."""
 
-    __slots__ = ("client", "upstream", "to_upstream", "to_client", "client_eof", "upstream_eof")
+    __slots__ = ("client", "upstream", "to_upstream", "to_client", "held_up", "held_down", "client_eof",
+                 "upstream_eof")
 
     def __init__(self, client: socket.socket) -> None:
         self.client = client
         self.upstream: Optional[socket.socket] = None
         self.to_upstream = bytearray()
         self.to_client = bytearray()
+        # Bytes read but not yet due (latency): (due on time.monotonic(), bytes), oldest first.
+        self.held_up: Deque[Tuple[float, bytes]] = collections.deque()
+        self.held_down: Deque[Tuple[float, bytes]] = collections.deque()
         self.client_eof = False
         self.upstream_eof = False
+
+    def release(self, now: float) -> Optional[float]:
+        """Move held bytes that are due into the send buffers; return when the next ones are due."""
+        nxt: Optional[float] = None
+        for held, out in ((self.held_up, self.to_upstream), (self.held_down, self.to_client)):
+            while held and held[0][0] <= now:
+                out.extend(held.popleft()[1])
+            if held:
+                nxt = held[0][0] if nxt is None else min(nxt, held[0][0])
+        return nxt
+
+    @property
+    def idle_up(self) -> bool:
+        return not self.to_upstream and not self.held_up
+
+    @property
+    def idle_down(self) -> bool:
+        return not self.to_client and not self.held_down
 
 
 class BlackholeProxy:
@@ -186,6 +210,8 @@ class BlackholeProxy:
     One thread with a selector serves every connection. While cut, no socket
     is read or written and new connections are accepted but not connected
     upstream. If the server refuses a connection, the client's is closed.
+    ``latency_s`` holds every piece of data that long, each way, before
+    passing it on (a slow link or a slow server).
     """
 
     def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
@@ -200,6 +226,7 @@ class BlackholeProxy:
         self._wake_r.setblocking(False)
         self._cut = False
         self._closed = False
+        self.latency_s = 0.0
         self._pairs: List[_Pair] = []
         self._thread = threading.Thread(target=self._loop, name=f"chaos-proxy-{self.port}", daemon=True)
         self._thread.start()
@@ -219,6 +246,11 @@ class BlackholeProxy:
         self._cut = False
         self._wake()
 
+    def set_latency(self, seconds: float) -> None:
+        """Hold data ``seconds`` each way from now on (0: pass it on at once)."""
+        self.latency_s = max(0.0, seconds)
+        self._wake()
+
     def close(self) -> None:
         """Stop the proxy and close every connection."""
         self._closed = True
@@ -235,8 +267,10 @@ class BlackholeProxy:
         sel = selectors.DefaultSelector()
         try:
             while not self._closed:
+                due = self._release()
                 self._register(sel)
-                for key, events in sel.select(timeout=1.0):
+                timeout = 1.0 if due is None else min(1.0, max(0.0, due - time.monotonic()))
+                for key, events in sel.select(timeout=timeout):
                     self._ready(key.fileobj, key.data, events)
                 self._reap()
         finally:
@@ -245,6 +279,14 @@ class BlackholeProxy:
                 self._drop(pair)
             for sock in (self._listener, self._wake_r, self._wake_w):
                 sock.close()
+
+    def _release(self) -> Optional[float]:
+        """Pass on the held bytes that are due (not while cut); return when the next are due."""
+        if self._cut:
+            return None
+        now = time.monotonic()
+        dues = [d for d in (pair.release(now) for pair in self._pairs) if d is not None]
+        return min(dues) if dues else None
 
     def _register(self, sel: selectors.BaseSelector) -> None:
         for key in list(sel.get_map().values()):
@@ -273,6 +315,7 @@ class BlackholeProxy:
         except OSError:
             pair.client_eof = pair.upstream_eof = True
             pair.to_client.clear()
+            pair.held_down.clear()
 
     def _ready(self, sock: object, pair: Optional[_Pair], events: int) -> None:
         if sock is self._wake_r:
@@ -293,13 +336,16 @@ class BlackholeProxy:
         from_client = sock is pair.client
         out = pair.to_client if from_client else pair.to_upstream
         inbound = pair.to_upstream if from_client else pair.to_client
+        held = pair.held_up if from_client else pair.held_down
         try:
             if events & selectors.EVENT_WRITE and out:
                 sent = sock.send(out)  # type: ignore[attr-defined]
                 del out[:sent]
             if events & selectors.EVENT_READ:
                 data = sock.recv(65536)  # type: ignore[attr-defined]
-                if data:
+                if data and (self.latency_s > 0 or held):
+                    held.append((time.monotonic() + self.latency_s, data))
+                elif data:
                     inbound.extend(data)
                 elif from_client:
                     pair.client_eof = True
@@ -311,6 +357,8 @@ class BlackholeProxy:
             pair.client_eof = pair.upstream_eof = True
             pair.to_client.clear()
             pair.to_upstream.clear()
+            pair.held_up.clear()
+            pair.held_down.clear()
 
     def _reap(self) -> None:
         """Pass a half-close on once its side's bytes are delivered; drop finished pairs."""
@@ -319,11 +367,11 @@ class BlackholeProxy:
         keep = []
         for pair in self._pairs:
             if pair.upstream is not None:
-                if pair.client_eof and not pair.to_upstream:
+                if pair.client_eof and pair.idle_up:
                     _shutdown_write(pair.upstream)
-                if pair.upstream_eof and not pair.to_client:
+                if pair.upstream_eof and pair.idle_down:
                     _shutdown_write(pair.client)
-            if pair.client_eof and pair.upstream_eof and not pair.to_client and not pair.to_upstream:
+            if pair.client_eof and pair.upstream_eof and pair.idle_up and pair.idle_down:
                 self._drop(pair)
             else:
                 keep.append(pair)
@@ -376,6 +424,10 @@ class ProxyNetwork:
     def heal(self, index: int) -> None:
         """Resume site ``index``'s traffic."""
         self._proxies[index].heal()
+
+    def slow(self, index: int, latency_s: float) -> None:
+        """Hold site ``index``'s traffic ``latency_s`` each way (0: back to normal)."""
+        self._proxies[index].set_latency(latency_s)
 
     def close(self) -> None:
         """Stop every proxy."""

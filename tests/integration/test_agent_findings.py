@@ -1,6 +1,9 @@
 """Faults found by fault injection, each pinned down as a test that keeps them fixed.
 
 Each docstring gives the scenario, what went wrong and how it is now handled.
+A fault not fixed yet is marked ``xfail(strict=True)`` and its docstring
+proposes a fix: the fix makes the test pass, which strict mode reports
+until the marker is removed.
 """
 
 from __future__ import annotations
@@ -260,3 +263,45 @@ def _process(pid: int):
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
         return None
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="agent bug: a confirm that takes longer than the "
+                                                               "lease has left past kill_grace wastes the turn "
+                                                               "('would be past its SIGTERM moment')")
+def test_a_slow_server_does_not_waste_turns(sites, database, tmp_path):
+    """Every request of alpha's takes about half a heartbeat (a slow CouchDB, DESIGN §4).
+
+    ``Agent._confirm_and_start`` beats first only when the lease has at most
+    ``kill_grace`` left, then confirms (one round trip) and starts the
+    command under the lease it had. When the lease had a little more than
+    ``kill_grace`` left, the confirm's round trip uses it up: the supervisor
+    refuses to start a command past its SIGTERM moment, the turn is recorded
+    ``failed to start`` (exit code None) and passed on, and a run-once agent
+    exits 1 without having run its command. With requests taking 0.2 s each
+    way and a 0.5 s heartbeat, most of alpha's turns are lost this way; the
+    same happens when the agent is starved of CPU (twenty agents on two
+    CPUs, ``test_twenty_agents_started_at_once...``).
+
+    Proposed fix: after the confirm succeeded, beat again before starting
+    when the SIGTERM moment is less than about one round trip (or
+    ``heartbeat_delay``) away; the turn is confirmed, so renewing its lease
+    is safe. (Or, on the supervisor's "past its SIGTERM moment" answer for a
+    turn that is still mine, beat and start again.)
+    """
+    from enqueue.chaos.network import BlackholeProxy
+
+    port = int(database.server.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy(port)
+    proxy.set_latency(0.2)
+    try:
+        slow = Sites(config=database.config_file(tmp_path / "slow"), workdir=tmp_path)
+        config = tmp_path / "slow" / "enqueue.ini"
+        config.write_text(config.read_text().replace(database.server.url, f"http://127.0.0.1:{proxy.port}"))
+        sites.start("bravo", sleep_s=0.1)
+        alpha = slow.start("alpha", sleep_s=0.1)
+        sites.agents["alpha"] = alpha
+        wait_until("three turns of alpha's", lambda: alpha.log().count("finished turn") >= 3, timeout_s=60)
+        assert "failed to start" not in alpha.log(), alpha.log()[-1500:]
+    finally:
+        sites.stop_all()
+        proxy.close()

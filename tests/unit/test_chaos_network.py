@@ -142,3 +142,20 @@ def test_the_proxy_network_gives_each_site_its_own_proxy(echo_and_proxy):
         network.heal(1)
     finally:
         network.close()
+
+
+def test_latency_holds_data_each_way_and_keeps_its_order(echo_and_proxy):
+    import time
+
+    _, proxy = echo_and_proxy
+    proxy.set_latency(0.2)
+    with connect(proxy) as sock:
+        started = time.monotonic()
+        sock.sendall(b"one ")
+        sock.sendall(b"two")
+        got = b""
+        while len(got) < 7:
+            got += sock.recv(100)
+        took = time.monotonic() - started
+    assert got == b"one two"
+    assert 0.4 <= took < 2.0, took
