@@ -14,6 +14,8 @@ one fault at a time, at random intervals, until ``--duration`` has passed or
     restart-server   stop the server, wait a little, start it again (same port, same data)
     partition        cut one site off from the server (enqueue.chaos.network), then heal
     clock-offset     stop an agent cleanly and start it again with its wall clock hours off
+    slow-server      make every request to the server take a quarter heartbeat longer, each
+                     way, for longer than heartbeat_stale
 
 The first faults go through every enabled kind once, in the order listed
 above (even if that takes longer than ``--duration``), the rest are drawn
@@ -67,7 +69,7 @@ from enqueue.errors import StoreError  # noqa: E402
 from enqueue.store import Store  # noqa: E402
 
 KINDS = ("kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition",
-         "clock-offset")
+         "clock-offset", "slow-server")
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
          "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
          "uniform", "victor", "whiskey", "xray", "yankee", "zulu")
@@ -491,6 +493,19 @@ class Harness:
         site.offset_s = hours * 3600
         self.start_agent(site)
         return Fault("clock-offset", site.name, start, self.back(site), f"wall clock {hours:+.1f} h", from_heal=True)
+
+    def fault_slow_server(self) -> Fault:
+        latency = self.args.delay / 4
+        hold = self.args.stale * self.rng.uniform(1.0, 2.0)
+        start = time.time_ns()
+        for site in self.sites.values():
+            self.network.slow(site.index, latency)
+        try:
+            self.wait(hold)
+        finally:
+            for site in self.sites.values():
+                self.network.slow(site.index, 0.0)
+        return Fault("slow-server", None, start, time.time_ns(), f"{latency:.3f} s each way for {hold:.2f} s")
 
     # ------------------------------------------------------------------ the run
 

@@ -1,13 +1,15 @@
 """Cutting one site off from the server, honestly: packets are dropped, not refused.
 
-Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``close``):
+Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``slow``, ``close``):
 
 ``NetnsNetwork`` (root, Linux, ``ip`` from iproute2)
     The whole run lives in network namespaces created for it and deleted
     after it: a *world* namespace holds the server and the chaos harness,
     and every site's agent runs in a namespace of its own, linked to the
     world by a veth pair (``10.77.<i>.2`` -> ``10.77.<i>.1``). Both ends have
-    permanent neighbour entries, so nothing depends on ARP. ``cut`` sets the
+    permanent neighbour entries, so nothing depends on ARP. (At the world's
+    end each link leads to a proxy, which passes bytes on to the server and
+    can hold them back to make the server slow.) ``cut`` sets the
     world's end of the link down: the site's packets are dropped on the
     floor (its end loses carrier but keeps its route) and the server's
     replies have no route, so the site sees silence and time-outs, exactly
@@ -137,15 +139,17 @@ class NetnsNetwork:
         self.prefix = prefix
         self.sites = sites
         self.world = _world_name(prefix)
-        self.server_host = "0.0.0.0"  # inside the world namespace only
+        self.server_host = "127.0.0.1"  # of the world namespace
+        self._proxies: Dict[int, BlackholeProxy] = {}
 
     def start(self, server_port: int) -> None:
-        """Nothing to start: the links exist already."""
-        self.server_port = server_port
+        """Open, at the world's end of each site's link, a proxy to the server (used to slow it down)."""
+        for i in range(1, self.sites + 1):
+            self._proxies[i] = BlackholeProxy(server_port, listen_host=f"{_SUBNET}.{i}.1")
 
     def url_for(self, index: int) -> str:
         """The server URL as site ``index`` reaches it, through its link."""
-        return f"http://{_SUBNET}.{index}.1:{self.server_port}"
+        return f"http://{_SUBNET}.{index}.1:{self._proxies[index].port}"
 
     def wrap(self, index: int, argv: List[str]) -> List[str]:
         """``argv`` run inside site ``index``'s namespace (the process keeps its pid)."""
@@ -159,13 +163,20 @@ class NetnsNetwork:
         """Let site ``index``'s packets through again."""
         _ip("-n", self.world, "link", "set", f"ecw{index}", "up")
 
+    def slow(self, index: int, latency_s: float) -> None:
+        """Hold site ``index``'s traffic ``latency_s`` each way (0: back to normal)."""
+        self._proxies[index].set_latency(latency_s)
+
     def close(self) -> None:
-        """Heal every link (the namespaces themselves are deleted by the plan's owner)."""
+        """Heal every link and stop the proxies (the namespaces are deleted by the plan's owner)."""
         for i in range(1, self.sites + 1):
             try:
                 self.heal(i)
             except NetnsError:
                 pass
+        for proxy in self._proxies.values():
+            proxy.close()
+        self._proxies.clear()
 
 
 class _Pair:
@@ -214,11 +225,11 @@ class BlackholeProxy:
     passing it on (a slow link or a slow server).
     """
 
-    def __init__(self, upstream_port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, upstream_port: int, host: str = "127.0.0.1", listen_host: Optional[str] = None) -> None:
         self.upstream = (host, upstream_port)
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind((host, 0))
+        self._listener.bind((listen_host or host, 0))
         self._listener.listen(64)
         self._listener.setblocking(False)
         self.port: int = self._listener.getsockname()[1]

@@ -18,7 +18,8 @@ from typing import Any, Dict, Iterator
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-KINDS = {"kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition", "clock-offset"}
+KINDS = {"kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition", "clock-offset",
+         "slow-server"}
 
 
 @pytest.fixture(scope="module")
