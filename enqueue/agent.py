@@ -49,7 +49,7 @@ from enqueue.errors import (
     EnqueueError,
     StoreError,
 )
-from enqueue.liveness import Liveness
+from enqueue.liveness import Liveness, followed_sites, read_sites
 
 log = logging.getLogger("enqueue.agent")
 
@@ -244,7 +244,7 @@ class Agent:
             moments.append(self.retry_at)
         if self.campaign_not_before > now:
             moments.append(self.campaign_not_before)
-        for site in self._known_sites():
+        for site in self._followed():
             at = self.liveness.stale_at(site)
             if at is not None and at > now:
                 moments.append(at)
@@ -319,25 +319,37 @@ class Agent:
     # ------------------------------------------------------------------ reading
 
     def _known_sites(self) -> set[str]:
-        sites = set(self.registry.sites) if self.registry else set()
-        if self.leader is not None:
-            sites.update(s for s in (self.leader.leader, self.leader.running) if s)
-        return sites
+        """The sites whose heartbeats I read (a superset of those I follow on the feed)."""
+        return read_sites(self.leader, self.registry.sites if self.registry else (), self.me)
 
-    def _heartbeat_ids(self) -> list[str]:
-        return [docs.heartbeat_id(s) for s in sorted(self._known_sites())]
+    def _shared_ids(self) -> list[str]:
+        return [self.s.leader_doc, self.s.sites_doc]
+
+    def _followed(self) -> set[str]:
+        """The sites whose heartbeats I follow on the changes feed."""
+        return followed_sites(self.leader, self.registry.sites if self.registry else (), self.me)
 
     def _watched(self) -> tuple[str, ...]:
-        return tuple([self.s.leader_doc, self.s.sites_doc] + self._heartbeat_ids())
+        """The documents I follow on the changes feed."""
+        return tuple(self._shared_ids() + [docs.heartbeat_id(s) for s in sorted(self._followed())])
+
+    def _read_ids(self) -> tuple[str, ...]:
+        """The documents a full read takes in."""
+        return tuple(self._shared_ids() + [docs.heartbeat_id(s) for s in sorted(self._known_sites())])
 
     def _read_all(self) -> None:
-        """Read every watched document in one request (again if the registry named new sites)."""
+        """Read every document I follow, and the holder's heartbeat, in one request.
+
+        Read again when what I read changed whom I follow (I became leader,
+        the registry named new sites); a new holder waits for the next read.
+        """
         for _ in range(3):
-            ids = self._watched()
+            followed = self._watched()
+            ids = self._read_ids()
             found = self.store.get_many(list(ids))
             for doc_id in ids:
                 self._absorb(doc_id, found.get(doc_id))
-            if self._watched() == ids:
+            if self._watched() == followed:
                 break
         self.need_full_read = False
 
@@ -746,6 +758,9 @@ class Agent:
 
     def _lead(self, now: float) -> bool:
         assert self.leader is not None and self.registry is not None
+        if self.need_full_read:
+            # A new leader (or a new site) has heartbeats not read yet: read them before judging anyone.
+            return True
         p = scheduler.plan(self.leader, self.registry.sites, self.heartbeats, self._stale_map(now), self.me, self._now_text())
         if p is None:
             return False

@@ -19,6 +19,10 @@ protocol's margins (a heartbeat period) absorb small rate differences only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+if TYPE_CHECKING:
+    from enqueue.documents import LeaderDoc
 
 
 @dataclass
@@ -72,3 +76,38 @@ class Liveness:
     def forget(self, site: str) -> None:
         """Drop what is known about ``site`` (it was removed from the registry)."""
         self._seen.pop(site, None)
+
+
+def followed_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> set[str]:
+    """Whose heartbeats a site follows on the changes feed: every site's while it leads, else its own and the leader's.
+
+    The leader grants and revokes, so it must observe every site. Any other
+    site decides only whether to campaign (the leader's liveness) and whether
+    its own turn stands (the leader doc). Following two heartbeats instead of
+    every one keeps each site's share of the feed constant as sites are
+    added: most heartbeats go to the leader alone. The set changes only with
+    the leader, so the feed is not re-opened at every turn. A site followed
+    for the first time gets the benefit of the doubt (``Liveness``), so
+    following late is safe, only slower to judge.
+    """
+    sites = {me}
+    if leader is not None:
+        if leader.leader:
+            sites.add(leader.leader)
+        if leader.leader == me:
+            sites.update(registered)
+    return sites
+
+
+def read_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> set[str]:
+    """Whose heartbeats a site reads at every heartbeat: those it follows, and the turn holder's.
+
+    Reading the holder's heartbeat once per heartbeat (observing at most one
+    heartbeat late, the safe side) means that, should the leader and the
+    holder fail together, the next leader already knows how long the holder
+    has been silent, without re-opening the feed at every turn.
+    """
+    sites = followed_sites(leader, registered, me)
+    if leader is not None and leader.running:
+        sites.add(leader.running)
+    return sites

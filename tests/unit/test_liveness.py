@@ -8,8 +8,8 @@ import inspect
 import pytest
 
 from enqueue.clock import FakeClock
-from enqueue.documents import WAITING, Heartbeat, parse_heartbeat, render_heartbeat
-from enqueue.liveness import Liveness
+from enqueue.documents import RUNNING, WAITING, Heartbeat, LeaderDoc, parse_heartbeat, render_heartbeat
+from enqueue.liveness import Liveness, followed_sites, read_sites
 
 STALE = 30.0
 
@@ -153,3 +153,33 @@ def test_heartbeat_wall_time_is_irrelevant(clock: FakeClock, offset_h: int) -> N
     assert not live.is_stale("a", clock.monotonic())
     clock.advance(STALE - 10)
     assert live.is_stale("a", clock.monotonic())
+
+
+REGISTERED = ("alpha", "bravo", "charlie", "delta", "echo")
+
+
+@pytest.mark.parametrize(
+    "leader, running, me, followed, read",
+    [
+        # The leader follows everyone.
+        ("alpha", "bravo", "alpha", set(REGISTERED), set(REGISTERED)),
+        # Others follow themselves and the leader, and read the holder too.
+        ("alpha", "bravo", "charlie", {"alpha", "charlie"}, {"alpha", "bravo", "charlie"}),
+        ("alpha", "bravo", "bravo", {"alpha", "bravo"}, {"alpha", "bravo"}),
+        ("alpha", "alpha", "delta", {"alpha", "delta"}, {"alpha", "delta"}),
+        # Nobody leads.
+        (None, "bravo", "echo", {"echo"}, {"bravo", "echo"}),
+        (None, None, "echo", {"echo"}, {"echo"}),
+        # A leader missing from the registry is followed all the same.
+        ("zulu", None, "echo", {"zulu", "echo"}, {"zulu", "echo"}),
+    ],
+)
+def test_followed_and_read_sites(leader, running, me, followed, read) -> None:
+    doc = LeaderDoc(doc_id="enqueue_leader", leader=leader, running=running, status=RUNNING)
+    assert followed_sites(doc, REGISTERED, me) == followed
+    assert read_sites(doc, REGISTERED, me) == read
+
+
+def test_without_a_leader_doc_a_site_follows_only_itself() -> None:
+    assert followed_sites(None, REGISTERED, "bravo") == {"bravo"}
+    assert read_sites(None, REGISTERED, "bravo") == {"bravo"}
