@@ -117,8 +117,8 @@ def main() -> int:
     finished = [r for r in report.runs if r.end_ns is not None][: args.turns]
     gaps = report.gaps_s[: max(0, len(finished) - 1)]
     print("\nsummary")
-    for site, count in report.turns_per_site.items():
-        print(f"  {site:<10} {count} turns")
+    for site in sorted({r.site for r in finished}):
+        print(f"  {site:<10} {sum(1 for r in finished if r.site == site)} turns")
     print(f"  overlaps found: {len(report.overlaps)}")
     for line in report.overlaps:
         print(f"    {line}")
