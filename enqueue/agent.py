@@ -56,6 +56,8 @@ log = logging.getLogger("enqueue.agent")
 _MAX_WATCH_S = 60.0
 _FEED_HEARTBEAT_S = 1.0
 _RETRY_MIN_S = 0.2
+# How many heartbeat round trips of lease must be left to confirm a turn and start its command on it.
+_START_ROUND_TRIPS = 3
 
 
 class _Stop(Exception):
@@ -98,6 +100,7 @@ class Agent:
         self.hb_rev: str | None = None
         self.hb_message: str | None = None
         self.last_ack_sent: float | None = None
+        self.beat_round_trip_s = 0.0
         self.next_beat_at = 0.0
 
         self.my_turn: int | None = None
@@ -530,6 +533,7 @@ class Agent:
         self.hb_rev = body["_rev"]
         self._newer(docs.heartbeat_id(self.me), body)
         self.last_ack_sent = sent
+        self.beat_round_trip_s = self.clock.monotonic() - sent
         self.heartbeats[self.me] = replace(hb, rev=self.hb_rev)
         self.liveness.observe(self.me, self.hb_rev, self.clock.monotonic())
         if self.runner is not None and self.my_turn is not None:
@@ -560,8 +564,13 @@ class Agent:
     def _confirm_and_start(self) -> bool:
         assert self.leader is not None
         turn = self.leader.turn
-        # A command started now must not be stopped at once: beat first if the lease is nearly out.
-        if self._deadline() - self.clock.monotonic() <= self.t.kill_grace_s:
+        # The command starts under the lease of the last acknowledged heartbeat, and the
+        # supervisor refuses it once that lease's SIGTERM moment has passed. Renewing is
+        # safe only before the confirm (after it, a late heartbeat could land after the
+        # leader took the turn away for silence), so beat first unless the lease
+        # outlasts the confirm's round trip with room to spare.
+        term_at = self._deadline() - self.t.kill_grace_s
+        if term_at - self.clock.monotonic() <= _START_ROUND_TRIPS * self.beat_round_trip_s:
             self._beat()
         if not self._cas_leader(turns.confirm(self.leader, self.me, self._now_text())):
             log.debug("confirm of turn %d lost a race", turn)
