@@ -49,7 +49,7 @@ from enqueue.errors import (
     EnqueueError,
     StoreError,
 )
-from enqueue.liveness import Liveness, followed_sites, read_sites
+from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
 
 log = logging.getLogger("enqueue.agent")
 
@@ -162,6 +162,7 @@ class Agent:
         self._since = self.store.current_seq()
         self._read_all()
         self._refuse_local_twin()
+        self._wait_out_previous_lease()
         self._register()
         self._beat()
         self.runner = self._make_runner()
@@ -248,7 +249,7 @@ class Agent:
         if self.campaign_not_before > now:
             moments.append(self.campaign_not_before)
         for site in self._followed():
-            at = self.liveness.stale_at(site)
+            at = self.liveness.stale_at(site, self._stale_after_s(site))
             if at is not None and at > now:
                 moments.append(at)
         if self.orphans_safe_at > now:
@@ -448,8 +449,21 @@ class Agent:
         if alive:
             raise SiteInUse(f"site {self.me} already has an agent on this host (pid {hb.pid}); run each site once")
 
+    def _wait_out_previous_lease(self) -> None:
+        """Leave a turn an earlier agent of my site left running alone for that agent's lease, if longer than mine."""
+        previous = self.heartbeats.get(self.me)
+        lease = previous.lease_s if previous is not None and previous.instance != self.instance else None
+        if lease is not None:
+            self.orphans_safe_at = max(self.orphans_safe_at, self.clock.monotonic() + lease)
+
+    def _stale_after_s(self, site: str) -> float:
+        """The silence that makes ``site`` stale: for the holder of a running turn, long enough to outlast its lease."""
+        if self.leader is not None and self.leader.status == RUNNING and self.leader.running == site:
+            return silence_to_revoke_s(self.t.heartbeat_stale_s, self.heartbeats.get(site))
+        return self.t.heartbeat_stale_s
+
     def _stale_map(self, now: float) -> dict[str, bool]:
-        return {s: self.liveness.is_stale(s, now) for s in self._known_sites()}
+        return {s: self.liveness.is_stale(s, now, self._stale_after_s(s)) for s in self._known_sites()}
 
     def _reread(self, doc_id: str) -> None:
         self._absorb(doc_id, self.store.get(doc_id))
@@ -515,6 +529,8 @@ class Agent:
             turn=self.my_turn,
             message=self.hb_message,
             rev=self.hb_rev,
+            heartbeat_delay_s=self.t.heartbeat_delay_s,
+            heartbeat_stale_s=self.t.heartbeat_stale_s,
         )
         body = docs.render_heartbeat(hb, {"last_exit_code": self.last_exit_code, "turns_done": self.turns_done})
         for _ in range(3):

@@ -89,6 +89,14 @@ class _Fields:
             return default
         return value
 
+    def seconds(self, key: str) -> float | None:
+        """A positive duration in seconds; anything else reads as unknown (None)."""
+        value = self._get(key, (int, float), None, False, "a number of seconds")
+        if value is not None and not (0 < value < float("inf")):
+            self.problems.append(f"field '{key}' should be a positive number of seconds, not {value!r:.60}")
+            return None
+        return None if value is None else float(value)
+
     def flag(self, key: str, *, if_malformed: bool = False) -> bool:
         """A boolean; a value of the wrong type reads as ``if_malformed`` (pick the safe side)."""
         value = self._get(key, (bool,), None, False, "true or false")
@@ -322,11 +330,22 @@ class Heartbeat:
     turn: int | None = None
     message: str | None = None
     rev: str | None = None
+    # The timing the site's agent runs with, announced so that a leader with
+    # other settings still waits out this site's lease (None: not announced).
+    heartbeat_delay_s: float | None = None
+    heartbeat_stale_s: float | None = None
 
     @property
     def wants_turn(self) -> bool:
         """The site asks for a turn now, or right after the one it is running."""
         return self.state == WAITING or (self.state == RUNNING and self.repeat)
+
+    @property
+    def lease_s(self) -> float | None:
+        """How long after sending an acknowledged beat this site's command may live; None if not announced."""
+        if self.heartbeat_delay_s is None or self.heartbeat_stale_s is None:
+            return None
+        return max(0.0, self.heartbeat_stale_s - self.heartbeat_delay_s)
 
 
 def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat | None, list[str]]:
@@ -348,6 +367,8 @@ def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat
         turn=f.integer("turn", None),
         message=f.text("message"),
         rev=raw.get("_rev"),
+        heartbeat_delay_s=f.seconds("heartbeat_delay_s"),
+        heartbeat_stale_s=f.seconds("heartbeat_stale_s"),
     )
     return hb, f.problems
 
@@ -368,6 +389,8 @@ def render_heartbeat(hb: Heartbeat, extra: Mapping[str, Any] = {}) -> dict[str, 
         "time": hb.time,
         "turn": hb.turn,
         "message": hb.message,
+        "heartbeat_delay_s": hb.heartbeat_delay_s,
+        "heartbeat_stale_s": hb.heartbeat_stale_s,
     }
     out.update(extra)
     if hb.rev is not None:

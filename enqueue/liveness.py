@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
-    from enqueue.documents import LeaderDoc
+    from enqueue.documents import Heartbeat, LeaderDoc
 
 
 @dataclass
@@ -58,15 +58,18 @@ class Liveness:
         seen = self._seen.get(site)
         return None if seen is None else max(0.0, now - seen.since)
 
-    def is_stale(self, site: str, now: float) -> bool:
-        """No change observed for ``stale_s``. A site never observed is not (yet) stale."""
-        seen = self._seen.get(site)
-        return seen is not None and now - seen.since >= self.stale_s
+    def is_stale(self, site: str, now: float, stale_s: float | None = None) -> bool:
+        """No change observed for ``stale_s`` (the tracker's own unless given).
 
-    def stale_at(self, site: str) -> float | None:
+        A site never observed is not (yet) stale.
+        """
+        seen = self._seen.get(site)
+        return seen is not None and now - seen.since >= (self.stale_s if stale_s is None else stale_s)
+
+    def stale_at(self, site: str, stale_s: float | None = None) -> float | None:
         """The monotonic moment ``site`` turns stale unless it beats; None if never observed."""
         seen = self._seen.get(site)
-        return None if seen is None else seen.since + self.stale_s
+        return None if seen is None else seen.since + (self.stale_s if stale_s is None else stale_s)
 
     def rev(self, site: str) -> str | None:
         """The last revision observed for ``site``."""
@@ -111,3 +114,17 @@ def read_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> 
     if leader is not None and leader.running:
         sites.add(leader.running)
     return sites
+
+
+def silence_to_revoke_s(own_stale_s: float, holder: Heartbeat | None) -> float:
+    """How long a leader must observe a running holder's silence before it takes the turn away.
+
+    Its own ``heartbeat_stale``, or the holder's announced one when that is
+    longer: the holder's supervisor keeps the command alive for the holder's
+    lease (its ``heartbeat_stale - heartbeat_delay`` after a beat was sent),
+    so waiting the holder's ``heartbeat_stale`` leaves the holder's
+    ``heartbeat_delay`` of margin, as with equal settings. A holder that
+    announces nothing is taken to run with the leader's settings.
+    """
+    announced = holder.heartbeat_stale_s if holder is not None else None
+    return own_stale_s if announced is None else max(own_stale_s, announced)

@@ -128,6 +128,30 @@ def test_a_frozen_runner_is_fenced_before_the_next_starts_and_then_waits_again(s
     no_overlap(sites)
 
 
+def test_a_leader_waits_out_the_longer_lease_of_a_runner_configured_otherwise(sites, database):
+    """bravo runs with twice the leader's heartbeat_stale; frozen mid-turn, its command
+    lives for bravo's lease, and the leader must not start another before it is dead."""
+    long_stale = 2 * STALE_S
+    sites.start("alpha", sleep_s=0.1)
+    wait_until("alpha leading", lambda: database.store.get("enqueue_leader") and leader_doc(database).leader == "alpha")
+    bravo = sites.start("bravo", sleep_s=30, extra=["-s", f"{long_stale}s"])
+    wait_until("bravo running", lambda: any(r.site == "bravo" for r in sites.report().runs))
+    first = next(r for r in sites.report().runs if r.site == "bravo")
+    bravo.signal(signal.SIGSTOP)
+    try:
+        report = wait_until("alpha's turn after bravo's",
+                            lambda: (lambda rep: rep if any(r.site == "alpha" and r.start_ns > first.start_ns
+                                                            for r in rep.runs) else None)(sites.report()),
+                            timeout_s=long_stale * 4)
+    finally:
+        bravo.signal(signal.SIGCONT)
+    fenced = next(r for r in report.runs if r.pid == first.pid)
+    after = next(r for r in report.runs if r.site == "alpha" and r.start_ns > first.start_ns)
+    assert fenced.end_ns is not None and fenced.end_ns <= after.start_ns
+    assert after.start_ns - first.start_ns >= (long_stale - DELAY_S) * 1e9
+    no_overlap(sites)
+
+
 def test_a_wall_clock_hours_off_changes_nothing(sites):
     sites.start("alpha", sleep_s=0.1, extra=["--wall-clock-offset", str(-5 * 3600)])
     sites.start("bravo", sleep_s=0.1, extra=["--wall-clock-offset", str(7 * 3600)])

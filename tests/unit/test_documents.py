@@ -390,6 +390,8 @@ HEARTBEATS = [
         turn=4,
         message="hello",
         rev="3-h",
+        heartbeat_delay_s=600.0,
+        heartbeat_stale_s=1800.0,
     ),
     Heartbeat(site="b.site", state=LEFT, beat=0, rev="1-a"),
     Heartbeat(site="c", state=RUNNING, repeat=False, turn=9, pid=1),
@@ -447,6 +449,11 @@ def test_heartbeat_with_bad_state_wants_no_turn(state) -> None:
         ("beat", "x", "beat", 0),
         ("turn", 1.5, "turn", None),
         ("host", 5, "host", None),
+        ("heartbeat_stale_s", "30", "heartbeat_stale_s", None),
+        ("heartbeat_stale_s", 0, "heartbeat_stale_s", None),
+        ("heartbeat_stale_s", -5.0, "heartbeat_stale_s", None),
+        ("heartbeat_stale_s", True, "heartbeat_stale_s", None),
+        ("heartbeat_delay_s", float("inf"), "heartbeat_delay_s", None),
     ],
 )
 def test_heartbeat_bad_optional_fields_fall_back(field: str, bad, attr: str, default) -> None:
@@ -455,6 +462,16 @@ def test_heartbeat_bad_optional_fields_fall_back(field: str, bad, attr: str, def
     assert getattr(hb, attr) == default
     assert hb.state == WAITING
     assert any(f"'{field}'" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    "delay_s, stale_s, lease_s",
+    [(600.0, 1800.0, 1200.0), (0.5, 2.0, 1.5), (None, 2.0, None), (0.5, None, None)],
+)
+def test_heartbeat_lease_is_stale_minus_delay_when_both_are_announced(delay_s, stale_s, lease_s) -> None:
+    hb, problems = parse_heartbeat({"state": WAITING, "heartbeat_delay_s": delay_s, "heartbeat_stale_s": stale_s}, "a")
+    assert problems == [] and hb is not None
+    assert hb.lease_s == lease_s
 
 
 def test_heartbeat_not_an_object_and_absent() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from enqueue.clock import FakeClock
 from enqueue.documents import RUNNING, WAITING, Heartbeat, LeaderDoc, parse_heartbeat, render_heartbeat
-from enqueue.liveness import Liveness, followed_sites, read_sites
+from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
 
 STALE = 30.0
 
@@ -133,8 +133,8 @@ def test_api_takes_no_wall_time() -> None:
     """Every time Liveness is given is a monotonic number from the observer; no document time."""
     params = inspect.signature(Liveness.observe).parameters
     assert list(params) == ["self", "site", "rev", "now"]
-    for name in ("is_stale", "age"):
-        assert list(inspect.signature(getattr(Liveness, name)).parameters) == ["self", "site", "now"]
+    assert list(inspect.signature(Liveness.age).parameters) == ["self", "site", "now"]
+    assert list(inspect.signature(Liveness.is_stale).parameters) == ["self", "site", "now", "stale_s"]
 
 
 @pytest.mark.parametrize("offset_h", [-48, -3, 0, 3, 48])
@@ -183,3 +183,32 @@ def test_followed_and_read_sites(leader, running, me, followed, read) -> None:
 def test_without_a_leader_doc_a_site_follows_only_itself() -> None:
     assert followed_sites(None, REGISTERED, "bravo") == {"bravo"}
     assert read_sites(None, REGISTERED, "bravo") == {"bravo"}
+
+
+def test_a_longer_threshold_can_be_asked_for_one_verdict(live: Liveness) -> None:
+    live.observe("a", "1", 0.0)
+    assert live.is_stale("a", STALE)
+    assert not live.is_stale("a", STALE, stale_s=STALE * 2)
+    assert live.is_stale("a", STALE * 2, stale_s=STALE * 2)
+    assert live.stale_at("a", STALE * 2) == STALE * 2
+    assert not live.is_stale("never-seen", 1e9, stale_s=1.0)
+
+
+@pytest.mark.parametrize(
+    "announced_stale_s, expected",
+    [
+        (None, STALE),  # announces nothing: taken to run with the leader's settings
+        (STALE / 3, STALE),  # a shorter lease is outlasted by the leader's own wait anyway
+        (STALE, STALE),
+        (STALE * 4, STALE * 4),  # a longer lease is waited out
+    ],
+)
+def test_silence_to_revoke_outlasts_the_holders_lease(announced_stale_s, expected) -> None:
+    holder = Heartbeat(site="a", state=RUNNING, heartbeat_delay_s=1.0, heartbeat_stale_s=announced_stale_s)
+    assert silence_to_revoke_s(STALE, holder) == expected
+    if holder.lease_s is not None:
+        assert silence_to_revoke_s(STALE, holder) > holder.lease_s
+
+
+def test_silence_to_revoke_without_a_heartbeat_is_the_leaders_own() -> None:
+    assert silence_to_revoke_s(STALE, None) == STALE
