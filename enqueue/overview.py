@@ -68,6 +68,9 @@ class SiteView:
     turns_taken: int
     role: Optional[str]
     message: Optional[str]
+    # The timing the site's agent announces in its heartbeat (None: not announced).
+    heartbeat_delay_s: Optional[float] = None
+    heartbeat_stale_s: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -248,15 +251,17 @@ def build(
             observer.observe(name, None if raw_hb is None else raw_hb.get("_rev"), now_mono)
             observed_age, observed_change = observer.age(name, now_mono)
 
+        # A site is judged by the heartbeat_stale it runs with, when it says so.
+        site_stale_s = hb.heartbeat_stale_s if hb is not None and hb.heartbeat_stale_s else stale_s
         liveness, source = UNKNOWN, "beat time"
         if hb is None:
             liveness = MISSING
         elif hb.state == docs.LEFT:
             liveness = GONE
-        elif observed_age is not None and (observed_change or observed_age >= stale_s):
-            liveness, source = (STALE if observed_age >= stale_s else ALIVE), "observed"
+        elif observed_age is not None and (observed_change or observed_age >= site_stale_s):
+            liveness, source = (STALE if observed_age >= site_stale_s else ALIVE), "observed"
         elif beat_age is not None:
-            liveness = ALIVE if beat_age < stale_s else STALE
+            liveness = ALIVE if beat_age < site_stale_s else STALE
 
         recs = [r for r in by_site.get(name, []) if r.how not in _NOT_TAKEN]
         last = by_site.get(name, [None])[-1]
@@ -295,8 +300,11 @@ def build(
                 turns_taken=len(recs),
                 role=", ".join(roles) or None,
                 message=hb.message if hb else None,
+                heartbeat_delay_s=hb.heartbeat_delay_s if hb else None,
+                heartbeat_stale_s=hb.heartbeat_stale_s if hb else None,
             )
         )
+    problems.extend(_timing_problems(rows))
 
     return Overview(
         database=database,
@@ -397,6 +405,35 @@ def _observed_cell(site: SiteView, watched_s: float) -> str:
     return f"no change in {format_duration(watched_s)}"
 
 
+def _timing_problems(rows: list[SiteView]) -> list[str]:
+    """A problem line when the live sites announce different heartbeat timings.
+
+    Safety does not depend on it (a leader waits out a holder's longer
+    lease), but a site with a shorter heartbeat_stale than the others judges
+    them, and is judged, by other standards than they are: say so.
+    """
+    timings: dict[tuple[float, float], list[str]] = {}
+    for row in rows:
+        if row.liveness in (GONE, MISSING) or row.heartbeat_delay_s is None or row.heartbeat_stale_s is None:
+            continue
+        timings.setdefault((row.heartbeat_delay_s, row.heartbeat_stale_s), []).append(row.name)
+    if len(timings) < 2:
+        return []
+    parts = [f"{', '.join(names)} every {format_duration(delay)}, stale after {format_duration(stale)}"
+             for (delay, stale), names in sorted(timings.items())]
+    return ["sites run with different heartbeat timings (" + "; ".join(parts) + "): give every site the same "
+            "heartbeat_delay and heartbeat_stale, in the shared configuration file"]
+
+
+def _stale_note(ov: Overview) -> str:
+    """What "stale" means in this table: one duration when every site announces the same, else per site."""
+    announced = {s.heartbeat_stale_s for s in ov.sites if s.heartbeat_stale_s is not None}
+    if len(announced) > 1:
+        return "Stale: no beat for the heartbeat_stale each site runs with."
+    stale_s = announced.pop() if announced else ov.heartbeat_stale_s
+    return f"Stale: no beat for {format_duration(stale_s)}."
+
+
 def _last_exit_cell(site: SiteView) -> str:
     if site.last_exit_code is not None:
         return str(site.last_exit_code)
@@ -444,8 +481,8 @@ def render_text(ov: Overview) -> str:
             rows.append(row)
         lines += _table(header, rows)
         lines.append("")
-        note = (f"Heartbeat ages compare each site's clock with this host's: a guide for people, not what the "
-                f"agents decide by. Stale: no beat for {format_duration(ov.heartbeat_stale_s)}.")
+        note = ("Heartbeat ages compare each site's clock with this host's: a guide for people, not what the "
+                f"agents decide by. {_stale_note(ov)}")
         if ov.watched_s is not None:
             note += " OBSERVED: when this watch saw the heartbeat change, on this host's own clock."
         lines.append(note)

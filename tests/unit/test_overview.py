@@ -20,8 +20,11 @@ def at(seconds_ago: float) -> str:
     return (NOW - _dt.timedelta(seconds=seconds_ago)).strftime(SETTINGS.time_format)
 
 
-def heartbeat(site: str, seconds_ago: float, state: str = docs.WAITING, rev: str = "1-a") -> dict:
-    body = docs.render_heartbeat(docs.Heartbeat(site=site, state=state, time=at(seconds_ago)))
+def heartbeat(site: str, seconds_ago: float, state: str = docs.WAITING, rev: str = "1-a",
+              timing: tuple[float, float] | None = None) -> dict:
+    delay_s, stale_s = timing if timing else (None, None)
+    body = docs.render_heartbeat(docs.Heartbeat(site=site, state=state, time=at(seconds_ago),
+                                                heartbeat_delay_s=delay_s, heartbeat_stale_s=stale_s))
     body["_rev"] = rev
     return body
 
@@ -92,3 +95,31 @@ def test_parse_time_reads_the_configured_format_as_utc() -> None:
     assert parse_time("2026-05-01 12:00:00", SETTINGS.time_format) == NOW
     assert parse_time("2026-05-01T14:00:00+0200", "%Y-%m-%dT%H:%M:%S%z") == NOW
     assert parse_time("noon", SETTINGS.time_format) is None and parse_time(None, SETTINGS.time_format) is None
+
+
+def test_a_site_is_judged_by_the_heartbeat_stale_it_announces() -> None:
+    ov = build({"a": heartbeat("a", 50, timing=(20, 60)), "b": heartbeat("b", 50, timing=(10, 30))})
+    assert [s.liveness for s in ov.sites] == ["alive", "stale"]
+    assert (ov.sites[0].heartbeat_delay_s, ov.sites[0].heartbeat_stale_s) == (20, 60)
+
+
+def test_different_timings_are_a_problem_and_the_note_says_stale_per_site() -> None:
+    ov = build({"a": heartbeat("a", 5, timing=(20, 60)), "b": heartbeat("b", 5, timing=(10, 30)),
+                "c": heartbeat("c", 5, timing=(10, 30))})
+    problems = [p for p in ov.problems if "different heartbeat timings" in p]
+    assert len(problems) == 1
+    assert "a every 20 s, stale after 1 min" in problems[0] and "b, c every 10 s" in problems[0]
+    assert "each site runs with" in overview.render_text(ov)
+
+
+@pytest.mark.parametrize("timings", [[(10, 30), (10, 30)], [(10, 30), None], [None, None]])
+def test_equal_or_unannounced_timings_are_no_problem(timings) -> None:
+    beats = {name: heartbeat(name, 5, timing=t) for name, t in zip("ab", timings)}
+    ov = build(beats)
+    assert not any("timings" in p for p in ov.problems)
+    assert "Stale: no beat for 30 s." in overview.render_text(ov)
+
+
+def test_a_site_that_left_does_not_count_for_mixed_timings() -> None:
+    ov = build({"a": heartbeat("a", 5, timing=(20, 60), state=docs.LEFT), "b": heartbeat("b", 5, timing=(10, 30))})
+    assert not any("timings" in p for p in ov.problems)
