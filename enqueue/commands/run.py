@@ -31,6 +31,10 @@ from enqueue.errors import (
     EXIT_AUTH,
     EXIT_CLUSTER_REFUSED,
     EXIT_DATABASE_MISSING,
+    EXIT_FAILURE,
+    EXIT_NOT_EXECUTABLE,
+    EXIT_NOT_FOUND,
+    EXIT_SITE_IN_USE,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     EnqueueError,
@@ -213,10 +217,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.usage = USAGE
     parser.epilog = (
         "Durations are minutes unless suffixed: 0.5 = 30 s; 30s, 2m, 1h. The command runs with "
-        "ENQUEUE_SITE, ENQUEUE_TURN and ENQUEUE_LEADER in its environment. Exit codes: the command's own; "
-        f"{EXIT_USAGE} usage or configuration error; {EXIT_UNREACHABLE} database unreachable; {EXIT_AUTH} "
-        f"credentials refused; {EXIT_DATABASE_MISSING} database missing; {EXIT_CLUSTER_REFUSED} clustered "
-        "database refused; 130 interrupted."
+        "ENQUEUE_SITE, ENQUEUE_TURN and ENQUEUE_LEADER in its environment. Exit codes: the command's own "
+        "(128 + the signal's number when it or the agent was stopped by one: 130 Ctrl-C, 143 SIGTERM); "
+        f"{EXIT_FAILURE} the turn ended with no exit code of the command's (it could not be started in time, "
+        f"or its supervisor died); {EXIT_USAGE} usage or configuration error; {EXIT_UNREACHABLE} database "
+        f"unreachable; {EXIT_AUTH} credentials refused or not allowed; {EXIT_DATABASE_MISSING} database "
+        f"missing; {EXIT_CLUSTER_REFUSED} clustered database refused; {EXIT_SITE_IN_USE} an agent of this "
+        f"site already runs on this host; {EXIT_NOT_EXECUTABLE}/{EXIT_NOT_FOUND} the command is not "
+        "executable / not found."
     )
     parser.add_argument("config", metavar="CONFIG", help="configuration file (INI, see the README)")
     parser.add_argument(
