@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import builtins
 import os
 import textwrap
 from pathlib import Path
@@ -336,18 +337,32 @@ def test_directory_is_not_a_file(tmp_path) -> None:
         settings(str(tmp_path))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_file(tmp_path) -> None:
-    path = write(tmp_path, GOOD, mode=0o000)
+def deny_reading(path: str, monkeypatch) -> None:
+    """Make ``path`` unreadable: by its mode, and, for root (who reads everything), by refusing to open it."""
+    os.chmod(path, 0o000)
+    if os.geteuid() != 0:
+        return
+    real_open = builtins.open
+
+    def refusing_open(file, *args, **kwargs):
+        if os.path.abspath(str(file)) == os.path.abspath(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing_open)
+
+
+def test_unreadable_file(tmp_path, monkeypatch) -> None:
+    path = write(tmp_path, GOOD)
+    deny_reading(path, monkeypatch)
     with pytest.raises(ConfigError, match="cannot read the configuration file"):
         settings(path)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_password_file(tmp_path) -> None:
+def test_unreadable_password_file(tmp_path, monkeypatch) -> None:
     secret_file = tmp_path / "pw"
     secret_file.write_text("x")
-    secret_file.chmod(0o000)
+    deny_reading(str(secret_file), monkeypatch)
     path = write(tmp_path, COUCH + "username = bob\npassword_file = pw\n")
     with pytest.raises(ConfigError, match=r"\[couchdb\] password_file: password file .* not readable"):
         settings(path)
