@@ -2,8 +2,10 @@
 
 What the protocol relies on: reads that say "absent" for missing and deleted
 documents, compare-and-swap writes that lose with Conflict, bulk reads,
-prefix listings, a changes wait that wakes on the watched documents only,
-and errors that name the problem without the password.
+prefix listings, a changes wait that wakes on the watched documents only, the
+continuous feed the agents follow (every watched write in order, from
+``since``, with empty beats between), and errors that name the problem
+without the password.
 """
 
 from __future__ import annotations
@@ -256,6 +258,108 @@ def test_wait_changes_reports_a_deletion_as_none_and_earlier_changes_at_once(dat
     assert batch.docs == {"hb": None}
     assert time.monotonic() - started < 5
     assert store.wait_changes(["hb"], batch.last_seq, 0.3).docs == {}
+
+
+class Follower:
+    """Follow the continuous feed on a thread; every batch lands in ``batches``, an error in ``error``.
+
+    Stops at the next batch (a change or a server heartbeat) after ``stop()``.
+    """
+
+    def __init__(self, store: Store, ids: list[str], since: Any, heartbeat_s: float = 0.2) -> None:
+        self.batches: "queue.Queue[ChangeBatch]" = queue.Queue()
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(store, ids, since, heartbeat_s), daemon=True)
+        self._thread.start()
+
+    def _run(self, store: Store, ids: list[str], since: Any, heartbeat_s: float) -> None:
+        try:
+            for batch in store.follow_changes(ids, since, heartbeat_s=heartbeat_s):
+                self.batches.put(batch)
+                if self._stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the test thread
+            self.error = exc
+
+    def next_change(self, timeout_s: float = 10.0) -> ChangeBatch:
+        """The next batch that carries documents (server heartbeats skipped)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = self.batches.get(timeout=max(0.0, deadline - time.monotonic()))
+            if batch.docs:
+                return batch
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "the feed did not give control back"
+
+
+def test_follow_changes_delivers_every_watched_write_in_order_and_nothing_else(database):
+    store = database.store
+    since = store.current_seq()
+    follower = Follower(store, ["leader"], since)
+    try:
+        doc = {"_id": "leader", "turn": 0}
+        for turn in range(1, 4):
+            store.put({"_id": f"unwatched{turn}"})
+            doc["turn"] = turn
+            store.put(doc)
+        seen = [follower.next_change().docs for _ in range(3)]
+        assert [list(docs) for docs in seen] == [["leader"]] * 3
+        assert [docs["leader"]["turn"] for docs in seen] == [1, 2, 3]
+        assert seen[-1]["leader"]["_rev"] == doc["_rev"]
+    finally:
+        follower.stop()
+    assert follower.error is None
+
+
+def test_follow_changes_starts_from_since_and_reports_a_deletion_as_none(database):
+    store = database.store
+    doc = {"_id": "hb"}
+    store.put(doc)
+    since = store.current_seq()
+    store.delete(doc)  # before the feed opens: delivered all the same
+    follower = Follower(store, ["hb", "other"], since)
+    try:
+        assert follower.next_change().docs == {"hb": None}
+    finally:
+        follower.stop()
+
+
+def test_follow_changes_beats_with_empty_batches_that_carry_the_position(database):
+    store = database.store
+    store.put({"_id": "leader"})
+    since = store.current_seq()
+    follower = Follower(store, ["leader"], since, heartbeat_s=0.1)
+    try:
+        beats = [follower.batches.get(timeout=10) for _ in range(3)]
+        assert all(batch.docs == {} for batch in beats)
+        assert all(batch.last_seq is not None for batch in beats)
+    finally:
+        follower.stop()  # returns at the next beat: the caller can stop or re-subscribe without a write
+
+
+def test_follow_changes_ends_when_the_server_goes_away_and_then_raises_unreachable():
+    server = DevServer().start()
+    store = Store(server.url, "feed", request_timeout_s=1.0)
+    try:
+        store.create_database()
+        since = store.current_seq()
+        follower = Follower(store, ["leader"], since, heartbeat_s=0.2)
+        follower.batches.get(timeout=10)  # the feed is open
+        server.stop()
+        # The feed ends (the server closed it) or fails; either way the caller opens it again...
+        follower._thread.join(15)
+        assert not follower._thread.is_alive(), "the feed outlived its server"
+        assert follower.error is None or isinstance(follower.error, errors.StoreError), follower.error
+        # ...and that says the server is gone.
+        with pytest.raises(errors.Unreachable):
+            next(iter(store.follow_changes(["leader"], since, heartbeat_s=0.2)))
+    finally:
+        store.close()
+        server.stop()
 
 
 def test_a_pending_wait_does_not_hold_up_reads_and_writes(database):
