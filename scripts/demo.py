@@ -118,7 +118,8 @@ def main() -> int:
     gaps = report.gaps_s[: max(0, len(finished) - 1)]
     print("\nsummary")
     for site in sorted({r.site for r in finished}):
-        print(f"  {site:<10} {sum(1 for r in finished if r.site == site)} turns")
+        count = sum(1 for r in finished if r.site == site)
+        print(f"  {site:<10} {count} turn{'' if count == 1 else 's'}")
     print(f"  overlaps found: {len(report.overlaps)}")
     for line in report.overlaps:
         print(f"    {line}")
