@@ -29,7 +29,6 @@ import queue
 import random
 import signal
 import socket
-import threading
 import uuid
 from dataclasses import replace
 from typing import Any, Callable, Mapping
@@ -49,6 +48,7 @@ from enqueue.errors import (
     EnqueueError,
     StoreError,
 )
+from enqueue.feed import FeedWatcher
 from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
 
 log = logging.getLogger("enqueue.agent")
@@ -124,10 +124,12 @@ class Agent:
         self.pending_records: list[TurnRecord] = []
         self._generations: dict[str, int] = {}
         self.recorded_turn: int | None = None
-        self._watch_ids: tuple[str, ...] = ()
-        self._since: Any = None
-        self._watch_stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self.feed = FeedWatcher(
+            store,
+            beat_s=min(self.t.heartbeat_delay_s, _FEED_HEARTBEAT_S),
+            retry_s=self._retry_s(),
+            deliver=self.events.put,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -159,15 +161,14 @@ class Agent:
         self._create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)))
         self._create_if_absent(docs.render_sites(docs.new_sites_doc(self.s.sites_doc)))
         # 3. Take the feed position before reading, so no change falls between the two.
-        self._since = self.store.current_seq()
+        since = self.store.current_seq()
         self._read_all()
         self._refuse_local_twin()
         self._wait_out_previous_lease()
         self._register()
         self._beat()
         self.runner = self._make_runner()
-        self._watcher = threading.Thread(target=self._watch, name="enqueue-watch", daemon=True)
-        self._watcher.start()
+        self.feed.start(since)
         log.info(
             "registered as site %s on %s (pid %d), %s",
             self.me,
@@ -185,7 +186,7 @@ class Agent:
         return factory(kill_grace_s=self.t.kill_grace_s, on_event=lambda ev: self.events.put(("runner", ev)))
 
     def _close(self) -> None:
-        self._watch_stop.set()
+        self.feed.stop()
         if self.runner is not None:
             self.runner.close()
 
@@ -394,10 +395,10 @@ class Agent:
                 self.hb_rev = raw.get("_rev")
                 self._notice_twin(hb, now)
         watched = self._watched()
-        if watched != self._watch_ids:
-            if any(i not in self._watch_ids for i in watched):
+        if watched != self.feed.ids:
+            if any(i not in self.feed.ids for i in watched):
                 self.need_full_read = True
-            self._watch_ids = watched
+            self.feed.follow(watched)
 
     def _absorb_leader(self, raw: Mapping[str, Any] | None, now: float) -> None:
         parsed, problems = docs.parse_leader(raw, self.s.leader_doc)
@@ -884,38 +885,11 @@ class Agent:
             self.outage_since = now
             log.warning("%s; retrying", exc)
         self.need_full_read = True
-        self.retry_at = now + max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0))
+        self.retry_at = now + self._retry_s()
 
-    # ------------------------------------------------------------------ watching
-
-    def _watch(self) -> None:
-        """Follow the changes feed of the watched documents; hand changes to the decision thread.
-
-        One continuous request carries every change; it is re-opened when
-        the set of watched documents changes (noticed at the server's next
-        heartbeat at the latest; the full read that a new site triggers
-        covers that moment) or when the connection fails.
-        """
-        since = self._since
-        failing = False
-        heartbeat_s = min(self.t.heartbeat_delay_s, _FEED_HEARTBEAT_S)
-        while not self._watch_stop.is_set():
-            ids = self._watch_ids
-            try:
-                for batch in self.store.follow_changes(ids, since, heartbeat_s=heartbeat_s):
-                    if failing:
-                        failing = False
-                        self.events.put(("watch_ok", None))
-                    since = batch.last_seq
-                    if batch.docs:
-                        self.events.put(("changes", batch.docs))
-                    if self._watch_stop.is_set() or self._watch_ids != ids:
-                        break
-            except StoreError as exc:
-                if not failing:
-                    self.events.put(("watch_error", exc))
-                failing = True
-                self._watch_stop.wait(max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0)))
+    def _retry_s(self) -> float:
+        """How long to wait before trying the database again after a failure."""
+        return max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0))
 
 
 def _generation(raw: Mapping[str, Any] | None) -> int | None:

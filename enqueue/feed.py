@@ -1,0 +1,85 @@
+"""Following the shared documents on CouchDB's continuous ``_changes`` feed.
+
+A ``FeedWatcher`` owns one background thread that holds one continuous
+request open and hands every batch of changed documents to a callback (the
+agent puts them on its event queue), so the deciding thread never polls.
+
+Guarantees
+----------
+* Every change to a followed document after the starting position is
+  delivered, in the order the server sent it, as ``("changes", {id: body})``
+  (``None`` for a deletion). Re-opening the feed resumes from the last
+  position delivered, so a reconnect loses nothing.
+* The set of followed documents can change at any time (``follow``); the
+  feed is re-opened with the new set at the next batch or server beat, at
+  most ``beat_s`` later. Changes to a newly followed document in between
+  are not delivered: the caller reads such documents itself.
+* A failing feed is reported once as ``("watch_error", exc)`` when it starts
+  failing and once as ``("watch_ok", None)`` when it works again; it is
+  retried every ``retry_s`` in between.
+
+Not delivered: anything after ``stop()``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Tuple
+
+from enqueue.errors import StoreError
+
+
+class FeedWatcher:
+    """One thread following the changes feed of a changing set of document ids."""
+
+    def __init__(self, store: Any, *, beat_s: float, retry_s: float,
+                 deliver: Callable[[Tuple[str, Any]], None]) -> None:
+        self._store = store
+        self._beat_s = beat_s
+        self._retry_s = retry_s
+        self._deliver = deliver
+        self._ids: Tuple[str, ...] = ()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ids(self) -> Tuple[str, ...]:
+        """The documents followed now (or from the next re-open on)."""
+        return self._ids
+
+    def follow(self, ids: Tuple[str, ...]) -> None:
+        """Follow ``ids`` from now on; the open feed is re-opened with them within ``beat_s``."""
+        self._ids = tuple(ids)
+
+    def start(self, since: Any) -> None:
+        """Follow from ``since`` (a position taken before the caller read the documents)."""
+        self._thread = threading.Thread(target=self._run, args=(since,), name="enqueue-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Deliver nothing more; the thread ends at the feed's next batch or beat."""
+        self._stop.set()
+
+    def _run(self, since: Any) -> None:
+        failing = False
+        while not self._stop.is_set():
+            ids = self._ids
+            try:
+                for batch in self._store.follow_changes(ids, since, heartbeat_s=self._beat_s):
+                    if self._stop.is_set():
+                        return
+                    if failing:
+                        failing = False
+                        self._deliver(("watch_ok", None))
+                    since = batch.last_seq
+                    if batch.docs:
+                        self._deliver(("changes", batch.docs))
+                    if self._ids != ids:
+                        break
+            except StoreError as exc:
+                if self._stop.is_set():
+                    return
+                if not failing:
+                    self._deliver(("watch_error", exc))
+                failing = True
+                self._stop.wait(self._retry_s)
