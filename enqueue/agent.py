@@ -36,14 +36,13 @@ from typing import Any, Callable, Mapping
 import psutil
 
 from enqueue import documents as docs
-from enqueue import election, scheduler, turns
+from enqueue import election, records, scheduler, turns
 from enqueue.clock import Clock, SystemClock, format_time
 from enqueue.documents import IDLE, LEFT, RUNNING, WAITING, Heartbeat, LeaderDoc, SitesDoc, TurnRecord
 from enqueue.errors import (
     EXIT_FAILURE,
     ClusterRefused,
     Conflict,
-    Forbidden,
     SiteInUse,
     EnqueueError,
     StoreError,
@@ -732,38 +731,7 @@ class Agent:
             self.pending_records.pop(0)
 
     def _write_record(self, rec: TurnRecord) -> None:
-        """Write a turn record once.
-
-        If a record is already there: when it is mine (an earlier try whose
-        answer was lost) nothing is left to do; when it is the leader's record
-        of taking the turn away, my report is added to it; when it does not
-        parse or belongs to another turn, it is replaced, its old content kept
-        under ``replaced`` and a warning logged, so history can read the turn.
-        """
-        body = docs.render_turn_record(rec)
-        doc_id = body["_id"]
-        try:
-            self.store.put(body)
-            return
-        except Conflict:
-            pass
-        existing = self.store.get(doc_id)
-        parsed, problems = docs.parse_turn_record(existing)
-        try:
-            if existing is None:
-                self.store.put(body)
-            elif parsed is None or parsed.turn != rec.turn:
-                log.warning("turn record %s does not parse (%s); replacing it, old content kept under 'replaced'",
-                            doc_id, "; ".join(problems) or f"it names turn {parsed.turn if parsed else '?'}")
-                body["_rev"] = existing["_rev"]
-                body["replaced"] = {k: v for k, v in existing.items() if not k.startswith("_")}
-                self.store.put(body)
-            elif rec.site == self.me and parsed.site == rec.site and parsed.how != rec.how \
-                    and "runner_report" not in existing:
-                existing["runner_report"] = {k: body[k] for k in ("site", "how", "exit_code", "ended_at", "duration_s")}
-                self.store.put(existing)
-        except (Conflict, Forbidden) as exc:
-            log.warning("could not complete turn record %s: %s", doc_id, exc)
+        records.write_once(self.store, rec, self.me)
 
     # ------------------------------------------------------------------ leadership
 

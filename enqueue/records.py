@@ -1,0 +1,57 @@
+"""Turn records: one document per finished turn, written once by the site or the leader that ended it.
+
+``write_once`` creates the record of a turn, or completes what is already
+stored under its id, so that ``enqueue history`` can read every turn:
+
+* an identical try whose answer was lost: nothing left to do;
+* the leader's record of taking the turn away (``revoked``, ``not
+  started``), when the writer is the site that ran it: the site's own report
+  is added under ``runner_report``, once;
+* a document that does not parse, or names another turn: replaced, its old
+  content kept under ``replaced``, with a warning.
+
+Not guaranteed: that a record another writer changes at the same moment is
+completed; that loses a compare-and-swap, is logged, and the stored record
+stays as the other writer left it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from enqueue import documents as docs
+from enqueue.documents import TurnRecord
+from enqueue.errors import Conflict, Forbidden
+
+log = logging.getLogger("enqueue.records")
+
+_REPORT_FIELDS = ("site", "how", "exit_code", "ended_at", "duration_s")
+
+
+def write_once(store: Any, rec: TurnRecord, me: str) -> None:
+    """Store ``rec`` (written by site ``me``), or complete the record already stored for its turn."""
+    body = docs.render_turn_record(rec)
+    doc_id = body["_id"]
+    try:
+        store.put(body)
+        return
+    except Conflict:
+        pass
+    existing = store.get(doc_id)
+    parsed, problems = docs.parse_turn_record(existing)
+    try:
+        if existing is None:
+            store.put(body)
+        elif parsed is None or parsed.turn != rec.turn:
+            log.warning("turn record %s does not parse (%s); replacing it, old content kept under 'replaced'",
+                        doc_id, "; ".join(problems) or f"it names turn {parsed.turn if parsed else '?'}")
+            body["_rev"] = existing["_rev"]
+            body["replaced"] = {k: v for k, v in existing.items() if not k.startswith("_")}
+            store.put(body)
+        elif rec.site == me and parsed.site == rec.site and parsed.how != rec.how \
+                and "runner_report" not in existing:
+            existing["runner_report"] = {k: body[k] for k in _REPORT_FIELDS}
+            store.put(existing)
+    except (Conflict, Forbidden) as exc:
+        log.warning("could not complete turn record %s: %s", doc_id, exc)
