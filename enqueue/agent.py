@@ -1,12 +1,15 @@
-"""The site agent: the loop that wires the store, liveness, election, the
-scheduler, the site's own turns and the command's supervisor.
+"""The site agent: the loop that wires the store, the view of the shared
+documents, election, the scheduler, the site's own turns and the command's
+supervisor.
 
-One thread decides and writes; a watcher thread blocks on the CouchDB
-``_changes`` feed of the shared documents and hands what changed to the
-decision thread through one event queue, together with the supervisor's
-events and signals. The decision thread never sleeps on a fixed poll: it
-waits on that queue until the next thing it must do by the clock (a
-heartbeat, a site turning stale, a retry).
+One thread decides and writes; a ``FeedWatcher`` thread (enqueue.feed)
+follows the CouchDB ``_changes`` feed of the shared documents and hands what
+changed to the decision thread through one event queue, together with the
+supervisor's events and signals. The decision thread never sleeps on a fixed
+poll: it waits on that queue until the next thing it must do by the clock (a
+heartbeat, a site turning stale, a retry). What it knows of the documents is
+its ``View`` (enqueue.view); it decides with the pure functions of
+enqueue.election, enqueue.scheduler and enqueue.turns.
 
 Every write to a shared document is a compare-and-swap on the revision the
 agent last read. A 409 means the agent's view is old: it re-reads that
@@ -16,9 +19,10 @@ The command runs only between a successful confirm (``status: running``)
 and the command's end, under a supervisor process that kills it by a
 deadline the agent extends with every acknowledged heartbeat: ``heartbeat_stale
 - heartbeat_delay`` after the heartbeat was sent. The leader takes a running
-turn away only after observing ``heartbeat_stale`` of silence, so the old
-command is dead before a new one can start, even if this agent is frozen or
-killed (as long as the hosts' clocks run at the same rate).
+turn away only after observing the longer of its own and the holder's
+``heartbeat_stale`` of silence, so the old command is dead before a new one
+can start, even if this agent is frozen or killed (as long as the hosts'
+clocks run at the same rate).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import psutil
 from enqueue import documents as docs
 from enqueue import election, records, scheduler, turns
 from enqueue.clock import Clock, SystemClock, format_time
-from enqueue.documents import IDLE, LEFT, RUNNING, WAITING, Heartbeat, LeaderDoc, SitesDoc, TurnRecord
+from enqueue.documents import IDLE, LEFT, RUNNING, WAITING, Heartbeat, LeaderDoc, TurnRecord
 from enqueue.errors import (
     EXIT_FAILURE,
     ClusterRefused,
@@ -48,7 +52,7 @@ from enqueue.errors import (
     StoreError,
 )
 from enqueue.feed import FeedWatcher
-from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
+from enqueue.view import View
 
 log = logging.getLogger("enqueue.agent")
 
@@ -84,13 +88,7 @@ class Agent:
         self._runner_factory = runner_factory
         self.runner: Any = None
 
-        self.liveness = Liveness(self.t.heartbeat_stale_s)
-        self.leader: LeaderDoc | None = None
-        self.leader_raw: Mapping[str, Any] | None = None
-        self.invalid_leader_since: float | None = None
-        self.registry: SitesDoc | None = None
-        self.heartbeats: dict[str, Heartbeat | None] = {}
-        self.max_turn_seen = 0
+        self.view = View(self.me, settings.leader_doc, settings.sites_doc, self.t.heartbeat_stale_s)
 
         self.state = WAITING
         self.instance = uuid.uuid4().hex[:12]
@@ -119,9 +117,7 @@ class Agent:
         self.outage_since: float | None = None
         self.need_full_read = False
 
-        self._reported: dict[str, str] = {}
         self.pending_records: list[TurnRecord] = []
-        self._generations: dict[str, int] = {}
         self.recorded_turn: int | None = None
         self.feed = FeedWatcher(
             store,
@@ -248,14 +244,14 @@ class Agent:
             moments.append(self.retry_at)
         if self.campaign_not_before > now:
             moments.append(self.campaign_not_before)
-        for site in self._followed():
-            at = self.liveness.stale_at(site, self._stale_after_s(site))
+        for site in self.view.followed():
+            at = self.view.stale_at(site)
             if at is not None and at > now:
                 moments.append(at)
         if self.orphans_safe_at > now:
             moments.append(self.orphans_safe_at)
-        if self.invalid_leader_since is not None:
-            moments.append(self.invalid_leader_since + self.t.heartbeat_stale_s)
+        if self.view.invalid_leader_since is not None:
+            moments.append(self.view.invalid_leader_since + self.t.heartbeat_stale_s)
         return min(moments)
 
     def _step(self) -> bool:
@@ -291,27 +287,27 @@ class Agent:
         if self.pending_finish is not None:
             return self._finish()
         if self.my_turn is not None:
-            reason = turns.lost_reason(self.leader, self.me, self.my_turn)
+            reason = turns.lost_reason(self.view.leader, self.me, self.my_turn)
             if reason is not None:
                 self._stop_command(reason)
-        elif self.leader is not None and self.leader.running == self.me and self.leader.status == docs.RUNNING:
+        elif self.view.leader is not None and self.view.leader.running == self.me and self.view.leader.status == docs.RUNNING:
             return self._end_orphaned_turn(now)
-        elif self.stopping is None and self.state == WAITING and turns.granted_to_me(self.leader, self.me):
+        elif self.stopping is None and self.state == WAITING and turns.granted_to_me(self.view.leader, self.me):
             if not self._drained():
                 return self._confirm_and_start()
         # 2. The registry: a site missing from it (broken, deleted, or an entry removed) registers again.
-        if self.stopping is None and (self.registry is None or self.me not in self.registry.sites):
+        if self.stopping is None and (self.view.registry is None or self.me not in self.view.registry.sites):
             log.warning("site %s is not in the registry %s: registering again (to retire a site, stop its agent "
                         "before removing it)", self.me, self.s.sites_doc)
             self._register()
             return True
         # 3. Leadership.
-        if self.leader is None:
+        if self.view.leader is None:
             return self._maybe_repair_leader(now)
-        if self.stopping is None and self.leader.leader != self.me and now >= self.campaign_not_before:
-            if election.vacancy(self.leader, self.heartbeats, self._stale_map(now)) is not None:
+        if self.stopping is None and self.view.leader.leader != self.me and now >= self.campaign_not_before:
+            if election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now)) is not None:
                 return self._campaign(now)
-        if self.leader.leader == self.me and self.registry is not None:
+        if self.view.leader.leader == self.me and self.view.registry is not None:
             if self._lead(now):
                 return True
         # 4. Done?
@@ -322,25 +318,6 @@ class Agent:
 
     # ------------------------------------------------------------------ reading
 
-    def _known_sites(self) -> set[str]:
-        """The sites whose heartbeats I read (a superset of those I follow on the feed)."""
-        return read_sites(self.leader, self.registry.sites if self.registry else (), self.me)
-
-    def _shared_ids(self) -> list[str]:
-        return [self.s.leader_doc, self.s.sites_doc]
-
-    def _followed(self) -> set[str]:
-        """The sites whose heartbeats I follow on the changes feed."""
-        return followed_sites(self.leader, self.registry.sites if self.registry else (), self.me)
-
-    def _watched(self) -> tuple[str, ...]:
-        """The documents I follow on the changes feed."""
-        return tuple(self._shared_ids() + [docs.heartbeat_id(s) for s in sorted(self._followed())])
-
-    def _read_ids(self) -> tuple[str, ...]:
-        """The documents a full read takes in."""
-        return tuple(self._shared_ids() + [docs.heartbeat_id(s) for s in sorted(self._known_sites())])
-
     def _read_all(self) -> None:
         """Read every document I follow, and the holder's heartbeat, in one request.
 
@@ -348,84 +325,28 @@ class Agent:
         the registry named new sites); a new holder waits for the next read.
         """
         for _ in range(3):
-            followed = self._watched()
-            ids = self._read_ids()
+            followed = self.view.watched_ids()
+            ids = self.view.read_ids()
             found = self.store.get_many(list(ids))
             for doc_id in ids:
                 self._absorb(doc_id, found.get(doc_id))
-            if self._watched() == followed:
+            if self.view.watched_ids() == followed:
                 break
         self.need_full_read = False
 
-    def _newer(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool = False) -> bool:
-        """Whether to take ``raw`` in; if so it becomes the latest known revision.
-
-        The feed delivers my own writes back after I have already taken them
-        in; an old revision from the feed would overwrite the view (and look
-        like a lost turn, or a conflict waiting to happen), so it is dropped.
-        A read answers with the current state and is always taken.
-        """
-        gen = _generation(raw)
-        if gen is None:
-            return True
-        if from_feed and gen < self._generations.get(doc_id, 0):
-            return False
-        self._generations[doc_id] = gen
-        return True
-
     def _absorb(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool = False) -> None:
         """Take one document's current content into the view (a feed's stale news excepted)."""
-        if not self._newer(doc_id, raw, from_feed=from_feed):
-            return
         now = self.clock.monotonic()
-        if doc_id == self.s.leader_doc:
-            self._absorb_leader(raw, now)
-        elif doc_id == self.s.sites_doc:
-            parsed, problems = docs.parse_sites(raw, doc_id)
-            self._report(doc_id, raw, problems, parsed is None)
-            self.registry = parsed
-        elif doc_id.startswith(docs.HEARTBEAT_PREFIX):
-            site = doc_id[len(docs.HEARTBEAT_PREFIX) :]
-            hb, problems = docs.parse_heartbeat(raw, site)
-            self._report(doc_id, raw, problems, hb is None and raw is not None)
-            self.heartbeats[site] = hb
-            self.liveness.observe(site, None if raw is None else raw.get("_rev"), now)
-            if site == self.me and raw is not None:
-                self.hb_rev = raw.get("_rev")
-                self._notice_twin(hb, now)
-        watched = self._watched()
+        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed):
+            return
+        if doc_id == docs.heartbeat_id(self.me) and raw is not None:
+            self.hb_rev = raw.get("_rev")
+            self._notice_twin(self.view.heartbeats.get(self.me), now)
+        watched = self.view.watched_ids()
         if watched != self.feed.ids:
             if any(i not in self.feed.ids for i in watched):
                 self.need_full_read = True
             self.feed.follow(watched)
-
-    def _absorb_leader(self, raw: Mapping[str, Any] | None, now: float) -> None:
-        parsed, problems = docs.parse_leader(raw, self.s.leader_doc)
-        self._report(self.s.leader_doc, raw, problems, parsed is None and raw is not None)
-        if parsed is None:
-            if raw is None and self.leader_raw is not None:
-                log.warning("leader doc %s is missing", self.s.leader_doc)
-            old_rev = None if self.leader_raw is None else self.leader_raw.get("_rev")
-            new_rev = None if raw is None else raw.get("_rev")
-            if self.invalid_leader_since is None or old_rev != new_rev:
-                self.invalid_leader_since = now
-        else:
-            self.invalid_leader_since = None
-        self.leader = parsed
-        self.leader_raw = raw
-        if parsed is not None:
-            self.max_turn_seen = max(self.max_turn_seen, parsed.turn)
-
-    def _report(self, doc_id: str, raw: Mapping[str, Any] | None, problems: list[str], invalid: bool) -> None:
-        """Log a document's problems once per revision."""
-        if not problems:
-            return
-        rev = str(raw.get("_rev")) if isinstance(raw, Mapping) else ""
-        if self._reported.get(doc_id) == rev:
-            return
-        self._reported[doc_id] = rev
-        what = "does not parse, treated as invalid" if invalid else "has problems"
-        log.warning("document %s (rev %s) %s: %s", doc_id, rev or "?", what, "; ".join(problems))
 
     def _notice_twin(self, hb: Heartbeat | None, now: float) -> None:
         """Note another agent writing my heartbeat doc after I started beating: a twin of my site."""
@@ -438,7 +359,7 @@ class Agent:
 
     def _refuse_local_twin(self) -> None:
         """Refuse to start when an agent of my site still runs on this very host."""
-        hb = self.heartbeats.get(self.me)
+        hb = self.view.heartbeats.get(self.me)
         if hb is None or hb.state == LEFT or hb.host != self.host or not hb.pid or hb.pid == os.getpid():
             return
         try:
@@ -451,19 +372,10 @@ class Agent:
 
     def _wait_out_previous_lease(self) -> None:
         """Leave a turn an earlier agent of my site left running alone for that agent's lease, if longer than mine."""
-        previous = self.heartbeats.get(self.me)
+        previous = self.view.heartbeats.get(self.me)
         lease = previous.lease_s if previous is not None and previous.instance != self.instance else None
         if lease is not None:
             self.orphans_safe_at = max(self.orphans_safe_at, self.clock.monotonic() + lease)
-
-    def _stale_after_s(self, site: str) -> float:
-        """The silence that makes ``site`` stale: for the holder of a running turn, long enough to outlast its lease."""
-        if self.leader is not None and self.leader.status == RUNNING and self.leader.running == site:
-            return silence_to_revoke_s(self.t.heartbeat_stale_s, self.heartbeats.get(site))
-        return self.t.heartbeat_stale_s
-
-    def _stale_map(self, now: float) -> dict[str, bool]:
-        return {s: self.liveness.is_stale(s, now, self._stale_after_s(s)) for s in self._known_sites()}
 
     def _reread(self, doc_id: str) -> None:
         self._absorb(doc_id, self.store.get(doc_id))
@@ -493,11 +405,11 @@ class Agent:
         return True
 
     def _register(self) -> None:
-        while self.registry is None or self.me not in self.registry.sites:
-            current = self.registry or docs.new_sites_doc(self.s.sites_doc)
+        while self.view.registry is None or self.me not in self.view.registry.sites:
+            current = self.view.registry or docs.new_sites_doc(self.s.sites_doc)
             entry = {"heartbeat_doc": docs.heartbeat_id(self.me), "drained": False, "added_at": self._now_text()}
             body = docs.render_sites(current, {self.me: entry})
-            if self.registry is None:
+            if self.view.registry is None:
                 raw = self.store.get(self.s.sites_doc)
                 if raw is not None:
                     # The registry does not parse: keep what it held for the admin, start a clean one.
@@ -547,11 +459,9 @@ class Agent:
         else:
             raise Conflict(f"heartbeat {docs.heartbeat_id(self.me)} keeps changing under this agent")
         self.hb_rev = body["_rev"]
-        self._newer(docs.heartbeat_id(self.me), body)
         self.last_ack_sent = sent
         self.beat_round_trip_s = self.clock.monotonic() - sent
-        self.heartbeats[self.me] = replace(hb, rev=self.hb_rev)
-        self.liveness.observe(self.me, self.hb_rev, self.clock.monotonic())
+        self.view.own_beat(replace(hb, rev=self.hb_rev), self.hb_rev, self.clock.monotonic())
         if self.runner is not None and self.my_turn is not None:
             self.runner.extend(self._deadline())
 
@@ -578,8 +488,8 @@ class Agent:
     # ------------------------------------------------------------------ my turn
 
     def _confirm_and_start(self) -> bool:
-        assert self.leader is not None
-        turn = self.leader.turn
+        assert self.view.leader is not None
+        turn = self.view.leader.turn
         # The command starts under the lease of the last acknowledged heartbeat, and the
         # supervisor refuses it once that lease's SIGTERM moment has passed. Renewing is
         # safe only before the confirm (after it, a late heartbeat could land after the
@@ -588,15 +498,15 @@ class Agent:
         term_at = self._deadline() - self.t.kill_grace_s
         if term_at - self.clock.monotonic() <= _START_ROUND_TRIPS * self.beat_round_trip_s:
             self._beat()
-        if not self._cas_leader(turns.confirm(self.leader, self.me, self._now_text())):
+        if not self._cas_leader(turns.confirm(self.view.leader, self.me, self._now_text())):
             log.debug("confirm of turn %d lost a race", turn)
             return True
         log.debug("confirmed turn %d", turn)
         self.my_turn = turn
         self.stop_sent = None
         self.turn_started_mono = self.clock.monotonic()
-        self.turn_started_text = self.leader.started_at
-        if self.leader.skip_turn == turn:
+        self.turn_started_text = self.view.leader.started_at
+        if self.view.leader.skip_turn == turn:
             # An admin skipped this turn before it started: end it without running anything.
             log.info("turn %d was skipped before it started", turn)
             self.pending_finish = (turn, None, "skipped", None, 0.0)
@@ -604,7 +514,7 @@ class Agent:
         env = {
             "ENQUEUE_SITE": self.me,
             "ENQUEUE_TURN": str(turn),
-            "ENQUEUE_LEADER": self.leader.leader or "",
+            "ENQUEUE_LEADER": self.view.leader.leader or "",
         }
         self.runner.start(turn, list(self.s.command), env, self._deadline())
         log.info("started turn %d: %s", turn, " ".join(self.s.command))
@@ -612,7 +522,7 @@ class Agent:
         return False
 
     def _drained(self) -> bool:
-        entry = self.registry.sites.get(self.me) if self.registry else None
+        entry = self.view.registry.sites.get(self.me) if self.view.registry else None
         return entry is not None and entry.drained
 
     def _end_orphaned_turn(self, now: float) -> bool:
@@ -628,9 +538,9 @@ class Agent:
             return False
         if self.twin_seen_at is not None and now - self.twin_seen_at < self.t.heartbeat_stale_s:
             return False
-        assert self.leader is not None
-        turn = self.leader.turn
-        new, nxt = turns.finish(self.leader, self.me, None, "abandoned", bool(self.s.repeat), self._now_text())
+        assert self.view.leader is not None
+        turn = self.view.leader.turn
+        new, nxt = turns.finish(self.view.leader, self.me, None, "abandoned", bool(self.s.repeat), self._now_text())
         if not self._cas_leader(new):
             return True
         log.warning("ended turn %d, which an earlier agent of this site left running", turn)
@@ -685,7 +595,7 @@ class Agent:
         turn, code, how, error, duration = self.pending_finish
         if duration is None:
             duration = self.clock.monotonic() - (self.turn_started_mono or self.clock.monotonic())
-        mine = turns.still_mine(self.leader, self.me, turn)
+        mine = turns.still_mine(self.view.leader, self.me, turn)
         if self.recorded_turn != turn:
             self._write_record(
                 TurnRecord(
@@ -694,7 +604,7 @@ class Agent:
                     how=how if mine else f"{how} after revocation",
                     exit_code=code,
                     host=self.host,
-                    leader=self.leader.leader if self.leader else None,
+                    leader=self.view.leader.leader if self.view.leader else None,
                     started_at=self.turn_started_text,
                     ended_at=self._now_text(),
                     duration_s=duration,
@@ -704,7 +614,7 @@ class Agent:
             self.recorded_turn = turn
         if mine:
             repeat = bool(self.s.repeat) and self.stopping is None
-            new, nxt = turns.finish(self.leader, self.me, code, how, repeat, self._now_text())
+            new, nxt = turns.finish(self.view.leader, self.me, code, how, repeat, self._now_text())
             if not self._cas_leader(new):
                 return True
             log.info("finished turn %d: %s, exit code %s, %.3f s", turn, how, code, duration)
@@ -736,33 +646,33 @@ class Agent:
     # ------------------------------------------------------------------ leadership
 
     def _campaign(self, now: float) -> bool:
-        assert self.leader is not None
+        assert self.view.leader is not None
         # A cached view may lag: look at the leader's heartbeat itself before calling it stale.
-        if self.leader.leader is not None:
-            self._reread(docs.heartbeat_id(self.leader.leader))
+        if self.view.leader.leader is not None:
+            self._reread(docs.heartbeat_id(self.view.leader.leader))
             self._reread(self.s.leader_doc)
-            if self.leader is None or election.vacancy(self.leader, self.heartbeats, self._stale_map(now)) is None:
+            if self.view.leader is None or election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now)) is None:
                 return True
-        why = election.vacancy(self.leader, self.heartbeats, self._stale_map(now))
-        if self._cas_leader(election.claim(self.leader, self.me, self._now_text())):
-            log.info("elected leader (term %d): %s", self.leader.leader_term, why)
+        why = election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now))
+        if self._cas_leader(election.claim(self.view.leader, self.me, self._now_text())):
+            log.info("elected leader (term %d): %s", self.view.leader.leader_term, why)
             return True
         self.campaign_not_before = now + election.conflict_wait(self.t.conflict_delay_s, self.rng)
         return True
 
     def _lead(self, now: float) -> bool:
-        assert self.leader is not None and self.registry is not None
+        assert self.view.leader is not None and self.view.registry is not None
         if self.need_full_read:
             # A new leader (or a new site) has heartbeats not read yet: read them before judging anyone.
             return True
-        p = scheduler.plan(self.leader, self.registry.sites, self.heartbeats, self._stale_map(now), self.me, self._now_text())
+        p = scheduler.plan(self.view.leader, self.view.registry.sites, self.view.heartbeats, self.view.stale_map(now), self.me, self._now_text())
         if p is None:
             return False
         if p.revoked_running:
             # Taking a running turn away rests on silence: confirm it on a fresh read.
-            before = self.liveness.rev(p.revoked_site)
+            before = self.view.liveness.rev(p.revoked_site)
             self._reread(docs.heartbeat_id(p.revoked_site))
-            if self.liveness.rev(p.revoked_site) != before:
+            if self.view.liveness.rev(p.revoked_site) != before:
                 return True
         if not self._cas_leader(p.doc):
             return True
@@ -787,12 +697,12 @@ class Agent:
         is dead (its site saw the garbage and stopped it, or its deadline
         passed), so the repaired doc may start fresh with a higher turn.
         """
-        raw = self.leader_raw or {}
-        if self.invalid_leader_since is None or self.stopping is not None:
+        raw = self.view.leader_raw or {}
+        if self.view.invalid_leader_since is None or self.stopping is not None:
             return False
-        if now - self.invalid_leader_since < self.t.heartbeat_stale_s:
+        if now - self.view.invalid_leader_since < self.t.heartbeat_stale_s:
             return False
-        known = self.max_turn_seen
+        known = self.view.max_turn_seen
         for rec in self.store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
             parsed, _ = docs.parse_turn_record(rec)
             if parsed is not None:
@@ -832,10 +742,10 @@ class Agent:
         except EnqueueError as exc:
             log.error("could not write %d turn record(s): %s", len(self.pending_records), exc)
         try:
-            if self.leader is not None:
-                new = election.resign(self.leader, self.me, self._now_text())
+            if self.view.leader is not None:
+                new = election.resign(self.view.leader, self.me, self._now_text())
                 if new is not None and not self._cas_leader(new):
-                    new = election.resign(self.leader, self.me, self._now_text()) if self.leader else None
+                    new = election.resign(self.view.leader, self.me, self._now_text()) if self.view.leader else None
                     if new is not None:
                         self._cas_leader(new)
                 if new is not None:
@@ -858,15 +768,6 @@ class Agent:
     def _retry_s(self) -> float:
         """How long to wait before trying the database again after a failure."""
         return max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0))
-
-
-def _generation(raw: Mapping[str, Any] | None) -> int | None:
-    """The generation of a document revision ("7-ab12..." -> 7); None when unknown."""
-    rev = raw.get("_rev") if isinstance(raw, Mapping) else None
-    try:
-        return int(str(rev).split("-", 1)[0])
-    except ValueError:
-        return None
 
 
 def open_store(connection: Any) -> Any:

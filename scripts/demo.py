@@ -11,7 +11,6 @@ it happens and a summary at the end. Ctrl-C at any moment stops everything.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys

@@ -10,7 +10,7 @@ import logging
 import sys
 import types
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import pytest
 

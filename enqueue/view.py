@@ -1,0 +1,162 @@
+"""What one agent knows of the shared documents, and what it observed of them.
+
+A ``View`` keeps the latest revision this agent has of the leader doc, the
+registry and the heartbeats it follows, parsed, with this host's
+observations of when each heartbeat changed (``Liveness``). Documents come
+in through ``absorb``, from a read or from the changes feed; the agent does
+the I/O and decides from the view.
+
+Guarantees
+----------
+* The view never goes back: a revision the feed delivers late (an older
+  generation than the one held, typically this agent's own write coming
+  back) is dropped. A read answers with the current state and is always
+  taken.
+* A document that does not parse is held as ``None`` (invalid) and its
+  problems are logged once per revision, never raised.
+* ``invalid_leader_since`` is when this observer first saw the current
+  revision of a leader doc that does not parse (or is missing): a repair
+  waits ``heartbeat_stale`` from then.
+
+Not kept: documents the agent does not follow; anything about time but this
+host's monotonic clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from enqueue import documents as docs
+from enqueue.documents import RUNNING, Heartbeat, LeaderDoc, SitesDoc
+from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
+
+log = logging.getLogger("enqueue.agent")
+
+
+class View:
+    """The shared documents as this agent last read them, for site ``me``."""
+
+    def __init__(self, me: str, leader_doc: str, sites_doc: str, stale_s: float) -> None:
+        self.me = me
+        self.leader_doc = leader_doc
+        self.sites_doc = sites_doc
+        self.stale_s = stale_s
+        self.leader: LeaderDoc | None = None
+        self.leader_raw: Mapping[str, Any] | None = None
+        self.invalid_leader_since: float | None = None
+        self.registry: SitesDoc | None = None
+        self.heartbeats: dict[str, Heartbeat | None] = {}
+        self.liveness = Liveness(stale_s)
+        self.max_turn_seen = 0
+        self._generations: dict[str, int] = {}
+        self._reported: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ whom to follow
+
+    def _registered(self) -> Any:
+        return self.registry.sites if self.registry else ()
+
+    def followed(self) -> set[str]:
+        """The sites whose heartbeats I follow on the changes feed."""
+        return followed_sites(self.leader, self._registered(), self.me)
+
+    def read(self) -> set[str]:
+        """The sites whose heartbeats a full read takes in (those followed and the turn holder)."""
+        return read_sites(self.leader, self._registered(), self.me)
+
+    def watched_ids(self) -> tuple[str, ...]:
+        """The documents I follow on the changes feed."""
+        return (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(self.followed())))
+
+    def read_ids(self) -> tuple[str, ...]:
+        """The documents a full read takes in."""
+        return (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(self.read())))
+
+    # ------------------------------------------------------------------ staleness
+
+    def stale_after_s(self, site: str) -> float:
+        """The silence that makes ``site`` stale: for the holder of a running turn, long enough to outlast its lease."""
+        if self.leader is not None and self.leader.status == RUNNING and self.leader.running == site:
+            return silence_to_revoke_s(self.stale_s, self.heartbeats.get(site))
+        return self.stale_s
+
+    def stale_map(self, now: float) -> dict[str, bool]:
+        """The staleness verdict, at ``now``, on every site whose heartbeat I read."""
+        return {s: self.liveness.is_stale(s, now, self.stale_after_s(s)) for s in self.read()}
+
+    def stale_at(self, site: str) -> float | None:
+        """When ``site`` turns stale unless it beats; None if never observed."""
+        return self.liveness.stale_at(site, self.stale_after_s(site))
+
+    # ------------------------------------------------------------------ taking documents in
+
+    def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, now: float, *, from_feed: bool = False) -> bool:
+        """Take one document's current content into the view; False when it was a feed's stale news."""
+        if not self._newer(doc_id, raw, from_feed=from_feed):
+            return False
+        if doc_id == self.leader_doc:
+            self._absorb_leader(raw, now)
+        elif doc_id == self.sites_doc:
+            parsed, problems = docs.parse_sites(raw, doc_id)
+            self._report(doc_id, raw, problems, parsed is None)
+            self.registry = parsed
+        elif doc_id.startswith(docs.HEARTBEAT_PREFIX):
+            site = doc_id[len(docs.HEARTBEAT_PREFIX):]
+            hb, problems = docs.parse_heartbeat(raw, site)
+            self._report(doc_id, raw, problems, hb is None and raw is not None)
+            self.heartbeats[site] = hb
+            self.liveness.observe(site, None if raw is None else raw.get("_rev"), now)
+        return True
+
+    def own_beat(self, hb: Heartbeat, rev: str, now: float) -> None:
+        """Take in my own heartbeat, just written as revision ``rev``."""
+        self._newer(docs.heartbeat_id(self.me), {"_rev": rev}, from_feed=False)
+        self.heartbeats[self.me] = hb
+        self.liveness.observe(self.me, rev, now)
+
+    def _newer(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool) -> bool:
+        gen = generation(raw)
+        if gen is None:
+            return True
+        if from_feed and gen < self._generations.get(doc_id, 0):
+            return False
+        self._generations[doc_id] = gen
+        return True
+
+    def _absorb_leader(self, raw: Mapping[str, Any] | None, now: float) -> None:
+        parsed, problems = docs.parse_leader(raw, self.leader_doc)
+        self._report(self.leader_doc, raw, problems, parsed is None and raw is not None)
+        if parsed is None:
+            if raw is None and self.leader_raw is not None:
+                log.warning("leader doc %s is missing", self.leader_doc)
+            old_rev = None if self.leader_raw is None else self.leader_raw.get("_rev")
+            new_rev = None if raw is None else raw.get("_rev")
+            if self.invalid_leader_since is None or old_rev != new_rev:
+                self.invalid_leader_since = now
+        else:
+            self.invalid_leader_since = None
+        self.leader = parsed
+        self.leader_raw = raw
+        if parsed is not None:
+            self.max_turn_seen = max(self.max_turn_seen, parsed.turn)
+
+    def _report(self, doc_id: str, raw: Mapping[str, Any] | None, problems: list[str], invalid: bool) -> None:
+        """Log a document's problems once per revision."""
+        if not problems:
+            return
+        rev = str(raw.get("_rev")) if isinstance(raw, Mapping) else ""
+        if self._reported.get(doc_id) == rev:
+            return
+        self._reported[doc_id] = rev
+        what = "does not parse, treated as invalid" if invalid else "has problems"
+        log.warning("document %s (rev %s) %s: %s", doc_id, rev or "?", what, "; ".join(problems))
+
+
+def generation(raw: Mapping[str, Any] | None) -> int | None:
+    """The generation of a document revision ("7-ab12..." -> 7); None when unknown."""
+    rev = raw.get("_rev") if isinstance(raw, Mapping) else None
+    try:
+        return int(str(rev).split("-", 1)[0])
+    except ValueError:
+        return None
