@@ -38,7 +38,7 @@ from enqueue.config import (
     Timing,
     load_agent_settings,
 )
-from enqueue.errors import EXIT_FAILURE, Conflict, EnqueueError
+from enqueue.errors import EXIT_FAILURE, Conflict, EnqueueError, Forbidden
 
 __all__ = [
     "AdminSettings",
@@ -52,6 +52,7 @@ __all__ = [
     "now_text",
     "parse_time",
     "update",
+    "needs_admin",
     "read_leader",
     "read_sites",
 ]
@@ -189,6 +190,8 @@ def update(
         try:
             store.put(body)
             return body
+        except Forbidden as exc:
+            raise needs_admin(exc) from None
         except Conflict:
             log.debug("%s changed while it was being written (attempt %d of %d); reading it again",
                      doc_id, attempt, attempts)
@@ -196,6 +199,12 @@ def update(
         f"{doc_id} in {store.describe()} kept changing while this command tried to write it "
         f"({attempts} attempts); nothing was changed, try again"
     )
+
+
+def needs_admin(exc: Forbidden) -> Forbidden:
+    """The server's refusal of an admin write, with what the operator is missing."""
+    return Forbidden(f"{exc}; admin commands need an account with the admin role or a database admin "
+                     "(see docs/SECURITY.md)")
 
 
 def read_leader(raw: Optional[Mapping[str, Any]], settings: AdminSettings) -> Optional[docs.LeaderDoc]:

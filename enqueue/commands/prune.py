@@ -21,7 +21,7 @@ from typing import Any
 from enqueue import documents as docs
 from enqueue import steering
 from enqueue.commands.history import _count
-from enqueue.errors import Conflict
+from enqueue.errors import Conflict, Forbidden
 from enqueue.logs import add_logging_arguments
 
 NAME = "prune"
@@ -65,6 +65,8 @@ def delete_record(store: Any, doc: dict) -> bool:
         try:
             store.delete(doc)
             return True
+        except Forbidden as exc:
+            raise steering.needs_admin(exc) from None
         except Conflict:
             current = store.get(doc["_id"])
             if current is None:

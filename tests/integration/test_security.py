@@ -371,6 +371,32 @@ def test_three_sites_with_their_own_accounts_take_turns_alphabetically(secured: 
         assert password not in logs
 
 
+def test_a_sites_account_reads_status_history_and_sites_but_cannot_steer(secured: Secured, tmp_path) -> None:
+    for body in (docs.render_leader(docs.new_leader_doc(LEADER_ID)),
+                 docs.render_sites(docs.new_sites_doc(SITES_ID), {"alpha": {"heartbeat_doc": docs.heartbeat_id("alpha")}})):
+        if secured.admin.get(body["_id"]) is None:
+            secured.admin.put(body)
+    config = str(secured.config(tmp_path / "configs", "alpha"))
+    for argv in (("status", config), ("status", config, "--json"), ("history", config), ("sites", config, "list")):
+        done = _enqueue(*argv)
+        assert done.returncode == 0, (argv, done.stderr)
+        assert "forbidden" not in (done.stdout + done.stderr).lower()
+    assert "leader:" in _enqueue("status", config).stdout
+    before = secured.admin.get(LEADER_ID)
+    refused = _enqueue("pause", config, "--reason", "not mine to pause")
+    assert refused.returncode == errors.EXIT_AUTH, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "forbidden" in refused.stderr and "admin commands need an account with the admin role" in refused.stderr
+    assert secured.admin.get(LEADER_ID)["_rev"] == before["_rev"]
+    for password in secured.passwords.values():
+        assert password not in refused.stdout + refused.stderr
+    secured.admin.put(docs.render_turn_record(docs.TurnRecord(turn=1, site="alpha", how="exited", exit_code=0)))
+    pruned = _enqueue("prune", config, "--keep", "0")
+    assert pruned.returncode == errors.EXIT_AUTH, pruned.stderr
+    assert "admin commands need an account with the admin role" in pruned.stderr
+    assert secured.admin.get(docs.turn_record_id(1)) is not None
+
+
 # ---------------------------------------------------------------------------- secrets
 
 
