@@ -290,7 +290,7 @@ class Agent:
             reason = turns.lost_reason(self.view.leader, self.me, self.my_turn)
             if reason is not None:
                 self._stop_command(reason)
-        elif self.view.leader is not None and self.view.leader.running == self.me and self.view.leader.status == docs.RUNNING:
+        elif turns.holds_running(self.view.leader, self.me):
             return self._end_orphaned_turn(now)
         elif self.stopping is None and self.state == WAITING and turns.granted_to_me(self.view.leader, self.me):
             if not self._drained():
@@ -305,7 +305,7 @@ class Agent:
         if self.view.leader is None:
             return self._maybe_repair_leader(now)
         if self.stopping is None and self.view.leader.leader != self.me and now >= self.campaign_not_before:
-            if election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now)) is not None:
+            if self._vacancy(now) is not None:
                 return self._campaign(now)
         if self.view.leader.leader == self.me and self.view.registry is not None:
             if self._lead(now):
@@ -377,6 +377,11 @@ class Agent:
         if lease is not None:
             self.orphans_safe_at = max(self.orphans_safe_at, self.clock.monotonic() + lease)
 
+    def _vacancy(self, now: float) -> str | None:
+        """Why the leadership is open by my view at ``now``, or None while a live leader holds it."""
+        assert self.view.leader is not None
+        return election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now))
+
     def _reread(self, doc_id: str) -> None:
         self._absorb(doc_id, self.store.get(doc_id))
 
@@ -416,7 +421,8 @@ class Agent:
                     body = docs.render_sites(docs.new_sites_doc(self.s.sites_doc), {self.me: entry})
                     body["_rev"] = raw["_rev"]
                     body["repaired_from"] = {k: v for k, v in raw.items() if not k.startswith("_")}
-                    log.warning("rewrote registry %s, which did not parse; its old content is kept under 'repaired_from'", self.s.sites_doc)
+                    log.warning("rewrote registry %s, which did not parse; its old content is kept under "
+                                "'repaired_from'", self.s.sites_doc)
             try:
                 body["_rev"] = self.store.put(body)
                 self._absorb(self.s.sites_doc, body)
@@ -651,9 +657,9 @@ class Agent:
         if self.view.leader.leader is not None:
             self._reread(docs.heartbeat_id(self.view.leader.leader))
             self._reread(self.s.leader_doc)
-            if self.view.leader is None or election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now)) is None:
+            if self.view.leader is None or self._vacancy(now) is None:
                 return True
-        why = election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now))
+        why = self._vacancy(now)
         if self._cas_leader(election.claim(self.view.leader, self.me, self._now_text())):
             log.info("elected leader (term %d): %s", self.view.leader.leader_term, why)
             return True
@@ -665,7 +671,9 @@ class Agent:
         if self.need_full_read:
             # A new leader (or a new site) has heartbeats not read yet: read them before judging anyone.
             return True
-        p = scheduler.plan(self.view.leader, self.view.registry.sites, self.view.heartbeats, self.view.stale_map(now), self.me, self._now_text())
+        view = self.view
+        p = scheduler.plan(view.leader, view.registry.sites, view.heartbeats, view.stale_map(now), self.me,
+                           self._now_text())
         if p is None:
             return False
         if p.revoked_running:
@@ -727,7 +735,8 @@ class Agent:
         )
         if self._cas_leader(fresh):
             log.warning(
-                "rewrote leader doc %s, which was missing or did not parse, at turn %d; old content kept under 'repaired_from'",
+                "rewrote leader doc %s, which was missing or did not parse, at turn %d; old content kept under "
+                "'repaired_from'",
                 self.s.leader_doc,
                 known,
             )

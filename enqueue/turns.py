@@ -73,6 +73,11 @@ def lost_reason(doc: LeaderDoc | None, me: str, turn: int) -> str | None:
     return None
 
 
+def holds_running(doc: LeaderDoc | None, me: str) -> bool:
+    """The leader doc says ``me`` runs the current turn (whether or not this agent started it)."""
+    return doc is not None and doc.running == me and doc.status == RUNNING
+
+
 def still_mine(doc: LeaderDoc | None, me: str, turn: int) -> bool:
     """The turn I ran is still recorded as mine and running (so I may mark it done)."""
     return doc is not None and doc.holds(me, turn) and doc.status == RUNNING

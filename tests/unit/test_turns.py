@@ -17,7 +17,7 @@ from enqueue.documents import (
     render_leader,
 )
 from enqueue.scheduler import plan
-from enqueue.turns import confirm, finish, granted_to_me, lost_reason, still_mine
+from enqueue.turns import confirm, finish, granted_to_me, holds_running, lost_reason, still_mine
 
 LEADER_ID = "enqueue_leader"
 
@@ -48,6 +48,20 @@ def leader_doc(running="b", status=GRANTED, turn=7, rotation=("a", "b", "c"), **
 )
 def test_granted_to_me(doc, me, expected) -> None:
     assert granted_to_me(doc, me) is expected
+
+
+@pytest.mark.parametrize(
+    "doc, me, expected",
+    [
+        (leader_doc(status=RUNNING), "b", True),
+        (leader_doc(status=RUNNING), "a", False),
+        (leader_doc(), "b", False),  # granted, not running yet
+        (leader_doc(status=DONE), "b", False),
+        (None, "b", False),
+    ],
+)
+def test_holds_running(doc, me, expected) -> None:
+    assert holds_running(doc, me) is expected
 
 
 def test_confirm() -> None:
