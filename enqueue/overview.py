@@ -405,6 +405,11 @@ def _observed_cell(site: SiteView, watched_s: float) -> str:
     return f"no change in {format_duration(watched_s)}"
 
 
+def _present(rows: Iterable[SiteView]) -> list[SiteView]:
+    """The sites that have a heartbeat and did not leave."""
+    return [row for row in rows if row.liveness not in (GONE, MISSING)]
+
+
 def _timing_problems(rows: list[SiteView]) -> list[str]:
     """A problem line when the live sites announce different heartbeat timings.
 
@@ -413,8 +418,8 @@ def _timing_problems(rows: list[SiteView]) -> list[str]:
     them, and is judged, by other standards than they are: say so.
     """
     timings: dict[tuple[float, float], list[str]] = {}
-    for row in rows:
-        if row.liveness in (GONE, MISSING) or row.heartbeat_delay_s is None or row.heartbeat_stale_s is None:
+    for row in _present(rows):
+        if row.heartbeat_delay_s is None or row.heartbeat_stale_s is None:
             continue
         timings.setdefault((row.heartbeat_delay_s, row.heartbeat_stale_s), []).append(row.name)
     if len(timings) < 2:
@@ -427,7 +432,7 @@ def _timing_problems(rows: list[SiteView]) -> list[str]:
 
 def _stale_note(ov: Overview) -> str:
     """What "stale" means in this table: one duration when every site announces the same, else per site."""
-    announced = {s.heartbeat_stale_s for s in ov.sites if s.heartbeat_stale_s is not None}
+    announced = {s.heartbeat_stale_s for s in _present(ov.sites) if s.heartbeat_stale_s is not None}
     if len(announced) > 1:
         return "Stale: no beat for the heartbeat_stale each site runs with."
     stale_s = announced.pop() if announced else ov.heartbeat_stale_s

@@ -123,3 +123,4 @@ def test_equal_or_unannounced_timings_are_no_problem(timings) -> None:
 def test_a_site_that_left_does_not_count_for_mixed_timings() -> None:
     ov = build({"a": heartbeat("a", 5, timing=(20, 60), state=docs.LEFT), "b": heartbeat("b", 5, timing=(10, 30))})
     assert not any("timings" in p for p in ov.problems)
+    assert "Stale: no beat for 30 s." in overview.render_text(ov)
