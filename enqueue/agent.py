@@ -61,6 +61,8 @@ _FEED_HEARTBEAT_S = 1.0
 _RETRY_MIN_S = 0.2
 # How many heartbeat round trips of lease must be left to confirm a turn and start its command on it.
 _START_ROUND_TRIPS = 3
+# The longest a stopping agent retries its last writes once its command is gone.
+_STOP_WRITES_MAX_S = 30.0
 
 
 class _Stop(Exception):
@@ -110,6 +112,7 @@ class Agent:
         self.last_exit_code: int | None = None
 
         self.stopping: int | None = None
+        self.give_up_at: float | None = None
         self.twin_seen_at: float | None = None
         self.orphans_safe_at = self.clock.monotonic() + self.t.heartbeat_stale_s - self.t.heartbeat_delay_s
         self.campaign_not_before = 0.0
@@ -250,6 +253,8 @@ class Agent:
                 moments.append(at)
         if self.orphans_safe_at > now:
             moments.append(self.orphans_safe_at)
+        if self.give_up_at is not None and self.give_up_at > now:
+            moments.append(self.give_up_at)
         if self.view.invalid_leader_since is not None:
             moments.append(self.view.invalid_leader_since + self.t.heartbeat_stale_s)
         return min(moments)
@@ -257,6 +262,8 @@ class Agent:
     def _step(self) -> bool:
         """Do the next due thing. True when the view changed and the step should run again."""
         now = self.clock.monotonic()
+        if self._stop_writes_overdue(now):
+            self._leave_unrecorded()
         if now < self.retry_at:
             if self.stopping is not None and self.my_turn is None and self.pending_finish is None:
                 self._leave()
@@ -764,6 +771,36 @@ class Agent:
             log.info("left")
         except EnqueueError as exc:
             log.warning("could not say goodbye cleanly: %s", exc)
+        raise _Stop()
+
+    def _stop_writes_overdue(self, now: float) -> bool:
+        """Stopping, the command gone, and the last writes have failed for too long.
+
+        The window opens once nothing runs any more (the command's own stop
+        is bounded by the kill grace) and lasts ``heartbeat_stale``, at most
+        ``_STOP_WRITES_MAX_S``: a service manager's stop timeout must not run
+        out while the database is away.
+        """
+        if self.stopping is None or (self.my_turn is not None and self.pending_finish is None):
+            return False
+        if self.give_up_at is None:
+            self.give_up_at = now + min(_STOP_WRITES_MAX_S, self.t.heartbeat_stale_s)
+        return now >= self.give_up_at
+
+    def _leave_unrecorded(self) -> None:
+        """Exit without the writes that a database out of reach would not take; say what is missing.
+
+        Safe: the command is dead. The leader doc still names my turn, which
+        the leader takes back (and records) after ``heartbeat_stale`` of my
+        silence, exactly as after a crash.
+        """
+        missing = []
+        if self.pending_finish is not None:
+            missing.append(f"the end of turn {self.pending_finish[0]}")
+        if self.pending_records:
+            missing.append("the record of turn " + ", ".join(str(r.turn) for r in self.pending_records))
+        log.error("stopping without writing %s: the database is out of reach; the leader takes the turn back "
+                  "after heartbeat_stale and records it", " and ".join(missing) or "'left'")
         raise _Stop()
 
     def _note_outage(self, exc: Exception) -> None:

@@ -223,6 +223,38 @@ def test_a_command_that_prints_megabytes_does_not_hang(sites, database):
 # --------------------------------------------------------------------------- the server goes away and comes back
 
 
+def test_a_stop_while_the_server_is_down_ends_in_bounded_time_and_the_turn_is_taken_back(disk_server, tmp_path):
+    """SIGTERM to a running site while the database is away: its command stops, the
+    agent gives up on its last writes after heartbeat_stale, and once the server is
+    back the leader takes the turn back and records it."""
+    db = servers.create_database(disk_server)
+    try:
+        s = Sites(config=db.config_file(tmp_path / "config"), workdir=tmp_path)
+        try:
+            alpha = s.start("alpha", sleep_s=30)
+            run = wait_until("alpha running", lambda: next(iter(s.report().runs), None))
+            assert disk_server.devserver is not None
+            disk_server.devserver.stop()
+            try:
+                alpha.signal(signal.SIGTERM)
+                assert alpha.wait(timeout_s=STALE_S + 10) == 128 + signal.SIGTERM
+            finally:
+                disk_server.devserver.start()
+            assert next(r for r in s.report().runs if r.pid == run.pid).end_ns is not None, "the command outlived it"
+            assert f"stopping without writing the end of turn {run.turn}" in alpha.log(), alpha.log()
+            s.start("bravo", sleep_s=0.1)
+            s.wait_runs(2, timeout_s=30)
+            record = wait_until(f"turn {run.turn} recorded", lambda: db.store.get(docs.turn_record_id(int(run.turn))))
+            parsed, _ = docs.parse_turn_record(record)
+            assert parsed is not None and parsed.site == "alpha" and parsed.how == "revoked"
+            assert s.report().overlaps == []
+        finally:
+            s.stop_all()
+        assert_documents_parse(db.store)
+    finally:
+        db.drop()
+
+
 def test_the_server_down_mid_run_and_back(disk_server, tmp_path):
     db = servers.create_database(disk_server)
     try:
