@@ -29,7 +29,7 @@ from enqueue.config import Connection
 from enqueue.devserver import DevServer
 from enqueue.store import Store
 from tests.support import servers
-from tests.support.agents import Sites
+from tests.support.agents import Sites, wait_until
 
 SITES = ("alpha", "bravo", "charlie")
 LEADER_ID = "enqueue_leader"
@@ -357,12 +357,18 @@ def test_three_sites_with_their_own_accounts_take_turns_alphabetically(secured: 
             group = Sites(config=secured.config(tmp_path / "configs", name), workdir=workdir)
             groups.append(group)
             group.start(name, sleep_s=0.1, extra=["--log-level", "debug"] if name == "alpha" else [])
-        report = groups[0].wait_runs(7, timeout_s=40)
+        # The three join one by one: judge the order from the turn after all have had one.
+        def all_joined() -> int | None:
+            order = groups[0].report().order
+            return len(order) if set(SITES) <= set(order) else None
+
+        joined = wait_until("a turn of every site", all_joined, timeout_s=40)
+        report = groups[0].wait_runs(joined + 5, timeout_s=40)
     finally:
         for group in groups:
             group.stop_all()
     assert report.overlaps == [], report.overlaps
-    assert _alphabetical(report.order[-5:]), report.order
+    assert _alphabetical(report.order[joined - 1:]), report.order
     records = secured.admin.list_prefix(docs.TURN_PREFIX)
     assert len(records) >= 5
     logs = "".join(agent.log() for group in groups for agent in group.agents.values())
