@@ -48,6 +48,14 @@ def watcher(feed: ScriptedFeed, events: "queue.Queue") -> FeedWatcher:
     return FeedWatcher(feed, beat_s=0.01, retry_s=0.01, deliver=events.put)
 
 
+def shut(w: FeedWatcher, feed: ScriptedFeed) -> None:
+    """Stop the watcher, let a blocked feed go, and check that its thread ended."""
+    w.stop()
+    feed.release.set()
+    w._thread.join(5)
+    assert not w._thread.is_alive()
+
+
 def test_changes_are_delivered_in_order_and_the_position_carries_over_a_reopen() -> None:
     feed = ScriptedFeed([[ChangeBatch({"a": {"v": 1}}, 5), ChangeBatch({}, 6), ChangeBatch({"a": {"v": 2}}, 7)]])
     events: queue.Queue = queue.Queue()
@@ -56,12 +64,10 @@ def test_changes_are_delivered_in_order_and_the_position_carries_over_a_reopen()
     w.start(since=4)
     try:
         assert collect(events, 2) == [("changes", {"a": {"v": 1}}), ("changes", {"a": {"v": 2}})]
-        w.stop()
-        feed.release.set()
-        w._thread.join(5)
+        assert feed.opened.get(timeout=5) == ("a",)
+        assert feed.opened.get(timeout=5) == ("a",)  # the first feed ended: it is opened again
     finally:
-        w.stop()
-        feed.release.set()
+        shut(w, feed)
     assert feed.calls[0] == (("a",), 4)
     assert feed.calls[1] == (("a",), 7)  # the first feed ended: re-opened where it left off
 
@@ -78,10 +84,7 @@ def test_following_other_ids_reopens_the_feed_with_them() -> None:
         assert feed.opened.get(timeout=5) == ("a", "b")
         assert w.ids == ("a", "b")
     finally:
-        w.stop()
-        feed.release.set()
-        w._thread.join(5)
-    assert not w._thread.is_alive()
+        shut(w, feed)
 
 
 def test_a_failing_feed_is_reported_once_and_its_recovery_once() -> None:
@@ -94,9 +97,7 @@ def test_a_failing_feed_is_reported_once_and_its_recovery_once() -> None:
     try:
         assert collect(events, 3) == [("watch_error", down), ("watch_ok", None), ("changes", {"a": None})]
     finally:
-        w.stop()
-        feed.release.set()
-        w._thread.join(5)
+        shut(w, feed)
     assert events.empty()
     assert [since for _, since in feed.calls[:4]] == [1, 1, 1, 1]  # nothing was lost while it failed
 
