@@ -483,6 +483,36 @@ function (newDoc, oldDoc, userCtx, secObj) {
     othersUnchanged(newDoc, oldDoc, ["runner_report"], "a turn record");
   }
 
+  // ------------------------------------------------------------ which revision a write replaces
+
+  // CouchDB hands the function the new document with its revision history
+  // (_rev, _revisions) as the write names it, and the stored revision that
+  // history leads to (or null). An ordinary write names the revision it
+  // replaces: _rev is oldDoc's, and a new document has neither. A replicated
+  // write (new_edits: false) names its own new revision instead, and its
+  // oldDoc is whatever stored ancestor its made-up history reaches: null, or
+  // an old revision rather than the current one. pouchdb-server copies the
+  // current revision's history into _revisions and compares _rev itself.
+  function revisionOf(doc) {
+    return isObject(doc) && typeof doc._rev === "string" ? doc._rev : null;
+  }
+
+  function checkReplacesCurrent(newDoc, oldDoc) {
+    var rev = revisionOf(newDoc);
+    var history = newDoc._revisions;
+    if (isSet(history)) {
+      if (!isObject(history) || !isCount(history.start) || !isArrayValue(history.ids) || history.ids.length === 0 ||
+          rev !== history.start + "-" + history.ids[0]) {
+        refuse("a write's _revisions must name its _rev");
+      }
+    }
+    var replaced = isObject(oldDoc) ? revisionOf(oldDoc) : null;
+    if (rev !== replaced) {
+      refuse("a site may only replace a document's current revision (replicated writes, new_edits: false, " +
+             "are for admins)");
+    }
+  }
+
   // ------------------------------------------------------------ who writes
 
   function isIn(section, name, roles) {
@@ -517,6 +547,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
     if (!isObject(newDoc) || typeof newDoc._id !== "string") {
       refuse("not a document");
     }
+    checkReplacesCurrent(newDoc, oldDoc);
     if (newDoc._deleted === true) {
       refuse("only an admin may delete documents");
     }

@@ -8,6 +8,8 @@ to create a database once an admin exists.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import secrets
@@ -15,6 +17,8 @@ import ssl
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -331,6 +335,63 @@ def test_a_lost_race_is_a_conflict_even_where_the_server_judges_the_newer_revisi
             scene.site("bravo").put({k: v for k, v in _scene()[docs.turn_record_id(6)].items()})
     finally:
         _restore(scene, before)
+
+
+def _http(secured: Secured, who: str, method: str, path: str, body: object = None) -> tuple[int, object]:
+    """One raw request as account ``who`` (the store has no call for replication, which is the point)."""
+    if who == "admin":
+        user, password = secured.server.username, secured.server.password
+    else:
+        user, password = who, secured.passwords[who]
+    request = urllib.request.Request(f"{secured.server.url}/{secured.name}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _replicated(doc: dict, start: int, *ancestors: str) -> dict:
+    """``doc`` as a replicator sends it: a revision and history of the writer's choosing."""
+    rev_id = secrets.token_hex(16)
+    return dict(doc, _rev=f"{start}-{rev_id}", _revisions={"start": start, "ids": [rev_id, *ancestors]})
+
+
+@pytest.fixture
+def staged(secured: Secured) -> Secured:
+    """A database of its own holding the scene: a write that gets through cannot spoil other tests."""
+    for body in _scene().values():
+        secured.admin.put(dict(body))
+    return secured
+
+
+def test_a_site_cannot_write_through_the_replication_api(staged: Secured) -> None:
+    """``new_edits: false`` names its own history; CouchDB judges it against whatever that history reaches."""
+    before = _snapshot(staged)
+    leader = staged.admin.get(LEADER_ID)
+    current_start, current_id = leader["_rev"].split("-", 1)
+    reset = _changed(leader, leader="alpha", leader_term=1, updated_by="alpha", status=docs.DONE, running=None,
+                     turn=1)
+    attempts = [
+        ("alpha", _replicated({k: v for k, v in reset.items() if k != "_rev"}, 99)),
+        ("alpha", _replicated({k: v for k, v in _with_site(staged.admin.get(SITES_ID), "bravo", None).items()
+                               if k not in ("_rev", "sites")} | {"sites": {"alpha": {"heartbeat_doc": docs.heartbeat_id("alpha")}}}, 40)),
+        ("alpha", _replicated(docs.render_turn_record(docs.TurnRecord(turn=6, site="alpha", how="exited", exit_code=3)), 9)),
+        ("charlie", _replicated(_changed(leader, leader="charlie", leader_term=4, updated_by="charlie"),
+                                int(current_start) + 1, current_id)),
+    ]
+    for who, doc in attempts:
+        status, answer = _http(staged, who, "POST", "/_bulk_docs", {"docs": [doc], "new_edits": False})
+        refused = status == 403 or (isinstance(answer, list) and answer and answer[0].get("error") == "forbidden")
+        assert refused, (who, doc["_id"], status, answer)
+        status, stored = _http(staged, "admin", "GET", f"/{doc['_id']}?conflicts=true")
+        assert "_conflicts" not in stored, stored
+    assert _snapshot(staged) == before
 
 
 # ---------------------------------------------------------------------------- a rotation under the rules

@@ -93,6 +93,11 @@ def registry(entries: dict) -> dict:
     return {"_id": SITES_ID, "_rev": "2-s", "type": "enqueue_sites", "schema": 1, "sites": entries}
 
 
+def fresh(doc: dict) -> dict:
+    """``doc`` as a write that creates it: no revision."""
+    return {k: v for k, v in doc.items() if k != "_rev"}
+
+
 def entry(name: str, **extra: Any) -> dict:
     return {"heartbeat_doc": docs.heartbeat_id(name), "drained": False, **extra}
 
@@ -141,6 +146,22 @@ def with_report(rec: dict, site_name: str) -> dict:
     out = dict(rec, _rev="1-r")
     out["runner_report"] = {"site": site_name, "how": "exited", "exit_code": 0, "ended_at": NOW, "duration_s": 1.0}
     return out
+
+
+HEX = "0123456789abcdef" * 2  # a revision id as CouchDB makes them: 32 hex digits
+
+
+def as_couchdb_update(new: dict, old: dict) -> tuple[dict, dict]:
+    """An ordinary update as CouchDB 3.4.3 hands it to the function: both carry the replaced revision's history."""
+    start, rev_id = old["_rev"].split("-", 1)
+    history = {"start": int(start), "ids": [rev_id]}
+    return dict(new, _rev=old["_rev"], _revisions=history), dict(old, _revisions=history)
+
+
+def replicated(new: dict, rev: str, *ancestors: str) -> dict:
+    """``new`` written with ``new_edits: false``: it names its own revision and a history of the writer's choosing."""
+    start, rev_id = rev.split("-", 1)
+    return dict(new, _rev=rev, _revisions={"start": int(start), "ids": [rev_id, *ancestors]})
 
 
 @dataclass(frozen=True)
@@ -206,11 +227,12 @@ ALLOWED = [
     Case("repair a leader doc that does not parse", repaired(GARBAGE_LEADER, "bravo", 12), GARBAGE_LEADER, site("bravo"), "ok"),
     Case("repair keeps an admin's pause", dict(repaired(dict(GARBAGE_LEADER, paused=True), "bravo", 12), paused=True),
          dict(GARBAGE_LEADER, paused=True), site("bravo"), "ok"),
-    Case("overwrite a deleted leader doc", stored(docs.new_leader_doc(LEADER_ID)),
+    Case("overwrite a deleted leader doc", dict(stored(docs.new_leader_doc(LEADER_ID)), _rev="3-d"),
          {"_id": LEADER_ID, "_rev": "3-d", "_deleted": True}, site("bravo"), "ok"),
     # The registry.
     Case("create the registry", docs.render_sites(docs.new_sites_doc(SITES_ID)), None, site("bravo"), "ok"),
-    Case("create the registry with itself", registry({"bravo": entry("bravo", added_at=NOW)}), None, site("bravo"), "ok"),
+    Case("create the registry with itself", fresh(registry({"bravo": entry("bravo", added_at=NOW)})), None,
+         site("bravo"), "ok"),
     Case("add itself", registry({"alpha": entry("alpha", drained=True, note="x"), "bravo": entry("bravo")}),
          registry({"alpha": entry("alpha", drained=True, note="x")}), site("bravo"), "ok"),
     Case("add itself, drained absent", registry({"bravo": {"heartbeat_doc": docs.heartbeat_id("bravo")}}),
@@ -218,7 +240,7 @@ ALLOWED = [
     Case("replace its own entry that does not parse", registry({"bravo": entry("bravo")}),
          registry({"bravo": "junk"}), site("bravo"), "ok"),
     Case("rebuild a registry that does not parse",
-         dict(registry({"bravo": entry("bravo")}), repaired_from={"sites": 5}),
+         dict(registry({"bravo": entry("bravo")}), _rev="4-j", repaired_from={"sites": 5}),
          {"_id": SITES_ID, "_rev": "4-j", "sites": 5}, site("bravo"), "ok"),
     Case("rewrite the registry unchanged", registry({"alpha": entry("alpha")}), registry({"alpha": entry("alpha")}),
          site("bravo"), "ok"),
@@ -232,6 +254,14 @@ ALLOWED = [
     Case("runner adds its report", with_report(RECORD_BY_LEADER, "bravo"), dict(RECORD_BY_LEADER, _rev="1-r"),
          site("bravo"), "ok"),
     Case("big turn numbers keep their digits", record(12345678901, "bravo", None), None, site("bravo"), "ok"),
+    # The shapes CouchDB hands over (with _revisions).
+    Case("CouchDB: an ordinary claim", *as_couchdb_update(stored(election.claim(RUNNING_BRAVO, "charlie", NOW)),
+                                                          stored(RUNNING_BRAVO)), site("charlie"), "ok"),
+    Case("CouchDB: an ordinary heartbeat", *as_couchdb_update(docs.render_heartbeat(Heartbeat(site="bravo", beat=4)),
+                                                              docs.render_heartbeat(Heartbeat(site="bravo", rev="3-h"))),
+         site("bravo"), "ok"),
+    Case("an admin replicates", replicated(stored(leader_doc(leader="alpha", leader_term=1)), "99-" + HEX), None,
+         ADMIN, "ok"),
     # Admins.
     Case("admin role pauses", edit(RUNNING_BRAVO, paused=True), stored(RUNNING_BRAVO), ADMIN, "ok"),
     Case("server admin writes garbage", {"_id": LEADER_ID, "x": 1}, stored(RUNNING_BRAVO), SERVER_ADMIN, "ok"),
@@ -274,7 +304,8 @@ FORBIDDEN = [
     Case("change an admin's field", dict(registry({}), note="mine"), dict(registry({}), note="admin's"),
          site("bravo"), "field 'note'"),
     Case("registry without sites", {"_id": SITES_ID, "_rev": "2-s", "sites": []}, registry({}), site("bravo"), "'sites' object"),
-    Case("create a registry with another site", registry({"alpha": entry("alpha")}), None, site("bravo"), "add only itself"),
+    Case("create a registry with another site", fresh(registry({"alpha": entry("alpha")})), None, site("bravo"),
+         "add only itself"),
     # Leadership.
     Case("make another site leader", edit(RUNNING_BRAVO, leader="charlie", leader_term=4, updated_by="bravo"),
          stored(RUNNING_BRAVO),
@@ -376,6 +407,29 @@ FORBIDDEN = [
          dict(RECORD_BY_LEADER, _rev="1-r"), site("bravo"), "field 'how'"),
     Case("a second report", with_report(RECORD_BY_LEADER, "bravo"),
          with_report(RECORD_BY_LEADER, "bravo"), site("bravo"), "has its runner's report already"),
+    # Replicated writes (_bulk_docs with new_edits: false), in the shapes CouchDB 3.4.3 hands over.
+    Case("graft a leader doc onto a made-up history",
+         replicated(stored(leader_doc(leader="alpha", leader_term=1, running=None, status=DONE, turn=1,
+                                      updated_by="alpha", rev=None)), "99-" + HEX), None, site("alpha"),
+         "current revision"),
+    Case("graft a leader doc that resets the turn and the pause",
+         replicated(stored(leader_doc(leader=None, leader_term=0, running=None, status=DONE, turn=0, updated_by="bravo",
+                                      rev=None)), "12-" + HEX), None, site("bravo"), "current revision"),
+    Case("graft a registry of one site", replicated(fresh(registry({"alpha": entry("alpha")})), "40-" + HEX), None,
+         site("alpha"), "current revision"),
+    Case("graft a turn record", replicated(record(42, "bravo", None), "7-" + HEX), None, site("bravo"),
+         "current revision"),
+    Case("replicate a claim onto the current revision",
+         replicated(stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), "6-" + HEX, "abc"),
+         as_couchdb_update(stored(RUNNING_BRAVO), stored(RUNNING_BRAVO))[1], site("charlie"), "current revision"),
+    Case("replicate onto an old revision", replicated(stored(election.claim(leader_doc(leader=None), "charlie", NOW)),
+                                                       "9-" + HEX, "2-old"),
+         stored(leader_doc(leader=None, rev="2-old")), site("charlie"), "current revision"),
+    Case("history that does not name the revision",
+         dict(as_couchdb_update(stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), stored(RUNNING_BRAVO))[0],
+              _revisions={"start": 99, "ids": [HEX]}), stored(RUNNING_BRAVO), site("charlie"), "_revisions must name"),
+    Case("pouchdb-server: a write that lost a race", stored(election.claim(leader_doc(rev="4-old"), "charlie", NOW)),
+         stored(RUNNING_BRAVO), site("charlie"), "current revision"),
 ]
 
 
