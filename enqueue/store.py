@@ -58,6 +58,7 @@ _POLL_GRACE_S = 0.25
 
 # 404 reasons that mean "no such document" rather than "no such database".
 _DOC_MISSING_REASONS = frozenset({"missing", "deleted"})
+_WRITE_SECURITY = "write security"
 
 # Highest character used as the end of an id-prefix range.
 _HIGH_KEY_CHAR = "\uffff"
@@ -425,6 +426,10 @@ class Store:
             return errors.AuthFailed(f"{prefix}: the server refused the credentials (401 {detail})".rstrip())
         if isinstance(exc, couchdb.http.Forbidden):
             return errors.Forbidden(f"{prefix}: forbidden (403 {detail})".rstrip())
+        if what == _WRITE_SECURITY and status == 500 and reason == "no_majority":
+            # CouchDB 3 answers a non-admin's _security write so: every shard refused it as forbidden.
+            return errors.Forbidden(f"{prefix}: forbidden (500 no_majority: no copy of the database accepted it; "
+                                    f"only an admin of the database may change _security)")
         if isinstance(exc, couchdb.http.ResourceConflict):
             return errors.Conflict(f"{prefix}: conflict, the document changed since it was read")
         if isinstance(exc, couchdb.http.ResourceNotFound):
@@ -600,7 +605,7 @@ class Store:
 
     def put_security(self, security: dict) -> None:
         """Replace the database's ``_security`` object (needs a database or server admin)."""
-        self._request("PUT", f"{self._db_url}/_security", body=security, read_only=False, what="write security")
+        self._request("PUT", f"{self._db_url}/_security", body=security, read_only=False, what=_WRITE_SECURITY)
 
     # ------------------------------------------------------------- the changes
 

@@ -279,9 +279,45 @@ def test_a_site_cannot_change_the_rules_or_who_may_use_the_database(scene: Secur
     design = scene.admin.get(security.DESIGN_DOC_ID)
     with pytest.raises((errors.Forbidden, errors.AuthFailed)):
         alpha.put(_changed(design, validate_doc_update="function (newDoc) {}"))
+    # CouchDB 3 answers this one with 500 no_majority (every shard refused it), pouchdb-server with 401.
     with pytest.raises((errors.Forbidden, errors.AuthFailed)):
         alpha.put_security({})
     assert _snapshot(scene) == before
+
+
+class _NoMajorityHandler(BaseHTTPRequestHandler):
+    """Answers every PUT as CouchDB 3.4.3 answers a member's PUT /db/_security."""
+
+    def do_PUT(self) -> None:  # noqa: N802 (the standard library's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"error":"error","reason":"no_majority"}'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_security_write_answered_no_majority_is_reported_as_refused() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NoMajorityHandler)
+    thread = threading.Thread(target=httpd.serve_forever, name="no-majority-server", daemon=True)
+    thread.start()
+    store = Store(f"http://127.0.0.1:{httpd.server_address[1]}", "db", request_timeout_s=5)
+    try:
+        with pytest.raises(errors.Forbidden, match="only an admin"):
+            store.put_security({})
+        # Elsewhere no_majority is what it says: the cluster could not answer.
+        with pytest.raises(errors.StoreError) as failed:
+            store.put({"_id": "x"})
+        assert not isinstance(failed.value, errors.Forbidden)
+    finally:
+        store.close()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
 
 
 def test_an_account_without_the_site_role_can_neither_read_nor_write(scene: Secured, tmp_path) -> None:
