@@ -75,6 +75,8 @@ ENQUEUE_KEYS = (
     "heartbeat_delay", "heartbeat_stale", "conflict_delay", "kill_grace",
     "repeat", "time_format", "leader_doc", "sites_doc", "allow_cluster",
 )
+#: Every environment variable of enqueue's connection settings starts so; none reaches the command.
+CONNECTION_ENV_PREFIX = "ENQUEUE_COUCHDB_"
 #: Environment variable for each ``[couchdb]`` key it can override.
 ENV_VARS = {
     "url": "ENQUEUE_COUCHDB_URL",

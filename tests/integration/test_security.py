@@ -594,6 +594,25 @@ def test_wrong_credentials_fail_in_one_line_that_holds_no_password(secured, tmp_
     assert wrong not in str(failed.value) and wrong not in repr(store)
 
 
+def test_the_command_runs_without_the_agents_database_credentials(secured, tmp_path) -> None:
+    """The credentials come from the environment, as a systemd unit gives them; the command prints its own."""
+    bare = tmp_path / "bare.ini"
+    bare.write_text(f"[couchdb]\nurl = {secured.server.url}\ndatabase = {secured.name}\n")
+    password = secured.passwords["alpha"]
+    env = {"ENQUEUE_COUCHDB_USERNAME": "alpha", "ENQUEUE_COUCHDB_PASSWORD": password,
+           "ENQUEUE_COUCHDB_CA_FILE": "", "ENQUEUE_TEST_INHERITED": "kept"}
+    printed = tmp_path / "env.json"
+    show_env = f"import json, os; json.dump(dict(os.environ), open({str(printed)!r}, 'w'))"
+    done = _enqueue("run", str(bare), "alpha", "-d", "0.5s", "-s", "2s", "--kill-grace", "0.3s", "--no-repeat",
+                    "--", sys.executable, "-c", show_env, env=env, timeout_s=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(printed.read_text())
+    assert [k for k in seen if k.startswith("ENQUEUE_COUCHDB")] == []
+    assert not any(password in v for v in seen.values())
+    assert seen["ENQUEUE_SITE"] == "alpha" and seen["ENQUEUE_LEADER"] == "alpha" and int(seen["ENQUEUE_TURN"]) >= 1
+    assert seen["ENQUEUE_TEST_INHERITED"] == "kept"
+
+
 # ---------------------------------------------------------------------------- TLS
 
 
