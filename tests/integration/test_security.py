@@ -565,6 +565,36 @@ def test_users_add_writes_a_private_password_file_and_prints_the_password_only_w
     assert "removed the account of site delta" in out
 
 
+def test_a_site_cannot_give_itself_a_role(secured) -> None:
+    """CouchDB refuses an account a change of its own roles; the embedded server is made to refuse it too."""
+    own = Store(secured.server.url, users.USERS_DB, username="alpha", password=secured.passwords["alpha"])
+    admin_users = secured.server.store(users.USERS_DB)
+    try:
+        # CouchDB 3 lets no member even read _users; pouchdb-server lets an account read its own document.
+        doc = admin_users.get(users.user_id("alpha"))
+        assert doc is not None and doc["roles"] == ["enqueue_site"]
+        with pytest.raises(errors.Forbidden):
+            own.put(dict(doc, roles=["enqueue_site", security.DEFAULT_ADMIN_ROLE]))
+        with pytest.raises(errors.Forbidden):
+            own.put(dict(doc, roles=[]))
+        assert admin_users.get(users.user_id("alpha"))["roles"] == ["enqueue_site"]
+    finally:
+        own.close()
+        admin_users.close()
+
+
+def test_a_password_reset_leaves_the_site_role_only(secured, tmp_path) -> None:
+    admin_users = secured.server.store(users.USERS_DB)
+    try:
+        doc = admin_users.get(users.user_id("bravo"))
+        admin_users.put(dict(doc, roles=["enqueue_site", security.DEFAULT_ADMIN_ROLE, "other"]))
+        users.add(_connection(secured.server, secured.name), "bravo", password_file=str(tmp_path / "b"),
+                  show_password=False, replace=True, role=None)
+        assert admin_users.get(users.user_id("bravo"))["roles"] == ["enqueue_site"]
+    finally:
+        admin_users.close()
+
+
 def test_wrong_credentials_fail_in_one_line_that_holds_no_password(secured, tmp_path) -> None:
     wrong = "wrong-" + secrets.token_urlsafe(12)
     password_file = tmp_path / "wrong.password"
