@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping
 import psutil
 
 from enqueue import documents as docs
-from enqueue import election, records, scheduler, turns
+from enqueue import election, records, repair, scheduler, turns
 from enqueue.clock import Clock, SystemClock, format_time
 from enqueue.documents import IDLE, LEFT, RUNNING, WAITING, Heartbeat, LeaderDoc, TurnRecord
 from enqueue.errors import (
@@ -717,14 +717,11 @@ class Agent:
             return False
         if now - self.view.invalid_leader_since < self.t.heartbeat_stale_s:
             return False
-        known = self.view.max_turn_seen
+        newest = None
         for rec in self.store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
             parsed, _ = docs.parse_turn_record(rec)
-            if parsed is not None:
-                known = max(known, parsed.turn)
-        old_turn = raw.get("turn")
-        if isinstance(old_turn, int) and not isinstance(old_turn, bool) and old_turn >= 0:
-            known = max(known, old_turn)
+            newest = parsed.turn if parsed is not None else None
+        known = repair.resume_turn(self.view.max_turn_seen, self.view.leader_raw, newest)
         # An admin's pause survives the repair; a pause flag that does not parse reads as set.
         paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
         reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None

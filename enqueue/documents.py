@@ -23,6 +23,8 @@ SCHEMA_VERSION = 1
 HEARTBEAT_PREFIX = "enqueue_heartbeat:"
 TURN_PREFIX = "enqueue_turn:"
 TURN_ID_DIGITS = 10
+#: The widest turn number a record id holds; a turn beyond it is refused, never printed wider.
+MAX_TURN = 10**TURN_ID_DIGITS - 1
 
 # Turn states in the leader doc.
 GRANTED = "granted"
@@ -45,7 +47,12 @@ def heartbeat_id(site: str) -> str:
 
 
 def turn_record_id(turn: int) -> str:
-    """The id of a turn record; zero-padded so ids sort by turn number."""
+    """The id of a turn record; zero-padded to one width so ids sort by turn number.
+
+    Raises ValueError for a turn outside 0..MAX_TURN rather than print a wider id.
+    """
+    if not 0 <= turn <= MAX_TURN:
+        raise ValueError(f"turn {turn} does not fit a turn record id ({TURN_ID_DIGITS} digits)")
     return f"{TURN_PREFIX}{turn:0{TURN_ID_DIGITS}d}"
 
 
@@ -80,10 +87,12 @@ class _Fields:
     def text(self, key: str, *, required: bool = False) -> str | None:
         return self._get(key, (str,), None, required, "a string or null")
 
-    def integer(self, key: str, default: int | None = 0, *, required: bool = False, minimum: int = 0) -> int | None:
+    def integer(self, key: str, default: int | None = 0, *, required: bool = False, minimum: int = 0,
+                maximum: int | None = None) -> int | None:
         value = self._get(key, (int,), default, required, "an integer")
-        if isinstance(value, int) and value < minimum:
-            self.problems.append(f"field '{key}' should be at least {minimum}, not {value}")
+        if isinstance(value, int) and (value < minimum or (maximum is not None and value > maximum)):
+            bound = f"at least {minimum}" if value < minimum else f"at most {maximum}"
+            self.problems.append(f"field '{key}' should be {bound}, not {value}")
             if required:
                 self.fatal = True
             return default
@@ -184,7 +193,7 @@ def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc 
         leader_term=f.integer("leader_term", required=True),
         running=f.site("running"),
         status=f.choice("status", TURN_STATES, required=True),
-        turn=f.integer("turn", required=True),
+        turn=f.integer("turn", required=True, maximum=MAX_TURN),
         rotation=rotation,
         paused=f.flag("paused", if_malformed=True),
         paused_reason=f.text("paused_reason"),
@@ -426,7 +435,7 @@ def parse_turn_record(raw: Mapping[str, Any] | None) -> tuple[TurnRecord | None,
         f.problems.append(f"field 'duration_s' should be a number, not {duration!r:.60}")
         duration = None
     rec = TurnRecord(
-        turn=f.integer("turn", required=True) or 0,
+        turn=f.integer("turn", required=True, maximum=MAX_TURN) or 0,
         site=f.site("site", required=True) or "",
         how=f.text("how") or "unknown",
         exit_code=f.integer("exit_code", None, minimum=-(2**31)),

@@ -27,6 +27,9 @@ function (newDoc, oldDoc, userCtx, secObj) {
   var HEARTBEAT_PREFIX = "enqueue_heartbeat:";
   var TURN_PREFIX = "enqueue_turn:";
   var TURN_ID_DIGITS = 10;
+  var MAX_TURN = 9999999999;  // the widest turn number a record id holds
+  // What a leader's record of a turn it took away may say (no outcome: the runner reports that).
+  var TAKEN_AWAY = ["revoked", "not started"];
   var SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
   var GRANTED = "granted", RUNNING = "running", DONE = "done";
   // Leader-doc fields whose changes the rules below judge one by one.
@@ -246,6 +249,16 @@ function (newDoc, oldDoc, userCtx, secObj) {
     if (isSet(raw.skip_turn) && n.skip_turn === null) {
       refuse("'skip_turn' must be a turn number or null");
     }
+    if (n.turn > MAX_TURN) {
+      refuse("turn numbers have at most " + TURN_ID_DIGITS + " digits (" + MAX_TURN + ")");
+    }
+  }
+
+  // How many revisions a document has had: each site write adds one and raises 'turn' by one at most.
+  function generation(doc) {
+    var rev = revisionOf(doc);
+    var count = rev === null ? NaN : parseInt(rev.split("-")[0], 10);
+    return isFinite(count) ? count : 0;
   }
 
   // ------------------------------------------------------------ the leader doc: what a site may change
@@ -383,8 +396,15 @@ function (newDoc, oldDoc, userCtx, secObj) {
         n.paused_reason !== (typeof oldDoc.paused_reason === "string" ? oldDoc.paused_reason : null)) {
       refuse("rewriting a leader document that does not parse must keep its paused and paused_reason");
     }
-    if (isCount(oldDoc.turn) && n.turn < oldDoc.turn) {
-      refuse("rewriting a leader document must not lower its turn below " + oldDoc.turn);
+    var oldTurn = isCount(oldDoc.turn) ? oldDoc.turn : 0;
+    if (n.turn < oldTurn) {
+      refuse("rewriting a leader document must not lower its turn below " + oldTurn);
+    }
+    // No write so far can have taken 'turn' beyond the document's revision count, unless an admin set it.
+    var highest = Math.max(oldTurn, generation(oldDoc));
+    if (n.turn > highest) {
+      refuse("rewriting a leader document must not raise its turn beyond " + highest +
+             " (its old turn, or its number of revisions)");
     }
   }
 
@@ -459,23 +479,32 @@ function (newDoc, oldDoc, userCtx, secObj) {
 
   function checkTurnRecord(newDoc, oldDoc, me) {
     if (oldDoc === null) {
-      if (!isCount(newDoc.turn) || turnRecordId(newDoc.turn) !== newDoc._id) {
+      if (!isCount(newDoc.turn) || newDoc.turn > MAX_TURN || turnRecordId(newDoc.turn) !== newDoc._id) {
         refuse("a turn record's id must be " + TURN_PREFIX + "<its turn, " + TURN_ID_DIGITS + " digits>");
       }
-      if (newDoc.site !== me && newDoc.leader !== me) {
-        refuse("a turn record must name the writing site as its 'site' or its 'leader'");
+      if (newDoc.site !== me) {
+        // Another site's turn: only its leader's word that it took the turn away, no outcome.
+        if (newDoc.leader !== me) {
+          refuse("a turn record must name the writing site as its 'site' or its 'leader'");
+        }
+        if (!contains(TAKEN_AWAY, newDoc.how) || isSet(newDoc.exit_code) || isSet(newDoc.runner_report)) {
+          refuse("a record of another site's turn may only say that its leader took it away " +
+                 "(how 'revoked' or 'not started', no exit code); the runner reports the outcome");
+        }
       }
       if (isSet(newDoc.runner_report) && !(isObject(newDoc.runner_report) && newDoc.runner_report.site === me)) {
         refuse("a runner report must name the writing site");
       }
       return;
     }
-    // Written once; the runner of a turn the leader recorded may add its own report.
+    // Written once. A site that ran the turn adds its own report: to the
+    // leader's record of taking it away, or to a record that names another
+    // site as its runner (readers then show the turn as disputed).
     if (isSet(oldDoc.runner_report)) {
       refuse("a turn record is written once, and has its runner's report already");
     }
-    if (oldDoc.site !== me) {
-      refuse("only the site that ran a turn may add its report to the turn record");
+    if (oldDoc.site === me && !contains(TAKEN_AWAY, oldDoc.how)) {
+      refuse("a turn record is written once; its own site adds a report only to its leader's record of taking it away");
     }
     if (!isObject(newDoc.runner_report) || newDoc.runner_report.site !== me) {
       refuse("a turn record is written once; its runner may only add a 'runner_report' naming itself");

@@ -5,8 +5,11 @@ ran a turn writes when it ends, and the leader writes for a turn it took
 away. Read-only. Records that do not parse are named on stderr and left out.
 
 Text output: a table with the columns TURN, SITE, HOST, STARTED, ENDED (UTC,
-as stored), DURATION, EXIT, HOW and NOTE. ``--json`` prints
-``{"turns": [...]}`` with the keys documented in docs/OPERATIONS.md.
+as stored), DURATION, EXIT, HOW and NOTE; EXIT and HOW are the turn's
+outcome as ``records.outcome`` reads it (the runner's own report over the
+leader's record; ``disputed`` when two sites say they ran it, the NOTE says
+who). ``--json`` prints ``{"turns": [...]}`` with the keys documented in
+docs/OPERATIONS.md.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import records, steering
 from enqueue.durations import format_duration
 from enqueue.logs import add_logging_arguments
 
@@ -79,6 +82,7 @@ def read_turns(store: Any, site: Optional[str], limit: int) -> list[tuple[docs.T
 def as_json(rec: docs.TurnRecord, raw: dict) -> dict[str, Any]:
     """One turn for ``--json``: the record's fields, plus the runner's own report when the leader wrote the record."""
     report = raw.get("runner_report")
+    taken = records.outcome(rec, raw)
     return {
         "turn": rec.turn,
         "site": rec.site,
@@ -91,6 +95,7 @@ def as_json(rec: docs.TurnRecord, raw: dict) -> dict[str, Any]:
         "duration_s": rec.duration_s,
         "note": rec.note,
         "runner_report": report if isinstance(report, dict) else None,
+        "outcome": {"how": taken.how, "exit_code": taken.exit_code, "dispute": taken.dispute},
     }
 
 
@@ -102,11 +107,12 @@ def _short(text: Optional[str]) -> str:
 def render_table(turns: list[tuple[docs.TurnRecord, dict]]) -> list[str]:
     """The history table, one line per turn."""
     rows = [["TURN", "SITE", "HOST", "STARTED (UTC)", "ENDED (UTC)", "DURATION", "EXIT", "HOW", "NOTE"]]
-    for rec, _raw in turns:
+    for rec, raw in turns:
+        taken = records.outcome(rec, raw)
         rows.append([
             str(rec.turn), rec.site, rec.host or "-", rec.started_at or "-", rec.ended_at or "-",
             "-" if rec.duration_s is None else format_duration(rec.duration_s),
-            "-" if rec.exit_code is None else str(rec.exit_code), rec.how, _short(rec.note),
+            "-" if taken.exit_code is None else str(taken.exit_code), taken.how, _short(taken.dispute or rec.note),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]

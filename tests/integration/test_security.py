@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 from enqueue import documents as docs
-from enqueue import cli, errors, logs, security
+from enqueue import cli, errors, logs, records, security
 from enqueue.commands import users
 from enqueue.config import Connection
 from enqueue.devserver import DevServer
@@ -246,6 +246,11 @@ REFUSALS: list[tuple[str, str, str, Attempt]] = [
     ("bravo", "write a turn record for another site", docs.turn_record_id(8),
      lambda d: docs.render_turn_record(docs.TurnRecord(turn=8, site="charlie", how="exited"))),
     ("alpha", "rewrite a finished turn's record", docs.turn_record_id(6), lambda d: _changed(d, exit_code=1)),
+    ("alpha", "record another site's future turn as a success", docs.turn_record_id(42),
+     lambda d: docs.render_turn_record(docs.TurnRecord(turn=42, site="bravo", how="exited", exit_code=0, leader="alpha"))),
+    ("alpha", "record a turn beyond the id width", "enqueue_turn:10000000000",
+     lambda d: dict(docs.render_turn_record(docs.TurnRecord(turn=1, site="alpha", how="exited")),
+                    _id="enqueue_turn:10000000000", turn=10_000_000_000)),
     ("bravo", "delete the leader doc", LEADER_ID, lambda d: dict(d, _deleted=True)),
     ("alpha", "delete its own heartbeat", docs.heartbeat_id("alpha"), lambda d: dict(d, _deleted=True)),
     ("bravo", "delete a turn record", docs.turn_record_id(6), lambda d: dict(d, _deleted=True)),
@@ -428,6 +433,28 @@ def test_a_site_cannot_write_through_the_replication_api(staged: Secured) -> Non
         status, stored = _http(staged, "admin", "GET", f"/{doc['_id']}?conflicts=true")
         assert "_conflicts" not in stored, stored
     assert _snapshot(staged) == before
+
+
+def test_a_record_a_site_wrote_about_another_sites_turn_is_never_taken_as_its_outcome(staged: Secured, tmp_path) -> None:
+    alpha, bravo, charlie = (staged.site(s) for s in ("alpha", "bravo", "charlie"))
+    # Alpha says, as leader, that it took turn 43 away from bravo: allowed, and no outcome.
+    alpha.put(docs.render_turn_record(docs.TurnRecord(turn=43, site="bravo", how="revoked", leader="alpha")))
+    # Alpha claims turn 44 in its own name, before charlie runs it.
+    alpha.put(docs.render_turn_record(docs.TurnRecord(turn=44, site="alpha", how="exited", exit_code=0)))
+    records.write_once(bravo, docs.TurnRecord(turn=43, site="bravo", how="exited", exit_code=3), "bravo")
+    records.write_once(charlie, docs.TurnRecord(turn=44, site="charlie", how="exited", exit_code=3), "charlie")
+    for turn, expected in ((43, records.Outcome("bravo", "exited", 3)), (44, None)):
+        raw = staged.admin.get(docs.turn_record_id(turn))
+        rec, _ = docs.parse_turn_record(raw)
+        taken = records.outcome(rec, raw)
+        if expected is not None:
+            assert taken == expected, raw
+        else:
+            assert taken.how == records.DISPUTED, raw
+    shown = _enqueue("history", str(staged.config(tmp_path / "configs", "bravo")), "--json")
+    assert shown.returncode == 0, shown.stderr
+    outcomes = {t["turn"]: t["outcome"] for t in json.loads(shown.stdout)["turns"]}
+    assert outcomes[43]["exit_code"] == 3 and outcomes[44]["how"] == "disputed"
 
 
 # ---------------------------------------------------------------------------- a rotation under the rules

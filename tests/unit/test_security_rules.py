@@ -138,8 +138,8 @@ def repaired(raw: dict, me: str, turn: int) -> dict:
     return stored(fresh)
 
 
-def record(turn: int, site_name: str, leader: Optional[str]) -> dict:
-    return docs.render_turn_record(TurnRecord(turn=turn, site=site_name, how="exited", exit_code=0, leader=leader))
+def record(turn: int, site_name: str, leader: Optional[str], how: str = "exited", exit_code: Optional[int] = 0) -> dict:
+    return docs.render_turn_record(TurnRecord(turn=turn, site=site_name, how=how, exit_code=exit_code, leader=leader))
 
 
 def with_report(rec: dict, site_name: str) -> dict:
@@ -181,7 +181,7 @@ GRANTED_BRAVO = leader_doc(status=GRANTED)
 RUNNING_BRAVO = leader_doc()
 IDLE_DOC = leader_doc(running="bravo", status=DONE, turn=7)
 GARBAGE_LEADER = {"_id": LEADER_ID, "_rev": "9-g", "leader": "alpha", "status": "exploded", "turn": 12}
-RECORD_BY_LEADER = record(7, "bravo", "alpha")
+RECORD_BY_LEADER = record(7, "bravo", "alpha", how="revoked", exit_code=None)
 
 ALLOWED = [
     # Election.
@@ -253,7 +253,13 @@ ALLOWED = [
     Case("leader records a turn it took away", RECORD_BY_LEADER, None, site("alpha"), "ok"),
     Case("runner adds its report", with_report(RECORD_BY_LEADER, "bravo"), dict(RECORD_BY_LEADER, _rev="1-r"),
          site("bravo"), "ok"),
-    Case("big turn numbers keep their digits", record(12345678901, "bravo", None), None, site("bravo"), "ok"),
+    Case("the widest turn number", record(docs.MAX_TURN, "bravo", None), None, site("bravo"), "ok"),
+    Case("leader records a grant that never started", record(7, "bravo", "alpha", how="not started", exit_code=None),
+         None, site("alpha"), "ok"),
+    Case("a runner disputes a record naming another site", with_report(record(7, "charlie", "alpha"), "bravo"),
+         dict(record(7, "charlie", "alpha"), _rev="1-r"), site("bravo"), "ok"),
+    Case("repair at the highest turn its revisions allow", repaired(dict(GARBAGE_LEADER, turn="x"), "bravo", 9),
+         dict(GARBAGE_LEADER, turn="x"), site("bravo"), "ok"),
     # The shapes CouchDB hands over (with _revisions).
     Case("CouchDB: an ordinary claim", *as_couchdb_update(stored(election.claim(RUNNING_BRAVO, "charlie", NOW)),
                                                           stored(RUNNING_BRAVO)), site("charlie"), "ok"),
@@ -399,8 +405,20 @@ FORBIDDEN = [
     Case("record with an odd id", dict(record(7, "bravo", None), _id="enqueue_turn:7"), None, site("bravo"), "id must be"),
     Case("rewrite a record", dict(record(7, "bravo", None), _rev="1-r", exit_code=1),
          dict(record(7, "bravo", None), _rev="1-r"), site("bravo"), "written once"),
-    Case("report on another site's record", with_report(record(7, "charlie", "alpha"), "bravo"),
-         dict(record(7, "charlie", "alpha"), _rev="1-r"), site("bravo"), "only the site that ran"),
+    Case("report on its own finished record", with_report(record(7, "bravo", None), "bravo"),
+         dict(record(7, "bravo", None), _rev="1-r"), site("bravo"), "adds a report only to its leader's record"),
+    Case("leader records another site's outcome", record(42, "bravo", "alpha", exit_code=0), None, site("alpha"),
+         "only say that its leader took it away"),
+    Case("leader records another site's exit code", record(42, "bravo", "alpha", how="revoked", exit_code=3), None,
+         site("alpha"), "only say that its leader took it away"),
+    Case("a turn number wider than the ids", dict(record(1, "bravo", None), _id="enqueue_turn:10000000000",
+                                                  turn=docs.MAX_TURN + 1), None, site("bravo"), "id must be"),
+    Case("grant beyond the widest turn", leader_plan(leader_doc(running="charlie", status=DONE, turn=docs.MAX_TURN)),
+         stored(leader_doc(running="charlie", status=DONE, turn=docs.MAX_TURN)), site("alpha"), "at most 10 digits"),
+    Case("repair and raise the turn", repaired(GARBAGE_LEADER, "bravo", 13), GARBAGE_LEADER, site("bravo"),
+         "raise its turn beyond 12"),
+    Case("repair at a turn a record made up", repaired(dict(GARBAGE_LEADER, turn="x"), "bravo", 9999999999),
+         dict(GARBAGE_LEADER, turn="x"), site("bravo"), "raise its turn beyond 9"),
     Case("report naming another site", with_report(RECORD_BY_LEADER, "charlie"), dict(RECORD_BY_LEADER, _rev="1-r"),
          site("bravo"), "naming itself"),
     Case("report and change the record", dict(with_report(RECORD_BY_LEADER, "bravo"), how="fine"),
