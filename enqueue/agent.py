@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping
 import psutil
 
 from enqueue import documents as docs
-from enqueue import election, records, repair, scheduler, turns
+from enqueue import election, records, repair, scheduler, security, turns
 from enqueue.clock import Clock, SystemClock, format_time
 from enqueue.documents import IDLE, LEFT, RUNNING, WAITING, Heartbeat, LeaderDoc, TurnRecord
 from enqueue.errors import (
@@ -49,6 +49,8 @@ from enqueue.errors import (
     Conflict,
     SiteInUse,
     EnqueueError,
+    Forbidden,
+    SiteLockedOut,
     StoreError,
 )
 from enqueue.feed import FeedWatcher
@@ -277,6 +279,8 @@ class Agent:
         except Conflict:
             return True
         except StoreError as exc:
+            if isinstance(exc, Forbidden):
+                self._refused(exc)
             self._note_outage(exc)
             if self.stopping is not None and self.my_turn is None and self.pending_finish is None:
                 self._leave()
@@ -654,7 +658,7 @@ class Agent:
             self.pending_records.pop(0)
 
     def _write_record(self, rec: TurnRecord) -> None:
-        records.write_once(self.store, rec, self.me)
+        records.write_once(self.store, rec, self.me, docs.turn_prefix(self.s.leader_doc))
 
     # ------------------------------------------------------------------ leadership
 
@@ -718,7 +722,7 @@ class Agent:
         if now - self.view.invalid_leader_since < self.t.heartbeat_stale_s:
             return False
         newest = None
-        for rec in self.store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
+        for rec in self.store.list_prefix(docs.turn_prefix(self.s.leader_doc), limit=1, descending=True):
             parsed, _ = docs.parse_turn_record(rec)
             newest = parsed.turn if parsed is not None else None
         known = repair.resume_turn(self.view.max_turn_seen, self.view.leader_raw, newest)
@@ -799,6 +803,12 @@ class Agent:
         log.error("stopping without writing %s: the database is out of reach; the leader takes the turn back "
                   "after heartbeat_stale and records it", " and ".join(missing) or "'left'")
         raise _Stop()
+
+    def _refused(self, exc: Forbidden) -> None:
+        """Say in the heartbeat (status shows it) that a write was refused; end with exit 4 if none can ever pass."""
+        if security.locks_out(str(exc), docs.heartbeat_id(self.me)):
+            raise SiteLockedOut(f"{exc}; site {self.me} cannot take part with these credentials and documents")
+        self.hb_message = f"refused by the server: {exc}"
 
     def _note_outage(self, exc: Exception) -> None:
         now = self.clock.monotonic()

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from enqueue.config import DEFAULT_LEADER_DOC
+
 SCHEMA_VERSION = 1
 
 HEARTBEAT_PREFIX = "enqueue_heartbeat:"
@@ -46,14 +48,24 @@ def heartbeat_id(site: str) -> str:
     return HEARTBEAT_PREFIX + site
 
 
-def turn_record_id(turn: int) -> str:
+def turn_prefix(leader_doc: str = DEFAULT_LEADER_DOC) -> str:
+    """The id prefix of the turn records of the document set ``leader_doc`` leads.
+
+    ``enqueue_turn:`` for the default set; ``<leader_doc>:turn:`` for any
+    other, so that sets sharing a database (``-L``/``-S``) never share a
+    record id, and no set's prefix starts another's.
+    """
+    return TURN_PREFIX if leader_doc == DEFAULT_LEADER_DOC else f"{leader_doc}:turn:"
+
+
+def turn_record_id(turn: int, prefix: str = TURN_PREFIX) -> str:
     """The id of a turn record; zero-padded to one width so ids sort by turn number.
 
     Raises ValueError for a turn outside 0..MAX_TURN rather than print a wider id.
     """
     if not 0 <= turn <= MAX_TURN:
         raise ValueError(f"turn {turn} does not fit a turn record id ({TURN_ID_DIGITS} digits)")
-    return f"{TURN_PREFIX}{turn:0{TURN_ID_DIGITS}d}"
+    return f"{prefix}{turn:0{TURN_ID_DIGITS}d}"
 
 
 class _Fields:
@@ -451,10 +463,10 @@ def parse_turn_record(raw: Mapping[str, Any] | None) -> tuple[TurnRecord | None,
     return rec, f.problems
 
 
-def render_turn_record(rec: TurnRecord) -> dict[str, Any]:
-    """The stored form of a turn record (created once, never updated by the protocol)."""
+def render_turn_record(rec: TurnRecord, prefix: str = TURN_PREFIX) -> dict[str, Any]:
+    """The stored form of a turn record (created once, never updated by the protocol), under ``prefix``."""
     return {
-        "_id": turn_record_id(rec.turn),
+        "_id": turn_record_id(rec.turn, prefix),
         "type": "enqueue_turn",
         "schema": SCHEMA_VERSION,
         "turn": rec.turn,

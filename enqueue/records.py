@@ -65,9 +65,10 @@ def outcome(rec: TurnRecord, raw: Mapping[str, Any]) -> Outcome:
                            f"{report['site']} reports it ran it ({how}, exit {code})")
 
 
-def write_once(store: Any, rec: TurnRecord, me: str) -> None:
-    """Store ``rec`` (written by site ``me``), or complete the record already stored for its turn."""
-    body = docs.render_turn_record(rec)
+def write_once(store: Any, rec: TurnRecord, me: str, prefix: str = docs.TURN_PREFIX) -> None:
+    """Store ``rec`` (written by site ``me``) under ``prefix`` (its document set's, ``docs.turn_prefix``),
+    or complete the record already stored for its turn."""
+    body = docs.render_turn_record(rec, prefix)
     doc_id = body["_id"]
     try:
         store.put(body)

@@ -17,15 +17,18 @@
 //     add its report to a record of its own turn that the leader created;
 //   * nothing else: no deletions, no documents the protocol does not know.
 //
+// SETTINGS.sets lists every document set `enqueue init` installed (the
+// default one and any named with -L/-S): each has its own leader doc,
+// sites doc and turn-record prefix; heartbeats are per site, shared.
+//
 // enqueue.security installs everything from the line starting with
 // "function" on, with the SETTINGS line filled in. Plain ES5: CouchDB's
 // JavaScript engine may be old. It must never throw anything but a
 // {forbidden: ...} object: any other error is a 500 for the writer.
 function (newDoc, oldDoc, userCtx, secObj) {
-  var SETTINGS = {"site_role": "enqueue_site", "admin_role": "enqueue_admin", "leader_doc": "enqueue_leader", "sites_doc": "enqueue_sites"};
+  var SETTINGS = {"site_role": "enqueue_site", "admin_role": "enqueue_admin", "sets": [{"leader_doc": "enqueue_leader", "sites_doc": "enqueue_sites", "turn_prefix": "enqueue_turn:"}]};
 
   var HEARTBEAT_PREFIX = "enqueue_heartbeat:";
-  var TURN_PREFIX = "enqueue_turn:";
   var TURN_ID_DIGITS = 10;
   var MAX_TURN = 9999999999;  // the widest turn number a record id holds
   // What a leader's record of a turn it took away may say (no outcome: the runner reports that).
@@ -146,12 +149,12 @@ function (newDoc, oldDoc, userCtx, secObj) {
     return HEARTBEAT_PREFIX + site;
   }
 
-  function turnRecordId(turn) {
+  function turnRecordId(turn, prefix) {
     var digits = String(turn);
     while (digits.length < TURN_ID_DIGITS) {
       digits = "0" + digits;
     }
-    return TURN_PREFIX + digits;
+    return prefix + digits;
   }
 
   // rotation.next_after: the first site after `last` alphabetically, wrapping around.
@@ -477,10 +480,10 @@ function (newDoc, oldDoc, userCtx, secObj) {
     }
   }
 
-  function checkTurnRecord(newDoc, oldDoc, me) {
+  function checkTurnRecord(newDoc, oldDoc, me, prefix) {
     if (oldDoc === null) {
-      if (!isCount(newDoc.turn) || newDoc.turn > MAX_TURN || turnRecordId(newDoc.turn) !== newDoc._id) {
-        refuse("a turn record's id must be " + TURN_PREFIX + "<its turn, " + TURN_ID_DIGITS + " digits>");
+      if (!isCount(newDoc.turn) || newDoc.turn > MAX_TURN || turnRecordId(newDoc.turn, prefix) !== newDoc._id) {
+        refuse("a turn record's id must be " + prefix + "<its turn, " + TURN_ID_DIGITS + " digits>");
       }
       if (newDoc.site !== me) {
         // Another site's turn: only its leader's word that it took the turn away, no outcome.
@@ -582,14 +585,26 @@ function (newDoc, oldDoc, userCtx, secObj) {
     }
     var old = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
     var id = newDoc._id;
-    if (id === SETTINGS.leader_doc) {
-      checkLeaderDoc(newDoc, old, name);
-    } else if (id === SETTINGS.sites_doc) {
-      checkSitesDoc(newDoc, old, name);
-    } else if (id.indexOf(HEARTBEAT_PREFIX) === 0) {
+    var sets = isArrayValue(SETTINGS.sets) ? SETTINGS.sets : [];
+    var recordPrefix = null;
+    for (var i = 0; i < sets.length; i++) {
+      if (id === sets[i].leader_doc) {
+        checkLeaderDoc(newDoc, old, name);
+        return;
+      }
+      if (id === sets[i].sites_doc) {
+        checkSitesDoc(newDoc, old, name);
+        return;
+      }
+      var prefix = sets[i].turn_prefix;
+      if (id.indexOf(prefix) === 0 && (recordPrefix === null || prefix.length > recordPrefix.length)) {
+        recordPrefix = prefix;
+      }
+    }
+    if (id.indexOf(HEARTBEAT_PREFIX) === 0) {
       checkHeartbeat(newDoc, name);
-    } else if (id.indexOf(TURN_PREFIX) === 0) {
-      checkTurnRecord(newDoc, old, name);
+    } else if (recordPrefix !== null) {
+      checkTurnRecord(newDoc, old, name, recordPrefix);
     } else {
       refuse("'" + id + "' is not a document enqueue uses; only an admin may write it");
     }

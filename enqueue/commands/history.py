@@ -1,8 +1,10 @@
 """``enqueue history CONFIG [--site SITE] [--limit N] [--json]``: the finished turns, newest first.
 
-Read from the turn records (``enqueue_turn:<number>``), which the site that
-ran a turn writes when it ends, and the leader writes for a turn it took
-away. Read-only. Records that do not parse are named on stderr and left out.
+Read from the turn records (``enqueue_turn:<number>``, or
+``<leader doc>:turn:<number>`` for another document set), which the site
+that ran a turn writes when it ends, and the leader writes for a turn it
+took away. Read-only. Records that do not parse are named on stderr and
+left out.
 
 Text output: a table with the columns TURN, SITE, HOST, STARTED, ENDED (UTC,
 as stored), DURATION, EXIT, HOW and NOTE; EXIT and HOW are the turn's
@@ -57,14 +59,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     "5 database missing."
 
 
-def read_turns(store: Any, site: Optional[str], limit: int) -> list[tuple[docs.TurnRecord, dict]]:
-    """The newest ``limit`` parsed turn records (all when 0), of ``site`` only when given, newest first."""
+def read_turns(store: Any, site: Optional[str], limit: int,
+               prefix: str = docs.TURN_PREFIX) -> list[tuple[docs.TurnRecord, dict]]:
+    """The newest ``limit`` parsed turn records (all when 0) under ``prefix``, of ``site`` only when given,
+    newest first."""
     server_limit = limit if limit and site is None else None
-    rows = store.list_prefix(docs.TURN_PREFIX, descending=True, limit=server_limit)
+    rows = store.list_prefix(prefix, descending=True, limit=server_limit)
     if server_limit is not None and len(rows) == server_limit:
         if sum(1 for raw in rows if docs.parse_turn_record(raw)[0] is not None) < limit:
             # Records that do not parse took places in the page: read them all.
-            rows = store.list_prefix(docs.TURN_PREFIX, descending=True)
+            rows = store.list_prefix(prefix, descending=True)
     out = []
     for raw in rows:
         rec, problems = docs.parse_turn_record(raw)
@@ -123,7 +127,7 @@ def execute(args: argparse.Namespace) -> int:
     settings = steering.load_settings(args)
     with steering.open_store(settings) as store:
         store.check()
-        turns = read_turns(store, args.site, args.limit)
+        turns = read_turns(store, args.site, args.limit, docs.turn_prefix(settings.leader_doc))
     if args.json:
         print(json.dumps({"turns": [as_json(rec, raw) for rec, raw in turns]}, indent=2))
         return 0

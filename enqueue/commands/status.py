@@ -19,13 +19,14 @@ the picture and tried again every SECONDS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import overview, steering
+from enqueue import overview, security, steering
 from enqueue.clock import Clock, SystemClock
 from enqueue.errors import StoreError
 from enqueue.logs import add_logging_arguments
@@ -105,7 +106,7 @@ class Reader:
             expected <= 0 or any(r.get("turn") == expected for r in self._records or [])
         )
         if not have:
-            self._records = self.store.list_prefix(docs.TURN_PREFIX)
+            self._records = self.store.list_prefix(docs.turn_prefix(self.settings.leader_doc))
             self._records_key = key
         return self._records or []
 
@@ -120,7 +121,9 @@ class Reader:
         heartbeats = self.store.get_many(list(hb_ids.values())) if hb_ids else {}
         records = self._turn_records(leader_raw)
         self.watch_ids = [self.settings.leader_doc, self.settings.sites_doc] + list(hb_ids.values())
-        return overview.build(
+        uncovered = security.uncovered_set_problem(self.store.get(security.DESIGN_DOC_ID), self.settings.leader_doc,
+                                                   self.settings.sites_doc)
+        ov = overview.build(
             self.settings,
             self.store.database,
             self.store.url,
@@ -132,6 +135,7 @@ class Reader:
             self.observer,
             self.clock.monotonic() if self.observer is not None else None,
         )
+        return ov if uncovered is None else dataclasses.replace(ov, problems=(*ov.problems, uncovered))
 
 
 def _print_frame(ov: overview.Overview, as_json: bool, watching: Optional[float]) -> None:

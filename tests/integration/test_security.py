@@ -457,6 +457,46 @@ def test_a_record_a_site_wrote_about_another_sites_turn_is_never_taken_as_its_ou
     assert outcomes[43]["exit_code"] == 3 and outcomes[44]["how"] == "disputed"
 
 
+# ---------------------------------------------------------------------------- several document sets
+
+
+RUN_FAST = ("-d", "0.5s", "-s", "2s", "--kill-grace", "0.3s", "--no-repeat")
+
+
+def test_every_document_set_init_installed_stays_usable_and_records_never_collide(secured, tmp_path) -> None:
+    admin = str(secured.admin_config(tmp_path / "admin"))
+    for extra in ((), ("-L", "test_leader", "-S", "test_sites")):
+        done = _enqueue("init", admin, *extra)
+        assert done.returncode == 0, done.stderr
+    config = str(secured.config(tmp_path / "configs", "alpha"))
+    for extra in ((), ("-L", "test_leader", "-S", "test_sites")):
+        done = _enqueue("run", config, "alpha", *RUN_FAST, *extra, "--", "true", timeout_s=45)
+        assert done.returncode == 0, done.stderr
+    default = [d["_id"] for d in secured.admin.list_prefix(docs.TURN_PREFIX)]
+    other = [d["_id"] for d in secured.admin.list_prefix(docs.turn_prefix("test_leader"))]
+    assert default == [docs.turn_record_id(1)], default
+    assert other == [docs.turn_record_id(1, docs.turn_prefix("test_leader"))], other
+    for extra in ((), ("-L", "test_leader", "-S", "test_sites")):
+        shown = _enqueue("status", config, *extra)
+        assert shown.returncode == 0 and "problem: the access rules" not in shown.stdout, shown.stdout
+
+
+def test_a_site_whose_writes_no_rule_covers_says_so_and_exits_with_the_credentials_code(secured, tmp_path) -> None:
+    """A set nobody ran 'init' for, its documents made by hand: the site is refused for good, not forever."""
+    secured.admin.put(docs.render_leader(docs.new_leader_doc("other_leader")))
+    secured.admin.put(docs.render_sites(docs.new_sites_doc("other_sites"),
+                                        {"alpha": {"heartbeat_doc": docs.heartbeat_id("alpha")}}))
+    config = str(secured.config(tmp_path / "configs", "alpha"))
+    extra = ("-L", "other_leader", "-S", "other_sites")
+    shown = _enqueue("status", config, *extra)
+    assert shown.returncode == 0, shown.stderr
+    assert "problem: the access rules (_design/enqueue) cover the document sets enqueue_leader/enqueue_sites, " \
+           "not other_leader/other_sites" in shown.stdout, shown.stdout
+    done = _enqueue("run", config, "alpha", *RUN_FAST, *extra, "--", "true", timeout_s=45)
+    assert done.returncode == errors.EXIT_AUTH, done.stderr
+    assert "is not a document enqueue uses" in done.stderr
+
+
 # ---------------------------------------------------------------------------- a rotation under the rules
 
 

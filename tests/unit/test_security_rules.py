@@ -543,9 +543,10 @@ def test_broken_documents_are_refused_or_allowed_but_never_crash_the_function() 
 
 @needs_node
 def test_the_installed_source_is_one_function_with_the_settings_filled_in() -> None:
-    source = security.validator_source(site_role="s", admin_role="a", leader_doc="L", sites_doc="S")
+    source = security.validator_source(site_role="s", admin_role="a", sets=[security.DocumentSet("L", "S")])
     assert source.startswith("function (newDoc, oldDoc, userCtx, secObj) {")
-    assert '{"site_role": "s", "admin_role": "a", "leader_doc": "L", "sites_doc": "S"}' in source
+    assert ('{"site_role": "s", "admin_role": "a", "sets": [{"leader_doc": "L", "sites_doc": "S", '
+            '"turn_prefix": "L:turn:"}]}') in source
     cases = [({"_id": "L", "x": 1}, None, {"name": "bravo", "roles": ["s"]}, {}),
              ({"_id": "x"}, None, {"name": "bravo", "roles": ["a"]}, {}),
              ({"_id": "x"}, None, {"name": "bravo", "roles": ["enqueue_site"]}, {})]
@@ -566,7 +567,7 @@ def test_security_object_adds_the_roles_and_keeps_what_an_operator_set() -> None
 
 
 def test_design_document_is_stable_and_keeps_the_revision() -> None:
-    kw = dict(site_role="s", admin_role="a", leader_doc="L", sites_doc="S")
+    kw = dict(site_role="s", admin_role="a", sets=[security.DocumentSet("L", "S")])
     first = security.design_document(None, **kw)
     assert first["_id"] == security.DESIGN_DOC_ID and "_rev" not in first
     again = security.design_document(dict(first, _rev="1-x"), **kw)
@@ -609,6 +610,50 @@ def test_install_twice_writes_once() -> None:
     assert store.writes == writes
     assert "up to date" in second[0] and "unchanged" in second[1]
     assert security.installed_settings(store)["site_role"] == "enqueue_site"
+
+
+@needs_node
+def test_every_document_set_installed_stays_usable_and_records_never_collide() -> None:
+    """``init`` then ``init -L test_leader -S test_sites``: both sets work for the sites, each with its own records."""
+    store = FakeStore()
+    security.install(store)
+    lines = security.install(store, leader_doc="test_leader", sites_doc="test_sites")
+    assert "document sets enqueue_leader/enqueue_sites, test_leader/test_sites" in lines[0]
+    source = store.docs[security.DESIGN_DOC_ID]["validate_doc_update"]
+    other = docs.turn_prefix("test_leader")
+    assert other != docs.TURN_PREFIX and not other.startswith(docs.TURN_PREFIX)
+    assert docs.turn_record_id(7, other) != docs.turn_record_id(7)
+    test_leader = leader_doc(doc_id="test_leader", rev=None)
+    cases = [
+        (stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), stored(RUNNING_BRAVO), site("charlie"), SECURITY),
+        (stored(election.claim(test_leader, "charlie", NOW)), stored(test_leader), site("charlie"), SECURITY),
+        (fresh(dict(registry({"bravo": entry("bravo")}), _id="test_sites")), None, site("bravo"), SECURITY),
+        (docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited"), other), None, site("bravo"), SECURITY),
+        (docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited")), None, site("bravo"), SECURITY),
+        (dict(docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited")), _id="other:turn:0000000007"),
+         None, site("bravo"), SECURITY),
+    ]
+    verdicts = run_validator(cases, source)
+    assert verdicts[:5] == [{"ok": True}] * 5, verdicts
+    assert "not a document enqueue uses" in verdicts[5]["forbidden"]
+    assert security.installed_sets(store.docs[security.DESIGN_DOC_ID]) == [security.DEFAULT_SET,
+                                                                            security.DocumentSet("test_leader", "test_sites")]
+    writes = store.writes
+    security.install(store, leader_doc="test_leader", sites_doc="test_sites")
+    security.install(store)
+    assert store.writes == writes
+
+
+def test_a_set_sharing_a_document_with_an_installed_one_is_refused() -> None:
+    store = FakeStore()
+    security.install(store)
+    with pytest.raises(ConfigError, match="shares a document"):
+        security.install(store, sites_doc="other_sites")
+
+
+def test_a_version_1_design_document_keeps_its_set() -> None:
+    old = {"_id": security.DESIGN_DOC_ID, "enqueue": {"version": 1, "leader_doc": "L", "sites_doc": "S"}}
+    assert security.installed_sets(old) == [security.DocumentSet("L", "S")]
 
 
 @pytest.mark.parametrize("site_role, admin_role", [("_admin", "a"), ("s", ""), ("same", "same"), ("a b", "c")])
