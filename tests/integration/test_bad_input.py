@@ -34,6 +34,7 @@ from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXI
 from enqueue.store import Store
 from tests.support import servers
 from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tools.chaos import probe as probe_tool
 
 LEADER = "enqueue_leader"
 SITES = "enqueue_sites"
@@ -178,7 +179,7 @@ def sites(config_file, tmp_path) -> Iterator[Sites]:
 
 
 def probe(sites: Sites, *args: str) -> list:
-    return [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), *args]
+    return probe_tool.command(sites.probe_log, *args)
 
 
 def record(database, turn: int) -> docs.TurnRecord:

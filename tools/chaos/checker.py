@@ -1,7 +1,7 @@
 """The history checker: reads the probes' own start/end lines and judges them.
 
 It proves or refutes "never two commands at once" from what the commands
-themselves wrote (``enqueue.probe``), not from what the agents claim:
+themselves wrote (``tools.chaos.probe``), not from what the agents claim:
 
 * an ``overlap`` line means a probe found another probe's lock held (the
   kernel holds that lock exactly as long as the other process lives);
