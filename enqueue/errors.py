@@ -32,6 +32,10 @@ class ConfigError(EnqueueError):
     exit_code = EXIT_USAGE
 
 
+class UsageError(ConfigError):
+    """Bad command-line arguments; exits 2 like every configuration error."""
+
+
 class StoreError(EnqueueError):
     """Something went wrong talking to CouchDB."""
 

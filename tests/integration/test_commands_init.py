@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 from pathlib import Path
@@ -15,8 +14,6 @@ from enqueue.errors import EXIT_AUTH
 from enqueue.store import Store
 from tests.support.commands import Cli, enqueue_cli, put_leader  # noqa: F401  (fixture)
 from tests.support.servers import DATABASE_PREFIX
-
-HAS_SECURITY = importlib.util.find_spec("enqueue.security") is not None
 
 
 def _config(directory: Path, url: str, database: str, username: str = None, password: str = None) -> Path:
@@ -88,11 +85,8 @@ def test_init_installs_the_access_rules(fresh):
     result = cli("init")
     assert result.code == 0, result.err
     rules = result.out.splitlines()[3:]
-    if HAS_SECURITY:
-        assert any("design document _design/enqueue" in line for line in rules), rules
-        assert store.get("_design/enqueue") is not None
-    else:
-        assert rules == ["access rules: not installed (this version of enqueue has no enqueue.security)"]
+    assert any("design document _design/enqueue" in line for line in rules), rules
+    assert store.get("_design/enqueue") is not None
 
 
 def test_init_without_admin_rights_is_one_line_and_exit_4(tmp_path, capsys, enqueue_cli):
