@@ -146,12 +146,11 @@ class Timing:
       (``heartbeat_stale - heartbeat_delay`` after its last acknowledged beat)
       while at least one more beat could still have landed;
     * ``kill_grace_s <= (heartbeat_stale_s - 2 * heartbeat_delay_s) / 2``: a
-      fenced command is killed (SIGTERM, then SIGKILL after the grace) at the
-      latest ``self_fence_after_s + kill_grace_s = heartbeat_stale -
-      heartbeat_delay`` after its last acknowledged beat, one heartbeat before
-      the leader may give the turn away, while ``self_fence_after_s`` stays
-      more than one heartbeat, by half the slack, so the next on-time beat has
-      time for its round trip before the SIGTERM moment.
+      fenced command gets SIGTERM ``heartbeat_stale - heartbeat_delay -
+      kill_grace`` after its last acknowledged beat and SIGKILL the grace
+      later, one heartbeat before the leader may give the turn away, while
+      the SIGTERM moment stays more than one heartbeat, by half the slack,
+      after that beat, so the next on-time beat has time for its round trip.
     """
 
     heartbeat_delay_s: float = 600.0
@@ -180,17 +179,6 @@ class Timing:
                 f"before the leader may give its turn away, and an on-time heartbeat must have time to be "
                 f"acknowledged before the command is told to stop"
             )
-
-    @property
-    def self_fence_after_s(self) -> float:
-        """How long after sending its last acknowledged heartbeat a running site starts stopping its command.
-
-        ``heartbeat_stale - heartbeat_delay - kill_grace``: with the grace on
-        top, the command is gone ``heartbeat_delay`` before the leader, which
-        counts ``heartbeat_stale`` of silence from a later moment, may grant
-        the turn again. More than ``heartbeat_delay`` by the invariants.
-        """
-        return self.heartbeat_stale_s - self.heartbeat_delay_s - self.kill_grace_s
 
 
 def max_kill_grace_s(delay_s: float, stale_s: float) -> float:

@@ -112,8 +112,6 @@ def test_kill_grace_default_shrinks_to_fit_short_heartbeats(tmp_path) -> None:
                  .replace("heartbeat_stale = 5", "heartbeat_stale = 12s"))
     timing = settings(path).timing
     assert (timing.heartbeat_delay_s, timing.heartbeat_stale_s, timing.kill_grace_s) == (3, 12, 3)
-    # Half the slack above one heartbeat is left for the next beat's round trip.
-    assert timing.self_fence_after_s == 6
 
 
 def test_flags_beat_file(tmp_path) -> None:
@@ -433,5 +431,5 @@ def test_timing_rules(kwargs: dict, expected: str) -> None:
 
 def test_timing_edge_cases_allowed() -> None:
     timing = Timing(heartbeat_delay_s=10, heartbeat_stale_s=20.001, kill_grace_s=0)
-    assert timing.self_fence_after_s == pytest.approx(10.001)
-    assert Timing(heartbeat_delay_s=10, heartbeat_stale_s=50, kill_grace_s=15).self_fence_after_s == 25
+    assert (timing.heartbeat_stale_s, timing.kill_grace_s) == (20.001, 0)
+    assert Timing(heartbeat_delay_s=10, heartbeat_stale_s=50, kill_grace_s=15).kill_grace_s == 15
