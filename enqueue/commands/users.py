@@ -28,9 +28,10 @@ import secrets
 from typing import Any, Optional
 
 from enqueue import security
-from enqueue.config import Connection, load_connection, validate_site_name
+from enqueue.config import Connection, load_connection
 from enqueue.errors import EXIT_OK, ConfigError, Conflict, DatabaseMissing, EnqueueError
 from enqueue.logs import register_secret
+from enqueue.site_names import validate_site_name
 
 NAME = "users"
 HELP = "create, list and remove the sites' own CouchDB accounts (admin)"
