@@ -817,8 +817,8 @@ class Agent:
 
 
 def open_store(connection: Any) -> Any:
-    """A store on the configured database (the CouchDB client stays behind enqueue.store)."""
-    from enqueue.store import Store
+    """A store on the configured database (the CouchDB client stays behind enqueue.couchdb_store)."""
+    from enqueue.couchdb_store import Store
 
     return Store(
         connection.url,

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from enqueue import checker  # noqa: E402
 from enqueue import documents as docs  # noqa: E402
 from enqueue.devserver import DevServer  # noqa: E402
-from enqueue.store import Store  # noqa: E402
+from enqueue.couchdb_store import Store  # noqa: E402
 
 PROBE_SH = (
     'echo "start $ENQUEUE_SITE $ENQUEUE_TURN $(date +%s%N) $$" >> "$0"; '

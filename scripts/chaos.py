@@ -66,7 +66,7 @@ from enqueue.chaos.verdict import Fault, Limits, judge, summary  # noqa: E402
 from enqueue.devserver import DevServer, DevServerError  # noqa: E402
 from enqueue.durations import parse_duration  # noqa: E402
 from enqueue.errors import StoreError  # noqa: E402
-from enqueue.store import Store  # noqa: E402
+from enqueue.couchdb_store import Store  # noqa: E402
 
 KINDS = ("kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition",
          "clock-offset", "slow-server")

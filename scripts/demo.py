@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from enqueue import checker  # noqa: E402
 from enqueue.devserver import DevServer  # noqa: E402
-from enqueue.store import Store  # noqa: E402
+from enqueue.couchdb_store import Store  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

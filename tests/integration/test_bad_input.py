@@ -31,7 +31,7 @@ from enqueue import documents as docs
 from enqueue import logs
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
-from enqueue.store import Store
+from enqueue.couchdb_store import Store
 from tests.support import servers
 from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
 

@@ -12,7 +12,7 @@ import pytest
 from enqueue import documents as docs
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH
-from enqueue.store import Store
+from enqueue.couchdb_store import Store
 from tests.support.commands import Cli, enqueue_cli, put_leader  # noqa: F401  (fixture)
 from tests.support.servers import DATABASE_PREFIX
 

@@ -18,7 +18,7 @@ import pytest
 from enqueue import devserver as devserver_module
 from enqueue import errors
 from enqueue.devserver import DevServer, DevServerError
-from enqueue.store import Store
+from enqueue.couchdb_store import Store
 
 
 def answers(url: str) -> dict:

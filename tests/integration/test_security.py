@@ -27,7 +27,7 @@ from enqueue import cli, errors, logs, security
 from enqueue.commands import users
 from enqueue.config import Connection
 from enqueue.devserver import DevServer
-from enqueue.store import Store
+from enqueue.couchdb_store import Store
 from tests.support import servers
 from tests.support.agents import Sites, wait_until
 

@@ -21,7 +21,7 @@ import pytest
 
 from enqueue import errors
 from enqueue.devserver import DevServer
-from enqueue.store import ChangeBatch, Store
+from enqueue.couchdb_store import ChangeBatch, Store
 
 
 class Background:

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Set
 
 from enqueue import errors
 from enqueue.devserver import DevServer
-from enqueue.store import Store
+from enqueue.couchdb_store import Store
 
 ENV_URL = "ENQUEUE_TEST_COUCHDB_URL"
 ENV_DOCKER = "ENQUEUE_TEST_DOCKER"

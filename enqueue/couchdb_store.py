@@ -1,4 +1,4 @@
-"""The only module that talks to CouchDB.
+"""The CouchDB driver: the only module that talks to CouchDB.
 
 ``Store`` offers what the protocol needs and nothing more: read a document,
 compare-and-swap a document, read many documents in one request, list
