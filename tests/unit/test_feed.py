@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from enqueue.errors import Unreachable
 from enqueue.feed import FeedWatcher
-from enqueue.couchdb_store import ChangeBatch
+from enqueue.store import ChangeBatch
 
 
 class ScriptedFeed:
