@@ -58,6 +58,8 @@ from enqueue.view import View
 
 log = logging.getLogger("enqueue.agent")
 
+_REFUSED = "refused by the server: "
+
 _MAX_WATCH_S = 60.0
 _FEED_HEARTBEAT_S = 1.0
 _RETRY_MIN_S = 0.2
@@ -100,6 +102,7 @@ class Agent:
         self.beat_count = 0
         self.hb_rev: str | None = None
         self.hb_message: str | None = None
+        self.refused_at_beat = 0
         self.last_ack_sent: float | None = None
         self.beat_round_trip_s = 0.0
         self.next_beat_at = 0.0
@@ -272,6 +275,9 @@ class Agent:
             return False
         try:
             again = self._step_unguarded(now)
+            if self.hb_message is not None and self.hb_message.startswith(_REFUSED) \
+                    and self.beat_count > self.refused_at_beat + 1:
+                self.hb_message = None  # a heartbeat has carried it; the next says the refusal is over
             if self.outage_since is not None:
                 log.info("database reachable again after %.1f s", now - self.outage_since)
                 self.outage_since = None
@@ -808,7 +814,8 @@ class Agent:
         """Say in the heartbeat (status shows it) that a write was refused; end with exit 4 if none can ever pass."""
         if security.locks_out(str(exc), docs.heartbeat_id(self.me)):
             raise SiteLockedOut(f"{exc}; site {self.me} cannot take part with these credentials and documents")
-        self.hb_message = f"refused by the server: {exc}"
+        self.hb_message = f"{_REFUSED}{exc}"
+        self.refused_at_beat = self.beat_count
 
     def _note_outage(self, exc: Exception) -> None:
         now = self.clock.monotonic()
