@@ -191,7 +191,7 @@ UNKNOWN_DOCUMENT = "is not a document enqueue uses"
 
 
 def uncovered_set_problem(design: Optional[Mapping[str, Any]], leader_doc: str, sites_doc: str) -> Optional[str]:
-    """One line when the installed rules exist but do not cover this document set (sites get 403 there); else None."""
+    """One line when the installed rules do not cover this document set (sites get 403 there); else None."""
     if not isinstance(design, Mapping) or not isinstance(design.get("validate_doc_update"), str):
         return None
     sets = installed_sets(design)
@@ -251,8 +251,8 @@ def install(
         wanted = design_document(current, site_role=site_role, admin_role=admin_role, sets=sets)
         covered = ", ".join(f"{s.leader_doc}/{s.sites_doc}" for s in sets)
         if current == wanted:
-            lines.append(f"design document {DESIGN_DOC_ID} is up to date (validation rules version {VALIDATOR_VERSION}; "
-                         f"document sets {covered})")
+            lines.append(f"design document {DESIGN_DOC_ID} is up to date "
+                         f"(validation rules version {VALIDATOR_VERSION}; document sets {covered})")
             break
         try:
             store.put(wanted)
