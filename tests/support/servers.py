@@ -39,7 +39,7 @@ class CouchServer:
 
     url: str
     username: Optional[str]
-    password: Optional[str]
+    password: Optional[str] = field(repr=False)
     kind: str
     devserver: Optional[DevServer] = None
     _stop: Optional[Callable[[], None]] = field(default=None, repr=False)
