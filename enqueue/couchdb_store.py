@@ -3,11 +3,12 @@
 ``CouchStore`` offers what the protocol needs and nothing more: read a
 document, compare-and-swap a document, read many documents in one request,
 list documents by id prefix, and wait on or follow the ``_changes`` feed of a
-few documents. It builds CouchDB's URLs and reads its answers; the requests
-themselves go through ``enqueue.couchdb_http``, the only module that imports
-the CouchDB client. Every failure leaves as one of the
-``enqueue.errors.StoreError`` types, with a one-line message that names the
-database and the server but never a password.
+few documents; ``open_store(connection)`` is how enqueue opens one. It builds
+CouchDB's URLs and reads its answers; the requests themselves go through
+``enqueue.couchdb_http``, the only module that imports the CouchDB client.
+Every failure leaves as one of the ``enqueue.errors.StoreError`` types, with
+a one-line message that names the database and the server but never a
+password.
 
 Reads and writes use one HTTP session; changes waits use another, so a
 pending wait never holds up reads and writes.
@@ -23,10 +24,11 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from enqueue import errors
 from enqueue.clock import SystemClock
+from enqueue.config import Connection
 from enqueue.couchdb_http import AlreadyExists, DocMissing, HttpSession, one_line
 from enqueue.store import ChangeBatch, Seq
 
-__all__ = ["CouchStore"]
+__all__ = ["CouchStore", "open_store"]
 
 _clock = SystemClock()
 
@@ -431,3 +433,17 @@ class CouchStore:
         self._changes_http.close()
         self._http.close()
 
+
+def open_store(connection: Connection) -> CouchStore:
+    """The store on ``connection``'s database: the one way enqueue opens the shared database.
+
+    Makes no request yet; close the store when done (it is a context manager).
+    """
+    return CouchStore(
+        connection.url,
+        connection.database,
+        username=connection.username,
+        password=connection.password,
+        ca_file=connection.ca_file,
+        request_timeout_s=connection.request_timeout_s,
+    )
