@@ -52,6 +52,7 @@ from enqueue.errors import (
     StoreError,
 )
 from enqueue.feed import FeedWatcher
+from enqueue.store import Store
 from enqueue.view import View
 
 log = logging.getLogger("enqueue.agent")
@@ -75,7 +76,7 @@ class Agent:
     def __init__(
         self,
         settings: Any,
-        store: Any,
+        store: Store,
         clock: Clock | None = None,
         runner_factory: Callable[..., Any] | None = None,
         rng: random.Random | None = None,
@@ -816,22 +817,10 @@ class Agent:
         return max(_RETRY_MIN_S, min(self.t.heartbeat_delay_s / 4, 5.0))
 
 
-def open_store(connection: Any) -> Any:
-    """A store on the configured database (the CouchDB client stays behind enqueue.couchdb_store)."""
-    from enqueue.couchdb_store import CouchStore
-
-    return CouchStore(
-        connection.url,
-        connection.database,
-        username=connection.username,
-        password=connection.password,
-        ca_file=connection.ca_file,
-        request_timeout_s=connection.request_timeout_s,
-    )
-
-
 def run_agent(settings: Any) -> int:
     """Run a site's agent until it is done; returns the exit code (errors raise EnqueueError)."""
+    from enqueue.couchdb_store import open_store  # the CouchDB client loads only when an agent runs
+
     store = open_store(settings.connection)
     try:
         return Agent(settings, store).run()

@@ -24,15 +24,16 @@ Not delivered: anything after ``stop()``.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 from enqueue.errors import StoreError
+from enqueue.store import Seq, Store
 
 
 class FeedWatcher:
     """One thread following the changes feed of a changing set of document ids."""
 
-    def __init__(self, store: Any, *, beat_s: float, retry_s: float,
+    def __init__(self, store: Store, *, beat_s: float, retry_s: float,
                  deliver: Callable[[Tuple[str, Any]], None]) -> None:
         self._store = store
         self._beat_s = beat_s
@@ -51,7 +52,7 @@ class FeedWatcher:
         """Follow ``ids`` from now on; the open feed is re-opened with them within ``beat_s``."""
         self._ids = tuple(ids)
 
-    def start(self, since: Any) -> None:
+    def start(self, since: Optional[Seq]) -> None:
         """Follow from ``since`` (a position taken before the caller read the documents)."""
         self._thread = threading.Thread(target=self._run, args=(since,), name="enqueue-watch", daemon=True)
         self._thread.start()
@@ -60,7 +61,7 @@ class FeedWatcher:
         """Deliver nothing more; the thread ends at the feed's next batch or beat."""
         self._stop.set()
 
-    def _run(self, since: Any) -> None:
+    def _run(self, since: Optional[Seq]) -> None:
         failing = False
         while not self._stop.is_set():
             ids = self._ids

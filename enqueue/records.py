@@ -18,18 +18,18 @@ stays as the other writer left it.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from enqueue import documents as docs
 from enqueue.documents import TurnRecord
 from enqueue.errors import Conflict, Forbidden
+from enqueue.store import Store
 
 log = logging.getLogger("enqueue.records")
 
 _REPORT_FIELDS = ("site", "how", "exit_code", "ended_at", "duration_s")
 
 
-def write_once(store: Any, rec: TurnRecord, me: str) -> None:
+def write_once(store: Store, rec: TurnRecord, me: str) -> None:
     """Store ``rec`` (written by site ``me``), or complete the record already stored for its turn."""
     body = docs.render_turn_record(rec)
     doc_id = body["_id"]

@@ -20,8 +20,7 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from enqueue import agent as agent_module
-from enqueue import cli, logs
+from enqueue import cli, couchdb_store, logs
 from enqueue.agent import Agent
 from enqueue.config import load_agent_settings
 from enqueue.errors import EXIT_CLUSTER_REFUSED, ClusterRefused
@@ -129,7 +128,7 @@ def test_allow_cluster_is_off_by_default(config) -> None:
 
 def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    monkeypatch.setattr(couchdb_store, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--", sys.executable, "-c", "pass"])
     out, err = capsys.readouterr()
     assert code == EXIT_CLUSTER_REFUSED
@@ -143,7 +142,7 @@ def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatc
 
 def test_the_command_line_opt_in_reaches_the_first_write(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    monkeypatch.setattr(couchdb_store, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--allow-cluster", "--", sys.executable, "-c", "pass"])
     err = capsys.readouterr().err
     # The fake store's first write fails the run on purpose: proof the check let it through.
