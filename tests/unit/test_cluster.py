@@ -13,18 +13,20 @@ so "refused" provably means "refused before the first write".
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
 from enqueue import agent as agent_module
-from enqueue import cli, logs
+from enqueue import cli
 from enqueue.agent import Agent
 from enqueue.config import load_agent_settings
 from enqueue.errors import EXIT_CLUSTER_REFUSED, ClusterRefused
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 PASSWORD = "cluster-secret-9f3"
 
@@ -61,19 +63,6 @@ class ClusterStore:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"unexpected store call before the cluster check: {name}")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
 
 
 @pytest.fixture
