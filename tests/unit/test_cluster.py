@@ -2,7 +2,7 @@
 
 On a CouchDB cluster two writers carrying the same ``_rev`` can both be
 acknowledged (201 + 202) through different nodes, so a 409 is no
-linearizable compare-and-swap (DESIGN §6). The agent reads the database's
+linearizable compare-and-swap (docs/PROTOCOL.md §6.3). The agent reads the database's
 ``n`` before it writes anything and stops with exit code 6 and one line;
 ``--allow-cluster`` (or ``[enqueue] allow_cluster = true``) lets it go on.
 
