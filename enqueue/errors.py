@@ -2,7 +2,7 @@
 
 Every error that reaches the command line carries one line of text that says
 what went wrong and where, never a secret, and an exit code that scripts can
-tell apart. Errors from the CouchDB client never leave ``enqueue.store``; they
+tell apart. Errors from the CouchDB client never leave the CouchDB driver; they
 are translated into the store errors below.
 """
 

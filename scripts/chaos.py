@@ -60,10 +60,10 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from enqueue import documents as docs  # noqa: E402
+from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer, DevServerError  # noqa: E402
 from enqueue.durations import parse_duration  # noqa: E402
 from enqueue.errors import StoreError  # noqa: E402
-from enqueue.store import Store  # noqa: E402
 from tools.chaos import checker, probe  # noqa: E402
 from tools.chaos import network as net  # noqa: E402
 from tools.chaos.verdict import Fault, Limits, judge, summary  # noqa: E402
@@ -226,7 +226,7 @@ class Harness:
     faults: List[Fault] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)
     server: Optional[DevServer] = None
-    store: Optional[Store] = None
+    store: Optional[CouchStore] = None
     max_oversleep_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -253,7 +253,7 @@ class Harness:
         except DevServerError as exc:
             raise HarnessError(f"the server did not start: {exc}") from None
         assert self.server.port is not None
-        self.store = Store(f"http://127.0.0.1:{self.server.port}", DATABASE, request_timeout_s=5.0)
+        self.store = CouchStore(f"http://127.0.0.1:{self.server.port}", DATABASE, request_timeout_s=5.0)
         self.store.create_database()
         self.network.start(self.server.port)
         self.say(f"server on port {self.server.port}, data in {self.workdir / 'couch'}, partitions by {self.network.mode}")

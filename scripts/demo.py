@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer  # noqa: E402
-from enqueue.store import Store  # noqa: E402
 from tools.chaos import checker, probe  # noqa: E402
 
 
@@ -70,7 +70,7 @@ def main() -> int:
     try:
         server.start()
         print(f"embedded CouchDB-compatible server at {server.url}")
-        store = Store(server.url, "enqueue_demo")
+        store = CouchStore(server.url, "enqueue_demo")
         store.create_database()
         store.close()
         config = workdir / "demo.ini"

@@ -107,9 +107,9 @@ def write_private(path: str, text: str, *, overwrite: bool) -> None:
 
 def _store(connection: Connection, database: str) -> Any:
     """A store on ``database`` of the configured server, with the configured credentials."""
-    from enqueue.store import Store  # the CouchDB client loads only when an action needs it
+    from enqueue.couchdb_store import CouchStore  # the CouchDB client loads only when an action needs it
 
-    return Store(
+    return CouchStore(
         connection.url,
         database,
         username=connection.username,

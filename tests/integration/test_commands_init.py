@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from enqueue import documents as docs
+from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH
-from enqueue.store import Store
 from tests.support.commands import Cli, enqueue_cli, put_leader  # noqa: F401  (fixture)
 from tests.support.servers import DATABASE_PREFIX
 
@@ -92,7 +92,7 @@ def test_init_installs_the_access_rules(fresh):
 def test_init_without_admin_rights_is_one_line_and_exit_4(tmp_path, capsys, enqueue_cli):
     admin_password = secrets.token_urlsafe(12)
     with DevServer(admin_user="admin", admin_password=admin_password) as server:
-        users = Store(server.url, "_users", username="admin", password=admin_password)
+        users = CouchStore(server.url, "_users", username="admin", password=admin_password)
         try:
             users.put({"_id": "org.couchdb.user:operator", "name": "operator", "password": "operator-pw",
                        "roles": [], "type": "user"})
