@@ -1,4 +1,4 @@
-"""The supervisor process, driven through its pipes as the agent would.
+"""The supervisor process, driven through its pipes as the agent would (docs/PROTOCOL.md §3.6).
 
 Real processes and short timings; every wait is on an event (with a timeout)
 or, for processes nobody reports on, on the process disappearing.
