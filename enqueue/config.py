@@ -136,7 +136,7 @@ class Connection:
 
 @dataclass(frozen=True)
 class Timing:
-    """The protocol's durations, in seconds, checked against each other on construction.
+    """The protocol's durations, in seconds, checked against each other on construction (docs/PROTOCOL.md §4).
 
     Invariants (``ConfigError`` otherwise):
 

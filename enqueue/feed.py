@@ -1,4 +1,4 @@
-"""Following the shared documents on CouchDB's continuous ``_changes`` feed.
+"""Following the shared documents on CouchDB's continuous ``_changes`` feed (docs/PROTOCOL.md §3.7).
 
 A ``FeedWatcher`` owns one background thread that holds one continuous
 request open and hands every batch of changed documents to a callback (the

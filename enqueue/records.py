@@ -1,5 +1,8 @@
 """Turn records: one document per finished turn, written once by the site or the leader that ended it.
 
+The record's fields are docs/PROTOCOL.md §2.4; why every ended turn has one,
+and where today's code falls short of that, §5.3 and §5.4.
+
 ``write_once`` creates the record of a turn, or completes what is already
 stored under its id, so that ``enqueue history`` can read every turn:
 

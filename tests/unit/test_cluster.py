@@ -2,7 +2,7 @@
 
 On a CouchDB cluster two writers carrying the same ``_rev`` can both be
 acknowledged (201 + 202) through different nodes, so a 409 is no
-linearizable compare-and-swap (DESIGN §6). The agent reads the database's
+linearizable compare-and-swap (docs/PROTOCOL.md §6.3). The agent reads the database's
 ``n`` before it writes anything and stops with exit code 6 and one line;
 ``--allow-cluster`` (or ``[enqueue] allow_cluster = true``) lets it go on.
 
@@ -13,10 +13,9 @@ so "refused" provably means "refused before the first write".
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
@@ -24,6 +23,9 @@ from enqueue import cli, couchdb_store, logs
 from enqueue.agent import Agent
 from enqueue.config import load_agent_settings
 from enqueue.errors import EXIT_CLUSTER_REFUSED, ClusterRefused
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 PASSWORD = "cluster-secret-9f3"
 
@@ -60,19 +62,6 @@ class ClusterStore:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"unexpected store call before the cluster check: {name}")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
 
 
 @pytest.fixture

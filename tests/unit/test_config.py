@@ -7,7 +7,7 @@ import builtins
 import os
 import textwrap
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytest
 
@@ -20,6 +20,9 @@ from enqueue.config import (
     load_connection,
 )
 from enqueue.errors import ConfigError
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 SECRET = "S3cret-value-42"
 
@@ -37,12 +40,6 @@ heartbeat_stale = 5
 [some_other_tool]
 anything = goes
 """
-
-
-@pytest.fixture(autouse=True)
-def forget_secrets() -> Iterator[None]:
-    yield
-    logs._forget_secrets()
 
 
 def write(tmp_path: Path, text: str, name: str = "enqueue.ini", mode: int = 0o600) -> str:
