@@ -246,11 +246,11 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 def start_agent(settings: AgentSettings) -> int:
     """Hand ``settings`` to the agent and return its exit code."""
     try:
-        from enqueue.agent import run_agent
+        from enqueue.agent_process import run_agent
     except ModuleNotFoundError as exc:
-        if exc.name != "enqueue.agent":
+        if exc.name != "enqueue.agent_process":
             raise
-        raise EnqueueError("this installation of enqueue has no agent (enqueue.agent is missing)") from None
+        raise EnqueueError("this installation of enqueue has no agent (enqueue.agent_process is missing)") from None
     return run_agent(settings)
 
 

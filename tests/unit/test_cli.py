@@ -27,7 +27,7 @@ database = enqueue
 
 
 class FakeAgent:
-    """Stands in for ``enqueue.agent``: records the settings, returns or raises what it is told."""
+    """Stands in for ``enqueue.agent_process``: records the settings, returns or raises what it is told."""
 
     def __init__(self) -> None:
         self.settings: Optional[AgentSettings] = None
@@ -41,9 +41,9 @@ class FakeAgent:
 @pytest.fixture
 def agent(monkeypatch) -> FakeAgent:
     fake = FakeAgent()
-    module = types.ModuleType("enqueue.agent")
+    module = types.ModuleType("enqueue.agent_process")
     module.run_agent = fake.run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "enqueue.agent", module)
+    monkeypatch.setitem(sys.modules, "enqueue.agent_process", module)
     return fake
 
 
@@ -249,7 +249,7 @@ def test_internal_error_is_1_with_redacted_traceback(agent, config, capsys) -> N
 
 def test_missing_agent_module_is_one_line(monkeypatch, config, capsys) -> None:
     # None in sys.modules makes the import fail as if the module did not exist.
-    monkeypatch.setitem(sys.modules, "enqueue.agent", None)
+    monkeypatch.setitem(sys.modules, "enqueue.agent_process", None)
     assert run_main("run", config, "alpha", "cmd") == 1
     err = capsys.readouterr().err
     assert err.startswith("enqueue: ") and "no agent" in err and err.count("\n") == 1
