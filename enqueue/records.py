@@ -1,5 +1,8 @@
 """Turn records: one document per finished turn, written once by the site or the leader that ended it.
 
+The record's fields are docs/PROTOCOL.md §2.4; why every ended turn has one,
+and where today's code falls short of that, §5.3 and §5.4.
+
 ``write_once`` creates the record of a turn, or completes what is already
 stored under its id, so that ``enqueue history`` can read every turn:
 
@@ -18,6 +21,10 @@ not run is never taken as that turn's outcome once the runner has reported.
 Not guaranteed: that a record another writer changes at the same moment is
 completed; that loses a compare-and-swap, is logged, and the stored record
 stays as the other writer left it.
+
+A ``RecordQueue`` holds the records a writer still owes: each is written
+now or, if the database is away, at the next ``flush``, in order, and leaves
+the queue only once stored.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any, Mapping, Optional
 from enqueue import documents as docs
 from enqueue.documents import TurnRecord
 from enqueue.errors import Conflict, Forbidden
+from enqueue.store import Store
 
 log = logging.getLogger("enqueue.records")
 
@@ -65,7 +73,7 @@ def outcome(rec: TurnRecord, raw: Mapping[str, Any]) -> Outcome:
                            f"{report['site']} reports it ran it ({how}, exit {code})")
 
 
-def write_once(store: Any, rec: TurnRecord, me: str, prefix: str = docs.TURN_PREFIX) -> None:
+def write_once(store: Store, rec: TurnRecord, me: str, prefix: str = docs.TURN_PREFIX) -> None:
     """Store ``rec`` (written by site ``me``) under ``prefix`` (its document set's, ``docs.turn_prefix``),
     or complete the record already stored for its turn."""
     body = docs.render_turn_record(rec, prefix)
@@ -99,3 +107,28 @@ def write_once(store: Any, rec: TurnRecord, me: str, prefix: str = docs.TURN_PRE
             store.put(existing)
     except (Conflict, Forbidden) as exc:
         log.warning("could not complete turn record %s: %s", doc_id, exc)
+
+
+class RecordQueue:
+    """The turn records site ``me`` still has to write, oldest first."""
+
+    def __init__(self, store: Store, me: str, prefix: str = docs.TURN_PREFIX) -> None:
+        self._store = store
+        self._me = me
+        self._prefix = prefix  # the document set's (docs.turn_prefix)
+        self.pending: list[TurnRecord] = []
+
+    def add(self, rec: TurnRecord) -> None:
+        """Queue ``rec`` and try to write everything queued (a StoreError leaves it queued)."""
+        self.pending.append(rec)
+        self.flush()
+
+    def write_now(self, rec: TurnRecord) -> None:
+        """Write ``rec`` now, outside the queue (a StoreError is the caller's to handle)."""
+        write_once(self._store, rec, self._me, self._prefix)
+
+    def flush(self) -> None:
+        """Write the queued records in order; stops at the first that fails (StoreError)."""
+        while self.pending:
+            write_once(self._store, self.pending[0], self._me, self._prefix)
+            self.pending.pop(0)

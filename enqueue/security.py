@@ -36,6 +36,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_SITES_DOC
 from enqueue.documents import turn_prefix
 from enqueue.errors import ConfigError, Conflict, StoreError
+from enqueue.store import Store
 
 __all__ = [
     "DESIGN_DOC_ID",
@@ -214,7 +215,7 @@ def locks_out(refusal: str, own_heartbeat_id: str) -> bool:
     return UNKNOWN_DOCUMENT in refusal or f"document {own_heartbeat_id!r}" in refusal
 
 
-def installed_settings(store: Any) -> Optional[dict]:
+def installed_settings(store: Store) -> Optional[dict]:
     """The settings recorded in the database's ``_design/enqueue`` (roles, document ids), or None."""
     doc = store.get(DESIGN_DOC_ID)
     settings = doc.get("enqueue") if isinstance(doc, dict) else None
@@ -222,7 +223,7 @@ def installed_settings(store: Any) -> Optional[dict]:
 
 
 def install(
-    store: Any,
+    store: Store,
     *,
     site_role: str = DEFAULT_SITE_ROLE,
     admin_role: str = DEFAULT_ADMIN_ROLE,

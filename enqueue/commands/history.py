@@ -25,6 +25,7 @@ from enqueue import documents as docs
 from enqueue import records, steering
 from enqueue.durations import format_duration
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "history"
 HELP = "list the finished turns, newest first, from the turn records (read-only)"
@@ -59,7 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     "5 database missing."
 
 
-def read_turns(store: Any, site: Optional[str], limit: int,
+def read_turns(store: Store, site: Optional[str], limit: int,
                prefix: str = docs.TURN_PREFIX) -> list[tuple[docs.TurnRecord, dict]]:
     """The newest ``limit`` parsed turn records (all when 0) under ``prefix``, of ``site`` only when given,
     newest first."""
