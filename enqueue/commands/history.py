@@ -17,7 +17,7 @@ import logging
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import steering, table
 from enqueue.durations import format_duration
 from enqueue.logs import add_logging_arguments
 
@@ -101,15 +101,15 @@ def _short(text: Optional[str]) -> str:
 
 def render_table(turns: list[tuple[docs.TurnRecord, dict]]) -> list[str]:
     """The history table, one line per turn."""
-    rows = [["TURN", "SITE", "HOST", "STARTED (UTC)", "ENDED (UTC)", "DURATION", "EXIT", "HOW", "NOTE"]]
+    header = ["TURN", "SITE", "HOST", "STARTED (UTC)", "ENDED (UTC)", "DURATION", "EXIT", "HOW", "NOTE"]
+    rows = []
     for rec, _raw in turns:
         rows.append([
             str(rec.turn), rec.site, rec.host or "-", rec.started_at or "-", rec.ended_at or "-",
             "-" if rec.duration_s is None else format_duration(rec.duration_s),
             "-" if rec.exit_code is None else str(rec.exit_code), rec.how, _short(rec.note),
         ])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return table.render(header, rows)
 
 
 def execute(args: argparse.Namespace) -> int:

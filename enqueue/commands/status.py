@@ -2,8 +2,8 @@
 
 Shows the leader, whether turns are paused (and why), the turn in progress
 (number, site, state, since when, for how long), the published rotation and
-a table of sites sorted by name. See ``enqueue.overview`` for what each
-column means and for the two kinds of liveness.
+a table of sites sorted by name. See ``enqueue.commands.status_overview``
+for what each column means and for the two kinds of liveness.
 
 Read-only: it reads the database info, the leader and sites docs, the
 heartbeats and the turn records, and (with ``--watch``) waits on the changes
@@ -25,7 +25,9 @@ import threading
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import overview, steering
+from enqueue import steering
+from enqueue.commands import status_overview as overview
+from enqueue.commands import status_text
 from enqueue.clock import Clock, SystemClock
 from enqueue.errors import StoreError
 from enqueue.logs import add_logging_arguments
@@ -137,11 +139,11 @@ class Reader:
 def _print_frame(ov: overview.Overview, as_json: bool, watching: Optional[float]) -> None:
     if as_json:
         if watching is None:
-            print(json.dumps(overview.to_json(ov), indent=2))
+            print(json.dumps(status_text.to_json(ov), indent=2))
         else:
-            print(json.dumps(overview.to_json(ov)), flush=True)
+            print(json.dumps(status_text.to_json(ov)), flush=True)
         return
-    text = overview.render_text(ov)
+    text = status_text.render_text(ov)
     if watching is not None:
         text += f"\n(redrawn on change and every {watching:g} s; Ctrl-C to stop)"
         if sys.stdout.isatty():
