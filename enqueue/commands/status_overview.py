@@ -82,6 +82,8 @@ class TurnView:
     skip_requested: bool
     last_exit_code: Optional[int]
     last_how: Optional[str]
+    #: Seconds since this turn was granted (the last handoff), by this host's clock; None when unknown.
+    handoff_s: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,7 @@ def _turn_view(leader: docs.LeaderDoc, time_format: str, now: _dt.datetime) -> O
         skip_requested=leader.turn_active and leader.skip_turn == leader.turn,
         last_exit_code=None if leader.turn_active else leader.last_exit_code,
         last_how=None if leader.turn_active else leader.last_how,
+        handoff_s=_seconds_between(parse_time(leader.granted_at, time_format), now),
     )
 
 
