@@ -152,8 +152,9 @@ class Agent:
         if copies > 1 and not getattr(self.s, "allow_cluster", False):
             raise ClusterRefused(
                 f"{self.store.describe()} keeps {copies} copies (n={copies}); on a cluster a 409 is no "
-                "compare-and-swap, so two sites could both win a turn. Use a database with n=1 "
-                "(PUT /db?n=1) or see the README's section on clusters"
+                "compare-and-swap, so two sites could both win a turn. Use a database with one copy in one shard "
+                f"(PUT /{self.store.database}?n=1&q=1, as 'enqueue init' creates it) or see docs/GUARANTEES.md "
+                "section 5"
             )
         # 2. The shared documents exist before anybody reads them.
         self._create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)))

@@ -26,12 +26,12 @@ import threading
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import placement, steering
 from enqueue.commands import status_overview as overview
 from enqueue.commands import status_metrics, status_text
 from enqueue.clock import Clock, SystemClock
 from enqueue.durations import format_duration, parse_duration
-from enqueue.errors import ConfigError, StoreError
+from enqueue.errors import ConfigError, Forbidden, StoreError
 from enqueue.logs import add_logging_arguments
 
 NAME = "status"
@@ -102,6 +102,8 @@ class Reader:
         self.watch_ids: list[str] = [settings.leader_doc, settings.sites_doc]
         self._records: Optional[list[dict]] = None
         self._records_key: Any = None
+        self._placement: Optional[placement.Placement] = None
+        self._placement_read = False
 
     def _names(self, leader_raw: Optional[dict], sites_raw: Optional[dict]) -> list[str]:
         names: set[str] = set()
@@ -131,6 +133,12 @@ class Reader:
         """One consistent-enough picture: the feed position is taken first, so no change is missed after it."""
         info = self.store.check()
         self.since = info.get("update_seq")
+        if not self._placement_read:  # where the database lives does not change while we watch
+            try:
+                self._placement = placement.placement(info, self.store.shards())
+            except Forbidden:
+                self._placement = None
+            self._placement_read = True
         found = self.store.get_many([self.settings.leader_doc, self.settings.sites_doc])
         leader_raw, sites_raw = found.get(self.settings.leader_doc), found.get(self.settings.sites_doc)
         names = self._names(leader_raw, sites_raw)
@@ -149,6 +157,7 @@ class Reader:
             self.clock.now(),
             self.observer,
             self.clock.monotonic() if self.observer is not None else None,
+            self._placement,
         )
 
 

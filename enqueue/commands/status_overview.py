@@ -26,6 +26,8 @@ from typing import Any, Iterable, Mapping, Optional
 from enqueue import documents as docs
 from enqueue.clock import format_time
 from enqueue.durations import format_duration
+from enqueue.placement import Placement
+from enqueue.placement import describe as describe_placement
 from enqueue.steering import AdminSettings, parse_time
 
 __all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "present"]
@@ -106,6 +108,10 @@ class Overview:
     sites: tuple[SiteView, ...]
     problems: tuple[str, ...] = ()
     watched_s: Optional[float] = None
+    #: Which node holds the database (``enqueue.placement.describe``); None when unknown.
+    placement: Optional[str] = None
+    #: The nodes holding its shards, as the server reports them (empty: none reported).
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -193,13 +199,15 @@ def build(
     now: _dt.datetime,
     observer: Optional[Observer] = None,
     now_mono: Optional[float] = None,
+    where: Optional[Placement] = None,
 ) -> Overview:
     """The overview from the documents as read at ``now`` (this host's UTC time).
 
     ``heartbeats_raw`` maps site names to their heartbeat docs (None when
     missing). With an ``observer`` (and ``now_mono``) the heartbeats are
     observed first, and liveness follows observation once a site has been
-    watched for ``heartbeat_stale``.
+    watched for ``heartbeat_stale``. ``where`` is the database's placement
+    on the server, when known.
     """
     fmt = settings.time_format
     stale_s = settings.timing.heartbeat_stale_s
@@ -319,6 +327,8 @@ def build(
         sites=tuple(rows),
         problems=tuple(problems),
         watched_s=None if observer is None or now_mono is None else max(0.0, now_mono - observer.started),
+        placement=None if where is None else describe_placement(where),
+        nodes=() if where is None else where.nodes,
     )
 
 

@@ -35,6 +35,7 @@ def to_json(ov: Overview) -> dict[str, Any]:
     if out["turn"] is not None:
         out["turn"] = {k: _rounded(v) for k, v in out["turn"].items()}
     out["watched_s"] = _rounded(out["watched_s"])
+    out["nodes"] = list(ov.nodes)
     return out
 
 
@@ -119,6 +120,8 @@ def render_text(ov: Overview) -> str:
         lines.append("paused:   no")
     lines.append(f"turn:     {_turn_line(ov)}")
     lines.append(f"rotation: {', '.join(ov.rotation) if ov.rotation else 'nobody'}")
+    if ov.placement is not None:
+        lines.append(f"database: {ov.placement}")
     lines.append("")
     if ov.sites:
         header = ["SITE", "HOST", "STATE", "HEARTBEAT"]

@@ -29,7 +29,8 @@ SITE_KEYS = {
 }
 TOP_KEYS = {
     "format", "database", "server", "checked_at", "heartbeat_stale_s", "leader", "leader_term", "paused",
-    "paused_reason", "paused_by", "paused_at", "turn", "rotation", "sites", "problems", "watched_s",
+    "paused_reason", "paused_by", "paused_at", "turn", "rotation", "sites", "problems", "watched_s", "placement",
+    "nodes",
 }
 TURN_KEYS = {"number", "site", "state", "since", "for_s", "skip_requested", "last_exit_code", "last_how", "handoff_s"}
 
@@ -57,6 +58,14 @@ def test_status_of_a_fresh_database(enqueue_cli, database):
     lines = result.out.splitlines()
     assert lines[0].startswith(f"enqueue status of database '{database.name}' at ")
     assert lines[1:5] == ["leader:   none", "paused:   no", "turn:     none granted yet", "rotation: nobody"]
+    assert lines[5].startswith("database: ")
+    if database.store.shards() is None:
+        assert lines[5] == "database: one node (the server reports no shards: not a CouchDB cluster)"
+    else:
+        assert lines[5].startswith("database: held by node ") and lines[5].endswith(" (n=1, q=1)")
+    data = json.loads(enqueue_cli("status", "--json").out)
+    assert data["placement"] == lines[5][len("database: "):]
+    assert (data["nodes"] == []) == (database.store.shards() is None)
     assert "no sites registered" in result.out
 
 

@@ -125,3 +125,14 @@ def test_a_site_that_left_does_not_count_for_mixed_timings() -> None:
     ov = build({"a": heartbeat("a", 5, timing=(20, 60), state=docs.LEFT), "b": heartbeat("b", 5, timing=(10, 30))})
     assert not any("timings" in p for p in ov.problems)
     assert "Stale: no beat for 30 s." in status_text.render_text(ov)
+
+
+def test_the_node_that_holds_the_database_is_shown_and_in_json() -> None:
+    from enqueue.placement import Placement
+
+    ov = build({"a": heartbeat("a", 1)}, where=Placement(1, 1, ("couchdb@n1",), True))
+    assert "database: held by node couchdb@n1 (n=1, q=1)" in status_text.render_text(ov).splitlines()
+    assert status_text.to_json(ov)["nodes"] == ["couchdb@n1"]
+    unknown = build({"a": heartbeat("a", 1)})
+    assert not any(line.startswith("database:") for line in status_text.render_text(unknown).splitlines())
+    assert status_text.to_json(unknown)["placement"] is None
