@@ -30,7 +30,7 @@ from enqueue.placement import Placement
 from enqueue.placement import describe as describe_placement
 from enqueue.steering import AdminSettings, parse_time
 
-__all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "present"]
+__all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "present", "stale_meaning"]
 
 # Liveness verdicts.
 ALIVE = "alive"
@@ -96,7 +96,9 @@ class Overview:
     server: str
     checked_at: str
     time_format: str
-    heartbeat_stale_s: float
+    #: What "stale" means in this picture: the heartbeat_stale every present site announces (the configured
+    #: one when none does); None when they announce different ones (each site is judged by its own).
+    heartbeat_stale_s: Optional[float]
     leader: Optional[str]
     leader_term: Optional[int]
     paused: bool
@@ -315,7 +317,7 @@ def build(
         server=server,
         checked_at=format_time(now, fmt),
         time_format=fmt,
-        heartbeat_stale_s=stale_s,
+        heartbeat_stale_s=stale_meaning(rows, stale_s),
         leader=leader.leader if leader else None,
         leader_term=leader.leader_term if leader else None,
         paused=bool(leader and leader.paused),
@@ -339,6 +341,14 @@ def _text(value: Any) -> Optional[str]:
 def present(rows: Iterable[SiteView]) -> list[SiteView]:
     """The sites that have a heartbeat and did not leave."""
     return [row for row in rows if row.liveness not in (GONE, MISSING)]
+
+
+def stale_meaning(rows: Iterable[SiteView], configured_s: float) -> Optional[float]:
+    """The heartbeat_stale the present sites are judged by, when it is one; None when they announce several."""
+    announced = {row.heartbeat_stale_s for row in present(rows) if row.heartbeat_stale_s is not None}
+    if len(announced) > 1:
+        return None
+    return announced.pop() if announced else configured_s
 
 
 def _timing_problems(rows: list[SiteView]) -> list[str]:

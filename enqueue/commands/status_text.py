@@ -11,7 +11,7 @@ from typing import Any
 
 from enqueue import documents as docs
 from enqueue import table
-from enqueue.commands.status_overview import MISSING, Overview, SiteView, present
+from enqueue.commands.status_overview import MISSING, Overview, SiteView
 from enqueue.durations import format_age, format_duration
 
 __all__ = ["JSON_FORMAT", "to_json", "render_text"]
@@ -90,11 +90,9 @@ def _observed_cell(site: SiteView, watched_s: float) -> str:
 
 def _stale_note(ov: Overview) -> str:
     """What "stale" means in this table: one duration when every site announces the same, else per site."""
-    announced = {s.heartbeat_stale_s for s in present(ov.sites) if s.heartbeat_stale_s is not None}
-    if len(announced) > 1:
+    if ov.heartbeat_stale_s is None:
         return "Stale: no beat for the heartbeat_stale each site runs with."
-    stale_s = announced.pop() if announced else ov.heartbeat_stale_s
-    return f"Stale: no beat for {format_duration(stale_s)}."
+    return f"Stale: no beat for {format_duration(ov.heartbeat_stale_s)}."
 
 
 def _last_exit_cell(site: SiteView) -> str:

@@ -306,3 +306,14 @@ def test_prometheus_prints_once(enqueue_cli, database):
     assert result.code == 2 and "prints once" in result.err
     result = enqueue_cli("status", "--prometheus", "--json")
     assert result.code == 2 and "not allowed with argument" in result.err
+
+
+def test_json_and_text_agree_on_heartbeat_stale(enqueue_cli, database):
+    """The sites announce 1 min while this configuration says 30 min: both forms say what the table judged by."""
+    put_sites(database.store, {"alpha": {}, "bravo": {}})
+    for site in ("alpha", "bravo"):
+        put_heartbeat(database.store, site, seconds_ago=2, heartbeat_delay_s=20.0, heartbeat_stale_s=60.0)
+    text = enqueue_cli("status").out
+    data = json.loads(enqueue_cli("status", "--json").out)
+    assert "Stale: no beat for 1 min." in text
+    assert data["heartbeat_stale_s"] == 60.0

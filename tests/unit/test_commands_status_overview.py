@@ -136,3 +136,14 @@ def test_the_node_that_holds_the_database_is_shown_and_in_json() -> None:
     unknown = build({"a": heartbeat("a", 1)})
     assert not any(line.startswith("database:") for line in status_text.render_text(unknown).splitlines())
     assert status_text.to_json(unknown)["placement"] is None
+
+
+@pytest.mark.parametrize("timings, expected_s, note", [
+    ([(20, 60), (20, 60)], 60, "Stale: no beat for 1 min."),  # announced by every site, not the configured 30 s
+    ([None, None], 30, "Stale: no beat for 30 s."),
+    ([(20, 60), (10, 30)], None, "Stale: no beat for the heartbeat_stale each site runs with."),
+])
+def test_json_and_text_agree_on_what_stale_means(timings, expected_s, note) -> None:
+    ov = build({name: heartbeat(name, 5, timing=t) for name, t in zip("ab", timings)})
+    assert status_text.to_json(ov)["heartbeat_stale_s"] == expected_s
+    assert note in status_text.render_text(ov)
