@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -78,12 +79,14 @@ def test_a_wrong_password_names_the_user_and_the_password_file(couch_server, dat
     secret = tmp_path / "alpha.password"
     secret.write_text("certainly-not-the-password\n")
     secret.chmod(0o600)
-    config = write_config(tmp_path, couch_server.url, database.name, "username = nobody-here",
+    # A fresh name each run: CouchDB locks a user out after a few refused logins.
+    user = "nobody-" + secrets.token_hex(4)
+    config = write_config(tmp_path, couch_server.url, database.name, f"username = {user}",
                           f"password_file = {secret.name}")
     result = Cli(capsys, config)("status")
     assert result.code == errors.EXIT_AUTH and result.err.count("\n") == 1, result.err
     assert result.err.rstrip().endswith(
-        f"check the password of user 'nobody-here': password file {secret} ({config}: [couchdb] password_file)")
+        f"check the password of user '{user}': password file {secret} ({config}: [couchdb] password_file)")
     assert "certainly-not-the-password" not in result.err
 
 
