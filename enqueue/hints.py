@@ -78,8 +78,9 @@ def advice(exc: EnqueueError, connection: Origins) -> Optional[str]:
         return "; ".join(parts)
     if isinstance(exc, AuthFailed):
         if not connection.username:
-            return ("no username is configured and the server wants one: set username and password_file "
-                    f"({_from(src.get('url'), '[couchdb]')})")
+            source = src.get("url") or ""
+            where = source.partition(": [")[0] if source.startswith("/") else "the configuration file"
+            return f"no username is configured and the server wants one: set username and password_file in {where}"
         user_from = src.get("username")
         password_from = _from(src.get("password"), "password =")
         via = f" ({_from(user_from, 'username =')})" if user_from and user_from.startswith("environment") else ""

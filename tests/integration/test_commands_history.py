@@ -66,14 +66,17 @@ def test_history_of_a_site_that_never_existed_says_so(enqueue_cli, database):
 
 
 def test_history_shows_the_gap_before_each_turn(enqueue_cli, database):
-    put_record(database.store, 1, "alpha", duration_s=10.0)  # started 599 s ago, ended 589 s ago
-    put_record(database.store, 2, "bravo", duration_s=10.0)  # started 598 s ago: 9 s before turn 1 ended
-    put_record(database.store, 3, "alpha", duration_s=10.0)
+    for turn, start, end in ((1, "2026-05-01 12:00:00", "2026-05-01 12:00:10"),
+                             (2, "2026-05-01 12:00:12", "2026-05-01 12:00:20"),
+                             (3, "2026-05-01 12:01:20", "2026-05-01 12:01:30")):
+        database.store.put(docs.render_turn_record(docs.TurnRecord(
+            turn=turn, site="alpha", how="exited", exit_code=0, started_at=start, ended_at=end,
+            duration_s=(int(end[-2:]) - int(start[-2:])) % 60 or 10.0)))
     lines = enqueue_cli("history", "--limit", "2").out.splitlines()
     column = lines[0].split().index("GAP")
-    assert [line.split()[column] for line in lines[1:]] == ["-9", "-9"]  # "-9 s": the staged times overlap
+    assert [" ".join(line.split()[column:column + 2]) for line in lines[1:]] == ["1 min", "2 s"]
     turns = json.loads(enqueue_cli("history", "--json").out)["turns"]
-    assert [t["gap_before_s"] for t in turns] == [-9.0, -9.0, None]
+    assert [t["gap_before_s"] for t in turns] == [60.0, 2.0, None]
 
 
 def test_history_json_has_the_documented_keys(enqueue_cli, database):

@@ -31,16 +31,23 @@ def _restore_logging_and_forget_the_connection():
     hints.forget()
 
 
-def write_config(directory: Path, url: str, database: str, *extra: str) -> Path:
+def write_config(directory: Path, url: str, database: str, *extra: str, server=None) -> Path:
+    """A configuration for ``database``; with ``server``, its admin credentials (unless ``extra`` sets some)."""
     directory.mkdir(parents=True, exist_ok=True)
+    lines = ["[couchdb]", f"url = {url}", f"database = {database}", *extra]
+    if server is not None and server.username is not None and not any(x.startswith("username") for x in extra):
+        secret = directory / "admin.password"
+        secret.write_text(f"{server.password}\n")
+        secret.chmod(0o600)
+        lines += [f"username = {server.username}", f"password_file = {secret}"]
     path = directory / "enqueue.ini"
-    path.write_text("\n".join(["[couchdb]", f"url = {url}", f"database = {database}", *extra]) + "\n")
+    path.write_text("\n".join(lines) + "\n")
     path.chmod(0o600)
     return path
 
 
 def test_a_wrong_database_name_asks_to_check_database_in_the_file(couch_server, tmp_path, capsys):
-    config = write_config(tmp_path, couch_server.url, "enqeue_typo")
+    config = write_config(tmp_path, couch_server.url, "enqeue_typo", server=couch_server)
     result = Cli(capsys, config)("status")
     assert result.code == errors.EXIT_DATABASE_MISSING and result.err.count("\n") == 1
     assert result.err == (f"enqueue: database 'enqeue_typo' at {couch_server.url}: the database does not exist; "
@@ -50,7 +57,7 @@ def test_a_wrong_database_name_asks_to_check_database_in_the_file(couch_server, 
 
 def test_a_database_name_from_the_environment_names_its_variable(couch_server, database, tmp_path, capsys,
                                                                  monkeypatch):
-    config = write_config(tmp_path, couch_server.url, database.name)
+    config = write_config(tmp_path, couch_server.url, database.name, server=couch_server)
     monkeypatch.setenv("ENQUEUE_COUCHDB_DATABASE", "from_the_environment")
     result = Cli(capsys, config)("history")
     assert result.code == errors.EXIT_DATABASE_MISSING
@@ -59,7 +66,7 @@ def test_a_database_name_from_the_environment_names_its_variable(couch_server, d
 
 
 def test_a_database_name_inside_the_url_is_recognised_and_explained(couch_server, database, tmp_path, capsys):
-    config = write_config(tmp_path, f"{couch_server.url}/{database.name}", database.name)
+    config = write_config(tmp_path, f"{couch_server.url}/{database.name}", database.name, server=couch_server)
     result = Cli(capsys, config)("status")
     assert result.code == errors.EXIT_DATABASE_MISSING and result.err.count("\n") == 1
     assert (f"the url ends in /{database.name}, which CouchDB reads as part of every database's address: if "
@@ -67,7 +74,7 @@ def test_a_database_name_inside_the_url_is_recognised_and_explained(couch_server
 
 
 def test_an_unreachable_url_from_the_environment_names_its_variable(database, tmp_path, capsys, monkeypatch):
-    config = write_config(tmp_path, database.server.url, database.name)
+    config = write_config(tmp_path, database.server.url, database.name, server=database.server)
     monkeypatch.setenv("ENQUEUE_COUCHDB_URL", "http://127.0.0.1:9")  # the discard port: nothing listens
     result = Cli(capsys, config)("status")
     assert result.code == errors.EXIT_UNREACHABLE and result.err.count("\n") == 1
@@ -91,7 +98,7 @@ def test_a_wrong_password_names_the_user_and_the_password_file(couch_server, dat
 
 
 def test_log_format_json_applies_to_the_final_error_line(couch_server, tmp_path):
-    config = write_config(tmp_path, couch_server.url, "enqeue_typo")
+    config = write_config(tmp_path, couch_server.url, "enqeue_typo", server=couch_server)
     done = subprocess.run([sys.executable, "-m", "enqueue", "status", str(config), "--log-format", "json"],
                           capture_output=True, text=True, timeout=60, env={**os.environ})
     assert done.returncode == errors.EXIT_DATABASE_MISSING
@@ -113,7 +120,7 @@ def test_a_password_file_that_is_a_fifo_does_not_hang_status(couch_server, datab
 
 
 def test_a_configuration_with_a_byte_order_mark_works(couch_server, database, tmp_path, capsys):
-    config = write_config(tmp_path, couch_server.url, database.name)
+    config = write_config(tmp_path, couch_server.url, database.name, server=couch_server)
     config.write_bytes(b"\xef\xbb\xbf" + config.read_bytes())
     result = Cli(capsys, config)("history")
     assert (result.code, result.out) == (0, "no turn records\n"), result.err
