@@ -30,6 +30,7 @@ from enqueue import steering, table, timeline
 from enqueue.durations import format_duration
 from enqueue.errors import ConfigError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "history"
 HELP = "list the finished turns, newest first, from the turn records (read-only)"
@@ -70,7 +71,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     "4 credentials refused; 5 database missing."
 
 
-def read_turns(store: Any, site: Optional[str], limit: int,
+def read_turns(store: Store, site: Optional[str], limit: int,
                every: Optional[list[docs.TurnRecord]] = None) -> list[tuple[docs.TurnRecord, dict]]:
     """The newest ``limit`` parsed turn records (all when 0), of ``site`` only when given, newest first.
 
@@ -163,7 +164,7 @@ def write_file(path: str, text: str) -> None:
         raise ConfigError(f"--timeline {path}: cannot write there: {exc.strerror or exc}") from None
 
 
-def _pause(store: Any, settings: steering.AdminSettings) -> Optional[timeline.Pause]:
+def _pause(store: Store, settings: steering.AdminSettings) -> Optional[timeline.Pause]:
     """The pause in force now, from the leader doc (the records keep no pauses)."""
     leader, _ = docs.parse_leader(store.get(settings.leader_doc), settings.leader_doc)
     if leader is None or not leader.paused:
@@ -176,7 +177,7 @@ def _pause(store: Any, settings: steering.AdminSettings) -> Optional[timeline.Pa
     return timeline.Pause(since, now, f"paused since {leader.raw.get('paused_at')} UTC{reason}, still paused")
 
 
-def _check_site(store: Any, settings: steering.AdminSettings, site: str) -> None:
+def _check_site(store: Store, settings: steering.AdminSettings, site: str) -> None:
     """Refuse a site that is neither registered nor named by a record (a misspelt name)."""
     sites, _ = docs.parse_sites(store.get(settings.sites_doc), settings.sites_doc)
     if sites is not None and site in sites.sites:

@@ -11,7 +11,7 @@ Two kinds of "alive" appear here, and they are kept apart on purpose:
   wrong by however far the two clocks are apart; never used by the agents.
 * **observed** (``--watch`` only): how long ago this observer saw the
   heartbeat document change, on its own monotonic clock -- the agents' own
-  rule (DESIGN §3.2). Once a site has been watched for ``heartbeat_stale``
+  rule (docs/PROTOCOL.md §3.2). Once a site has been watched for ``heartbeat_stale``
   without a change it is stale whatever its beat time says.
 
 Nothing here writes, and nothing here decides anything for the protocol.
@@ -28,6 +28,7 @@ from enqueue.clock import format_time
 from enqueue.durations import format_duration
 from enqueue.placement import Placement
 from enqueue.placement import describe as describe_placement
+from enqueue.outcomes import Outcome
 from enqueue.steering import AdminSettings, parse_time
 
 __all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "present", "stale_meaning"]
@@ -40,7 +41,7 @@ MISSING = "missing"
 UNKNOWN = "unknown"
 
 # Turn records that do not count as a turn taken: the grant was never confirmed.
-_NOT_TAKEN = ("not started",)
+_NOT_TAKEN = (Outcome.NOT_STARTED,)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from enqueue import devserver as devserver_module
 from enqueue import errors
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer, DevServerError
+from tests.support.processes import reap
 
 
 def answers(url: str) -> dict:
@@ -183,11 +184,7 @@ def test_the_dev_server_command_prints_its_url_and_stops_cleanly(tmp_path, stop_
         assert proc.wait(timeout=20) == 0
         assert all(gone(p.pid) for p in node)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
 
 
 def test_the_dev_server_command_says_why_the_server_ended():
@@ -205,11 +202,7 @@ def test_the_dev_server_command_says_why_the_server_ended():
         assert err[-1].startswith(f"enqueue: pouchdb-server on {url} ended unexpectedly: killed by signal SIGKILL; "
                                   "its last output: "), err
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
 
 
 def test_a_server_that_cannot_start_says_its_exit_code_and_last_output(tmp_path):
