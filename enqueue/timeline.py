@@ -27,6 +27,7 @@ from typing import Iterable, Optional, Sequence
 from enqueue import documents as docs
 from enqueue.clock import UTC
 from enqueue.durations import format_duration
+from enqueue.outcomes import Outcome, was_revoked
 
 __all__ = [
     "OUTCOMES",
@@ -97,14 +98,14 @@ def outcome(how: str, exit_code: Optional[int]) -> str:
     """The outcome class of a record's ``how`` and exit code (a key of ``OUTCOMES``).
 
     ``exited`` with 0 is the only success; a command that exited otherwise,
-    could not start, lost its supervisor or was stopped failed; a turn taken
-    away (before or after its start) is revoked.
+    could not start, lost its supervisor or its agent, or was stopped failed;
+    a turn taken away (before or after its start) is revoked.
     """
-    if how == "exited":
+    if how == Outcome.EXITED:
         return "exited 0" if exit_code == 0 else "failed"
-    if how in ("fenced", "abandoned", "skipped"):
-        return how
-    if how in ("revoked", "not started") or how.endswith("after revocation"):
+    if how in (Outcome.FENCED, Outcome.ABANDONED, Outcome.SKIPPED):
+        return str(how)
+    if how == Outcome.NOT_STARTED or was_revoked(how):
         return "revoked"
     return "failed"
 
