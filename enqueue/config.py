@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple, Optional
 from urllib.parse import urlsplit
 
+from enqueue import hints
+from enqueue.config_file import misspelt_section, not_a_regular_file, read_file
 from enqueue.durations import format_duration, parse_duration
 from enqueue.errors import ConfigError
 from enqueue.logs import register_secret
@@ -122,6 +124,9 @@ class Connection:
     password: Optional[str] = field(default=None, repr=False)
     ca_file: Optional[str] = None
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    #: Where each setting came from (``url``, ``database``, ``username``, ``password``), for messages:
+    #: ``/abs/cfg.ini: [couchdb] url`` or ``environment variable ENQUEUE_COUCHDB_URL``.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if "@" in urlsplit(self.url).netloc:
@@ -231,50 +236,11 @@ class _Value(NamedTuple):
     base_dir: Optional[str]  # directory relative paths are resolved against; None: the working directory
 
 
-def _read_file(path: str) -> configparser.ConfigParser:
-    """Read and parse the INI file; every failure is a one-line ``ConfigError``."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: cannot read the configuration file (permission denied)") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
-
-    # [DEFAULT] would leak its keys into our sections; treat it as just another foreign section.
-    parser = configparser.ConfigParser(
-        interpolation=None,
-        default_section="\0enqueue-no-default-section",
-        inline_comment_prefixes=(";", "#"),
-        strict=True,
-    )
-    try:
-        parser.read_string(text, source=path)
-    except configparser.MissingSectionHeaderError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: a setting before the first [section] header") from None
-    except configparser.ParsingError as exc:
-        # The offending line might hold a password: name its number only.
-        lines = ", ".join(str(lineno) for lineno, _line in exc.errors)
-        raise ConfigError(f"{path}: line {lines}: not a 'key = value' line") from None
-    except configparser.DuplicateSectionError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: section [{exc.section}] appears twice") from None
-    except configparser.DuplicateOptionError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: [{exc.section}] {exc.option} appears twice") from None
-    except configparser.Error as exc:
-        raise ConfigError(f"{path}: cannot parse: {type(exc).__name__}") from None
-    return parser
-
-
 def _section_values(
     parser: configparser.ConfigParser, path: str, section: str, known: tuple[str, ...]
 ) -> dict[str, _Value]:
     """The non-empty values of ``section``; an unknown key is an error."""
+    misspelt_section(parser, path, section)
     if not parser.has_section(section):
         return {}
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -315,6 +281,9 @@ def _readable_by_others(path: str) -> bool:
 
 def _read_password_file(value: _Value) -> str:
     path = _resolve_path(value)
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise ConfigError(f"{value.where}: password file {path} is {kind}, not a file holding the password")
     try:
         with open(path, encoding="utf-8") as handle:
             password = handle.read()
@@ -393,9 +362,11 @@ def load_connection(
     """Read ``[couchdb]`` (with ``ENQUEUE_COUCHDB_*`` overrides) and the raw ``[enqueue]`` values.
 
     Returns the connection and ``{key: text}`` of the non-empty ``[enqueue]``
-    keys, unparsed but checked to be known keys. Raises ``ConfigError``.
+    keys, unparsed but checked to be known keys. Raises ``ConfigError``;
+    messages name the file by its absolute path, wherever it was run from.
     """
-    parser = _read_file(config_path)
+    config_path = os.path.abspath(config_path)
+    parser = read_file(config_path)
     file_values = _section_values(parser, config_path, COUCHDB_SECTION, COUCHDB_KEYS)
     enqueue_values = _section_values(parser, config_path, ENQUEUE_SECTION, ENQUEUE_KEYS)
 
@@ -407,6 +378,12 @@ def load_connection(
     def required(key: str) -> _Value:
         value = pick(key)
         if value is None:
+            if not parser.has_section(COUCHDB_SECTION):
+                found = ", ".join(f"[{name}]" for name in parser.sections()) or "none"
+                raise ConfigError(
+                    f"{config_path}: section [{COUCHDB_SECTION}] not found (sections in the file: {found}); "
+                    f"it needs {key} (or set {ENV_VARS[key]})"
+                )
             raise ConfigError(
                 f"{config_path}: [{COUCHDB_SECTION}] {key}: missing (required; "
                 f"or set {ENV_VARS[key]})"
@@ -459,6 +436,17 @@ def load_connection(
     timeout_value = file_values.get("request_timeout")
     request_timeout_s = _parse_duration(timeout_value) if timeout_value else DEFAULT_REQUEST_TIMEOUT_S
 
+    url_value = required("url")
+    sources = {"url": url_value.where, "database": database_value.where}
+    if username_value is not None:
+        sources["username"] = username_value.where
+    elif url_username:
+        sources["username"] = url_value.where
+    password_source = _password_source(file_values, env_values)
+    if password_source is not None:
+        sources["password"] = password_source
+    elif url_password is not None:
+        sources["password"] = f"the password in the url ({url_value.where})"
     connection = Connection(
         url=url,
         database=database_value.text,
@@ -466,8 +454,20 @@ def load_connection(
         password=password,
         ca_file=ca_file,
         request_timeout_s=request_timeout_s,
+        sources=sources,
     )
+    hints.remember(connection)
     return connection, {key: value.text for key, value in enqueue_values.items()}
+
+
+def _password_source(file_values: Mapping[str, _Value], env_values: Mapping[str, _Value]) -> Optional[str]:
+    """Where the password was read, as ``_pick_password`` chose it: a password file by its path, or a setting."""
+    for values in (env_values, file_values):
+        if values.get("password_file"):
+            return f"password file {_resolve_path(values['password_file'])} ({values['password_file'].where})"
+        if values.get("password"):
+            return values["password"].where
+    return None
 
 
 def _pick_password(
@@ -516,7 +516,8 @@ def load_agent_settings(
         raise ValueError(f"unknown override keys: {', '.join(unknown)}")
 
     connection, raw = load_connection(config_path, environ)
-    file_values = {key: _Value(text, f"{config_path}: [{ENQUEUE_SECTION}] {key}", None) for key, text in raw.items()}
+    shown = os.path.abspath(config_path)
+    file_values = {key: _Value(text, f"{shown}: [{ENQUEUE_SECTION}] {key}", None) for key, text in raw.items()}
 
     def flag_name(key: str) -> str:
         return "--" + (key[:-2] if key.endswith("_s") else key).replace("_", "-")
@@ -549,7 +550,7 @@ def load_agent_settings(
         timing = Timing(heartbeat_delay_s=delay, heartbeat_stale_s=stale, conflict_delay_s=conflict, kill_grace_s=grace)
     except ConfigError as exc:
         sources = f"heartbeat_delay: {delay_from}, heartbeat_stale: {stale_from}, kill_grace: {grace_from}"
-        raise ConfigError(f"{config_path}: {exc} ({sources})") from None
+        raise ConfigError(f"{shown}: {exc} ({sources})") from None
 
     if overrides.get("repeat") is not None:
         repeat = bool(overrides["repeat"])

@@ -292,10 +292,7 @@ class DevServer:
         while True:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise DevServerError(
-                    f"pouchdb-server exited with status {self._process.returncode} while starting"
-                    f" on port {self.port}: {self._output_tail() or 'no output'}"
-                )
+                raise DevServerError(f"pouchdb-server on port {self.port} ended while starting: {self.ended_because()}")
             if self._answers():
                 return
             if time.monotonic() > deadline:
@@ -311,6 +308,21 @@ class DevServer:
         except (OSError, ValueError, urllib.error.URLError):
             return False
         return isinstance(info, dict) and info.get("uuid") == self._instance
+
+    def ended_because(self) -> str:
+        """Why the server process ended: its exit code or signal, and its last lines of output."""
+        process = self._process
+        code = None if process is None else process.poll()
+        if code is None:
+            how = "it has not ended"
+        elif code < 0:
+            try:
+                how = f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return f"{how}; its last output: {self._output_tail() or 'none'}"
 
     def _output_tail(self) -> str:
         if self._workdir is None:

@@ -196,6 +196,11 @@ class MemoryStore:
         with self._cond:
             return self._db("database info").seq
 
+    def shards(self) -> Optional[Dict[str, List[str]]]:
+        with self._cond:
+            self._db("database info")
+        return None
+
     def create_database(self) -> bool:
         with self._cond:
             if self._closed:

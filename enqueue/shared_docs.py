@@ -43,8 +43,8 @@ def refuse_cluster(store: Store, allowed: bool) -> None:
     if copies > 1 and not allowed:
         raise ClusterRefused(
             f"{store.describe()} keeps {copies} copies (n={copies}); on a cluster a 409 is no "
-            "compare-and-swap, so two sites could both win a turn. Use a database with n=1 "
-            "(PUT /db?n=1) or see the README's section on clusters"
+            "compare-and-swap, so two sites could both win a turn. Use a database with one copy in one shard "
+            f"(PUT /{store.database}?n=1&q=1, as 'enqueue init' creates it) or see docs/GUARANTEES.md section 5"
         )
 
 

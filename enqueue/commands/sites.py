@@ -25,7 +25,7 @@ import json
 from typing import Any, Mapping, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import steering, table
 from enqueue.clock import SystemClock
 from enqueue.durations import format_age
 from enqueue.errors import Conflict, UsageError
@@ -138,19 +138,18 @@ def _list(store: Store, settings: steering.AdminSettings, as_json: bool) -> int:
     if not rows:
         print(f"no sites registered in {settings.sites_doc}")
         return 0
-    table = [["SITE", "DRAINED", "STATE", "HOST", "LAST BEAT", "ADDED"]]
+    lines = []
     for row in rows:
         drain = "no"
         if row["drained"]:
             drain = "yes" + (f": {row['drained_reason']}" if row["drained_reason"] else "") \
                 + (f" ({row['drained_by']})" if row["drained_by"] else "")
-        table.append([
+        lines.append([
             row["name"], drain, row["state"] or "no heartbeat", row["host"] or "-",
             "-" if row["beat_age_s"] is None else format_age(row["beat_age_s"]), row["added_at"] or "-",
         ])
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for line in table.render(["SITE", "DRAINED", "STATE", "HOST", "LAST BEAT", "ADDED"], lines):
+        print(line)
     return 0
 
 

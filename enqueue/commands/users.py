@@ -29,7 +29,7 @@ import os
 import secrets
 from typing import Any, Optional
 
-from enqueue import security
+from enqueue import security, table
 from enqueue.config import Connection, load_connection
 from enqueue.errors import EXIT_OK, ConfigError, Conflict, DatabaseMissing, EnqueueError
 from enqueue.logs import register_secret
@@ -166,18 +166,18 @@ def add(connection: Connection, site: str, *, password_file: Optional[str], show
 
 
 def list_accounts(connection: Connection) -> list[str]:
-    """One line per account: name and roles."""
+    """A table of the accounts: name and roles, in aligned columns."""
     users = _store(connection, USERS_DB)
     try:
         docs = users.list_prefix(USER_PREFIX)
     finally:
         users.close()
-    lines = []
+    rows = []
     for doc in docs:
         name = doc.get("name") or str(doc.get("_id", ""))[len(USER_PREFIX):]
         roles = doc.get("roles") if isinstance(doc.get("roles"), list) else []
-        lines.append(f"{name}  roles: {', '.join(str(r) for r in roles) or '-'}")
-    return lines or ["no accounts"]
+        rows.append([str(name), ", ".join(str(r) for r in roles) or "-"])
+    return table.render(["ACCOUNT", "ROLES"], rows) if rows else ["no accounts"]
 
 
 def remove(connection: Connection, site: str) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -191,3 +192,33 @@ def test_the_dev_server_command_prints_its_url_and_stops_cleanly(tmp_path, stop_
         assert all(gone(p.pid) for p in node)
     finally:
         reap(proc)
+
+
+def test_the_dev_server_command_says_why_the_server_ended():
+    proc = subprocess.Popen([sys.executable, "-m", "enqueue", "dev-server"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.poll() is not None else url
+        node = [p for p in psutil.Process(proc.pid).children(recursive=True) if "node" in p.name()]
+        assert node, "pouchdb-server runs under the command"
+        for process in node:
+            process.kill()
+        assert proc.wait(timeout=20) == 1
+        err = proc.stderr.read().strip().splitlines()
+        assert err[-1].startswith(f"enqueue: pouchdb-server on {url} ended unexpectedly: killed by signal SIGKILL; "
+                                  "its last output: "), err
+    finally:
+        reap(proc)
+
+
+def test_a_server_that_cannot_start_says_its_exit_code_and_last_output(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(DevServerError) as info:
+            DevServer(port=port).start()
+    message = str(info.value)
+    assert message.startswith(f"pouchdb-server on port {port} ended while starting: exit code "), message
+    assert "its last output: " in message and "in use" in message

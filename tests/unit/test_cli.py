@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 import pytest
 
@@ -162,7 +163,8 @@ def test_enqueue_error_from_agent(agent, config, capsys) -> None:
     agent.result = unreachable
     assert run_main("run", config, "alpha", "cmd") == Unreachable.exit_code == 3
     err = capsys.readouterr().err
-    assert err == "enqueue: cannot reach database 'enqueue' at http://127.0.0.1:5984: connection refused\n"
+    assert err == ("enqueue: cannot reach database 'enqueue' at http://127.0.0.1:5984: connection refused; "
+                   f"check url = in {os.path.abspath(config)}\n")
 
 
 def test_error_messages_are_one_line_and_redacted(agent, config, capsys) -> None:

@@ -36,6 +36,8 @@ class Proceeded(Exception):
 class ClusterStore:
     """Reports ``n`` copies; records every call; the first write raises ``Proceeded``."""
 
+    database = "enqueue"
+
     def __init__(self, copies: int) -> None:
         self.n = copies
         self.calls: List[str] = []
@@ -85,6 +87,7 @@ def test_the_agent_refuses_a_database_with_several_copies_before_any_write(confi
         agent_process.run(settings(config), store)
     message = str(caught.value)
     assert f"n={copies}" in message and "\n" not in message
+    assert "PUT /enqueue?n=1&q=1" in message  # ?n=1 alone would let q spread the shards over nodes
     assert caught.value.exit_code == EXIT_CLUSTER_REFUSED == 6
     assert [c for c in store.calls if c.startswith("put")] == []
 

@@ -242,7 +242,12 @@ BAD_FILES = [
     ("missing url", "[couchdb]\ndatabase = enqueue\n", {}, "[couchdb] url: missing"),
     ("empty url", "[couchdb]\nurl =\ndatabase = enqueue\n", {}, "[couchdb] url: missing"),
     ("missing database", "[couchdb]\nurl = http://127.0.0.1:5984\n", {}, "[couchdb] database: missing"),
-    ("no couchdb section", "[enqueue]\nrepeat = true\n", {}, "[couchdb] url: missing"),
+    ("no couchdb section", "[enqueue]\nrepeat = true\n", {},
+     "section [couchdb] not found (sections in the file: [enqueue]); it needs url (or set ENQUEUE_COUCHDB_URL)"),
+    ("misspelt couchdb section", "[couchbd]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n", {},
+     "section [couchdb] not found; the file has [couchbd]: did you mean [couchdb]?"),
+    ("misspelt enqueue section", "[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n[enqeue]\nrepeat = 1\n", {},
+     "section [enqueue] not found; the file has [enqeue]: did you mean [enqueue]?"),
     ("bad scheme", COUCH.replace("http://", "ftp://"), {}, "[couchdb] url: expected http"),
     ("no host", COUCH.replace("http://127.0.0.1:5984", "http://"), {}, "[couchdb] url: expected http"),
     ("bad port", COUCH.replace("5984", "59x4"), {}, "[couchdb] url: not a valid URL"),
@@ -432,3 +437,57 @@ def test_timing_edge_cases_allowed() -> None:
     timing = Timing(heartbeat_delay_s=10, heartbeat_stale_s=20.001, kill_grace_s=0)
     assert (timing.heartbeat_stale_s, timing.kill_grace_s) == (20.001, 0)
     assert Timing(heartbeat_delay_s=10, heartbeat_stale_s=50, kill_grace_s=15).kill_grace_s == 15
+
+
+def test_a_relative_path_is_shown_absolute(tmp_path, monkeypatch) -> None:
+    (tmp_path / "etc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        settings("etc/alpha.ini")
+    assert str(info.value) == f"{tmp_path}/etc/alpha.ini: no such configuration file"
+    write(tmp_path / "etc", "[couchdb]\nurl = http://127.0.0.1:5984\n", name="alpha.ini")
+    with pytest.raises(ConfigError) as info:
+        settings("etc/alpha.ini")
+    assert str(info.value).startswith(f"{tmp_path}/etc/alpha.ini: [couchdb] database: missing")
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path) -> None:
+    path = tmp_path / "bom.ini"
+    path.write_bytes(b"\xef\xbb\xbf[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n")
+    assert settings(str(path)).connection.database == "enqueue"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_password_file_that_is_a_fifo_or_a_directory_is_refused_at_once(tmp_path, kind) -> None:
+    target = tmp_path / "alpha.password"
+    if kind == "fifo":
+        os.mkfifo(target)  # opening it to read would block until somebody writes
+    else:
+        target.mkdir()
+    path = write(tmp_path, COUCH + f"username = alpha\npassword_file = {target}\n")
+    with pytest.raises(ConfigError) as info:
+        settings(path)
+    shown = "a FIFO" if kind == "fifo" else "a directory"
+    assert str(info.value) == (f"{path}: [couchdb] password_file: password file {target} is {shown}, "
+                               "not a file holding the password")
+
+
+def test_a_configuration_file_that_is_a_fifo_is_refused_at_once(tmp_path) -> None:
+    fifo = tmp_path / "enqueue.ini"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is a FIFO, not a configuration file"):
+        settings(str(fifo))
+
+
+def test_the_connection_says_where_each_setting_came_from(tmp_path) -> None:
+    password_file = tmp_path / "alpha.password"
+    password_file.write_text(SECRET + "\n")
+    password_file.chmod(0o600)
+    path = write(tmp_path, COUCH + f"username = alpha\npassword_file = {password_file.name}\n")
+    conn = settings(path, environ={"ENQUEUE_COUCHDB_DATABASE": "other"}).connection
+    assert conn.sources == {
+        "url": f"{path}: [couchdb] url",
+        "database": "environment variable ENQUEUE_COUCHDB_DATABASE",
+        "username": f"{path}: [couchdb] username",
+        "password": f"password file {password_file} ({path}: [couchdb] password_file)",
+    }
