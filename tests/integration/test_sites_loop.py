@@ -174,6 +174,8 @@ def admin_server(couch_server) -> Iterator[servers.CouchServer]:
 
 
 def test_refused_credentials_stop_the_loop_with_exit_4(admin_server, tmp_path, finish):
+    # An account nobody has: a real CouchDB locks out a name after a few wrong passwords, and the admin's
+    # must stay usable.
     database = servers.create_database(admin_server)
     try:
         password_file = tmp_path / "password"
@@ -181,7 +183,7 @@ def test_refused_credentials_stop_the_loop_with_exit_4(admin_server, tmp_path, f
         password_file.chmod(0o600)
         config = tmp_path / "auth.ini"
         config.write_text(f"[couchdb]\nurl = {admin_server.url}\ndatabase = {database.name}\n"
-                          f"username = {admin_server.username}\npassword_file = {password_file}\n")
+                          f"username = nobody_{os.urandom(3).hex()}\npassword_file = {password_file}\n")
         proc = loop(config, tmp_path, "--pause", "0")
         finish(proc)
         assert proc.wait(timeout=60) == 4, proc.stdout.read()
