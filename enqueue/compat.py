@@ -24,7 +24,7 @@ import os
 import sys
 from typing import NoReturn, Optional, Sequence
 
-from enqueue.cli import OneLineParser, guarded
+from enqueue.cli import guarded
 from enqueue.commands.run import duration_arg, split_arguments, start_agent
 from enqueue.config import (
     DEFAULT_LEADER_DOC,
@@ -34,6 +34,7 @@ from enqueue.config import (
 )
 from enqueue.errors import ConfigError
 from enqueue.logs import add_logging_arguments, setup_logging
+from enqueue.usage import OneLineParser
 
 __all__ = ["build_parser", "main"]
 

@@ -38,11 +38,11 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from enqueue import checker  # noqa: E402
 from enqueue import documents as docs  # noqa: E402
 from enqueue.config import DEFAULT_LEADER_DOC  # noqa: E402
+from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer  # noqa: E402
-from enqueue.store import Store  # noqa: E402
+from tools.chaos import checker, probe  # noqa: E402
 
 #: How long the sites may take to start and register before the demo gives up.
 START_TIMEOUT_S = 60.0
@@ -80,9 +80,9 @@ class Target:
     username: Optional[str] = None
     password_file: Optional[Path] = None
 
-    def store(self) -> Store:
+    def store(self) -> CouchStore:
         password = self.password_file.read_text().rstrip("\r\n") if self.password_file else None
-        return Store(self.url, self.database, username=self.username, password=password)
+        return CouchStore(self.url, self.database, username=self.username, password=password)
 
     def config_text(self) -> str:
         lines = ["[couchdb]", f"url = {self.url}", f"database = {self.database}"]
@@ -126,7 +126,7 @@ def check_agents(agents: list[subprocess.Popen], names: list[str], workdir: Path
             raise AgentDied(f"agent {name} exited with {proc.returncode}; see {workdir / f'agent-{name}.log'}")
 
 
-def wait_for_rotation(store: Store, names: list[str], agents: list[subprocess.Popen], workdir: Path) -> None:
+def wait_for_rotation(store: CouchStore, names: list[str], agents: list[subprocess.Popen], workdir: Path) -> None:
     """Return once the leader doc lists every site in its rotation (each registered, waiting and alive)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
@@ -205,7 +205,7 @@ def main() -> int:
               "in the leader's rotation, so turn 1 goes to the first site alphabetically")
         print(f"working folder {workdir}" + ("" if args.keep else " (removed at the end; --keep DIR keeps one)")
               + "\n")
-        command = [sys.executable, "-m", "enqueue.probe", str(probe_log), "--sleep", str(args.work)]
+        command = probe.command(probe_log, "--sleep", args.work)
         for name in names:
             log = open(workdir / f"agent-{name}.log", "ab")
             agents.append(

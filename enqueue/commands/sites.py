@@ -34,8 +34,9 @@ from enqueue import steering
 from enqueue.clock import SystemClock
 from enqueue.config import Timing
 from enqueue.durations import format_age, format_duration
-from enqueue.errors import EXIT_SITE_IN_USE, Conflict
+from enqueue.errors import EXIT_SITE_IN_USE, Conflict, UsageError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "sites"
 HELP = "list the registered sites; drain, undrain or remove one"
@@ -132,11 +133,11 @@ def watch_window_s(hb: docs.Heartbeat, timing: Timing) -> float:
     return min(1.5 * delay, stale)
 
 
-def _alive_agent(store: Any, settings: steering.AdminSettings, site: str) -> Optional[str]:
+def _alive_agent(store: Store, settings: steering.AdminSettings, site: str) -> Optional[str]:
     """Why ``site``'s agent is alive, or None: its heartbeat is missing, says ``left``, or did not change
     while watched for ``watch_window_s`` (one read cannot tell a live agent from a dead one)."""
     hb_id = docs.heartbeat_id(site)
-    since = store.check().get("update_seq")
+    since = store.current_seq()
     hb, _ = docs.parse_heartbeat(store.get(hb_id), site)
     if hb is None or hb.state == docs.LEFT:
         return None
@@ -307,8 +308,6 @@ def _delete_heartbeat(store: Any, doc_id: str) -> bool:
 
 def execute(args: argparse.Namespace) -> int:
     """Run the chosen action on the registry."""
-    from enqueue.cli import UsageError
-
     if args.action == "list":
         if args.site is not None:
             raise UsageError("'sites list' takes no SITE (see 'enqueue sites --help')")
