@@ -17,7 +17,7 @@
 #
 # When 'enqueue run' fails before the submission started, the loop tells its
 # exit code from the submission's own (the submission is started through a
-# two-line shell wrapper that marks the start, then execs it):
+# one-line shell wrapper that marks the start, then execs it):
 #   3 (database unreachable): logged, and the next iteration waits
 #     --retry-delay, doubled after every further 3 up to --retry-max (never
 #     less than --pause); back to --retry-delay after an iteration that got
