@@ -11,8 +11,8 @@ with ``cmdargs`` as ``nargs="*"``), so an invocation that worked before means
 the same now; in particular options after the command still belong to this
 tool, and a command with options of its own needs ``--``. The logging
 options of every enqueue command (``--log-level``, ``--log-file``,
-``--log-format``) are accepted too; the usage line stays the original's. Minutes may be
-fractional, and ``30s``, ``2m``, ``1h`` are accepted as well. The settings
+``--log-format``) are accepted too; the usage line stays the original's.
+Minutes may be fractional, and ``30s``, ``2m``, ``1h`` are accepted as well. The settings
 and the agent are the ones ``enqueue run`` uses; kill_grace and the
 connection come from the configuration file and environment.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn, Optional, Sequence
+from typing import Optional, Sequence
 
 from enqueue.cli import guarded
 from enqueue.commands.run import duration_arg, split_arguments, start_agent

@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,19 @@ from tools.chaos import checker, probe  # noqa: E402
 
 #: How long the sites may take to start and register before the demo gives up.
 START_TIMEOUT_S = 60.0
+
+#: Set by Ctrl-C and SIGTERM. They only ask to stop: the demo stops at the next safe point, so a row
+#: is never printed without being counted, nor the agents left half-stopped.
+STOP = threading.Event()
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM, seen at a safe point."""
+
+
+def check_stop() -> None:
+    if STOP.is_set():
+        raise Interrupted
 
 
 def parse_args() -> argparse.Namespace:
@@ -108,6 +122,7 @@ def stop_agents(agents: list[subprocess.Popen], grace_s: float = 10.0) -> None:
 def enqueue(*args: str) -> None:
     """Run an admin command of enqueue; its answer is not shown, a failure is."""
     result = subprocess.run([sys.executable, "-m", "enqueue", *args], capture_output=True, text=True)
+    check_stop()  # a Ctrl-C in the terminal reaches this command too
     if result.returncode != 0:
         raise RuntimeError(f"enqueue {args[0]} failed ({result.returncode}): {result.stderr.strip()}")
 
@@ -130,6 +145,7 @@ def wait_for_rotation(store: CouchStore, names: list[str], agents: list[subproce
     """Return once the leader doc lists every site in its rotation (each registered, waiting and alive)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
+        check_stop()
         leader, _ = docs.parse_leader(store.get(DEFAULT_LEADER_DOC), DEFAULT_LEADER_DOC)
         if leader is not None and leader.leader and sorted(leader.rotation) == sorted(names):
             return
@@ -137,7 +153,7 @@ def wait_for_rotation(store: CouchStore, names: list[str], agents: list[subproce
         if time.monotonic() > deadline:
             raise AgentDied(f"the sites did not all register within {START_TIMEOUT_S:g} s; see the agents' logs "
                             f"in {workdir}")
-        time.sleep(0.05)
+        STOP.wait(0.05)
 
 
 def show_row(run: checker.Run, previous: Optional[checker.Run]) -> None:
@@ -178,8 +194,9 @@ def main() -> int:
     shown: list[checker.Run] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        STOP.set()
 
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     server: Optional[DevServer] = None
     target: Optional[Target] = None
@@ -222,13 +239,14 @@ def main() -> int:
         enqueue("resume", str(config))
         print(f"{'turn':>5}  {'site':<10} {'started (UTC)':<15} {'duration':>10} {'gap':>10}")
         while len(shown) < args.turns:
+            check_stop()
             finished = [r for r in checker.read(str(probe_log)).runs if r.end_ns is not None]
             for run in finished[len(shown):args.turns]:
                 show_row(run, shown[-1] if shown else None)
                 shown.append(run)
             check_agents(agents, names, workdir)
-            time.sleep(0.05)
-    except KeyboardInterrupt:
+            STOP.wait(0.05)
+    except Interrupted:
         interrupted = True
         print("\ninterrupted: stopping the sites")
     except (AgentDied, RuntimeError) as exc:

@@ -42,6 +42,12 @@ def messages(workdir: Path) -> list[str]:
     return [m.group(1) for m in found]
 
 
+def submission_started(workdir: Path) -> bool:
+    """The probe wrote its start line (the file exists a moment earlier: a stop in between leaves it empty)."""
+    path = workdir / "probe.log"
+    return path.exists() and "start alpha" in path.read_text()
+
+
 @pytest.fixture
 def finish():
     procs = []
@@ -75,7 +81,7 @@ def test_each_iteration_monitors_submits_once_and_logs_exit_codes(config_file, d
 def test_sigterm_stops_the_submission_in_progress_and_the_loop_cleanly(config_file, database, tmp_path, finish):
     proc = loop(config_file, tmp_path, "--pause", "600", sleep_s=60)
     finish(proc)
-    wait_until("the submission to start", lambda: (tmp_path / "probe.log").exists(), timeout_s=30)
+    wait_until("the submission to start", lambda: submission_started(tmp_path), timeout_s=30)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     lines = messages(tmp_path)
@@ -91,7 +97,7 @@ def test_ctrl_c_in_a_terminal_stops_the_submission_and_the_loop_cleanly(config_f
     # A terminal's Ctrl-C sends SIGINT to the whole foreground process group: the loop and the agent.
     proc = loop(config_file, tmp_path, "--pause", "600", sleep_s=60, new_session=True)
     finish(proc)
-    wait_until("the submission to start", lambda: (tmp_path / "probe.log").exists(), timeout_s=30)
+    wait_until("the submission to start", lambda: submission_started(tmp_path), timeout_s=30)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=30) == 0
     lines = messages(tmp_path)
