@@ -1,4 +1,4 @@
-"""The shared documents: tolerant parsing, rendering, and document ids.
+"""The shared documents: tolerant parsing, rendering, and document ids (docs/PROTOCOL.md §2).
 
 Admins read and edit these documents by hand, so parsing never raises: a
 document that does not parse yields ``None`` plus a list of problems (the

@@ -1,5 +1,8 @@
 """Turn records: one document per finished turn, written once by the site or the leader that ended it.
 
+The record's fields are docs/PROTOCOL.md §2.4; why every ended turn has one,
+and where today's code falls short of that, §5.3 and §5.4.
+
 ``write_once`` creates the record of a turn, or completes what is already
 stored under its id, so that ``enqueue history`` can read every turn:
 
@@ -13,23 +16,27 @@ stored under its id, so that ``enqueue history`` can read every turn:
 Not guaranteed: that a record another writer changes at the same moment is
 completed; that loses a compare-and-swap, is logged, and the stored record
 stays as the other writer left it.
+
+A ``RecordQueue`` holds the records a writer still owes: each is written
+now or, if the database is away, at the next ``flush``, in order, and leaves
+the queue only once stored.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from enqueue import documents as docs
 from enqueue.documents import TurnRecord
 from enqueue.errors import Conflict, Forbidden
+from enqueue.store import Store
 
 log = logging.getLogger("enqueue.records")
 
 _REPORT_FIELDS = ("site", "how", "exit_code", "ended_at", "duration_s")
 
 
-def write_once(store: Any, rec: TurnRecord, me: str) -> None:
+def write_once(store: Store, rec: TurnRecord, me: str) -> None:
     """Store ``rec`` (written by site ``me``), or complete the record already stored for its turn."""
     body = docs.render_turn_record(rec)
     doc_id = body["_id"]
@@ -55,3 +62,27 @@ def write_once(store: Any, rec: TurnRecord, me: str) -> None:
             store.put(existing)
     except (Conflict, Forbidden) as exc:
         log.warning("could not complete turn record %s: %s", doc_id, exc)
+
+
+class RecordQueue:
+    """The turn records site ``me`` still has to write, oldest first."""
+
+    def __init__(self, store: Store, me: str) -> None:
+        self._store = store
+        self._me = me
+        self.pending: list[TurnRecord] = []
+
+    def add(self, rec: TurnRecord) -> None:
+        """Queue ``rec`` and try to write everything queued (a StoreError leaves it queued)."""
+        self.pending.append(rec)
+        self.flush()
+
+    def write_now(self, rec: TurnRecord) -> None:
+        """Write ``rec`` now, outside the queue (a StoreError is the caller's to handle)."""
+        write_once(self._store, rec, self._me)
+
+    def flush(self) -> None:
+        """Write the queued records in order; stops at the first that fails (StoreError)."""
+        while self.pending:
+            write_once(self._store, self.pending[0], self._me)
+            self.pending.pop(0)

@@ -5,10 +5,10 @@
         [--conflict-delay MIN] [--repeat] [--time-format FORMAT]
         [--leader-doc NAME] [--sites-doc NAME] config sitename [cmdargs ...]
 
-Runs from a checkout as well as from an installation: when ``enqueue`` is
-not importable, the repository this script lives in is put on ``sys.path``.
-A Python that has neither the package nor the libraries it needs gets one
-line saying how to install them (exit 2), not a traceback.
+Runs the ``enqueue`` package of the checkout it lives in, like every script
+here (an installation has the ``enqueue-command`` console script instead).
+A Python that lacks the package or the libraries it needs gets one line
+saying how to install them (exit 2), not a traceback.
 """
 
 import importlib.util
@@ -18,16 +18,14 @@ import sys
 #: The modules of the distributions setup.cfg's install_requires names.
 REQUIRED_MODULES = {"couchdb": "couchdb", "dateutil": "python-dateutil", "psutil": "psutil"}
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_CHECKOUT = os.path.dirname(_HERE)
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _CHECKOUT)
 
 
 def _missing() -> list:
     """What this Python lacks to run enqueue: 'enqueue' itself, or the distributions it needs."""
     if importlib.util.find_spec("enqueue") is None:
-        if not os.path.isfile(os.path.join(_CHECKOUT, "enqueue", "__init__.py")):
-            return ["enqueue"]
-        sys.path.insert(0, _CHECKOUT)
+        return ["enqueue"]
     return [dist for module, dist in REQUIRED_MODULES.items() if importlib.util.find_spec(module) is None]
 
 

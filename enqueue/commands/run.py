@@ -17,6 +17,7 @@ import logging
 import os
 from typing import Any, Optional, Sequence
 
+from enqueue import site_names
 from enqueue.config import (
     DEFAULT_KILL_GRACE_S,
     DEFAULT_LEADER_DOC,
@@ -233,7 +234,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "site_and_command", metavar="SITENAME [--] CMD [ARGS...]", nargs=argparse.REMAINDER,
         action=_SiteAndCommandAction, options_parser=_options_only_parser(parser.prog),
-        help="this site's name (1-64 letters, digits, _ . -, starting with a letter or digit), "
+        help=f"this site's name ({site_names.RULE}), "
              "then the command to run with its arguments",
     )
     parser.set_defaults(site=None, command=None)
@@ -250,7 +251,7 @@ def start_agent(settings: AgentSettings) -> int:
     """Log the settings' start-up notes, hand ``settings`` to the agent and return its exit code."""
     for note in settings.notes:
         log.info("%s", note)
-    from enqueue.agent import run_agent  # loaded here so that the other commands start without it
+    from enqueue.agent_process import run_agent  # loaded here so that the other commands start without it
 
     return run_agent(settings)
 

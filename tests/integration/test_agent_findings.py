@@ -37,7 +37,7 @@ def test_a_turn_finished_just_before_a_sigkill_is_still_recorded(sites, database
     Found: the runner CASed the leader doc to ``done`` (granting the next
     turn in the same write) and wrote the turn record 50 ms later; an agent
     killed in that window took the record with it, and nobody else ever
-    wrote it, against DESIGN §4 ("every finished turn recorded").
+    wrote it, against docs/PROTOCOL.md §5.3 (every ended turn has a record).
 
     Now: the record is written before the write that marks the turn done.
     """
@@ -267,7 +267,7 @@ def _process(pid: int):
 
 
 def test_a_slow_server_does_not_waste_turns(sites, database, tmp_path):
-    """Every request of alpha's takes about half a heartbeat (a slow CouchDB, DESIGN §4).
+    """Every request of alpha's takes about half a heartbeat (a slow CouchDB, docs/PROTOCOL.md §6.1).
 
     Found: ``Agent._confirm_and_start`` beat first only when the lease's
     SIGTERM moment had already passed, then confirmed (one round trip) and

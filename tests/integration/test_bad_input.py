@@ -15,7 +15,6 @@ agents today: that case is pinned down in ``test_agent_findings.py``.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -28,30 +27,18 @@ import pytest
 
 from enqueue import cli
 from enqueue import documents as docs
-from enqueue import logs
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.support import servers
 from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 from tools.chaos import probe as probe_tool
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 LEADER = "enqueue_leader"
 SITES = "enqueue_sites"
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """``cli.main`` installs log handlers on the root logger; remove them afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
 
 
 def write_config(path: Path, text: str) -> str:

@@ -19,6 +19,7 @@ from enqueue import devserver as devserver_module
 from enqueue import errors
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer, DevServerError
+from tests.support.processes import reap
 
 
 def answers(url: str) -> dict:
@@ -182,8 +183,4 @@ def test_the_dev_server_command_prints_its_url_and_stops_cleanly(tmp_path, stop_
         assert proc.wait(timeout=20) == 0
         assert all(gone(p.pid) for p in node)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)

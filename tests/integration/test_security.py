@@ -8,7 +8,6 @@ to create a database once an admin exists.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import ssl
@@ -30,6 +29,7 @@ from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from tests.support import servers
 from tests.support.agents import Sites, wait_until
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 
 SITES = ("alpha", "bravo", "charlie")
 LEADER_ID = "enqueue_leader"
@@ -409,20 +409,6 @@ def test_a_sites_account_reads_status_history_and_sites_but_cannot_steer(secured
 def _enqueue(*argv: str, env: Optional[dict] = None, timeout_s: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "enqueue", *argv], capture_output=True, text=True,
                           timeout=timeout_s, env={**os.environ, **(env or {})})
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """``enqueue.cli.main`` installs a log handler; take it away again."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    logs.set_site(None)
 
 
 def test_users_add_writes_a_private_password_file_and_prints_the_password_only_when_asked(

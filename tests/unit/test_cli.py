@@ -7,65 +7,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-import types
-from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import pytest
 
 from enqueue import __version__, cli, logs
 from enqueue.commands import run
-from enqueue.config import AgentSettings, Timing
+from enqueue.config import Timing
 from enqueue.errors import EnqueueError, Unreachable
+from tests.support.fake_agent import CONFIG, FakeAgent, agent, config  # noqa: F401  (fixtures)
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 
-CONFIG = """\
-[couchdb]
-url = http://127.0.0.1:5984
-database = enqueue
-"""
-
-
-class FakeAgent:
-    """Stands in for ``enqueue.agent``: records the settings, returns or raises what it is told."""
-
-    def __init__(self) -> None:
-        self.settings: Optional[AgentSettings] = None
-        self.result: Callable[[], int] = lambda: 0
-
-    def run_agent(self, settings: AgentSettings) -> int:
-        self.settings = settings
-        return self.result()
-
-
-@pytest.fixture
-def agent(monkeypatch) -> FakeAgent:
-    fake = FakeAgent()
-    module = types.ModuleType("enqueue.agent")
-    module.run_agent = fake.run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "enqueue.agent", module)
-    return fake
-
-
-@pytest.fixture
-def config(tmp_path) -> str:
-    path = tmp_path / "enqueue.ini"
-    path.write_text(CONFIG)
-    path.chmod(0o600)
-    return str(path)
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def run_main(*argv: str) -> int:

@@ -8,7 +8,7 @@ import itertools
 import os
 import textwrap
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytest
 
@@ -22,6 +22,9 @@ from enqueue.config import (
     load_connection,
 )
 from enqueue.errors import ConfigError
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 SECRET = "S3cret-value-42"
 
@@ -39,12 +42,6 @@ heartbeat_stale = 5
 [some_other_tool]
 anything = goes
 """
-
-
-@pytest.fixture(autouse=True)
-def forget_secrets() -> Iterator[None]:
-    yield
-    logs._forget_secrets()
 
 
 def write(tmp_path: Path, text: str, name: str = "enqueue.ini", mode: int = 0o600) -> str:
@@ -376,6 +373,14 @@ def test_password_never_in_unknown_key_error(tmp_path) -> None:
 def test_password_never_in_url_error(tmp_path) -> None:
     path = write(tmp_path, COUCH.replace("http://127.0.0.1:5984", f"http://bob:{SECRET}@127.0.0.1:59x4"))
     with pytest.raises(ConfigError) as info:
+        settings(path)
+    assert SECRET not in str(info.value)
+
+
+def test_password_never_in_url_error_when_the_at_sign_is_missing(tmp_path) -> None:
+    # Without the '@' urllib reads the password as the port and quotes it in its own message.
+    path = write(tmp_path, COUCH.replace("http://127.0.0.1:5984", f"http://bob:{SECRET}/127.0.0.1"))
+    with pytest.raises(ConfigError, match=r"\[couchdb\] url: not a valid URL") as info:
         settings(path)
     assert SECRET not in str(info.value)
 
