@@ -75,7 +75,7 @@ def assert_one_line(lines: list, *needles: str) -> str:
         ("[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = db\n[enqueue]\nheartbeat_delay = soon\n",
          "heartbeat_delay"),
         ("[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = db\n[enqueue]\nheartbeat_delay = 10\n"
-         "heartbeat_stale = 15\n", "heartbeat_stale"),
+         "heartbeat_stale = 15\nkill_grace = 8\n", "heartbeat_stale"),
         ("[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = db\n[couchdb]\ndatabase = other\n", "twice"),
     ],
     ids=["not-ini", "missing-database-key", "bad-url", "bad-duration", "stale-too-short", "duplicate-section"],
