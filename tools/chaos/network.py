@@ -1,6 +1,7 @@
 """Cutting one site off from the server, honestly: packets are dropped, not refused.
 
-Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``slow``, ``close``):
+Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``slow``, ``lose_answers``,
+``losses``, ``stop_losing``, ``close``):
 
 ``NetnsNetwork`` (root, Linux, ``ip`` from iproute2)
     The whole run lives in network namespaces created for it and deleted
@@ -602,6 +603,18 @@ class ProxyNetwork:
     def slow(self, index: int, latency_s: float) -> None:
         """Hold site ``index``'s traffic ``latency_s`` each way (0: back to normal)."""
         self._proxies[index].set_latency(latency_s)
+
+    def lose_answers(self, index: int, kind: str, count: int = 1, hold_s: float = 0.0) -> None:
+        """Lose the answers to site ``index``'s next ``count`` requests of ``kind`` (see the module doc)."""
+        self._proxies[index].lose_answers(kind, count, hold_s)
+
+    def losses(self, index: int) -> List[LostAnswer]:
+        """The answers lost so far on site ``index``'s proxy."""
+        return self._proxies[index].losses()
+
+    def stop_losing(self, index: int) -> None:
+        """Lose no more answers on site ``index``'s proxy (connections already doomed still close)."""
+        self._proxies[index].stop_losing()
 
     def close(self) -> None:
         """Stop every proxy."""

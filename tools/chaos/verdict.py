@@ -211,36 +211,58 @@ def _said(after: Optional[str]) -> str:
 
 
 def _fencing(runs: List[Any], faults: List[Fault], origin: int) -> Dict[str, Any]:
-    """Every token started by more than one command, and every start under a token below an earlier one.
+    """Every token started by more than one command, and every start under a token below the one before.
 
-    ``runs`` are in start order. A token started twice is reported once,
-    with all its starts and the fault that preceded the second one.
+    ``runs`` are in start order. Tokens going back start an episode that
+    lasts while the starts stay below the highest token seen before it: a
+    token started twice inside one is put down to the fault that preceded
+    the episode (what reset the numbering), else to the fault before its
+    second start.
     """
     starts: Dict[int, List[Any]] = {}
+    cause: Dict[int, Optional[str]] = {}
     went_back: List[Dict[str, Any]] = []
     without_turn: List[Dict[str, Any]] = []
     highest: Optional[int] = None
+    previous: Optional[int] = None
+    episode: Optional[str] = None
     for run in runs:
         turn = _turn_of(run)
         if turn is None:
             without_turn.append({"site": run.site, "pid": run.pid})
             continue
-        starts.setdefault(turn, []).append(run)
-        if highest is not None and turn < highest:
+        if previous is not None and turn < previous:
+            episode = _after(faults, run.start_ns, origin)
             went_back.append({"turn": turn, "site": run.site, "at_s": round((run.start_ns - origin) / _NS, 3),
-                              "highest_before": highest, "after": _after(faults, run.start_ns, origin)})
+                              "previous": previous, "highest_before": highest, "after": episode})
+        elif highest is not None and turn > highest:
+            episode = None
+        starts.setdefault(turn, []).append(run)
+        if len(starts[turn]) == 2:
+            below = highest is not None and turn <= highest and episode is not None
+            cause[turn] = episode if below else _after(faults, run.start_ns, origin)
         highest = turn if highest is None else max(highest, turn)
+        previous = turn
     twice = sorted(((t, rs) for t, rs in starts.items() if len(rs) > 1), key=lambda item: item[1][1].start_ns)
     started_twice = [
         {
             "turn": turn,
             "starts": [{"site": r.site, "pid": r.pid, "at_s": round((r.start_ns - origin) / _NS, 3)} for r in rs],
-            "after": _after(faults, rs[1].start_ns, origin),
+            "after": cause.get(turn),
         }
         for turn, rs in twice
     ]
-    return {"starts": sum(len(rs) for rs in starts.values()), "distinct": len(starts), "started_twice": started_twice, "went_back": went_back,
-            "without_turn": without_turn, "leader_turn_below": None}
+    return {"starts": sum(len(rs) for rs in starts.values()), "distinct": len(starts),
+            "started_twice": started_twice, "went_back": went_back, "without_turn": without_turn,
+            "leader_turn_below": None}
+
+
+def _by_cause(rows: List[Dict[str, Any]]) -> List[Tuple[Optional[str], List[Dict[str, Any]]]]:
+    """``rows`` grouped by their ``after``, in order of first appearance."""
+    groups: Dict[Optional[str], List[Dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["after"], []).append(row)
+    return list(groups.items())
 
 
 def _around(faults: List[Fault], runs: List[Any], turn: int, origin: int, end_ns: int) -> List[str]:
@@ -284,16 +306,19 @@ def judge(
 
     # 2. Fencing tokens: no token started twice, and in start order they only go up.
     fencing = _fencing(runs, faults, origin)
-    for row in fencing["started_twice"]:
-        first, second = row["starts"][0], row["starts"][1]
+    for after, rows in _by_cause(fencing["started_twice"]):
+        first = rows[0]
+        one, two = first["starts"][0], first["starts"][1]
+        tokens = _ranges(sorted(row["turn"] for row in rows))
         violations.append(
-            f"fencing token {row['turn']} started twice: at {first['site']} ({first['at_s']:.2f} s) and at "
-            f"{second['site']} ({second['at_s']:.2f} s){_said(row['after'])}"
+            f"fencing token{'s' if len(rows) > 1 else ''} {tokens} started twice ({len(rows)}; the first: "
+            f"{first['turn']} at {one['site']} ({one['at_s']:.2f} s) and at {two['site']} ({two['at_s']:.2f} s))"
+            f"{_said(after)}"
         )
     for row in fencing["went_back"]:
         violations.append(
             f"fencing token {row['turn']} at {row['site']} ({row['at_s']:.2f} s) started after turn "
-            f"{row['highest_before']}: tokens went back{_said(row['after'])}"
+            f"{row['previous']}: tokens went back{_said(row['after'])}"
         )
     for row in fencing["without_turn"]:
         violations.append(f"a command at site {row['site']} (pid {row['pid']}) ran without a turn number")
@@ -322,13 +347,18 @@ def judge(
         suspects = list(dict.fromkeys(a for row in missing_rows for a in row["around"]))
         around = f" (around {'; '.join(suspects[:5])}{'; ...' if len(suspects) > 5 else ''})" if suspects else ""
         violations.append(f"{len(missing)} turn(s) without a record: {_ranges(missing)}{around}")
+    misnamed = []
     for run in runs:
         turn = _turn_of(run)
-        if turn is None:
-            continue
-        entry = records.get(turn)
+        entry = records.get(turn) if turn is not None else None
         if entry is not None and entry[0].site != run.site:
-            violations.append(f"turn {turn} ran at {run.site} but its record names {entry[0].site}")
+            misnamed.append({"turn": turn, "ran_at": run.site, "record_names": entry[0].site,
+                             "after": _after(faults, run.start_ns, origin)})
+    for after, rows in _by_cause(misnamed):
+        listed = ", ".join(f"turn {r['turn']} ran at {r['ran_at']} but its record names {r['record_names']}"
+                           for r in rows[:3])
+        more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+        violations.append(f"{listed}{more}{_said(after)}")
     by_how: Dict[str, int] = {}
     categories: Dict[str, int] = {}
     for rec, _raw in records.values():
