@@ -272,6 +272,7 @@ class Harness:
     server: Optional[DevServer] = None
     store: Optional[CouchStore] = None
     max_oversleep_s: float = 0.0
+    injecting: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.args.seed)
@@ -359,7 +360,7 @@ class Harness:
                 continue
             code = site.proc.poll()
             if code is not None:
-                self.problems.append(f"agent {site.name} exited on its own with code {code}")
+                self.problems.append(f"agent {site.name} exited on its own with code {code} ({self._context()})")
                 self.say(f"agent {site.name} exited on its own with code {code}; starting it again")
                 self.start_agent(site)
 
@@ -433,7 +434,19 @@ class Harness:
     def inject(self, kind: str) -> Optional[Fault]:
         """Inject one fault of ``kind`` and return it once healed (None when it could not be injected)."""
         handler = getattr(self, "fault_" + kind.replace("-", "_"))
-        return handler()
+        self.injecting = kind
+        try:
+            return handler()
+        finally:
+            self.injecting = None
+
+    def _context(self) -> str:
+        """Which fault is under way, or came last: for findings the harness makes itself."""
+        if self.injecting is not None:
+            return f"during {self.injecting}"
+        if self.faults:
+            return f"after {self.faults[-1].kind} ({self.faults[-1].site or 'all'})"
+        return "before any fault"
 
     def _restart_after_kill(self, kind: str, site: Site, detail: str) -> Fault:
         start = time.time_ns()
