@@ -347,13 +347,15 @@ def judge(
         suspects = list(dict.fromkeys(a for row in missing_rows for a in row["around"]))
         around = f" (around {'; '.join(suspects[:5])}{'; ...' if len(suspects) > 5 else ''})" if suspects else ""
         violations.append(f"{len(missing)} turn(s) without a record: {_ranges(missing)}{around}")
+    # A token started twice has one record for two turns: put down to what made the token repeat.
+    repeated = {row["turn"]: row["after"] for row in fencing["started_twice"]}
     misnamed = []
     for run in runs:
         turn = _turn_of(run)
         entry = records.get(turn) if turn is not None else None
         if entry is not None and entry[0].site != run.site:
-            misnamed.append({"turn": turn, "ran_at": run.site, "record_names": entry[0].site,
-                             "after": _after(faults, run.start_ns, origin)})
+            after = repeated[turn] if turn in repeated else _after(faults, run.start_ns, origin)
+            misnamed.append({"turn": turn, "ran_at": run.site, "record_names": entry[0].site, "after": after})
     for after, rows in _by_cause(misnamed):
         listed = ", ".join(f"turn {r['turn']} ran at {r['ran_at']} but its record names {r['record_names']}"
                            for r in rows[:3])

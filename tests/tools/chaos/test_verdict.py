@@ -158,7 +158,7 @@ def test_a_token_started_twice_fails_and_names_the_fault_before_its_second_start
     h.runs += [run("echo", 1, 5, 6), run("alpha", 2, 6.1, 7)]
     h.runs[-2].pid, h.runs[-1].pid = 2001, 2002
     faults = [Fault("kill-leader", "alpha", 0.5 * S, 0.6 * S), Fault("delete-leader", "echo", 4.5 * S, 4.8 * S)]
-    raw = records(1, 2, 3, 4)
+    raw = records(1) + records(2, site="bravo") + records(3, site="charlie") + records(4, site="delta")
     report = judge(h, faults, leader(2), raw, LIMITS, 10 * S)
     assert not report["ok"]
     twice = report["fencing"]["started_twice"]
@@ -175,6 +175,10 @@ def test_a_token_started_twice_fails_and_names_the_fault_before_its_second_start
                             "(5.00 s)) (after delete-leader at 4.50 s (echo)") for v in report["violations"]), \
         report["violations"]
     assert sum("started twice" in v for v in report["violations"]) == 1
+    # The records of the repeated turns name the first runners: one line, put down to the same fault.
+    (misnamed,) = [v for v in report["violations"] if "its record names" in v]
+    assert misnamed.startswith("turn 1 ran at echo but its record names alpha, turn 2 ran at alpha but its record "
+                               "names bravo (after delete-leader at 4.50 s (echo)"), misnamed
     assert any("below turn 4 that ran or was recorded" in v for v in report["violations"])
     assert "FAILED" in text
 
