@@ -210,17 +210,18 @@ def _said(after: Optional[str]) -> str:
     return f" (after {after})" if after else " (before any fault)"
 
 
-def _fencing(runs: List[Any], faults: List[Fault], origin: int) -> Dict[str, Any]:
+def _fencing(runs: List[Any], faults: List[Fault], origin: int) -> Tuple[Dict[str, Any], Dict[Tuple[int, int], Optional[str]]]:
     """Every token started by more than one command, and every start under a token below the one before.
 
     ``runs`` are in start order. Tokens going back start an episode that
     lasts while the starts stay below the highest token seen before it: a
-    token started twice inside one is put down to the fault that preceded
-    the episode (what reset the numbering), else to the fault before its
-    second start.
+    start of a used token inside one is put down to the fault that preceded
+    the episode (what reset the numbering), else to the fault before that
+    start. Returns the report section and, for every repeated start
+    (pid, start ns), what it is put down to.
     """
     starts: Dict[int, List[Any]] = {}
-    cause: Dict[int, Optional[str]] = {}
+    cause: Dict[Tuple[int, int], Optional[str]] = {}
     went_back: List[Dict[str, Any]] = []
     without_turn: List[Dict[str, Any]] = []
     highest: Optional[int] = None
@@ -238,23 +239,24 @@ def _fencing(runs: List[Any], faults: List[Fault], origin: int) -> Dict[str, Any
         elif highest is not None and turn > highest:
             episode = None
         starts.setdefault(turn, []).append(run)
-        if len(starts[turn]) == 2:
+        if len(starts[turn]) > 1:
             below = highest is not None and turn <= highest and episode is not None
-            cause[turn] = episode if below else _after(faults, run.start_ns, origin)
+            cause[(run.pid, run.start_ns)] = episode if below else _after(faults, run.start_ns, origin)
         highest = turn if highest is None else max(highest, turn)
         previous = turn
     twice = sorted(((t, rs) for t, rs in starts.items() if len(rs) > 1), key=lambda item: item[1][1].start_ns)
     started_twice = [
         {
             "turn": turn,
-            "starts": [{"site": r.site, "pid": r.pid, "at_s": round((r.start_ns - origin) / _NS, 3)} for r in rs],
-            "after": cause.get(turn),
+            "starts": [{"site": r.site, "pid": r.pid, "at_s": round((r.start_ns - origin) / _NS, 3),
+                        "after": cause.get((r.pid, r.start_ns))} for r in rs],
+            "after": cause.get((rs[1].pid, rs[1].start_ns)),
         }
         for turn, rs in twice
     ]
     return {"starts": sum(len(rs) for rs in starts.values()), "distinct": len(starts),
             "started_twice": started_twice, "went_back": went_back, "without_turn": without_turn,
-            "leader_turn_below": None}
+            "leader_turn_below": None}, cause
 
 
 def _by_cause(rows: List[Dict[str, Any]]) -> List[Tuple[Optional[str], List[Dict[str, Any]]]]:
@@ -305,15 +307,18 @@ def judge(
         violations.append(f"overlap: {text}{_said(after)}")
 
     # 2. Fencing tokens: no token started twice, and in start order they only go up.
-    fencing = _fencing(runs, faults, origin)
-    for after, rows in _by_cause(fencing["started_twice"]):
+    fencing, repeat_cause = _fencing(runs, faults, origin)
+    repeats = [{"turn": row["turn"], "first": row["starts"][0], "again": start, "after": start["after"]}
+               for row in fencing["started_twice"] for start in row["starts"][1:]]
+    repeats.sort(key=lambda r: r["again"]["at_s"])
+    for after, rows in _by_cause(repeats):
         first = rows[0]
-        one, two = first["starts"][0], first["starts"][1]
-        tokens = _ranges(sorted(row["turn"] for row in rows))
+        one, two = first["first"], first["again"]
+        tokens = _ranges(sorted({row["turn"] for row in rows}))
         violations.append(
-            f"fencing token{'s' if len(rows) > 1 else ''} {tokens} started twice ({len(rows)}; the first: "
-            f"{first['turn']} at {one['site']} ({one['at_s']:.2f} s) and at {two['site']} ({two['at_s']:.2f} s))"
-            f"{_said(after)}"
+            f"fencing token{'s' if len(rows) > 1 else ''} {tokens} started twice ({len(rows)} repeated starts; "
+            f"the first: {first['turn']} at {one['site']} ({one['at_s']:.2f} s) and again at {two['site']} "
+            f"({two['at_s']:.2f} s)){_said(after)}"
         )
     for row in fencing["went_back"]:
         violations.append(
@@ -348,13 +353,13 @@ def judge(
         around = f" (around {'; '.join(suspects[:5])}{'; ...' if len(suspects) > 5 else ''})" if suspects else ""
         violations.append(f"{len(missing)} turn(s) without a record: {_ranges(missing)}{around}")
     # A token started twice has one record for two turns: put down to what made the token repeat.
-    repeated = {row["turn"]: row["after"] for row in fencing["started_twice"]}
     misnamed = []
     for run in runs:
         turn = _turn_of(run)
         entry = records.get(turn) if turn is not None else None
         if entry is not None and entry[0].site != run.site:
-            after = repeated[turn] if turn in repeated else _after(faults, run.start_ns, origin)
+            key = (run.pid, run.start_ns)
+            after = repeat_cause[key] if key in repeat_cause else _after(faults, run.start_ns, origin)
             misnamed.append({"turn": turn, "ran_at": run.site, "record_names": entry[0].site, "after": after})
     for after, rows in _by_cause(misnamed):
         listed = ", ".join(f"turn {r['turn']} ran at {r['ran_at']} but its record names {r['record_names']}"

@@ -171,8 +171,9 @@ def test_a_token_started_twice_fails_and_names_the_fault_before_its_second_start
     assert report["fencing"]["leader_turn_below"] == {"leader_turn": 2, "highest_known": 4}
     text = summary(report)
     assert "fencing tokens: 4 distinct in 6 starts, 2 started twice, 1 out of order" in text
-    assert any(v.startswith("fencing tokens 1-2 started twice (2; the first: 1 at alpha (0.00 s) and at echo "
-                            "(5.00 s)) (after delete-leader at 4.50 s (echo)") for v in report["violations"]), \
+    assert any(v.startswith("fencing tokens 1-2 started twice (2 repeated starts; the first: 1 at alpha (0.00 s) "
+                            "and again at echo (5.00 s)) (after delete-leader at 4.50 s (echo)")
+               for v in report["violations"]), \
         report["violations"]
     assert sum("started twice" in v for v in report["violations"]) == 1
     # The records of the repeated turns name the first runners: one line, put down to the same fault.
@@ -216,3 +217,18 @@ def test_a_turn_that_ran_above_the_leader_docs_turn_needs_a_record():
     h.runs[-1].pid = 3000
     report = judge(h, [], leader(1, docs.RUNNING), records(1), LIMITS, 10 * S)
     assert report["turns"]["missing"] == [2]
+
+
+def test_each_reset_of_the_numbering_is_put_down_to_its_own_fault():
+    h = history(run("alpha", 1, 0, 1), run("bravo", 2, 1.1, 2), run("charlie", 3, 2.1, 3))
+    h.runs += [run("alpha", 1, 5, 6), run("bravo", 2, 6.1, 7), run("charlie", 1, 9, 9.5), run("alpha", 2, 9.6, 10)]
+    for i, r in enumerate(h.runs):
+        r.pid = 100 + i
+    faults = [Fault("delete-leader", "alpha", 4 * S, 4.5 * S), Fault("delete-leader", "charlie", 8 * S, 8.5 * S)]
+    report = judge(h, faults, leader(2, docs.RUNNING), records(1) + records(2, site="bravo") + records(3, site="charlie"),
+                   LIMITS, 12 * S)
+    lines = [v for v in report["violations"] if "started twice" in v]
+    assert len(lines) == 2, report["violations"]
+    assert "(after delete-leader at 4.00 s (alpha)" in lines[0] and "(after delete-leader at 8.00 s (charlie)" in lines[1]
+    assert [s["after"] is None for s in report["fencing"]["started_twice"][0]["starts"]] == [True, False, False]
+    assert len(report["fencing"]["went_back"]) == 2
