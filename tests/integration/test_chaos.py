@@ -56,7 +56,8 @@ def test_no_two_commands_ever_ran_at_once(chaos):
 
 
 def test_every_command_ran_under_its_own_increasing_turn(chaos):
-    assert other_violations(chaos, "ran twice", "went back", "without a turn number") == [], chaos["_output"]
+    assert other_violations(chaos, "started twice", "went back", "without a turn number") == [], chaos["_output"]
+    assert chaos["fencing"]["started_twice"] == [] and chaos["fencing"]["went_back"] == [], chaos["_output"]
 
 
 def test_progress_resumed_within_the_bound_after_every_fault(chaos):

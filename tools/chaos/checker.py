@@ -36,6 +36,8 @@ class Report:
     runs: list[Run] = field(default_factory=list)
     overlaps: list[str] = field(default_factory=list)
     gaps_s: list[float] = field(default_factory=list)
+    # When each overlap was seen (unix ns), index for index with ``overlaps``.
+    overlap_at_ns: list[int] = field(default_factory=list)
 
     @property
     def order(self) -> list[str]:
@@ -73,6 +75,7 @@ def read(path: str) -> Report:
             by_pid[who].how = parts[5] if len(parts) > 5 else None
         elif kind == "overlap":
             report.overlaps.append(f"site {site} turn {turn} (pid {who}) started while another command still ran")
+            report.overlap_at_ns.append(when)
     report.runs.sort(key=lambda r: r.start_ns)
     previous: Run | None = None
     for run in report.runs:
@@ -83,6 +86,7 @@ def read(path: str) -> Report:
                         f"site {run.site} turn {run.turn} started {(previous.end_ns - run.start_ns) / 1e9:.3f} s "
                         f"before site {previous.site} turn {previous.turn} ended"
                     )
+                    report.overlap_at_ns.append(run.start_ns)
             else:
                 report.gaps_s.append((run.start_ns - previous.end_ns) / 1e9)
         previous = run
