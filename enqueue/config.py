@@ -40,12 +40,13 @@ import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple, Optional
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from enqueue.durations import format_duration, parse_duration
 from enqueue.errors import ConfigError
 from enqueue.logs import register_secret
 from enqueue.site_names import validate_site_name
+from enqueue.urls import BadUrl, split_url
 
 __all__ = [
     "Connection",
@@ -75,6 +76,8 @@ ENQUEUE_KEYS = (
     "heartbeat_delay", "heartbeat_stale", "conflict_delay", "kill_grace",
     "repeat", "time_format", "leader_doc", "sites_doc", "allow_cluster",
 )
+#: Every environment variable of enqueue's connection settings starts so; none reaches the command.
+CONNECTION_ENV_PREFIX = "ENQUEUE_COUCHDB_"
 #: Environment variable for each ``[couchdb]`` key it can override.
 ENV_VARS = {
     "url": "ENQUEUE_COUCHDB_URL",
@@ -338,21 +341,12 @@ def _read_password_file(value: _Value) -> str:
 def _parse_url(value: _Value) -> tuple[str, Optional[str], Optional[str]]:
     """Split a server URL into (url without credentials, username, password)."""
     try:
-        parts = urlsplit(value.text)
-        parts.port  # raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{value.where}: not a valid URL ({exc})") from None
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    register_secret(password)
-    register_secret(parts.password)
-    hostport = parts.netloc.rpartition("@")[2]
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{value.where}: expected http://HOST:PORT or https://HOST:PORT")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{value.where}: the URL must not have a query or fragment")
-    url = f"{parts.scheme}://{hostport}{parts.path.rstrip('/')}"
-    return url, username, password
+        url = split_url(value.text)
+    except BadUrl as exc:
+        raise ConfigError(f"{value.where}: {exc}") from None
+    register_secret(url.password)
+    register_secret(url.raw_password)
+    return url.base, url.username, url.password
 
 
 def _parse_duration(value: _Value, *, allow_zero: bool = False) -> float:

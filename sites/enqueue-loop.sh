@@ -6,6 +6,7 @@
 # Every iteration:
 #   1. the monitoring step (--monitor): a shell command every site runs at
 #      every iteration, at the same time as the others -- it is NOT enqueued;
+#      it gets the loop's environment minus every ENQUEUE_COUCHDB_* variable;
 #   2. the submission step: 'enqueue run CONFIG SITE --no-repeat -- SUBMIT_CMD...'
 #      waits for this site's turn, runs SUBMIT_CMD once, and ends the turn;
 #   3. a pause (--pause) before the next iteration.
@@ -128,9 +129,15 @@ iteration=0
 while [ -z "$stop_signal" ]; do
     iteration=$((iteration + 1))
 
-    # 1. Monitoring: every site, every iteration, not enqueued.
+    # 1. Monitoring: every site, every iteration, not enqueued. Like the
+    #    submission's command, it runs without enqueue's connection settings
+    #    (ENQUEUE_COUCHDB_*: a password, a URL with credentials in it).
     if [ -n "$monitor" ]; then
-        run_step bash -c "$monitor"
+        without_connection=(env)
+        for name in ${!ENQUEUE_COUCHDB_@}; do
+            without_connection+=(-u "$name")
+        done
+        run_step "${without_connection[@]}" bash -c "$monitor"
         log "iteration $iteration: monitor exit $rc"
         [ -n "$stop_signal" ] && break
     fi

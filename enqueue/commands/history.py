@@ -1,12 +1,17 @@
 """``enqueue history CONFIG [--site SITE] [--limit N] [--json]``: the finished turns, newest first.
 
-Read from the turn records (``enqueue_turn:<number>``), which the site that
-ran a turn writes when it ends, and the leader writes for a turn it took
-away. Read-only. Records that do not parse are named on stderr and left out.
+Read from the turn records (``enqueue_turn:<number>``, or
+``<leader doc>:turn:<number>`` for another document set), which the site
+that ran a turn writes when it ends, and the leader writes for a turn it
+took away. Read-only. Records that do not parse are named on stderr and
+left out.
 
 Text output: a table with the columns TURN, SITE, HOST, STARTED, ENDED (UTC,
-as stored), DURATION, EXIT, HOW and NOTE. ``--json`` prints
-``{"turns": [...]}`` with the keys documented in docs/OPERATIONS.md.
+as stored), DURATION, EXIT, HOW and NOTE; EXIT and HOW are the turn's
+outcome as ``records.outcome`` reads it (the runner's own report over the
+leader's record; ``disputed`` when two sites say they ran it, the NOTE says
+who). ``--json`` prints ``{"turns": [...]}`` with the keys documented in
+docs/OPERATIONS.md.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import logging
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import records, steering
 from enqueue.durations import format_duration
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "history"
 HELP = "list the finished turns, newest first, from the turn records (read-only)"
@@ -54,14 +60,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     "5 database missing."
 
 
-def read_turns(store: Any, site: Optional[str], limit: int) -> list[tuple[docs.TurnRecord, dict]]:
-    """The newest ``limit`` parsed turn records (all when 0), of ``site`` only when given, newest first."""
+def read_turns(store: Store, site: Optional[str], limit: int,
+               prefix: str = docs.TURN_PREFIX) -> list[tuple[docs.TurnRecord, dict]]:
+    """The newest ``limit`` parsed turn records (all when 0) under ``prefix``, of ``site`` only when given,
+    newest first."""
     server_limit = limit if limit and site is None else None
-    rows = store.list_prefix(docs.TURN_PREFIX, descending=True, limit=server_limit)
+    rows = store.list_prefix(prefix, descending=True, limit=server_limit)
     if server_limit is not None and len(rows) == server_limit:
         if sum(1 for raw in rows if docs.parse_turn_record(raw)[0] is not None) < limit:
             # Records that do not parse took places in the page: read them all.
-            rows = store.list_prefix(docs.TURN_PREFIX, descending=True)
+            rows = store.list_prefix(prefix, descending=True)
     out = []
     for raw in rows:
         rec, problems = docs.parse_turn_record(raw)
@@ -79,6 +87,7 @@ def read_turns(store: Any, site: Optional[str], limit: int) -> list[tuple[docs.T
 def as_json(rec: docs.TurnRecord, raw: dict) -> dict[str, Any]:
     """One turn for ``--json``: the record's fields, plus the runner's own report when the leader wrote the record."""
     report = raw.get("runner_report")
+    taken = records.outcome(rec, raw)
     return {
         "turn": rec.turn,
         "site": rec.site,
@@ -91,6 +100,7 @@ def as_json(rec: docs.TurnRecord, raw: dict) -> dict[str, Any]:
         "duration_s": rec.duration_s,
         "note": rec.note,
         "runner_report": report if isinstance(report, dict) else None,
+        "outcome": {"how": taken.how, "exit_code": taken.exit_code, "dispute": taken.dispute},
     }
 
 
@@ -102,11 +112,12 @@ def _short(text: Optional[str]) -> str:
 def render_table(turns: list[tuple[docs.TurnRecord, dict]]) -> list[str]:
     """The history table, one line per turn."""
     rows = [["TURN", "SITE", "HOST", "STARTED (UTC)", "ENDED (UTC)", "DURATION", "EXIT", "HOW", "NOTE"]]
-    for rec, _raw in turns:
+    for rec, raw in turns:
+        taken = records.outcome(rec, raw)
         rows.append([
             str(rec.turn), rec.site, rec.host or "-", rec.started_at or "-", rec.ended_at or "-",
             "-" if rec.duration_s is None else format_duration(rec.duration_s),
-            "-" if rec.exit_code is None else str(rec.exit_code), rec.how, _short(rec.note),
+            "-" if taken.exit_code is None else str(taken.exit_code), taken.how, _short(taken.dispute or rec.note),
         ])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -117,7 +128,7 @@ def execute(args: argparse.Namespace) -> int:
     settings = steering.load_settings(args)
     with steering.open_store(settings) as store:
         store.check()
-        turns = read_turns(store, args.site, args.limit)
+        turns = read_turns(store, args.site, args.limit, docs.turn_prefix(settings.leader_doc))
     if args.json:
         print(json.dumps({"turns": [as_json(rec, raw) for rec, raw in turns]}, indent=2))
         return 0

@@ -421,6 +421,21 @@ def test_a_leader_doc_that_does_not_parse_is_reported_and_repaired(running, chan
     assert repaired["turn"] > turn_before
 
 
+def test_a_repair_does_not_resume_at_a_turn_a_record_made_up(running):
+    """Any site may write a record of its own for any turn number; a repair must not take it as the fencing token."""
+    turn_before = max(int(r.turn) for r in running.sites.report().runs)
+    forged = docs.render_turn_record(docs.TurnRecord(turn=9_999_999_990, site="alpha", how="exited", exit_code=0))
+    running.store.put(forged)
+    try:
+        running.edit(LEADER, _leader_turn_as_text)
+        running.warned("rewrote leader doc", timeout_s=4 * STALE_S)
+        running.progresses()
+        repaired = running.store.get(LEADER)
+        assert turn_before < repaired["turn"] < 1000, repaired["turn"]
+    finally:
+        running.store.delete(running.store.get(forged["_id"]))
+
+
 def test_unknown_fields_in_the_leader_doc_are_kept(running):
     running.edit(LEADER, lambda raw: {**raw, "note_from_admin": {"why": "maintenance at 14:00"}})
     running.progresses()

@@ -8,7 +8,7 @@ from enqueue import documents as docs
 from tests.support.commands import enqueue_cli, put_record  # noqa: F401  (fixture)
 
 JSON_KEYS = {"turn", "site", "host", "leader", "how", "exit_code", "started_at", "ended_at", "duration_s", "note",
-             "runner_report"}
+             "runner_report", "outcome"}
 
 
 def stage(database) -> None:

@@ -98,6 +98,22 @@ def test_ctrl_c_in_a_terminal_stops_the_submission_and_the_loop_cleanly(config_f
     assert record["site"] == "alpha" and record["how"] == "stopped"
 
 
+def test_the_monitor_runs_without_enqueues_connection_settings(config_file, database, tmp_path, finish):
+    # As a systemd EnvironmentFile would hand them to the loop.
+    env = dict(os.environ, ENQUEUE_COUCHDB_PASSWORD_FILE="", ENQUEUE_COUCHDB_EXTRA="loop-secret",
+               ENQUEUE_TEST_INHERITED="kept")
+    printed = tmp_path / "monitor.env"
+    argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(tmp_path / "loop.log"),
+            "--monitor", f"env > {printed}", "--iterations", "1", "-o", f"--heartbeat-delay={DELAY}",
+            "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}", str(config_file), "alpha", "--", "true"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    finish(proc)
+    assert proc.wait(timeout=60) == 0, proc.stdout.read()
+    seen = printed.read_text()
+    assert "ENQUEUE_COUCHDB" not in seen and "loop-secret" not in seen
+    assert "ENQUEUE_TEST_INHERITED=kept" in seen.splitlines()
+
+
 def test_usage_errors_exit_2(tmp_path):
     for argv in ([], ["cfg", "alpha"], ["--pause", "soon", "cfg", "alpha", "true"], ["--bogus", "cfg", "a", "b"]):
         result = subprocess.run(["bash", str(LOOP), *argv], capture_output=True, text=True, timeout=10)

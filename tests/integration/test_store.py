@@ -126,7 +126,7 @@ def test_get_returns_the_document_and_none_when_missing_or_deleted(backend):
 
 
 def test_ids_that_need_escaping_round_trip(backend):
-    for doc_id in ("with space", "slash/inside", "enqueue_turn:000042", "ünïcode?&#"):
+    for doc_id in ("with space", "slash/inside", "enqueue_turn:000042", "ünïcode?&#", "_design/enqueue"):
         backend.store.put({"_id": doc_id, "v": doc_id})
         assert backend.store.get(doc_id)["v"] == doc_id
 

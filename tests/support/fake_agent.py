@@ -1,6 +1,6 @@
 """The agent replaced by a fake module, so command-line tests need no server.
 
-``agent`` (a fixture) puts a module named ``enqueue.agent`` in
+``agent`` (a fixture) puts a module named ``enqueue.agent_process`` in
 ``sys.modules`` whose ``run_agent`` records the settings it is given and
 returns or raises what ``result`` says; ``config`` is a configuration file
 naming a server nobody will reach.
@@ -24,7 +24,7 @@ database = enqueue
 
 
 class FakeAgent:
-    """Stands in for ``enqueue.agent``: records the settings, returns or raises what it is told."""
+    """Stands in for ``enqueue.agent_process``: records the settings, returns or raises what it is told."""
 
     def __init__(self) -> None:
         self.settings: Optional[AgentSettings] = None
@@ -38,9 +38,9 @@ class FakeAgent:
 @pytest.fixture
 def agent(monkeypatch: pytest.MonkeyPatch) -> FakeAgent:
     fake = FakeAgent()
-    module = types.ModuleType("enqueue.agent")
+    module = types.ModuleType("enqueue.agent_process")
     module.run_agent = fake.run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "enqueue.agent", module)
+    monkeypatch.setitem(sys.modules, "enqueue.agent_process", module)
     return fake
 
 

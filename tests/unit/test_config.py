@@ -320,6 +320,14 @@ def test_password_never_in_url_error(tmp_path) -> None:
     assert SECRET not in str(info.value)
 
 
+def test_password_never_in_url_error_when_the_at_sign_is_missing(tmp_path) -> None:
+    # Without the '@' urllib reads the password as the port and quotes it in its own message.
+    path = write(tmp_path, COUCH.replace("http://127.0.0.1:5984", f"http://bob:{SECRET}/127.0.0.1"))
+    with pytest.raises(ConfigError, match=r"\[couchdb\] url: not a valid URL") as info:
+        settings(path)
+    assert SECRET not in str(info.value)
+
+
 def test_missing_file(tmp_path) -> None:
     path = str(tmp_path / "nothere.ini")
     with pytest.raises(ConfigError, match="nothere.ini: no such configuration file"):
