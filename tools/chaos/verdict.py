@@ -305,11 +305,15 @@ def judge(
 
     # 1. Overlaps, from the probes' own records, each with the fault it followed.
     overlap_at = list(history.overlap_at_ns) + [None] * (len(history.overlaps) - len(history.overlap_at_ns))
+    waited = {r.overlap_ns: r for r in runs if r.overlap_ns is not None}
     overlap_rows = []
     for text, at_ns in zip(history.overlaps, overlap_at):
         after = _after(faults, at_ns, origin) if at_ns is not None else None
+        blocked = waited.get(at_ns)
         overlap_rows.append({"what": text, "at_s": None if at_ns is None else round((at_ns - origin) / _NS, 3),
-                             "after": after})
+                             "after": after,
+                             # How long it waited for the other command's lock: how long both were alive.
+                             "waited_s": None if blocked is None else round((blocked.start_ns - at_ns) / _NS, 3)})
         violations.append(f"overlap: {text}{_said(after)}")
 
     # 2. Fencing tokens: no token started twice, and in start order they only go up.

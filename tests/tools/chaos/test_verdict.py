@@ -246,3 +246,4 @@ def test_a_command_killed_without_an_end_line_that_held_the_next_ones_lock_ran_u
     assert report["commands"]["killed_without_end_line"] == 1
     assert report["faults"][0]["stall_s"] == 0.0  # busy all along: no stall, an overlap
     assert len(report["overlaps"]) == 1 and not report["ok"]
+    assert report["overlap_detail"][0]["waited_s"] == 5.0
