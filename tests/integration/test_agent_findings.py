@@ -268,7 +268,7 @@ def _process(pid: int):
 def test_a_slow_server_does_not_waste_turns(sites, database, tmp_path):
     """Every request of alpha's takes about half a heartbeat (a slow CouchDB, DESIGN §4).
 
-    Found: ``Agent._confirm_and_start`` beat first only when the lease's
+    Found: the agent (``OwnTurn.confirm_and_start`` now) beat first only when the lease's
     SIGTERM moment had already passed, then confirmed (one round trip) and
     started the command under the lease it had. When the lease had a little
     time left, the confirm's round trip used it up: the supervisor refused to
