@@ -237,22 +237,10 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
         inbox.close()
 
 
-def open_store(connection: Connection) -> Store:
-    """A store on the configured database (the CouchDB client stays behind enqueue.store)."""
-    from enqueue.store import Store
-
-    return Store(
-        connection.url,
-        connection.database,
-        username=connection.username,
-        password=connection.password,
-        ca_file=connection.ca_file,
-        request_timeout_s=connection.request_timeout_s,
-    )
-
-
 def run_agent(settings: AgentSettings) -> int:
     """Run a site's agent until it is done; returns the exit code (errors raise EnqueueError)."""
+    from enqueue.couchdb_store import open_store  # the CouchDB client loads only when an agent runs
+
     store = open_store(settings.connection)
     try:
         return run(settings, store)

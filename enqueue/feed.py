@@ -1,4 +1,4 @@
-"""Following the shared documents on CouchDB's continuous ``_changes`` feed.
+"""Following the shared documents on CouchDB's continuous ``_changes`` feed (docs/PROTOCOL.md §3.7).
 
 A ``FeedWatcher`` owns one background thread that holds one continuous
 request open and hands every batch of changed documents to a callback (the
@@ -24,13 +24,11 @@ Not delivered: anything after ``stop()``.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from enqueue.errors import StoreError
 from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed
-
-if TYPE_CHECKING:
-    from enqueue.store import Store
+from enqueue.store import Seq, Store
 
 
 class FeedWatcher:
@@ -54,7 +52,7 @@ class FeedWatcher:
         """Follow ``ids`` from now on; the open feed is re-opened with them within ``beat_s``."""
         self._ids = tuple(ids)
 
-    def start(self, since: Any) -> None:
+    def start(self, since: Optional[Seq]) -> None:
         """Follow from ``since`` (a position taken before the caller read the documents)."""
         self._thread = threading.Thread(target=self._run, args=(since,), name="enqueue-watch", daemon=True)
         self._thread.start()
@@ -63,7 +61,7 @@ class FeedWatcher:
         """Deliver nothing more; the thread ends at the feed's next batch or beat."""
         self._stop.set()
 
-    def _run(self, since: Any) -> None:
+    def _run(self, since: Optional[Seq]) -> None:
         failing = False
         while not self._stop.is_set():
             ids = self._ids

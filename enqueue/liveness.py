@@ -66,10 +66,6 @@ class Liveness:
         """The last revision observed for ``site``."""
         return self._seen.rev(site)
 
-    def forget(self, site: str) -> None:
-        """Drop what is known about ``site`` (it was removed from the registry)."""
-        self._seen.forget(site)
-
 
 def followed_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> set[str]:
     """Whose heartbeats a site follows on the changes feed: every site's while it leads, else its own and the leader's.

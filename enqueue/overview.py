@@ -11,7 +11,7 @@ Two kinds of "alive" appear here, and they are kept apart on purpose:
   wrong by however far the two clocks are apart; never used by the agents.
 * **observed** (``--watch`` only): how long ago this observer saw the
   heartbeat document change, on its own monotonic clock -- the agents' own
-  rule (DESIGN §3.2). Once a site has been watched for ``heartbeat_stale``
+  rule (docs/PROTOCOL.md §3.2). Once a site has been watched for ``heartbeat_stale``
   without a change it is stale whatever its beat time says.
 
 Nothing here writes, and nothing here decides anything for the protocol.

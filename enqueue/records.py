@@ -1,5 +1,8 @@
 """Turn records: one document per finished turn, written once by the site or the leader that ended it.
 
+The record's fields are docs/PROTOCOL.md §2.4; why every ended turn has one,
+and where today's code falls short of that, §5.3 and §5.4.
+
 ``write_once`` creates the record of a turn, or completes what is already
 stored under its id, so that ``enqueue history`` can read every turn:
 
@@ -22,14 +25,11 @@ the queue only once stored.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from enqueue import documents as docs
 from enqueue.documents import TurnRecord
 from enqueue.errors import Conflict, Forbidden
-
-if TYPE_CHECKING:
-    from enqueue.store import Store
+from enqueue.store import Store
 
 log = logging.getLogger("enqueue.records")
 

@@ -1,6 +1,6 @@
 """What the leader writes: grants, revocations and the published rotation.
 
-Rules kept (DESIGN §3.4, §3.6):
+Rules kept (docs/PROTOCOL.md §3.4; why the silence suffices: §5.1):
 * a turn is granted only when nobody holds one: the last turn is done, or
   its holder is gone;
 * a *granted* turn whose holder is stale, left, drained away or no longer

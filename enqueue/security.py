@@ -32,6 +32,7 @@ from typing import Any, Mapping, Optional
 
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_SITES_DOC
 from enqueue.errors import ConfigError, Conflict, StoreError
+from enqueue.store import Store
 
 __all__ = [
     "DESIGN_DOC_ID",
@@ -142,7 +143,7 @@ def design_document(
     return out
 
 
-def installed_settings(store: Any) -> Optional[dict]:
+def installed_settings(store: Store) -> Optional[dict]:
     """The settings recorded in the database's ``_design/enqueue`` (roles, document ids), or None."""
     doc = store.get(DESIGN_DOC_ID)
     settings = doc.get("enqueue") if isinstance(doc, dict) else None
@@ -150,7 +151,7 @@ def installed_settings(store: Any) -> Optional[dict]:
 
 
 def install(
-    store: Any,
+    store: Store,
     *,
     site_role: str = DEFAULT_SITE_ROLE,
     admin_role: str = DEFAULT_ADMIN_ROLE,

@@ -1,4 +1,4 @@
-"""The command's supervisor: the one process that spawns, signals and kills.
+"""The command's supervisor: the one process that spawns, signals and kills (docs/PROTOCOL.md §3.6).
 
 The agent starts one supervisor at start-up (``enqueue.runner.Runner``) and
 keeps it for its whole life; every turn's command is a child of the

@@ -5,17 +5,14 @@
         [--conflict-delay MIN] [--repeat] [--time-format FORMAT]
         [--leader-doc NAME] [--sites-doc NAME] config sitename [cmdargs ...]
 
-Runs from a checkout as well as from an installation: when ``enqueue`` is
-not importable, the repository this script lives in is put on ``sys.path``.
+Runs the ``enqueue`` package of the checkout it lives in, like every script
+here (an installation has the ``enqueue-command`` console script instead).
 """
 
 import os
 import sys
 
-try:
-    import enqueue  # noqa: F401
-except ImportError:
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from enqueue.compat import main  # noqa: E402
 

@@ -20,6 +20,7 @@ from enqueue import documents as docs
 from enqueue import steering
 from enqueue.durations import format_duration
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "history"
 HELP = "list the finished turns, newest first, from the turn records (read-only)"
@@ -54,7 +55,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     "5 database missing."
 
 
-def read_turns(store: Any, site: Optional[str], limit: int) -> list[tuple[docs.TurnRecord, dict]]:
+def read_turns(store: Store, site: Optional[str], limit: int) -> list[tuple[docs.TurnRecord, dict]]:
     """The newest ``limit`` parsed turn records (all when 0), of ``site`` only when given, newest first."""
     server_limit = limit if limit and site is None else None
     rows = store.list_prefix(docs.TURN_PREFIX, descending=True, limit=server_limit)

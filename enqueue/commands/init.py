@@ -18,14 +18,14 @@ database keeps more than one copy of each document (agents refuse it).
 from __future__ import annotations
 
 import argparse
-import importlib
 from dataclasses import replace
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import security, steering
 from enqueue.errors import EXIT_CLUSTER_REFUSED, AuthFailed, Conflict, DatabaseMissing, Forbidden, StoreError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "init"
 HELP = "create the database, the leader and sites documents and the access rules (idempotent)"
@@ -60,14 +60,14 @@ def session_roles(settings: steering.AdminSettings) -> Optional[list[str]]:
     return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else None
 
 
-def _no_rights(store: Any, config: str, detail: str) -> AuthFailed:
+def _no_rights(store: Store, config: str, detail: str) -> AuthFailed:
     return AuthFailed(
         f"cannot create {store.describe()}: the credentials in {config} are not a server admin's ({detail}); "
         f"run 'enqueue init' with an admin's credentials, or have an admin create the database"
     )
 
 
-def create_database(store: Any, settings: steering.AdminSettings) -> bool:
+def create_database(store: Store, settings: steering.AdminSettings) -> bool:
     """Create the database if it is missing; True if it was created. Raises with one clear line without rights.
 
     Only a server admin may create a database. Asking first, rather than
@@ -88,7 +88,7 @@ def create_database(store: Any, settings: steering.AdminSettings) -> bool:
         raise _no_rights(store, settings.config_path, str(exc)) from None
 
 
-def create_document(store: Any, body: dict) -> bool:
+def create_document(store: Store, body: dict) -> bool:
     """Write ``body`` only if no document has its id; True if it was created."""
     try:
         store.put(body)
@@ -97,23 +97,16 @@ def create_document(store: Any, body: dict) -> bool:
         return False
 
 
-def install_security(store: Any, settings: steering.AdminSettings) -> list[str]:
+def install_security(store: Store, settings: steering.AdminSettings) -> list[str]:
     """Install the database's access rules; one line per thing done.
 
-    The hook into ``enqueue.security``: its ``install`` writes the
-    ``_security`` object and the ``validate_doc_update`` design document and
-    reports what it did. A build without that module says so instead.
+    ``enqueue.security.install`` writes the ``_security`` object and the
+    ``validate_doc_update`` design document and reports what it did.
     """
-    try:
-        security = importlib.import_module("enqueue.security")
-    except ModuleNotFoundError as exc:
-        if exc.name != "enqueue.security":
-            raise
-        return ["access rules: not installed (this version of enqueue has no enqueue.security)"]
     return list(security.install(store, leader_doc=settings.leader_doc, sites_doc=settings.sites_doc))
 
 
-def _existing_problems(store: Any, doc_id: str, parse: Any) -> str:
+def _existing_problems(store: Store, doc_id: str, parse: Any) -> str:
     parsed, problems = parse(store.get(doc_id), doc_id)
     if parsed is None and problems:
         return f" (but it does not parse: {'; '.join(problems)})"

@@ -16,13 +16,13 @@ Output (stdout), one of::
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from enqueue import documents as docs
 from enqueue import steering
 from enqueue.commands.history import _count
 from enqueue.errors import Conflict, Forbidden
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "prune"
 HELP = "delete all but the newest N turn records"
@@ -59,7 +59,7 @@ def _span(ids: list[str]) -> str:
     return f" (turn {first})" if first == last else f" (turns {first} to {last})"
 
 
-def delete_record(store: Any, doc: dict) -> bool:
+def delete_record(store: Store, doc: dict) -> bool:
     """Delete one record by compare-and-swap, re-reading on conflict; False when it is already gone."""
     for _ in range(steering.WRITE_ATTEMPTS):
         try:

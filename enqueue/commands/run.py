@@ -16,6 +16,7 @@ import argparse
 import os
 from typing import Any, Optional, Sequence
 
+from enqueue import site_names
 from enqueue.config import (
     DEFAULT_KILL_GRACE_S,
     DEFAULT_LEADER_DOC,
@@ -37,9 +38,10 @@ from enqueue.errors import (
     EXIT_SITE_IN_USE,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    EnqueueError,
+    UsageError,
 )
 from enqueue.logs import add_logging_arguments
+from enqueue.usage import OneLineParser
 
 NAME = "run"
 HELP = "take turns with the other sites running a command"
@@ -204,8 +206,6 @@ class _SiteAndCommandAction(argparse.Action):
 
 
 def _options_only_parser(prog: str) -> argparse.ArgumentParser:
-    from enqueue.cli import OneLineParser
-
     parser = OneLineParser(prog=prog, add_help=False)
     add_agent_options(parser)
     add_logging_arguments(parser)
@@ -230,7 +230,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "site_and_command", metavar="SITENAME [--] CMD [ARGS...]", nargs=argparse.REMAINDER,
         action=_SiteAndCommandAction, options_parser=_options_only_parser(parser.prog),
-        help="this site's name (1-64 letters, digits, _ . -, starting with a letter or digit), "
+        help=f"this site's name ({site_names.RULE}), "
              "then the command to run with its arguments",
     )
     parser.set_defaults(site=None, command=None)
@@ -245,20 +245,14 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def start_agent(settings: AgentSettings) -> int:
     """Hand ``settings`` to the agent and return its exit code."""
-    try:
-        from enqueue.agent_process import run_agent
-    except ModuleNotFoundError as exc:
-        if exc.name != "enqueue.agent_process":
-            raise
-        raise EnqueueError("this installation of enqueue has no agent (enqueue.agent_process is missing)") from None
+    from enqueue.agent_process import run_agent  # loaded here so that the other commands start without it
+
     return run_agent(settings)
 
 
 def execute(args: argparse.Namespace) -> int:
     """Load the settings for this site and run the agent until it is done."""
     if not args.site or not args.command:
-        from enqueue.cli import UsageError
-
         raise UsageError("CONFIG, SITENAME and CMD are required (see 'enqueue run --help')")
     settings = load_agent_settings(args.config, args.site, args.command, overrides_from(args), os.environ)
     return start_agent(settings)

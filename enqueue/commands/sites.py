@@ -28,8 +28,9 @@ from enqueue import documents as docs
 from enqueue import steering
 from enqueue.clock import SystemClock
 from enqueue.durations import format_age
-from enqueue.errors import Conflict
+from enqueue.errors import Conflict, UsageError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "sites"
 HELP = "list the registered sites; drain, undrain or remove one"
@@ -107,7 +108,7 @@ def _holder_refusal(leader: Optional[docs.LeaderDoc], site: str, config: str) ->
 # ----------------------------------------------------------------------------- the actions
 
 
-def _list(store: Any, settings: steering.AdminSettings, as_json: bool) -> int:
+def _list(store: Store, settings: steering.AdminSettings, as_json: bool) -> int:
     sites = steering.read_sites(store.get(settings.sites_doc), settings)
     names = sorted(sites.sites)
     heartbeats = store.get_many([sites.sites[n].heartbeat_doc for n in names]) if names else {}
@@ -153,7 +154,7 @@ def _list(store: Any, settings: steering.AdminSettings, as_json: bool) -> int:
     return 0
 
 
-def _change_registry(store: Any, settings: steering.AdminSettings, site: str, decide: Any) -> Optional[dict]:
+def _change_registry(store: Store, settings: steering.AdminSettings, site: str, decide: Any) -> Optional[dict]:
     """CAS the sites doc with ``decide(sites_doc) -> body | None`` after checking that ``site`` is known."""
     def change(raw: Optional[dict]) -> Optional[dict]:
         sites = steering.read_sites(raw, settings)
@@ -163,12 +164,12 @@ def _change_registry(store: Any, settings: steering.AdminSettings, site: str, de
     return steering.update(store, settings.sites_doc, change)
 
 
-def _leader(store: Any, settings: steering.AdminSettings) -> Optional[docs.LeaderDoc]:
+def _leader(store: Store, settings: steering.AdminSettings) -> Optional[docs.LeaderDoc]:
     parsed, _ = docs.parse_leader(store.get(settings.leader_doc), settings.leader_doc)
     return parsed
 
 
-def _drain(store: Any, settings: steering.AdminSettings, site: str, reason: Optional[str], who: str) -> int:
+def _drain(store: Store, settings: steering.AdminSettings, site: str, reason: Optional[str], who: str) -> int:
     written = _change_registry(store, settings, site,
                                lambda s: drained(s, site, reason, who, steering.now_text(settings)))
     if written is None:
@@ -184,7 +185,7 @@ def _drain(store: Any, settings: steering.AdminSettings, site: str, reason: Opti
     return 0
 
 
-def _undrain(store: Any, settings: steering.AdminSettings, site: str, who: str) -> int:
+def _undrain(store: Store, settings: steering.AdminSettings, site: str, who: str) -> int:
     written = _change_registry(store, settings, site, lambda s: undrained(s, site, who, steering.now_text(settings)))
     if written is None:
         print(f"{site} is not drained; nothing changed")
@@ -193,7 +194,7 @@ def _undrain(store: Any, settings: steering.AdminSettings, site: str, who: str) 
     return 0
 
 
-def _remove(store: Any, settings: steering.AdminSettings, site: str, who: str) -> int:
+def _remove(store: Store, settings: steering.AdminSettings, site: str, who: str) -> int:
     config = settings.config_path
 
     def decide(sites: docs.SitesDoc) -> dict:
@@ -226,7 +227,7 @@ def _remove(store: Any, settings: steering.AdminSettings, site: str, who: str) -
     return 0
 
 
-def _delete_heartbeat(store: Any, doc_id: str) -> bool:
+def _delete_heartbeat(store: Store, doc_id: str) -> bool:
     """Delete a heartbeat doc by compare-and-swap; False when there was none. Its own agent may
     write it again (a running agent beats on): that is reported by the caller, not fought here."""
     for _ in range(steering.WRITE_ATTEMPTS):
@@ -243,8 +244,6 @@ def _delete_heartbeat(store: Any, doc_id: str) -> bool:
 
 def execute(args: argparse.Namespace) -> int:
     """Run the chosen action on the registry."""
-    from enqueue.cli import UsageError
-
     if args.action == "list":
         if args.site is not None:
             raise UsageError("'sites list' takes no SITE (see 'enqueue sites --help')")

@@ -29,6 +29,7 @@ from enqueue import overview, steering
 from enqueue.clock import Clock, SystemClock
 from enqueue.errors import StoreError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Seq, Store
 
 NAME = "status"
 HELP = "show the leader, pause, the turn in progress and every site (read-only)"
@@ -74,13 +75,13 @@ class Reader:
     for a changes wait that ends as soon as any of those documents changes.
     """
 
-    def __init__(self, store: Any, settings: steering.AdminSettings, clock: Clock,
+    def __init__(self, store: Store, settings: steering.AdminSettings, clock: Clock,
                  observer: Optional[overview.Observer] = None) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.observer = observer
-        self.since: Any = None
+        self.since: Optional[Seq] = None
         self.watch_ids: list[str] = [settings.leader_doc, settings.sites_doc]
         self._records: Optional[list[dict]] = None
         self._records_key: Any = None
@@ -151,7 +152,7 @@ def _print_frame(ov: overview.Overview, as_json: bool, watching: Optional[float]
     print(text, flush=True)
 
 
-def wait_for_change(store: Any, ids: list[str], since: Any, interval_s: float, clock: Clock) -> None:
+def wait_for_change(store: Store, ids: list[str], since: Optional[Seq], interval_s: float, clock: Clock) -> None:
     """Return when one of ``ids`` changed after ``since`` (but not before ``MIN_REDRAW_S``) or after ``interval_s``."""
     started = clock.monotonic()
     batch = store.wait_changes(ids, since, interval_s)
@@ -162,7 +163,7 @@ def wait_for_change(store: Any, ids: list[str], since: Any, interval_s: float, c
         batch = store.wait_changes(ids, batch.last_seq, rest)
 
 
-def watch(store: Any, settings: steering.AdminSettings, interval_s: float, as_json: bool,
+def watch(store: Store, settings: steering.AdminSettings, interval_s: float, as_json: bool,
           clock: Optional[Clock] = None) -> int:
     """Redraw until Ctrl-C; 0 then. The first read's errors end the watch with their exit code."""
     clock = clock or SystemClock()

@@ -23,14 +23,17 @@ Copy the file to the site and point its configuration at it::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 from typing import Any, Optional
 
 from enqueue import security
-from enqueue.config import Connection, load_connection, validate_site_name
+from enqueue.config import Connection, load_connection
 from enqueue.errors import EXIT_OK, ConfigError, Conflict, DatabaseMissing, EnqueueError
 from enqueue.logs import register_secret
+from enqueue.site_names import validate_site_name
+from enqueue.store import Store
 
 NAME = "users"
 HELP = "create, list and remove the sites' own CouchDB accounts (admin)"
@@ -104,18 +107,11 @@ def write_private(path: str, text: str, *, overwrite: bool) -> None:
         handle.write(text + "\n")
 
 
-def _store(connection: Connection, database: str) -> Any:
+def _store(connection: Connection, database: str) -> Store:
     """A store on ``database`` of the configured server, with the configured credentials."""
-    from enqueue.store import Store  # the CouchDB client loads only when an action needs it
+    from enqueue.couchdb_store import open_store  # the CouchDB client loads only when an action needs it
 
-    return Store(
-        connection.url,
-        database,
-        username=connection.username,
-        password=connection.password,
-        ca_file=connection.ca_file,
-        request_timeout_s=connection.request_timeout_s,
-    )
+    return open_store(dataclasses.replace(connection, database=database))
 
 
 def _site_role(connection: Connection) -> str:

@@ -17,7 +17,7 @@ millisecond apart, each at a random moment of a real agent's life (waiting,
 beating, running its command, finishing a turn), from another process, in
 four lanes at once. Each lane is one process that runs the real agent and
 its process driver (signal handling, feed thread, command supervisor) once
-per pair, on a small in-process store (tests/support/signal_child.py); every
+per pair, on the in-memory store driver (tests/support/signal_child.py); every
 agent must return ``128 + signal`` on its own. A hang is reported with the
 stacks of its threads.
 """

@@ -15,7 +15,6 @@ agents today: that case is pinned down in ``test_agent_findings.py``.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -28,29 +27,18 @@ import pytest
 
 from enqueue import cli
 from enqueue import documents as docs
-from enqueue import logs
+from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
-from enqueue.store import Store
 from tests.support import servers
 from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+from tools.chaos import probe as probe_tool
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 LEADER = "enqueue_leader"
 SITES = "enqueue_sites"
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """``cli.main`` installs log handlers on the root logger; remove them afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
 
 
 def write_config(path: Path, text: str) -> str:
@@ -178,7 +166,7 @@ def sites(config_file, tmp_path) -> Iterator[Sites]:
 
 
 def probe(sites: Sites, *args: str) -> list:
-    return [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), *args]
+    return probe_tool.command(sites.probe_log, *args)
 
 
 def record(database, turn: int) -> docs.TurnRecord:
@@ -288,7 +276,7 @@ def test_the_server_down_mid_run_and_back(disk_server, tmp_path):
 class Running:
     """Three agents on a database of their own, shared by the document cases below."""
 
-    def __init__(self, sites: Sites, store: Store) -> None:
+    def __init__(self, sites: Sites, store: CouchStore) -> None:
         self.sites = sites
         self.store = store
         self.log_marks: Dict[str, int] = {}
@@ -338,7 +326,7 @@ class Running:
         assert_documents_parse(self.store)
 
 
-def assert_documents_parse(store: Store) -> None:
+def assert_documents_parse(store: CouchStore) -> None:
     """The leader doc, the registry, every heartbeat and every turn record parse."""
     leader, problems = docs.parse_leader(store.get(LEADER), LEADER)
     assert leader is not None, problems

@@ -70,9 +70,7 @@ def test_history_usage_errors(enqueue_cli, database):
 
 
 def test_history_help_is_accurate(enqueue_cli):
-    result = enqueue_cli.bare("history", "--help")
-    assert result.code == 0
-    text = " ".join(result.out.split())
+    text = enqueue_cli.help_text("history")
     for expected in ("usage: enqueue history", "CONFIG", "--site SITE", "--limit N", "(default: 20; 0: all)",
                      "--json", "newest first", "--log-level"):
         assert expected in text, expected

@@ -162,9 +162,7 @@ def test_a_drained_site_gets_no_more_turns_while_the_others_go_on(enqueue_cli, d
 
 
 def test_sites_help_is_accurate(enqueue_cli):
-    result = enqueue_cli.bare("sites", "--help")
-    assert result.code == 0
-    text = " ".join(result.out.split())
+    text = enqueue_cli.help_text("sites")
     for expected in ("CONFIG {list | drain SITE | undrain SITE | remove SITE}", "--reason", "--json",
                      "refused while it holds the turn", "--log-level", "1 refused (unknown site"):
         assert expected in text, expected

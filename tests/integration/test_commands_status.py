@@ -19,6 +19,7 @@ from tests.support.commands import (  # noqa: F401  (fixture)
     put_sites,
     time_text,
 )
+from tests.support.processes import reap
 
 SITE_KEYS = {
     "name", "registered", "host", "state", "liveness", "liveness_from", "beat_time", "beat_age_s", "beat",
@@ -190,11 +191,7 @@ def test_watch_as_a_process_redraws_until_sigint_and_exits_0(config_file, databa
         assert proc.wait(timeout=10) == 0
         assert "Traceback" not in proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
 
 
 def test_wait_for_change_returns_on_a_change_and_on_the_interval(database):
@@ -214,9 +211,7 @@ def test_wait_for_change_returns_on_a_change_and_on_the_interval(database):
 
 
 def test_status_help_is_accurate(enqueue_cli):
-    result = enqueue_cli.bare("status", "--help")
-    assert result.code == 0
-    text = " ".join(result.out.split())
+    text = enqueue_cli.help_text("status")
     for expected in ("usage: enqueue status", "CONFIG", "--json", "--watch [SECONDS]", "(default 2)", "Ctrl-C",
                      "--leader-doc", "--sites-doc", "--time-format", "--log-level", "--log-file", "--log-format",
                      "read-only", "5 database missing"):

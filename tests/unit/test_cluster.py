@@ -2,7 +2,7 @@
 
 On a CouchDB cluster two writers carrying the same ``_rev`` can both be
 acknowledged (201 + 202) through different nodes, so a 409 is no
-linearizable compare-and-swap (DESIGN §6). The agent reads the database's
+linearizable compare-and-swap (docs/PROTOCOL.md §6.3). The agent reads the database's
 ``n`` before it writes anything and stops with exit code 6 and one line;
 ``--allow-cluster`` (or ``[enqueue] allow_cluster = true``) lets it go on.
 
@@ -13,17 +13,18 @@ so "refused" provably means "refused before the first write".
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
-from enqueue import agent_process
-from enqueue import cli, logs
+from enqueue import agent_process, cli, couchdb_store, logs
 from enqueue.config import load_agent_settings
 from enqueue.errors import EXIT_CLUSTER_REFUSED, ClusterRefused
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 PASSWORD = "cluster-secret-9f3"
 
@@ -60,19 +61,6 @@ class ClusterStore:
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"unexpected store call before the cluster check: {name}")
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
 
 
 @pytest.fixture
@@ -128,7 +116,7 @@ def test_allow_cluster_is_off_by_default(config) -> None:
 
 def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_process, "open_store", lambda connection: store)
+    monkeypatch.setattr(couchdb_store, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--", sys.executable, "-c", "pass"])
     out, err = capsys.readouterr()
     assert code == EXIT_CLUSTER_REFUSED
@@ -142,7 +130,7 @@ def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatc
 
 def test_the_command_line_opt_in_reaches_the_first_write(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_process, "open_store", lambda connection: store)
+    monkeypatch.setattr(couchdb_store, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--allow-cluster", "--", sys.executable, "-c", "pass"])
     err = capsys.readouterr().err
     # The fake store's first write fails the run on purpose: proof the check let it through.

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
 
-from enqueue import compat, logs
-from enqueue.config import AgentSettings, Timing
+from enqueue import compat
+from enqueue.config import Timing
+from tests.support.fake_agent import agent, config  # noqa: F401  (fixtures)
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 REPO = Path(__file__).resolve().parents[2]
 ORIGINAL_USAGE = (
@@ -21,43 +22,6 @@ ORIGINAL_USAGE = (
     "[--conflict-delay MIN] [--repeat] [--time-format FORMAT] [--leader-doc NAME] "
     "[--sites-doc NAME] config sitename [cmdargs ...]"
 )
-
-
-class Recorder:
-    settings: Optional[AgentSettings] = None
-    code = 0
-
-    def run_agent(self, settings: AgentSettings) -> int:
-        self.settings = settings
-        return self.code
-
-
-@pytest.fixture
-def agent(monkeypatch) -> Recorder:
-    recorder = Recorder()
-    module = types.ModuleType("enqueue.agent_process")
-    module.run_agent = recorder.run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "enqueue.agent_process", module)
-    return recorder
-
-
-@pytest.fixture
-def config(tmp_path) -> str:
-    path = tmp_path / "enqueue.ini"
-    path.write_text("[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n")
-    return str(path)
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs.set_site(None)
 
 
 def main(*argv: str) -> int:
@@ -122,7 +86,7 @@ def test_options_after_the_command_belong_to_the_tool_as_before(agent, config) -
 
 
 def test_exit_code_of_the_command(agent, config) -> None:
-    agent.code = 17
+    agent.result = lambda: 17
     assert main(config, "alpha", "cmd") == 17
 
 

@@ -1,4 +1,4 @@
-"""Liveness: observed staleness on this host's monotonic clock, never another host's."""
+"""Liveness: observed staleness on this host's monotonic clock, never another host's (docs/PROTOCOL.md §3.2)."""
 
 from __future__ import annotations
 
@@ -104,15 +104,6 @@ def test_sites_are_independent(clock: FakeClock, live: Liveness) -> None:
     clock.advance(STALE / 2)
     assert live.is_stale("a", clock.monotonic())
     assert not live.is_stale("b", clock.monotonic())
-
-
-def test_forget(clock: FakeClock, live: Liveness) -> None:
-    live.observe("a", "1", clock.monotonic())
-    clock.advance(STALE)
-    live.forget("a")
-    assert not live.is_stale("a", clock.monotonic())
-    assert live.rev("a") is None
-    live.forget("never-seen")  # no error
 
 
 def test_late_observer_is_on_the_safe_side(clock: FakeClock) -> None:
