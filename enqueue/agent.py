@@ -54,7 +54,7 @@ from enqueue.view import View
 if TYPE_CHECKING:
     from enqueue.clock import Clock
     from enqueue.config import AgentSettings
-    from enqueue.store import Store
+    from enqueue.store import Seq, Store
 
 log = logging.getLogger("enqueue.agent")
 
@@ -89,7 +89,7 @@ class Agent:
         self.leadership = Leadership(self.me, self.t, self.shared, self.records, store, rng, self._now_text)
         self.leaving = Leaving(self.t.heartbeat_stale_s)
         self.outage = Outage(self.t.heartbeat_delay_s)
-        self.feed_since: object = None
+        self.feed_since: Seq | None = None
 
     # ------------------------------------------------------------------ the public face
 
