@@ -37,9 +37,10 @@ Not guaranteed
   the fence. Processes stuck in uninterruptible sleep die when the kernel
   lets them.
 * A stopped or killed supervisor keeps no deadline; with SIGKILL the command
-  dies at once (no grace), with SIGSTOP nothing can help. If agent and
-  supervisor are SIGKILLed together, only the command's main process is
-  killed with them.
+  dies at once (no grace); with SIGSTOP the agent's runner, the second
+  keeper, kills the group a little after the deadline (enqueue.runner), and
+  nothing can help if the agent is gone too. If agent and supervisor are
+  SIGKILLed together, only the command's main process is killed with them.
 
 Besides the command, the supervisor keeps one idle child while no command
 runs: a fork of itself that has done everything but exec (see spawning).

@@ -390,6 +390,35 @@ def test_a_dead_supervisor_is_reported_and_its_command_group_killed(driven: Driv
     assert refused.turn == 2 and "supervisor is gone" in (refused.error or "")
 
 
+def test_a_frozen_supervisor_is_backed_by_the_runner_killing_the_group_past_the_deadline(
+        make_runner: Callable[..., Driven]) -> None:
+    """The supervisor stopped alone keeps no deadline; the runner, in the agent's process, kills the group itself."""
+    driven = make_runner()
+    driven.runner.keeper_lag_s = 0.1
+    deadline = driven.start(1, ["sleep", "30"], 0.6)
+    command = psutil.Process(driven.next("started").pid)
+    os.kill(driven.runner.supervisor_pid, signal.SIGSTOP)
+    try:
+        # The supervisor cannot reap it: dead shows as a zombie.
+        end = time.monotonic() + 0.6 + 3.0
+        while command.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < end, "the command outlived its deadline with its supervisor frozen"
+            time.sleep(0.005)
+        assert time.monotonic() >= deadline + 0.1
+    finally:
+        os.kill(driven.runner.supervisor_pid, signal.SIGCONT)
+    exited = driven.next("exited")
+    assert (exited.turn, exited.how, exited.exit_code) == (1, "fenced", 137)
+
+
+def test_the_second_keeper_never_acts_on_a_deadline_the_supervisor_keeps(driven: Driven) -> None:
+    driven.runner.keeper_lag_s = 0.0
+    driven.start(1, ["sleep", "30"], 0.5)
+    driven.next("started")
+    exited = driven.next("exited")
+    assert (exited.how, exited.exit_code) == ("fenced", 143), "the supervisor's SIGTERM came first"
+
+
 # -- the agent frozen, killed, interrupted ----------------------------------------
 
 
