@@ -39,7 +39,7 @@ from enqueue import documents as docs
 from enqueue import security, turns
 from enqueue.clock import format_time
 from enqueue.documents import LEFT, WAITING
-from enqueue.errors import Conflict, EnqueueError, Forbidden, SiteLockedOut, StoreError
+from enqueue.errors import AuthFailed, Conflict, EnqueueError, Forbidden, SiteLockedOut, StoreError
 from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed, StopRequested
 from enqueue.leadership import Leadership
 from enqueue.lease import Identity, Lease
@@ -183,13 +183,13 @@ class Agent:
         except Conflict:
             return True
         except StoreError as exc:
-            if isinstance(exc, Forbidden):
+            if isinstance(exc, (Forbidden, AuthFailed)):
                 self._refused(exc)
             self.outage.note(exc, self.clock.monotonic())
             self.shared.need_full_read = True
             return self._leave() if self.leaving.stopping and self.own.current is None else False
 
-    def _refused(self, exc: Forbidden) -> None:
+    def _refused(self, exc: StoreError) -> None:
         """Say in the heartbeat (status shows it) that a write was refused; end with exit 4 if none can ever pass."""
         if security.locks_out(str(exc), docs.heartbeat_id(self.me)):
             raise SiteLockedOut(f"{exc}; site {self.me} cannot take part with these credentials and documents")

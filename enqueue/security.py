@@ -206,10 +206,11 @@ def uncovered_set_problem(design: Optional[Mapping[str, Any]], leader_doc: str, 
 
 
 def locks_out(refusal: str, own_heartbeat_id: str) -> bool:
-    """Whether a refusal (a Forbidden's text) means this site can never take part as configured.
+    """Whether a refusal (a Forbidden's or AuthFailed's text) means this site can never take part as configured.
 
     True when its own heartbeat is refused (the account cannot act as the
-    site) or the rules know none of the document (its set is not installed).
+    site, lost its role or its password) or the rules know none of the
+    document (its set is not installed).
     Any other refusal may pass once the documents change, so the agent retries.
     """
     return UNKNOWN_DOCUMENT in refusal or f"document {own_heartbeat_id!r}" in refusal

@@ -31,7 +31,7 @@ from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.support import servers
-from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tests.support.agents import DELAY_S, STALE_S, Sites, sites, wait_until  # noqa: F401  (fixture: sites)
 from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 from tools.chaos import probe as probe_tool
 
@@ -156,13 +156,6 @@ def test_a_wrong_password_exits_4_with_one_line_and_no_secret(admin_server, tmp_
 
 
 # --------------------------------------------------------------------------- commands that misbehave
-
-
-@pytest.fixture
-def sites(config_file, tmp_path) -> Iterator[Sites]:
-    s = Sites(config=config_file, workdir=tmp_path)
-    yield s
-    s.stop_all()
 
 
 def probe(sites: Sites, *args: str) -> list:

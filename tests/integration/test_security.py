@@ -501,6 +501,25 @@ def test_a_site_whose_writes_no_rule_covers_says_so_and_exits_with_the_credentia
     assert "is not a document enqueue uses" in done.stderr
 
 
+def test_a_site_that_loses_its_role_while_running_exits_with_the_credentials_code(secured, tmp_path) -> None:
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    group = Sites(config=secured.config(tmp_path / "configs", "alpha"), workdir=workdir)
+    try:
+        agent = group.start("alpha", sleep_s=0.1)
+        group.wait_runs(1, timeout_s=30)
+        admin_users = secured.server.store(users.USERS_DB)
+        try:
+            doc = admin_users.get(users.user_id("alpha"))
+            admin_users.put(dict(doc, roles=[]))
+        finally:
+            admin_users.close()
+        assert agent.wait(timeout_s=30) == errors.EXIT_AUTH, agent.log()[-2000:]
+        assert "cannot take part with these credentials" in agent.log()
+    finally:
+        group.stop_all()
+
+
 # ---------------------------------------------------------------------------- a rotation under the rules
 
 

@@ -27,6 +27,8 @@ class Run:
     start_ns: int
     end_ns: int | None = None
     how: str | None = None
+    # When this probe found another one's lock held (it then waited for it: its start is when it was freed).
+    overlap_ns: int | None = None
 
 
 @dataclass
@@ -52,6 +54,7 @@ def read(path: str) -> Report:
     """Parse a probe log into a report; unparseable lines are ignored."""
     report = Report()
     by_pid: dict[int, Run] = {}
+    waited: dict[int, int] = {}
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()
@@ -67,7 +70,7 @@ def read(path: str) -> Report:
         except ValueError:
             continue
         if kind == "start":
-            run = Run(site=site, turn=turn, pid=who, start_ns=when)
+            run = Run(site=site, turn=turn, pid=who, start_ns=when, overlap_ns=waited.pop(who, None))
             by_pid[who] = run
             report.runs.append(run)
         elif kind == "end" and who in by_pid:
@@ -76,6 +79,7 @@ def read(path: str) -> Report:
         elif kind == "overlap":
             report.overlaps.append(f"site {site} turn {turn} (pid {who}) started while another command still ran")
             report.overlap_at_ns.append(when)
+            waited[who] = when
     report.runs.sort(key=lambda r: r.start_ns)
     previous: Run | None = None
     for run in report.runs:

@@ -44,7 +44,9 @@ first one above it (``around``): which fault preceded which violation.
 
 A command killed with SIGKILL leaves no end line; its end is then taken to
 be the start of the first fault after it began (the fault that killed it),
-or the next command's start, whichever is first. Such runs are counted.
+or the next command's start, whichever is first; but when the next command
+waited for its lock (an overlap), the next start, which is when the kernel
+freed the lock of the dead one. Such runs are counted.
 """
 
 from __future__ import annotations
@@ -108,10 +110,14 @@ def _busy_intervals(history: History, faults: List[Fault]) -> Tuple[List[_Busy],
         if run.end_ns is not None:
             out.append(_Busy(run.start_ns, run.end_ns, False))
             continue
-        candidates = [s for s in fault_starts if s >= run.start_ns][:1]
-        if i + 1 < len(runs):
-            candidates.append(runs[i + 1].start_ns)
-        end = min(candidates) if candidates else run.start_ns
+        if i + 1 < len(runs) and runs[i + 1].overlap_ns is not None and runs[i + 1].overlap_ns >= run.start_ns:
+            # The next probe waited for this one's lock: the kernel freed it when this command died.
+            end = runs[i + 1].start_ns
+        else:
+            candidates = [s for s in fault_starts if s >= run.start_ns][:1]
+            if i + 1 < len(runs):
+                candidates.append(runs[i + 1].start_ns)
+            end = min(candidates) if candidates else run.start_ns
         out.append(_Busy(run.start_ns, max(end, run.start_ns), True))
         estimated += 1
     return out, estimated
@@ -299,11 +305,15 @@ def judge(
 
     # 1. Overlaps, from the probes' own records, each with the fault it followed.
     overlap_at = list(history.overlap_at_ns) + [None] * (len(history.overlaps) - len(history.overlap_at_ns))
+    waited = {r.overlap_ns: r for r in runs if r.overlap_ns is not None}
     overlap_rows = []
     for text, at_ns in zip(history.overlaps, overlap_at):
         after = _after(faults, at_ns, origin) if at_ns is not None else None
+        blocked = waited.get(at_ns)
         overlap_rows.append({"what": text, "at_s": None if at_ns is None else round((at_ns - origin) / _NS, 3),
-                             "after": after})
+                             "after": after,
+                             # How long it waited for the other command's lock: how long both were alive.
+                             "waited_s": None if blocked is None else round((blocked.start_ns - at_ns) / _NS, 3)})
         violations.append(f"overlap: {text}{_said(after)}")
 
     # 2. Fencing tokens: no token started twice, and in start order they only go up.

@@ -232,3 +232,18 @@ def test_each_reset_of_the_numbering_is_put_down_to_its_own_fault():
     assert "(after delete-leader at 4.00 s (alpha)" in lines[0] and "(after delete-leader at 8.00 s (charlie)" in lines[1]
     assert [s["after"] is None for s in report["fencing"]["started_twice"][0]["starts"]] == [True, False, False]
     assert len(report["fencing"]["went_back"]) == 2
+
+
+def test_a_command_killed_without_an_end_line_that_held_the_next_ones_lock_ran_until_that_start():
+    # A frozen fence: alpha's long command outlived the fault that began after it and was SIGKILLed at 9 s;
+    # bravo found its lock held at 4 s and started when the kernel freed it.
+    h = history(run("alpha", 1, 0, None), run("bravo", 2, 9, 10))
+    h.runs[1].overlap_ns = 4 * S
+    h.overlaps.append("site bravo turn 2 (pid 1002) started while another command still ran")
+    h.overlap_at_ns.append(4 * S)
+    fault = Fault("stop-supervisor-partition", "alpha", start_ns=1 * S, heal_ns=8 * S)
+    report = judge(h, [fault], leader(2), records(1) + records(2, site="bravo"), LIMITS, 12 * S)
+    assert report["commands"]["killed_without_end_line"] == 1
+    assert report["faults"][0]["stall_s"] == 0.0  # busy all along: no stall, an overlap
+    assert len(report["overlaps"]) == 1 and not report["ok"]
+    assert report["overlap_detail"][0]["waited_s"] == 5.0
