@@ -45,7 +45,8 @@ from enqueue.outcomes import Outcome
 from enqueue.runner import Runner, RunnerEvent
 
 if TYPE_CHECKING:
-    from enqueue.config import AgentSettings, Connection
+    from enqueue.config import AgentSettings
+    from enqueue.connection import Connection
     from enqueue.store import Store
 
 log = logging.getLogger("enqueue.agent")

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import enqueue
-from enqueue.config import CONNECTION_ENV_PREFIX
+from enqueue.connection import CONNECTION_ENV_PREFIX
 from enqueue.errors import EnqueueError
 from enqueue.outcomes import SHUTDOWN, Outcome
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import psutil
 import pytest
 
-from enqueue import config
+from enqueue import connection
 from enqueue.runner import Runner, RunnerError, RunnerEvent
 from tests.support.processes import TIMEOUT, Fifo, no_leftovers, wait_gone  # noqa: F401  (fixture)
 
@@ -217,7 +217,7 @@ def test_environment_is_the_agents_plus_the_additions(
 def test_the_command_gets_none_of_enqueues_connection_settings(
     monkeypatch: pytest.MonkeyPatch, make_runner: Callable[..., Driven], tmp_path: Path
 ) -> None:
-    for name in (*config.ENV_VARS.values(), "ENQUEUE_COUCHDB_SOMETHING_NEW"):
+    for name in (*connection.ENV_VARS.values(), "ENQUEUE_COUCHDB_SOMETHING_NEW"):
         monkeypatch.setenv(name, "secret-" + name)
     monkeypatch.setenv("ENQUEUE_COUCHDB_URL", "https://alpha:hunter2@couch.example.org")
     monkeypatch.setenv("ENQUEUE_TEST_INHERITED", "from-agent")
@@ -232,7 +232,7 @@ def test_the_command_gets_none_of_enqueues_connection_settings(
     assert not any("secret-" in v or "hunter2" in v for v in seen.values())
     assert (seen["ENQUEUE_TURN"], seen["ENQUEUE_SITE"], seen["ENQUEUE_LEADER"]) == ("3", "alpha", "bravo")
     assert seen["ENQUEUE_TEST_INHERITED"] == "from-agent"
-    assert all(name.startswith(config.CONNECTION_ENV_PREFIX) for name in config.ENV_VARS.values())
+    assert all(name.startswith(connection.CONNECTION_ENV_PREFIX) for name in connection.ENV_VARS.values())
 
 
 def test_command_not_found_is_127(driven: Driven) -> None:
