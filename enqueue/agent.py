@@ -36,10 +36,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from enqueue import documents as docs
-from enqueue import turns
+from enqueue import security, turns
 from enqueue.clock import format_time
 from enqueue.documents import LEFT, WAITING
-from enqueue.errors import Conflict, EnqueueError, StoreError
+from enqueue.errors import AuthFailed, Conflict, EnqueueError, Forbidden, SiteLockedOut, StoreError
 from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed, StopRequested
 from enqueue.leadership import Leadership
 from enqueue.lease import Identity, Lease
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("enqueue.agent")
 
+_REFUSED = "refused by the server: "
 _MAX_WAIT_S = 60.0
 _STEPS_PER_CALL = 50
 
@@ -83,12 +84,13 @@ class Agent:
         self.timers = Timers()
         self.lease = Lease(self.me, self.t, store, clock, identity)
         self.shared = SharedDocs(store, self.view, clock, self.lease.saw_own_doc)
-        self.records = RecordQueue(store, self.me)
+        self.records = RecordQueue(store, self.me, docs.turn_prefix(settings.leader_doc))
         self.own = OwnTurn(settings, self.shared, self.records, runner, clock, self.lease,
                            set_state=self._set_state, beat=self._beat, now_text=self._now_text)
         self.leadership = Leadership(self.me, self.t, self.shared, self.records, store, rng, self._now_text)
         self.leaving = Leaving(self.t.heartbeat_stale_s)
         self.outage = Outage(self.t.heartbeat_delay_s)
+        self.refused_at_beat = 0
         self.feed_since: object = None
 
     # ------------------------------------------------------------------ the public face
@@ -176,13 +178,29 @@ class Agent:
             again = self._decide(now)
             if not isinstance(again, Left):
                 self.outage.over(now)
+                self._refusal_over()
             return again
         except Conflict:
             return True
         except StoreError as exc:
+            if isinstance(exc, (Forbidden, AuthFailed)):
+                self._refused(exc)
             self.outage.note(exc, self.clock.monotonic())
             self.shared.need_full_read = True
             return self._leave() if self.leaving.stopping and self.own.current is None else False
+
+    def _refused(self, exc: StoreError) -> None:
+        """Say in the heartbeat (status shows it) that a write was refused; end with exit 4 if none can ever pass."""
+        if security.locks_out(str(exc), docs.heartbeat_id(self.me)):
+            raise SiteLockedOut(f"{exc}; site {self.me} cannot take part with these credentials and documents")
+        self.lease.message = f"{_REFUSED}{exc}"
+        self.refused_at_beat = self.lease.beat_count
+
+    def _refusal_over(self) -> None:
+        """Clear the refusal from the heartbeat once one heartbeat has carried it and a step has gone through."""
+        message = self.lease.message
+        if message is not None and message.startswith(_REFUSED) and self.lease.beat_count > self.refused_at_beat + 1:
+            self.lease.message = None
 
     def _decide(self, now: float) -> bool | Left:
         if now >= self.lease.next_beat_at:

@@ -65,6 +65,7 @@ __all__ = [
     "DEFAULT_SITES_DOC",
     "DEFAULT_REQUEST_TIMEOUT_S",
     "DEFAULT_KILL_GRACE_S",
+    "fitted_heartbeat_delay_s",
     "load_connection",
     "load_agent_settings",
 ]
@@ -78,6 +79,8 @@ ENQUEUE_KEYS = (
     "heartbeat_delay", "heartbeat_stale", "conflict_delay", "kill_grace",
     "repeat", "time_format", "leader_doc", "sites_doc", "allow_cluster",
 )
+#: Every environment variable of enqueue's connection settings starts so; none reaches the command.
+CONNECTION_ENV_PREFIX = "ENQUEUE_COUCHDB_"
 #: Environment variable for each ``[couchdb]`` key it can override.
 ENV_VARS = {
     "url": "ENQUEUE_COUCHDB_URL",
@@ -191,6 +194,38 @@ def max_kill_grace_s(delay_s: float, stale_s: float) -> float:
     return max(0.0, (stale_s - 2 * delay_s) / 2)
 
 
+def fitted_heartbeat_delay_s(delay_s: float, stale_s: float, kill_grace_s: Optional[float]) -> Optional[float]:
+    """A heartbeat delay shorter than ``delay_s`` that gives the timing its margin, or None when none is needed or exists.
+
+    The delay is the longest time between beats, so beating more often never
+    weakens a promise: it only widens the slack ``stale - 2 x delay`` that
+    ``Timing`` needs. The slack kept is the kill grace plus room for the next
+    on-time beat's round trip before the SIGTERM moment; that room is the
+    grace, and never less than the grace a roomy configuration gets,
+    ``min(30 s, stale / 6)``, so even a grace of 0 leaves a margin.
+
+    ``kill_grace_s`` None means "not set": the grace is then that default,
+    and a timing whose slack leaves less than it (the original tool's
+    ``-d 10 -s 20``, say) is fitted. A grace that is set is the user's
+    choice: only a timing ``Timing`` refuses is fitted. None when nothing
+    needs fitting, or when no positive delay is left (a grace of half
+    ``heartbeat_stale`` or more): ``Timing`` then refuses as before.
+    """
+    default_grace = min(DEFAULT_KILL_GRACE_S, stale_s / 6)
+    if kill_grace_s is None:
+        if max_kill_grace_s(delay_s, stale_s) >= default_grace:
+            return None
+        grace = default_grace
+    else:
+        if stale_s > 2 * delay_s and kill_grace_s <= max_kill_grace_s(delay_s, stale_s):
+            return None
+        grace = kill_grace_s
+    fitted = (stale_s - grace - max(grace, default_grace)) / 2
+    while fitted > 0 and grace > max_kill_grace_s(fitted, stale_s):  # rounding must not undo the fit
+        fitted = math.nextafter(fitted, 0.0)
+    return fitted if 0 < fitted < delay_s else None
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """Everything ``enqueue run`` needs; built by ``load_agent_settings``.
@@ -201,6 +236,8 @@ class AgentSettings:
     documents, to test clock skew. ``allow_cluster`` lets the agent run on a
     database that keeps more than one copy (n > 1), where a 409 is no
     linearizable compare-and-swap (see docs/GUARANTEES.md); off by default.
+    ``notes`` are lines for the agent to log at start-up (a heartbeat delay
+    fitted to the timing, see ``fitted_heartbeat_delay_s``).
     """
 
     site: str
@@ -214,6 +251,7 @@ class AgentSettings:
     wall_clock_offset_s: float = 0.0
     config_path: str = ""
     allow_cluster: bool = False
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_site_name(self.site)
@@ -502,7 +540,9 @@ def load_agent_settings(
     ``overrides`` maps names from ``OVERRIDE_KEYS`` to parsed values (durations
     as float seconds, or duration text) or None for "not given". When
     kill_grace is set nowhere, it defaults to 30 s, shortened to fit the
-    ``Timing`` rule so that short test heartbeats need no extra setting.
+    ``Timing`` rule so that short test heartbeats need no extra setting. A
+    heartbeat delay too long for ``heartbeat_stale`` is shortened when that
+    makes the timing valid (``fitted_heartbeat_delay_s``), said in ``notes``.
     Raises ``ConfigError``.
     """
     site = validate_site_name(site, "SITENAME")
@@ -542,6 +582,12 @@ def load_agent_settings(
     stale, stale_from = duration("heartbeat_stale", Timing.heartbeat_stale_s)
     conflict, _ = duration("conflict_delay", Timing.conflict_delay_s)
     grace, grace_from = duration("kill_grace", DEFAULT_KILL_GRACE_S)
+    notes: list[str] = []
+    if all(math.isfinite(v) and v > 0 for v in (delay, stale)) and math.isfinite(grace):
+        fitted = fitted_heartbeat_delay_s(delay, stale, None if grace_from == "default" else grace)
+        if fitted is not None:
+            notes.append(_fitted_note(delay, fitted, stale))
+            delay = fitted
     if grace_from == "default":
         grace = min(DEFAULT_KILL_GRACE_S, max_kill_grace_s(delay, stale))
     try:
@@ -590,4 +636,13 @@ def load_agent_settings(
         wall_clock_offset_s=offset_s,
         config_path=config_path,
         allow_cluster=allow_cluster,
+        notes=tuple(notes),
+    )
+
+
+def _fitted_note(asked_s: float, fitted_s: float, stale_s: float) -> str:
+    return (
+        f"heartbeat every {format_duration(fitted_s)} instead of every {format_duration(asked_s)}: "
+        f"heartbeat_stale ({format_duration(stale_s)}) needs more than 2 x heartbeat_delay, with room for "
+        f"the kill grace and a late heartbeat (the delay is the longest time between beats)"
     )

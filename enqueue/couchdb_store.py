@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 from enqueue import errors
 from enqueue.clock import SystemClock
 from enqueue.config import Connection
-from enqueue.couchdb_http import AlreadyExists, DocMissing, HttpSession, one_line
+from enqueue.couchdb_http import WRITE_SECURITY, AlreadyExists, DocMissing, HttpSession, one_line
 from enqueue.store import ChangeBatch, Seq
 from enqueue.urls import BadUrl, split_url
 
@@ -320,7 +320,7 @@ class CouchStore:
 
     def put_security(self, security: dict) -> None:
         """Replace the database's ``_security`` object (needs a database or server admin)."""
-        self._http.request("PUT", f"{self._db_url}/_security", body=security, read_only=False, what="write security")
+        self._http.request("PUT", f"{self._db_url}/_security", body=security, read_only=False, what=WRITE_SECURITY)
 
     # ------------------------------------------------------------- the changes
 

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable
 
 from enqueue import documents as docs
-from enqueue import election, scheduler
+from enqueue import election, repair, scheduler
 from enqueue.documents import TurnRecord
 from enqueue.outcomes import Outcome
 
@@ -122,14 +122,11 @@ class Leadership:
         due = self.repair_due_at()
         if due is None or now < due:
             return False
-        known = self.view.max_turn_seen
-        for rec in self.store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
+        newest = None
+        for rec in self.store.list_prefix(docs.turn_prefix(self.view.leader_doc), limit=1, descending=True):
             parsed, _ = docs.parse_turn_record(rec)
-            if parsed is not None:
-                known = max(known, parsed.turn)
-        old_turn = raw.get("turn")
-        if isinstance(old_turn, int) and not isinstance(old_turn, bool) and old_turn >= 0:
-            known = max(known, old_turn)
+            newest = parsed.turn if parsed is not None else None
+        known = repair.resume_turn(self.view.max_turn_seen, self.view.leader_raw, newest)
         # An admin's pause survives the repair; a pause flag that does not parse reads as set.
         paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
         reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None

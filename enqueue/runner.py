@@ -35,9 +35,10 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import enqueue
+from enqueue.config import CONNECTION_ENV_PREFIX
 from enqueue.errors import EnqueueError
 from enqueue.outcomes import SHUTDOWN
 
@@ -54,6 +55,12 @@ _BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); "
     "from enqueue.supervisor import main; sys.exit(main(sys.argv[1:]))"
 )
+
+
+def command_environment(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment the supervisor, and so every command, starts from: ``environ`` minus enqueue's own
+    connection settings (every ``ENQUEUE_COUCHDB_*`` variable: a password, a URL with credentials in it)."""
+    return {k: v for k, v in environ.items() if not k.startswith(CONNECTION_ENV_PREFIX)}
 
 
 class RunnerError(EnqueueError):
@@ -118,6 +125,7 @@ class Runner:
                  "--control-fd", str(control_r), "--events-fd", str(events_w),
                  "--kill-grace", repr(float(kill_grace_s))],
                 pass_fds=(control_r, events_w),
+                env=command_environment(os.environ),
                 # A group of its own: a stop signal sent to the agent's job
                 # (kill -STOP -PGID) must not freeze the fence with the agent.
                 # The supervisor follows the agent through the control pipe.

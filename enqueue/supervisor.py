@@ -25,9 +25,10 @@ Guarantees
   exits. SIGINT, SIGQUIT and SIGHUP are ignored (a terminal sends them to the
   whole foreground group; the agent decides), and so are the job-control
   stops (Ctrl-Z must not freeze the fence along with the agent).
-* The command inherits stdin/stdout/stderr, the agent's environment plus the
-  additions, and the signal dispositions the agent had; it inherits no other
-  file descriptor.
+* The command inherits stdin/stdout/stderr, the supervisor's environment
+  (the agent's minus enqueue's connection settings, see
+  ``enqueue.runner.command_environment``) plus the additions, and the signal
+  dispositions the agent had; it inherits no other file descriptor.
 
 Not guaranteed
 --------------

@@ -17,6 +17,29 @@ one fault at a time, at random intervals, until ``--duration`` has passed or
     slow-server      make every request to the server take a quarter heartbeat longer, each
                      way, for longer than heartbeat_stale
 
+Not in the default mix (name them with ``--faults``, or ``--faults all``):
+
+    lost-answer-heartbeat   let one heartbeat PUT reach the server, lose its answer
+    lost-answer-leader      the same for a PUT of the leader doc: the runner's own (confirm,
+                            done-and-grant), the leader's revoking one after the runner was
+                            SIGKILLed, or a restarted runner's "abandoned" one
+    lost-answer-record      the same for a PUT of a turn record (same three writers)
+    lost-answer-feed        cut a site's changes feed at its next change
+    delete-leader           an admin deletes the leader doc while a command runs, and a site's
+                            agent (stopped just before) starts again right then, as a site loop does
+    stop-supervisor         SIGSTOP the runner's command supervisor alone for longer than
+                            heartbeat_stale, then SIGCONT
+    stop-supervisor-partition
+                            make a site's next command long, SIGSTOP its supervisor while it runs,
+                            cut that site off from the server, then heal and SIGCONT
+    signal-pair             SIGINT then SIGTERM to an agent, under a millisecond apart (Ctrl-C in
+                            a screen session, then the site loop forwarding SIGTERM); it must
+                            exit cleanly within a bound, then it is started again
+
+A lost answer is thrown away after the server answered; the connection is
+closed at once or held past the agents' request timeout (``--request-timeout``,
+else the agents' default) first, half the time each.
+
 The first faults go through every enabled kind once, in the order listed
 above (even if that takes longer than ``--duration``), the rest are drawn
 at random. After each fault the harness waits until a
@@ -36,7 +59,8 @@ Partitions use network namespaces when run as root with ``ip`` available
 changes in the host's own), else a black-hole proxy per site. See
 ``tools.chaos.network`` for what each models.
 
-    scripts/chaos [--seed N] [--duration S] [--agents N] [--delay D] [--stale D] [--report FILE]
+    scripts/chaos [--seed N] [--duration S] [--agents N] [--delay D] [--stale D] [--faults K,K|all]
+                  [--report FILE]
 """
 
 from __future__ import annotations
@@ -50,6 +74,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -60,6 +85,7 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from enqueue import documents as docs  # noqa: E402
+from enqueue.config import DEFAULT_REQUEST_TIMEOUT_S  # noqa: E402
 from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer, DevServerError  # noqa: E402
 from enqueue.durations import parse_duration  # noqa: E402
@@ -70,6 +96,10 @@ from tools.chaos.verdict import Fault, Limits, judge, summary  # noqa: E402
 
 KINDS = ("kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition",
          "clock-offset", "slow-server")
+# The faults aimed at the write boundaries, lost answers and admin actions: not in the default mix.
+MORE_KINDS = ("lost-answer-heartbeat", "lost-answer-leader", "lost-answer-record", "lost-answer-feed",
+              "delete-leader", "stop-supervisor", "stop-supervisor-partition", "signal-pair")
+ALL_KINDS = KINDS + MORE_KINDS
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
          "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
          "uniform", "victor", "whiskey", "xray", "yankee", "zulu")
@@ -127,7 +157,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="quiet time between faults, seconds (default: 0.5 to 1.5 x stale)")
     p.add_argument("--max-faults", type=int, default=1000, help="stop injecting after this many (default 1000)")
     p.add_argument("--faults", default=",".join(KINDS),
-                   help=f"comma-separated kinds to inject (default: all of {', '.join(KINDS)})")
+                   help=f"comma-separated kinds to inject, or 'all' (default: {', '.join(KINDS)}; "
+                        f"also: {', '.join(MORE_KINDS)})")
+    p.add_argument("--request-timeout", type=_seconds, default=None,
+                   help=f"the agents' request_timeout, seconds (default: theirs, {DEFAULT_REQUEST_TIMEOUT_S:g})")
+    p.add_argument("--signal-bound", type=_seconds, default=None,
+                   help="how long an agent may take to exit after a signal pair (default: the stop timeout)")
     p.add_argument("--kill-after-handoff", type=float, default=0.5, metavar="P",
                    help="probability that kill-runner waits for the runner's handoff and kills just after it "
                         "(default 0.5)")
@@ -140,7 +175,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--inside", help=argparse.SUPPRESS)  # set when re-run inside the world namespace
     args = p.parse_args(argv)
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in KINDS]
+    if kinds == ["all"]:
+        kinds = list(ALL_KINDS)
+    unknown = [k for k in kinds if k not in ALL_KINDS]
     if unknown:
         p.error(f"unknown fault kind(s): {', '.join(unknown)}")
     args.kinds = kinds
@@ -160,6 +197,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         args.gap = (0.5 * args.stale, 1.5 * args.stale)
     if args.seed is None:
         args.seed = random.SystemRandom().randrange(1, 2**31)
+    if args.request_timeout is not None and args.request_timeout <= 0:
+        p.error("--request-timeout must be positive")
     if args.duration < 0 or args.max_faults < 0:
         p.error("--duration and --max-faults must not be negative")
     return args
@@ -183,6 +222,7 @@ class Site:
     cut: bool = False
     starts: int = 0
     log_offset: int = 0
+    frozen_pid: Optional[int] = None  # a supervisor of this site's agent held with SIGSTOP
 
 
 @dataclass
@@ -193,6 +233,7 @@ class ProbeTail:
     offset: int = 0
     latest_start_ns: int = 0
     partial: bytes = b""
+    by_site: Dict[str, int] = field(default_factory=dict)
 
     def poll(self) -> int:
         """Read what was appended since the last call; return the latest start (unix ns, 0 if none)."""
@@ -208,9 +249,12 @@ class ProbeTail:
             parts = line.split()
             if len(parts) >= 5 and parts[0] == b"start":
                 try:
-                    self.latest_start_ns = max(self.latest_start_ns, int(parts[3]))
+                    at = int(parts[3])
                 except ValueError:
-                    pass
+                    continue
+                self.latest_start_ns = max(self.latest_start_ns, at)
+                site = parts[1].decode(errors="replace")
+                self.by_site[site] = max(self.by_site.get(site, 0), at)
         return self.latest_start_ns
 
 
@@ -228,6 +272,7 @@ class Harness:
     server: Optional[DevServer] = None
     store: Optional[CouchStore] = None
     max_oversleep_s: float = 0.0
+    injecting: Optional[str] = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.args.seed)
@@ -261,7 +306,10 @@ class Harness:
     def _config(self, site: Site) -> Path:
         """The site's configuration file: the server as that site reaches it."""
         path = self.workdir / "config" / f"{site.name}.ini"
-        path.write_text(f"[couchdb]\nurl = {self.network.url_for(site.index)}\ndatabase = {DATABASE}\n")
+        text = f"[couchdb]\nurl = {self.network.url_for(site.index)}\ndatabase = {DATABASE}\n"
+        if self.args.request_timeout is not None:
+            text += f"request_timeout = {self.args.request_timeout}s\n"
+        path.write_text(text)
         return path
 
     def start_agent(self, site: Site) -> None:
@@ -272,7 +320,7 @@ class Harness:
                 "--kill-grace", f"{self.args.grace}s", "--repeat"]
         if site.offset_s:
             argv += ["--wall-clock-offset", f"{site.offset_s:.0f}"]
-        argv += ["--", *probe.command(self.probe_log, "--sleep", f"{work:.3f}")]
+        argv += ["--", *probe.command(self.probe_log, "--sleep", f"{work:.3f}", "--sleep-file", self._sleep_file(site))]
         log_path = self.workdir / "agents" / f"{site.name}.log"
         site.log_offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as out:
@@ -312,7 +360,7 @@ class Harness:
                 continue
             code = site.proc.poll()
             if code is not None:
-                self.problems.append(f"agent {site.name} exited on its own with code {code}")
+                self.problems.append(f"agent {site.name} exited on its own with code {code} ({self._context()})")
                 self.say(f"agent {site.name} exited on its own with code {code}; starting it again")
                 self.start_agent(site)
 
@@ -386,7 +434,19 @@ class Harness:
     def inject(self, kind: str) -> Optional[Fault]:
         """Inject one fault of ``kind`` and return it once healed (None when it could not be injected)."""
         handler = getattr(self, "fault_" + kind.replace("-", "_"))
-        return handler()
+        self.injecting = kind
+        try:
+            return handler()
+        finally:
+            self.injecting = None
+
+    def _context(self) -> str:
+        """Which fault is under way, or came last: for findings the harness makes itself."""
+        if self.injecting is not None:
+            return f"during {self.injecting}"
+        if self.faults:
+            return f"after {self.faults[-1].kind} ({self.faults[-1].site or 'all'})"
+        return "before any fault"
 
     def _restart_after_kill(self, kind: str, site: Site, detail: str) -> Fault:
         start = time.time_ns()
@@ -507,6 +567,258 @@ class Harness:
                 self.network.slow(site.index, 0.0)
         return Fault("slow-server", None, start, time.time_ns(), f"{latency:.3f} s each way for {hold:.2f} s")
 
+    # ------------------------------------------------------------------ lost answers
+
+    def _client_timeout(self, kind: str) -> float:
+        """How long an agent waits for an answer of ``kind`` before it gives up on it."""
+        timeout = self.args.request_timeout if self.args.request_timeout is not None else DEFAULT_REQUEST_TIMEOUT_S
+        if kind == "feed":
+            timeout += min(self.args.delay, 5.0)  # the feed's silence allowance adds a server beat
+        return timeout
+
+    def _await_loss(self, site: Site, before: int, timeout_s: float) -> Optional[net.LostAnswer]:
+        """The next answer lost on ``site``'s link (waiting ``timeout_s`` for its request, then for
+        its connection to close); None when no such request came. Arms nothing more either way."""
+        found: List[net.LostAnswer] = []
+
+        def lost() -> bool:
+            now = self.network.losses(site.index)
+            if len(now) > before:
+                found[:] = now[before:before + 1]
+                return True
+            return False
+
+        self.wait(timeout_s, lost, poll_s=0.01)
+        self.network.stop_losing(site.index)
+        if not found:
+            return None
+        hold = self._client_timeout(found[0].kind) + 10.0
+
+        def closed() -> bool:
+            latest = self.network.losses(site.index)[before]
+            found[0] = latest
+            return latest.closed_ns is not None
+
+        self.wait(hold, closed)
+        return found[0]
+
+    def _lose(self, kind: str) -> Optional[Fault]:
+        request = kind.rsplit("-", 1)[1]
+        hold = 0.0 if self.rng.random() < 0.5 else self._client_timeout(request) + 0.5
+        how = "closed at once" if hold == 0 else f"held {hold:.1f} s, past the request timeout"
+        window = 3 * self.args.stale + self.args.work[1]
+        writer = "own"
+        if request in ("leader", "record"):
+            writer = self.rng.choice(("own", "leader-revokes", "restarted"))
+        if writer == "own":
+            site = self.running_site(2 * self.args.stale) if request in ("leader", "record") else None
+            site = site or self.pick_mixed()
+            before = len(self.network.losses(site.index))
+            self.network.lose_answers(site.index, request, 1, hold)
+            lost = self._await_loss(site, before, window)
+            if lost is None:
+                self.say(f"{kind}: no {request} request from {site.name} within {window:.1f} s; skipped")
+                return None
+            return Fault(kind, site.name, lost.seen_ns, lost.closed_ns or time.time_ns(),
+                         f"answer to {_short(lost.request)} lost, {how}")
+        runner = self.running_site(2 * self.args.stale) or self.pick("runner")
+        doc = self.leader()
+        leader = self.sites.get(doc.leader) if doc is not None and doc.leader else None
+        if writer == "leader-revokes" and (leader is None or leader is runner):
+            writer = "restarted"
+        start = time.time_ns()
+        self.kill(runner)
+        assert runner.proc is not None
+        runner.proc.wait()
+        if writer == "leader-revokes":
+            assert leader is not None
+            target = leader
+            before = len(self.network.losses(target.index))
+            self.network.lose_answers(target.index, request, 1, hold)
+            lost = self._await_loss(target, before, window)
+            self.start_agent(runner)
+            done = f"{runner.name} SIGKILLed while running, then {leader.name}'s"
+        else:
+            target = runner
+            before = len(self.network.losses(target.index))
+            self.network.lose_answers(target.index, request, 1, hold)
+            self.start_agent(runner)
+            lost = self._await_loss(target, before, window)
+            done = f"{runner.name} SIGKILLed while running and started again, then its"
+        heal = max(self.back(runner), (lost.closed_ns or 0) if lost else 0)
+        if lost is None:
+            detail = f"{done} {request} write never came within {window:.1f} s: nothing lost"
+        else:
+            detail = f"{done} answer to {_short(lost.request)} lost, {how}"
+        return Fault(kind, target.name, start, heal, detail, from_heal=True)
+
+    def fault_lost_answer_heartbeat(self) -> Optional[Fault]:
+        return self._lose("lost-answer-heartbeat")
+
+    def fault_lost_answer_leader(self) -> Optional[Fault]:
+        return self._lose("lost-answer-leader")
+
+    def fault_lost_answer_record(self) -> Optional[Fault]:
+        return self._lose("lost-answer-record")
+
+    def fault_lost_answer_feed(self) -> Optional[Fault]:
+        return self._lose("lost-answer-feed")
+
+    # ------------------------------------------------------------------ admin actions
+
+    def fault_delete_leader(self) -> Optional[Fault]:
+        """An admin deletes the leader doc while a command runs; a site's new agent starts right then."""
+        assert self.store is not None
+        runner = self.running_site(2 * self.args.stale)
+        others = [s for s in self.sites.values() if s is not runner]
+        if not others:
+            self.say("delete-leader: no site besides the runner; skipped")
+            return None
+        newcomer = self.rng.choice(others)
+        self.stop_gracefully(newcomer, self._stop_timeout())  # the end of a site loop's iteration
+        runner = self.running_site(2 * self.args.stale)
+        if runner is None:
+            self.say("delete-leader: no command running; deleting anyway")
+        self.wait(self.rng.uniform(0.0, self.args.work[1] / 2))
+        start = time.time_ns()
+        deleted_turn = None
+        for _attempt in range(5):
+            try:
+                raw = self.store.get("enqueue_leader")
+                if raw is None:
+                    break
+                self.store.delete(raw)
+                deleted_turn = raw.get("turn")
+                break
+            except StoreError:
+                continue
+        self.start_agent(newcomer)
+        into = f"while {runner.name} ran" if runner is not None else "with no command running"
+        return Fault("delete-leader", newcomer.name, start, self.back(newcomer),
+                     f"leader doc at turn {deleted_turn} deleted {into}; {newcomer.name} started right then",
+                     from_heal=True)
+
+    # ------------------------------------------------------------------ the supervisor frozen
+
+    def _supervisor(self, site: Site) -> Optional[psutil.Process]:
+        if site.proc is None:
+            return None
+        try:
+            found = [c for c in psutil.Process(site.proc.pid).children() if _is_supervisor(c)]
+        except psutil.NoSuchProcess:
+            return None
+        return found[0] if found else None
+
+    def _freeze(self, site: Site, supervisor: psutil.Process) -> bool:
+        try:
+            supervisor.suspend()
+        except psutil.Error:
+            return False
+        site.frozen_pid = supervisor.pid
+        return True
+
+    def _thaw(self, site: Site) -> None:
+        if site.frozen_pid is not None:
+            try:
+                os.kill(site.frozen_pid, signal.SIGCONT)
+            except OSError:
+                pass
+            site.frozen_pid = None
+
+    def fault_stop_supervisor(self) -> Optional[Fault]:
+        site = self.running_site(2 * self.args.stale) or self.pick("runner")
+        supervisor = self._supervisor(site)
+        hold = self.args.stale * self.rng.uniform(1.2, 2.0)
+        start = time.time_ns()
+        if supervisor is None or not self._freeze(site, supervisor):
+            self.say(f"stop-supervisor: no supervisor found under {site.name}; skipped")
+            return None
+        try:
+            self.wait(hold)
+        finally:
+            self._thaw(site)
+        # The agent is alive and holds its turn while its fence is frozen: judged from the resume on.
+        return Fault("stop-supervisor", site.name, start, time.time_ns(),
+                     f"SIGSTOP pid {supervisor.pid} for {hold:.2f} s", from_heal=True)
+
+    def _sleep_file(self, site: Site) -> str:
+        return str(self.workdir / "work" / site.name)
+
+    def _long_command(self, site: Site, seconds: float) -> bool:
+        """Make ``site``'s next command last ``seconds`` and wait until it starts; False if it did not."""
+        path = Path(self._sleep_file(site))
+        path.parent.mkdir(exist_ok=True)
+        since = self.tail.by_site.get(site.name, 0)
+        path.write_text(f"{seconds:.3f}\n")
+
+        def started() -> bool:
+            self.tail.poll()
+            return self.tail.by_site.get(site.name, 0) > since and not path.exists()
+
+        if self.wait(self.args.agents * (self.args.work[1] + 1.0) + 3 * self.args.stale, started, poll_s=0.01):
+            return True
+        path.unlink(missing_ok=True)
+        return False
+
+    def fault_stop_supervisor_partition(self) -> Optional[Fault]:
+        site = self.pick_mixed()
+        hold = self.args.stale * self.rng.uniform(1.2, 2.0)
+        if not self._long_command(site, hold + 3 * self.args.stale):
+            self.say(f"stop-supervisor-partition: {site.name} did not start a command; skipped")
+            return None
+        supervisor = self._supervisor(site)
+        start = time.time_ns()
+        if supervisor is None or not self._freeze(site, supervisor):
+            self.say(f"stop-supervisor-partition: no supervisor found under {site.name}; skipped")
+            return None
+        try:
+            self.wait(0.1)
+            self.network.cut(site.index)
+            site.cut = True
+            try:
+                self.wait(hold)
+            finally:
+                self.network.heal(site.index)
+                site.cut = False
+        finally:
+            self._thaw(site)
+        return Fault("stop-supervisor-partition", site.name, start, time.time_ns(),
+                     f"long command, SIGSTOP pid {supervisor.pid}, then cut off for {hold:.2f} s")
+
+    # ------------------------------------------------------------------ signals in pairs
+
+    def fault_signal_pair(self) -> Fault:
+        site = self.pick_mixed()
+        assert site.proc is not None
+        self.wait(30.0, lambda: self.registered(site))
+        apart_s = self.rng.uniform(0.0, 0.001)
+        bound = self.args.signal_bound if self.args.signal_bound is not None else self._stop_timeout()
+        site.expect_exit = True
+        start = time.time_ns()
+        begin = time.perf_counter()
+        site.proc.send_signal(signal.SIGINT)
+        while time.perf_counter() - begin < apart_s:
+            pass
+        site.proc.send_signal(signal.SIGTERM)
+        detail = f"SIGINT then SIGTERM {apart_s * 1000:.3f} ms apart"
+        try:
+            code: Optional[int] = site.proc.wait(timeout=bound)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is None:
+            self.problems.append(f"agent {site.name} did not exit within {bound:g} s of {detail} (it hung; SIGKILLed)")
+            site.proc.kill()
+            site.proc.wait()
+            detail += ": did not exit, SIGKILLed"
+        elif code not in (128 + signal.SIGINT, 128 + signal.SIGTERM):
+            self.problems.append(f"agent {site.name} exited with code {code} after {detail}, not "
+                                 f"{128 + signal.SIGINT} or {128 + signal.SIGTERM}")
+            detail += f": exit code {code}"
+        else:
+            detail += f": exited with {code}"
+        self.start_agent(site)
+        return Fault("signal-pair", site.name, start, self.back(site), detail, from_heal=True)
+
     # ------------------------------------------------------------------ the run
 
     def run(self) -> Dict[str, Any]:
@@ -520,7 +832,7 @@ class Harness:
         if not self.wait(30.0, lambda: self.tail.poll() > 0):
             self.problems.append("no command started within 30 s of starting the agents")
         began = time.monotonic()
-        order = [k for k in KINDS if k in args.kinds]
+        order = [k for k in ALL_KINDS if k in args.kinds]
         count = 0
         def more() -> bool:
             # One fault of each kind is injected even if that takes longer than --duration.
@@ -566,6 +878,7 @@ class Harness:
     def shutdown(self) -> None:
         """Heal everything, let pending writes land, then SIGTERM every agent and wait."""
         for site in self.sites.values():
+            self._thaw(site)
             if site.stopped and site.proc is not None:
                 os.kill(site.proc.pid, signal.SIGCONT)
                 site.stopped = False
@@ -632,6 +945,13 @@ class Harness:
                 self.store.close()
             if self.server is not None:
                 self.server.stop()
+
+
+def _short(request: str) -> str:
+    """``PUT /db/enqueue_turn%3A0007?x`` -> ``PUT enqueue_turn:0007``."""
+    method, _, target = request.partition(" ")
+    doc = urllib.parse.unquote(urllib.parse.urlsplit(target).path.rstrip("/").rsplit("/", 1)[-1])
+    return f"{method} {doc}"
 
 
 def _is_supervisor(proc: psutil.Process) -> bool:

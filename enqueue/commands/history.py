@@ -1,16 +1,20 @@
 """``enqueue history CONFIG [--site SITE] [--limit N] [--json | --timeline FILE]``: the finished turns.
 
-Read from the turn records (``enqueue_turn:<number>``), which the site that
-ran a turn writes when it ends, and the leader writes for a turn it took
-away. Read-only. Records that do not parse are named on stderr and left out.
+Read from the turn records (``enqueue_turn:<number>``, or
+``<leader doc>:turn:<number>`` for another document set), which the site
+that ran a turn writes when it ends, and the leader writes for a turn it
+took away. Read-only. Records that do not parse are named on stderr and
+left out.
 
 Text output: a table, newest first, with the columns TURN, SITE, HOST, GAP
 (from the end of the turn before to this one's start), STARTED, ENDED (UTC,
-as stored), DURATION, EXIT, HOW and NOTE. ``--json`` prints
-``{"turns": [...]}`` with the keys documented in docs/OPERATIONS.md.
-``--timeline FILE`` draws the turns (all of them unless ``--limit`` is
-given) into FILE, an SVG picture or an HTML page holding it, chosen by
-FILE's ending (``enqueue.timeline``).
+as stored), DURATION, EXIT, HOW and NOTE; EXIT and HOW are the turn's
+outcome as ``records.outcome`` reads it (the runner's own report over the
+leader's record; ``disputed`` when two sites say they ran it, the NOTE says
+who). ``--json`` prints ``{"turns": [...]}`` with the keys documented in
+docs/OPERATIONS.md. ``--timeline FILE`` draws the turns (all of them unless
+``--limit`` is given) into FILE, an SVG picture or an HTML page holding it,
+chosen by FILE's ending (``enqueue.timeline``).
 
 A ``--site`` that is neither registered nor named by any record is refused
 (exit 1), so a misspelt name does not read as "no turns yet".
@@ -26,7 +30,7 @@ import tempfile
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import steering, table, timeline
+from enqueue import records, steering, table, timeline
 from enqueue.durations import format_duration
 from enqueue.errors import ConfigError
 from enqueue.logs import add_logging_arguments
@@ -72,19 +76,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def read_turns(store: Store, site: Optional[str], limit: int,
+               prefix: str = docs.TURN_PREFIX,
                every: Optional[list[docs.TurnRecord]] = None) -> list[tuple[docs.TurnRecord, dict]]:
-    """The newest ``limit`` parsed turn records (all when 0), of ``site`` only when given, newest first.
+    """The newest ``limit`` parsed turn records (all when 0) under ``prefix``, of ``site`` only when given,
+    newest first.
 
     Without ``site``, one record more than asked for is returned when it
     exists (the turn before the oldest shown), so that turn's gap is known.
     ``every`` receives every parsed record read, of any site.
     """
     server_limit = limit + 1 if limit and site is None else None
-    rows = store.list_prefix(docs.TURN_PREFIX, descending=True, limit=server_limit)
+    rows = store.list_prefix(prefix, descending=True, limit=server_limit)
     if server_limit is not None and len(rows) == server_limit:
         if sum(1 for raw in rows if docs.parse_turn_record(raw)[0] is not None) < limit:
             # Records that do not parse took places in the page: read them all.
-            rows = store.list_prefix(docs.TURN_PREFIX, descending=True)
+            rows = store.list_prefix(prefix, descending=True)
     out = []
     for raw in rows:
         rec, problems = docs.parse_turn_record(raw)
@@ -104,6 +110,7 @@ def read_turns(store: Store, site: Optional[str], limit: int,
 def as_json(rec: docs.TurnRecord, raw: dict, gap_s: Optional[float] = None) -> dict[str, Any]:
     """One turn for ``--json``: the record's fields, plus the runner's own report when the leader wrote the record."""
     report = raw.get("runner_report")
+    taken = records.outcome(rec, raw)
     return {
         "turn": rec.turn,
         "site": rec.site,
@@ -116,6 +123,7 @@ def as_json(rec: docs.TurnRecord, raw: dict, gap_s: Optional[float] = None) -> d
         "duration_s": rec.duration_s,
         "note": rec.note,
         "runner_report": report if isinstance(report, dict) else None,
+        "outcome": {"how": taken.how, "exit_code": taken.exit_code, "dispute": taken.dispute},
         "gap_before_s": None if gap_s is None else round(gap_s, 3),
     }
 
@@ -130,13 +138,14 @@ def render_table(turns: list[tuple[docs.TurnRecord, dict]], gaps: Optional[dict[
     header = ["TURN", "SITE", "HOST", "GAP", "STARTED (UTC)", "ENDED (UTC)", "DURATION", "EXIT", "HOW", "NOTE"]
     gaps = gaps or {}
     rows = []
-    for rec, _raw in turns:
+    for rec, raw in turns:
+        taken = records.outcome(rec, raw)
         gap = gaps.get(rec.turn)
         rows.append([
             str(rec.turn), rec.site, rec.host or "-", "-" if gap is None else format_duration(gap),
             rec.started_at or "-", rec.ended_at or "-",
             "-" if rec.duration_s is None else format_duration(rec.duration_s),
-            "-" if rec.exit_code is None else str(rec.exit_code), rec.how, _short(rec.note),
+            "-" if taken.exit_code is None else str(taken.exit_code), taken.how, _short(taken.dispute or rec.note),
         ])
     return table.render(header, rows)
 
@@ -196,7 +205,7 @@ def execute(args: argparse.Namespace) -> int:
     with steering.open_store(settings) as store:
         store.check()
         every: list[docs.TurnRecord] = []
-        turns = read_turns(store, args.site, limit, every)
+        turns = read_turns(store, args.site, limit, docs.turn_prefix(settings.leader_doc), every)
         if args.site is not None and not turns:
             _check_site(store, settings, args.site)
         if path:

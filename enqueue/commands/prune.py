@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _turn_of(doc_id: str) -> str:
-    number = doc_id[len(docs.TURN_PREFIX):]
+    number = doc_id.rsplit(":", 1)[-1]
     if not number.isdigit():
         return doc_id
     return number.lstrip("0") or "0"
@@ -80,7 +80,7 @@ def execute(args: argparse.Namespace) -> int:
     settings = steering.load_settings(args)
     with steering.open_store(settings) as store:
         store.check()
-        records = store.list_prefix(docs.TURN_PREFIX)
+        records = store.list_prefix(docs.turn_prefix(settings.leader_doc))
         records.sort(key=lambda d: d["_id"])
         cut = max(0, len(records) - args.keep)
         old, kept = records[:cut], records[cut:]

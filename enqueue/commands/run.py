@@ -13,6 +13,7 @@ Durations on the command line are minutes unless suffixed (``30s``, ``2m``,
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any, Optional, Sequence
 
@@ -43,6 +44,8 @@ from enqueue.errors import (
 from enqueue.logs import add_logging_arguments
 from enqueue.usage import OneLineParser
 
+log = logging.getLogger("enqueue.run")
+
 NAME = "run"
 HELP = "take turns with the other sites running a command"
 USAGE = "%(prog)s CONFIG SITENAME [options] [--] CMD [ARGS...]"
@@ -72,7 +75,8 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "-s", "--heartbeat-stale", dest="heartbeat_stale_s", metavar="DURATION", type=duration_arg,
-        help="silence after which a site counts as gone; more than twice the heartbeat delay "
+        help="silence after which a site counts as gone; more than twice the heartbeat delay, else the "
+             "agent beats more often than asked and logs it "
              f"(default: {format_duration(Timing.heartbeat_stale_s)})",
     )
     group.add_argument(
@@ -244,7 +248,9 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def start_agent(settings: AgentSettings) -> int:
-    """Hand ``settings`` to the agent and return its exit code."""
+    """Log the settings' start-up notes, hand ``settings`` to the agent and return its exit code."""
+    for note in settings.notes:
+        log.info("%s", note)
     from enqueue.agent_process import run_agent  # loaded here so that the other commands start without it
 
     return run_agent(settings)

@@ -20,13 +20,14 @@ the picture and tried again every SECONDS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import placement, steering
+from enqueue import placement, security, steering
 from enqueue.commands import status_overview as overview
 from enqueue.commands import status_metrics, status_text
 from enqueue.clock import Clock, SystemClock
@@ -126,7 +127,7 @@ class Reader:
             expected <= 0 or any(r.get("turn") == expected for r in self._records or [])
         )
         if not have:
-            self._records = self.store.list_prefix(docs.TURN_PREFIX)
+            self._records = self.store.list_prefix(docs.turn_prefix(self.settings.leader_doc))
             self._records_key = key
         return self._records or []
 
@@ -147,7 +148,9 @@ class Reader:
         heartbeats = self.store.get_many(list(hb_ids.values())) if hb_ids else {}
         records = self._turn_records(leader_raw)
         self.watch_ids = [self.settings.leader_doc, self.settings.sites_doc] + list(hb_ids.values())
-        return overview.build(
+        uncovered = security.uncovered_set_problem(self.store.get(security.DESIGN_DOC_ID), self.settings.leader_doc,
+                                                   self.settings.sites_doc)
+        ov = overview.build(
             self.settings,
             self.store.database,
             self.store.url,
@@ -160,6 +163,7 @@ class Reader:
             self.clock.monotonic() if self.observer is not None else None,
             self._placement,
         )
+        return ov if uncovered is None else dataclasses.replace(ov, problems=(*ov.problems, uncovered))
 
 
 def _print_frame(ov: overview.Overview, as_json: bool, watching: Optional[float]) -> None:

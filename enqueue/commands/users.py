@@ -10,7 +10,8 @@ another account allowed to write ``_users``).
 password to a file of mode 0600 (``SITE.password`` in the current
 directory unless ``--password-file`` says otherwise; an existing file is
 never overwritten unless ``--replace``). The password is printed only with
-``--show-password``. ``--replace`` gives an existing account a new password.
+``--show-password``. ``--replace`` gives an existing account a new password
+and leaves it the site role (or ``--role``) only, dropping any other role.
 Copy the file to the site and point its configuration at it::
 
     [couchdb]
@@ -59,7 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="where to write the password, mode 0600 (default: SITE.password here)")
     add.add_argument("--show-password", action="store_true", help="also print the password on stdout")
     add.add_argument("--replace", action="store_true",
-                     help="give an existing account a new password (and overwrite FILE)")
+                     help="give an existing account a new password and only the site role (and overwrite FILE)")
     add.add_argument("--role", metavar="ROLE", default=None,
                      help="the site role (default: the one 'enqueue init' installed, else "
                           f"{security.DEFAULT_SITE_ROLE})")
@@ -83,11 +84,13 @@ def new_password() -> str:
 
 
 def user_document(name: str, role: str, password: str, existing: Optional[dict] = None) -> dict:
-    """The ``_users`` document of a site account; an existing one keeps its other fields and roles."""
+    """The ``_users`` document of a site account, holding exactly ``role``.
+
+    An existing document keeps its other fields but not its other roles: a
+    password reset also undoes a role the account should not have.
+    """
     doc = dict(existing) if existing else {"_id": user_id(name)}
-    roles = doc.get("roles") if isinstance(doc.get("roles"), list) else []
-    doc.update({"type": "user", "name": name, "password": password,
-                "roles": list(roles) + ([role] if role not in roles else [])})
+    doc.update({"type": "user", "name": name, "password": password, "roles": [role]})
     for derived in ("derived_key", "salt", "iterations", "password_scheme", "pbkdf2_prf"):
         doc.pop(derived, None)
     return doc

@@ -20,15 +20,8 @@ import pytest
 
 from enqueue import documents as docs
 from enqueue.errors import EXIT_SITE_IN_USE
-from tests.support.agents import STALE_S, AgentProcess, Sites, wait_until
+from tests.support.agents import STALE_S, AgentProcess, Sites, sites, wait_until  # noqa: F401  (fixture: sites)
 from tools.chaos import probe
-
-
-@pytest.fixture
-def sites(config_file, tmp_path):
-    s = Sites(config=config_file, workdir=tmp_path)
-    yield s
-    s.stop_all()
 
 
 def test_a_turn_finished_just_before_a_sigkill_is_still_recorded(sites, database):

@@ -1,4 +1,5 @@
-"""The short chaos run: every kind of fault once, in under a minute, judged by the verdict.
+"""The short chaos run: every default kind of fault once, and the new kinds today's agent
+passes (a heartbeat's or the feed's answer lost, the supervisor frozen alone), judged by the verdict.
 
 ``scripts/chaos.py`` runs as a subprocess with short timings (heartbeat
 0.5 s, stale 2.5 s) and its own embedded server on disk. The stall bound
@@ -19,7 +20,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = {"kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition", "clock-offset",
-         "slow-server"}
+         "slow-server", "lost-answer-heartbeat", "lost-answer-feed", "stop-supervisor"}
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def chaos(tmp_path_factory) -> Iterator[Dict[str, Any]]:
     report_path = workdir / "report.json"
     argv = [sys.executable, str(REPO / "scripts" / "chaos.py"), "--seed", "7", "--duration", "15",
             "--agents", "4", "--delay", "0.5", "--stale", "2.5", "--margin", "2.5", "--gap", "0.3,1.0",
-            "--kill-after-handoff", "1", "--workdir", str(workdir / "run"), "--report", str(report_path),
-            "--quiet"]
+            "--kill-after-handoff", "1", "--faults", ",".join(sorted(KINDS)), "--workdir", str(workdir / "run"),
+            "--report", str(report_path), "--quiet"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(REPO))
     assert report_path.exists(), f"no report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
     report = json.loads(report_path.read_text())
@@ -56,7 +57,8 @@ def test_no_two_commands_ever_ran_at_once(chaos):
 
 
 def test_every_command_ran_under_its_own_increasing_turn(chaos):
-    assert other_violations(chaos, "ran twice", "went back", "without a turn number") == [], chaos["_output"]
+    assert other_violations(chaos, "started twice", "went back", "without a turn number") == [], chaos["_output"]
+    assert chaos["fencing"]["started_twice"] == [] and chaos["fencing"]["went_back"] == [], chaos["_output"]
 
 
 def test_progress_resumed_within_the_bound_after_every_fault(chaos):

@@ -12,7 +12,7 @@ from tests.support.agents import CONFLICT, DELAY, GRACE, STALE
 from tests.support.commands import enqueue_cli, put_record, put_sites  # noqa: F401  (fixture)
 
 JSON_KEYS = {"turn", "site", "host", "leader", "how", "exit_code", "started_at", "ended_at", "duration_s", "note",
-             "runner_report", "gap_before_s"}
+             "runner_report", "outcome", "gap_before_s"}
 NS = {"s": "http://www.w3.org/2000/svg"}
 
 

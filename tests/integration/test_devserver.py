@@ -105,7 +105,8 @@ def test_a_missing_executable_says_to_run_bootstrap(monkeypatch, tmp_path):
 STUBBORN_SERVER = """\
 #!{python}
 # Stands in for pouchdb-server: answers GET / with the configured uuid,
-# ignores SIGTERM, and has a child in its process group.
+# accepts every PUT (the _users rules), ignores SIGTERM, and has a child in
+# its process group.
 import json, signal, subprocess, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 args = sys.argv[1:]
@@ -121,6 +122,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(201)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{{}}")
     def log_message(self, *a):
         pass
 HTTPServer(("127.0.0.1", port), Handler).serve_forever()

@@ -137,7 +137,7 @@ def test_agent_exit_code_is_returned(agent, config) -> None:
         (["run", "{config}", "alpha", "-d"], "expected one argument"),
         (["run", "{config}", "alpha", "--log-level", "loud", "cmd"], "argument --log-level: invalid choice"),
         (["run", "{config}", "al pha", "cmd"], "SITENAME 'al pha' is invalid"),
-        (["run", "{config}", "alpha", "-d", "10", "-s", "20", "cmd"],
+        (["run", "{config}", "alpha", "-d", "10", "-s", "20", "--kill-grace", "10", "cmd"],
          "heartbeat_stale (20 min) must be more than 2 x heartbeat_delay"),
         (["run", "{config}", "alpha", "-T", "%s", "cmd"], "--time-format: '%s' cannot be read back"),
         (["run", "{missing}", "alpha", "cmd"], "no such configuration file"),

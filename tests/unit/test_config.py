@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import builtins
+import itertools
 import os
 import textwrap
 from pathlib import Path
@@ -16,6 +17,7 @@ from enqueue.config import (
     AgentSettings,
     Connection,
     Timing,
+    fitted_heartbeat_delay_s,
     load_agent_settings,
     load_connection,
 )
@@ -108,6 +110,61 @@ def test_kill_grace_default_shrinks_to_fit_short_heartbeats(tmp_path) -> None:
                  .replace("heartbeat_stale = 5", "heartbeat_stale = 12s"))
     timing = settings(path).timing
     assert (timing.heartbeat_delay_s, timing.heartbeat_stale_s, timing.kill_grace_s) == (3, 12, 3)
+
+
+def test_stale_exactly_twice_the_delay_is_kept_by_beating_more_often(tmp_path) -> None:
+    """The original tool's -d 10 -s 20: the delay is the longest time between beats, so a shorter one is kept."""
+    s = settings(write(tmp_path, COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 20\n"))
+    assert s.timing == Timing(570, 1200, 60, 30)
+    assert s.notes == ("heartbeat every 9 min 30 s instead of every 10 min: heartbeat_stale (20 min) needs more "
+                       "than 2 x heartbeat_delay, with room for the kill grace and a late heartbeat (the delay is "
+                       "the longest time between beats)",)
+
+
+@pytest.mark.parametrize(
+    "enqueue, timing",
+    [
+        # Unset grace: the slack is twice the default grace, min(30 s, stale / 6).
+        ("heartbeat_delay = 10\nheartbeat_stale = 15", Timing(420, 900, 60, 30)),
+        ("heartbeat_delay = 10\nheartbeat_stale = 20.5", Timing(585, 1230, 60, 30)),
+        ("heartbeat_delay = 1s\nheartbeat_stale = 2s", Timing(2 / 3, 2, 60, 1 / 3)),
+        ("heartbeat_delay = 10\nheartbeat_stale = 1", Timing(20, 60, 60, 10)),
+        # A grace that is set is kept; the round trip still gets the default grace's room.
+        ("heartbeat_delay = 10\nheartbeat_stale = 20\nkill_grace = 0", Timing(585, 1200, 60, 0)),
+        ("heartbeat_delay = 10\nheartbeat_stale = 20\nkill_grace = 1", Timing(540, 1200, 60, 60)),
+    ],
+)
+def test_fitted_heartbeat_delays(tmp_path, enqueue: str, timing: Timing) -> None:
+    s = settings(write(tmp_path, COUCH + "[enqueue]\n" + enqueue + "\n"))
+    assert s.timing.heartbeat_delay_s == pytest.approx(timing.heartbeat_delay_s)
+    assert s.timing.kill_grace_s == pytest.approx(timing.kill_grace_s)
+    assert s.timing.heartbeat_stale_s == timing.heartbeat_stale_s
+    assert len(s.notes) == 1 and "instead of every" in s.notes[0]
+
+
+@pytest.mark.parametrize("enqueue", [
+    "heartbeat_delay = 10\nheartbeat_stale = 30",
+    "heartbeat_delay = 0.5s\nheartbeat_stale = 2s",
+    "heartbeat_delay = 10\nheartbeat_stale = 20.01\nkill_grace = 0.1s",  # a grace that is set and fits stays
+])
+def test_timings_with_room_are_not_fitted(tmp_path, enqueue: str) -> None:
+    s = settings(write(tmp_path, COUCH + "[enqueue]\n" + enqueue + "\n"))
+    assert s.notes == ()
+
+
+def test_a_fitted_delay_always_makes_a_valid_timing_with_the_margin() -> None:
+    seconds = [0.5, 1, 2, 5, 10, 30, 60, 100, 300, 600, 1200, 1800, 3600]
+    for delay, stale in itertools.product(seconds, seconds):
+        for grace in (None, 0.0, 0.1, 1.0, 30.0, 300.0):
+            fitted = fitted_heartbeat_delay_s(delay, stale, grace)
+            if fitted is None:
+                continue
+            default_grace = min(30.0, stale / 6)
+            effective_grace = default_grace if grace is None else grace
+            assert 0 < fitted < delay
+            Timing(heartbeat_delay_s=fitted, heartbeat_stale_s=stale, kill_grace_s=effective_grace)
+            slack = stale - 2 * fitted
+            assert slack == pytest.approx(effective_grace + max(effective_grace, default_grace))
 
 
 def test_flags_beat_file(tmp_path) -> None:
@@ -266,10 +323,10 @@ BAD_FILES = [
     ("bad time format", COUCH + "[enqueue]\ntime_format = %s\n", {}, "[enqueue] time_format: '%s' cannot be read back"),
     ("reserved leader doc", COUCH + "[enqueue]\nleader_doc = _leader\n", {}, "[enqueue] leader_doc: '_leader' starts with '_'"),
     ("same docs", COUCH + "[enqueue]\nleader_doc = x\nsites_doc = x\n", {}, "[enqueue] leader_doc and"),
-    ("stale too short", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 20\n", {},
+    ("stale too short", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 20\nkill_grace = 10\n", {},
      "heartbeat_stale (20 min) must be more than 2 x heartbeat_delay (2 x 10 min)"),
-    ("grace too long", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 25\nkill_grace = 3\n", {},
-     "kill_grace (3 min) must be at most (heartbeat_stale - 2 x heartbeat_delay) / 2 (2 min 30 s)"),
+    ("grace too long", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 25\nkill_grace = 13\n", {},
+     "kill_grace (13 min) must be at most (heartbeat_stale - 2 x heartbeat_delay) / 2 (2 min 30 s)"),
     ("syntax error", COUCH + "this line is nonsense\n", {}, "line 4: not a 'key = value' line"),
     ("no section header", "url = x\n" + COUCH, {}, "line 1: a setting before the first [section] header"),
     ("duplicate key", COUCH + "url = http://x\n", {}, "line 4: [couchdb] url appears twice"),

@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import psutil
 import pytest
 
+from enqueue import config
 from enqueue.runner import Runner, RunnerError, RunnerEvent
 from tests.support.processes import TIMEOUT, Fifo, no_leftovers, wait_gone  # noqa: F401  (fixture)
 
@@ -211,6 +212,27 @@ def test_environment_is_the_agents_plus_the_additions(
     driven.next("started")
     assert driven.next("exited").exit_code == 0
     assert "[7|site-b|from-agent|from-turn]" in capfd.readouterr().out
+
+
+def test_the_command_gets_none_of_enqueues_connection_settings(
+    monkeypatch: pytest.MonkeyPatch, make_runner: Callable[..., Driven], tmp_path: Path
+) -> None:
+    for name in (*config.ENV_VARS.values(), "ENQUEUE_COUCHDB_SOMETHING_NEW"):
+        monkeypatch.setenv(name, "secret-" + name)
+    monkeypatch.setenv("ENQUEUE_COUCHDB_URL", "https://alpha:hunter2@couch.example.org")
+    monkeypatch.setenv("ENQUEUE_TEST_INHERITED", "from-agent")
+    out = tmp_path / "env.json"
+    driven = make_runner()
+    driven.start(3, [sys.executable, "-c", f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w'))"],
+                 5, {"ENQUEUE_TURN": "3", "ENQUEUE_SITE": "alpha", "ENQUEUE_LEADER": "bravo"})
+    driven.next("started")
+    assert driven.next("exited").exit_code == 0
+    seen = json.loads(out.read_text())
+    assert [k for k in seen if k.startswith("ENQUEUE_COUCHDB")] == []
+    assert not any("secret-" in v or "hunter2" in v for v in seen.values())
+    assert (seen["ENQUEUE_TURN"], seen["ENQUEUE_SITE"], seen["ENQUEUE_LEADER"]) == ("3", "alpha", "bravo")
+    assert seen["ENQUEUE_TEST_INHERITED"] == "from-agent"
+    assert all(name.startswith(config.CONNECTION_ENV_PREFIX) for name in config.ENV_VARS.values())
 
 
 def test_command_not_found_is_127(driven: Driven) -> None:

@@ -27,6 +27,8 @@ class Run:
     start_ns: int
     end_ns: int | None = None
     how: str | None = None
+    # When this probe found another one's lock held (it then waited for it: its start is when it was freed).
+    overlap_ns: int | None = None
 
 
 @dataclass
@@ -36,6 +38,8 @@ class Report:
     runs: list[Run] = field(default_factory=list)
     overlaps: list[str] = field(default_factory=list)
     gaps_s: list[float] = field(default_factory=list)
+    # When each overlap was seen (unix ns), index for index with ``overlaps``.
+    overlap_at_ns: list[int] = field(default_factory=list)
 
     @property
     def order(self) -> list[str]:
@@ -50,6 +54,7 @@ def read(path: str) -> Report:
     """Parse a probe log into a report; unparseable lines are ignored."""
     report = Report()
     by_pid: dict[int, Run] = {}
+    waited: dict[int, int] = {}
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()
@@ -65,7 +70,7 @@ def read(path: str) -> Report:
         except ValueError:
             continue
         if kind == "start":
-            run = Run(site=site, turn=turn, pid=who, start_ns=when)
+            run = Run(site=site, turn=turn, pid=who, start_ns=when, overlap_ns=waited.pop(who, None))
             by_pid[who] = run
             report.runs.append(run)
         elif kind == "end" and who in by_pid:
@@ -73,6 +78,8 @@ def read(path: str) -> Report:
             by_pid[who].how = parts[5] if len(parts) > 5 else None
         elif kind == "overlap":
             report.overlaps.append(f"site {site} turn {turn} (pid {who}) started while another command still ran")
+            report.overlap_at_ns.append(when)
+            waited[who] = when
     report.runs.sort(key=lambda r: r.start_ns)
     previous: Run | None = None
     for run in report.runs:
@@ -83,6 +90,7 @@ def read(path: str) -> Report:
                         f"site {run.site} turn {run.turn} started {(previous.end_ns - run.start_ns) / 1e9:.3f} s "
                         f"before site {previous.site} turn {previous.turn} ended"
                     )
+                    report.overlap_at_ns.append(run.start_ns)
             else:
                 report.gaps_s.append((run.start_ns - previous.end_ns) / 1e9)
         previous = run

@@ -1,6 +1,7 @@
 """Cutting one site off from the server, honestly: packets are dropped, not refused.
 
-Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``slow``, ``close``):
+Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``slow``, ``lose_answers``,
+``losses``, ``stop_losing``, ``close``):
 
 ``NetnsNetwork`` (root, Linux, ``ip`` from iproute2)
     The whole run lives in network namespaces created for it and deleted
@@ -27,23 +28,72 @@ Two ways, one interface (``url_for``, ``wrap``, ``cut``, ``heal``, ``slow``, ``c
     handshake with the proxy, so a new connection "succeeds" and then hears
     nothing; the agent sees the same time-outs either way.
 
-Not modelled: a slow or lossy link, or a partition between two sites (sites
-never talk to each other, only to the server).
+Lost answers (both ways, in the proxy): ``lose_answers(index, kind)`` lets
+site ``index``'s next request of ``kind`` reach the server, then throws the
+server's answer away and closes the connection once the answer has come
+back, at once or ``hold_s`` later (past the client's request timeout: a
+slow or restarting server). The write was applied; the client never learns
+it. The kind is read from the HTTP request line: ``heartbeat``, ``leader``
+and ``record`` are PUTs of a heartbeat doc, the leader doc and a turn record;
+``feed`` is a ``_changes`` answer, cut at its next change (an open
+continuous feed included).
+
+Not modelled: a lossy link, or a partition between two sites (sites never
+talk to each other, only to the server).
 """
 
 from __future__ import annotations
 
 import collections
 import os
+import re
 import selectors
 import shutil
 import socket
 import subprocess
 import threading
 import time
+import urllib.parse
+from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
-__all__ = ["NetnsError", "NetnsPlan", "NetnsNetwork", "ProxyNetwork", "BlackholeProxy", "netns_available"]
+from enqueue import documents as docs
+
+__all__ = ["NetnsError", "NetnsPlan", "NetnsNetwork", "ProxyNetwork", "BlackholeProxy", "LostAnswer",
+           "REQUEST_KINDS", "netns_available", "request_kind"]
+
+REQUEST_KINDS = ("heartbeat", "leader", "record", "feed")
+LEADER_DOC_ID = "enqueue_leader"
+_REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|PUT|POST|DELETE|HEAD|COPY) (\S+) HTTP/1\.[01]\r\n")
+
+
+def request_kind(method: str, target: str) -> Optional[str]:
+    """Which kind of request ``method target`` is (one of ``REQUEST_KINDS``), None for any other."""
+    path = urllib.parse.urlsplit(target).path
+    parts = path.strip("/").split("/")
+    if method == "GET" and parts and parts[-1] == "_changes":
+        return "feed"
+    if method != "PUT" or len(parts) != 2:
+        return None
+    doc_id = urllib.parse.unquote(parts[1])
+    if doc_id.startswith(docs.HEARTBEAT_PREFIX):
+        return "heartbeat"
+    if doc_id == LEADER_DOC_ID:
+        return "leader"
+    if doc_id.startswith(docs.TURN_PREFIX):
+        return "record"
+    return None
+
+
+@dataclass
+class LostAnswer:
+    """One request whose answer the proxy threw away: what it was and when (unix ns)."""
+
+    kind: str
+    request: str
+    seen_ns: int
+    answered_ns: Optional[int] = None
+    closed_ns: Optional[int] = None
 
 _SUBNET = "10.77"
 
@@ -167,6 +217,18 @@ class NetnsNetwork:
         """Hold site ``index``'s traffic ``latency_s`` each way (0: back to normal)."""
         self._proxies[index].set_latency(latency_s)
 
+    def lose_answers(self, index: int, kind: str, count: int = 1, hold_s: float = 0.0) -> None:
+        """Lose the answers to site ``index``'s next ``count`` requests of ``kind`` (see the module doc)."""
+        self._proxies[index].lose_answers(kind, count, hold_s)
+
+    def losses(self, index: int) -> List["LostAnswer"]:
+        """The answers lost so far on site ``index``'s link."""
+        return self._proxies[index].losses()
+
+    def stop_losing(self, index: int) -> None:
+        """Lose no more answers on site ``index``'s link (connections already doomed still close)."""
+        self._proxies[index].stop_losing()
+
     def close(self) -> None:
         """Heal every link and stop the proxies (the namespaces are deleted by the plan's owner)."""
         for i in range(1, self.sites + 1):
@@ -183,7 +245,7 @@ class _Pair:
     """One proxied connection: bytes waiting to go each way, and which sides have ended."""
 
     __slots__ = ("client", "upstream", "to_upstream", "to_client", "held_up", "held_down", "client_eof",
-                 "upstream_eof")
+                 "upstream_eof", "feed", "in_body", "doomed", "close_at", "hold_s")
 
     def __init__(self, client: socket.socket) -> None:
         self.client = client
@@ -195,6 +257,13 @@ class _Pair:
         self.held_down: Deque[Tuple[float, bytes]] = collections.deque()
         self.client_eof = False
         self.upstream_eof = False
+        # The request in flight is a changes feed; its answer's headers have been passed on.
+        self.feed = False
+        self.in_body = False
+        # The answer to the request in flight is being thrown away; closed at ``close_at`` (monotonic).
+        self.doomed: Optional[LostAnswer] = None
+        self.close_at: Optional[float] = None
+        self.hold_s = 0.0
 
     def release(self, now: float) -> Optional[float]:
         """Move held bytes that are due into the send buffers; return when the next ones are due."""
@@ -222,7 +291,10 @@ class BlackholeProxy:
     is read or written and new connections are accepted but not connected
     upstream. If the server refuses a connection, the client's is closed.
     ``latency_s`` holds every piece of data that long, each way, before
-    passing it on (a slow link or a slow server).
+    passing it on (a slow link or a slow server). ``lose_answers`` throws
+    away the answers to chosen requests (see the module doc); requests are
+    recognised by a request line at the start of what the client sent, which
+    holds for HTTP/1.1 clients that do not pipeline.
     """
 
     def __init__(self, upstream_port: int, host: str = "127.0.0.1", listen_host: Optional[str] = None) -> None:
@@ -238,6 +310,9 @@ class BlackholeProxy:
         self._cut = False
         self._closed = False
         self.latency_s = 0.0
+        self._lock = threading.Lock()
+        self._to_lose: Dict[str, Tuple[int, float]] = {}
+        self._lost: List[LostAnswer] = []
         self._pairs: List[_Pair] = []
         self._thread = threading.Thread(target=self._loop, name=f"chaos-proxy-{self.port}", daemon=True)
         self._thread.start()
@@ -262,6 +337,38 @@ class BlackholeProxy:
         self.latency_s = max(0.0, seconds)
         self._wake()
 
+    def lose_answers(self, kind: str, count: int = 1, hold_s: float = 0.0) -> None:
+        """Let the next ``count`` requests of ``kind`` through, throw their answers away, and close
+        each connection ``hold_s`` after its answer came back from the server."""
+        if kind not in REQUEST_KINDS:
+            raise ValueError(f"unknown request kind {kind!r}")
+        with self._lock:
+            self._to_lose[kind] = (count, max(0.0, hold_s))
+        self._wake()
+
+    def stop_losing(self) -> None:
+        """Lose no more answers (connections already doomed still close when due)."""
+        with self._lock:
+            self._to_lose.clear()
+
+    def losses(self) -> List[LostAnswer]:
+        """Every answer thrown away so far, oldest first (copies)."""
+        with self._lock:
+            return [LostAnswer(**vars(lost)) for lost in self._lost]
+
+    def _doom(self, pair: _Pair, kind: str, request: str) -> bool:
+        """Doom ``pair``'s answer if a loss of ``kind`` is armed; True if it was."""
+        with self._lock:
+            count, hold_s = self._to_lose.get(kind, (0, 0.0))
+            if count <= 0:
+                return False
+            self._to_lose[kind] = (count - 1, hold_s)
+            pair.doomed = LostAnswer(kind, request[:200], time.time_ns())
+            self._lost.append(pair.doomed)
+            pair.close_at = None
+            pair.hold_s = hold_s
+        return True
+
     def close(self) -> None:
         """Stop the proxy and close every connection."""
         self._closed = True
@@ -279,6 +386,9 @@ class BlackholeProxy:
         try:
             while not self._closed:
                 due = self._release()
+                closing = [p.close_at for p in self._pairs if p.close_at is not None]
+                if closing:
+                    due = min(closing) if due is None else min(due, min(closing))
                 self._register(sel)
                 timeout = 1.0 if due is None else min(1.0, max(0.0, due - time.monotonic()))
                 for key, events in sel.select(timeout=timeout):
@@ -354,6 +464,10 @@ class BlackholeProxy:
                 del out[:sent]
             if events & selectors.EVENT_READ:
                 data = sock.recv(65536)  # type: ignore[attr-defined]
+                if data and from_client:
+                    self._requests_in(pair, data)
+                elif data:
+                    data = self._answer_in(pair, data)
                 if data and (self.latency_s > 0 or held):
                     held.append((time.monotonic() + self.latency_s, data))
                 elif data:
@@ -371,12 +485,62 @@ class BlackholeProxy:
             pair.held_up.clear()
             pair.held_down.clear()
 
+    def _requests_in(self, pair: _Pair, data: bytes) -> None:
+        """Note the requests that begin in ``data`` (from the client); doom the answers to be lost."""
+        for match in _REQUEST_LINE.finditer(data):
+            method, target = match.group(1).decode(), match.group(2).decode(errors="replace")
+            kind = request_kind(method, target)
+            pair.feed, pair.in_body = kind == "feed", False
+            if kind is not None and kind != "feed" and pair.doomed is None:
+                self._doom(pair, kind, f"{method} {target}")
+
+    def _answer_in(self, pair: _Pair, data: bytes) -> bytes:
+        """What of the server's ``data`` goes on to the client: nothing once the answer is doomed."""
+        if pair.doomed is None and pair.feed:
+            body = data
+            if not pair.in_body:
+                head, sep, body = data.partition(b"\r\n\r\n")
+                pair.in_body = bool(sep)
+                if not sep:
+                    return data
+            # A change (a JSON line) in the feed's answer: cut it here, after the headers and beats before it.
+            brace = body.find(b"{")
+            if brace >= 0 and self._doom(pair, "feed", "GET _changes"):
+                keep = len(data) - len(body)
+                # Back to the start of the chunk that holds the change (its size line).
+                cut = body.rfind(b"\r\n", 0, brace)
+                cut = body.rfind(b"\r\n", 0, cut) if cut > 0 else -1
+                keep += cut + 2 if cut >= 0 else 0
+                self._answered(pair)
+                return data[:keep]
+        if pair.doomed is not None:
+            self._answered(pair)
+            return b""
+        return data
+
+    @staticmethod
+    def _answered(pair: _Pair) -> None:
+        if pair.doomed is not None and pair.doomed.answered_ns is None:
+            pair.doomed.answered_ns = time.time_ns()
+            pair.close_at = time.monotonic() + pair.hold_s
+
     def _reap(self) -> None:
         """Pass a half-close on once its side's bytes are delivered; drop finished pairs."""
-        if self._cut:
-            return
+        now = time.monotonic()
         keep = []
         for pair in self._pairs:
+            if pair.doomed is not None:
+                # The client never hears the answer: the connection just ends, when due.
+                due = pair.close_at is not None and now >= pair.close_at
+                if not self._cut and (due or (pair.client_eof and pair.upstream_eof)):
+                    pair.doomed.closed_ns = time.time_ns()
+                    self._drop(pair)
+                else:
+                    keep.append(pair)
+                continue
+            if self._cut:
+                keep.append(pair)
+                continue
             if pair.upstream is not None:
                 if pair.client_eof and pair.idle_up:
                     _shutdown_write(pair.upstream)
@@ -439,6 +603,18 @@ class ProxyNetwork:
     def slow(self, index: int, latency_s: float) -> None:
         """Hold site ``index``'s traffic ``latency_s`` each way (0: back to normal)."""
         self._proxies[index].set_latency(latency_s)
+
+    def lose_answers(self, index: int, kind: str, count: int = 1, hold_s: float = 0.0) -> None:
+        """Lose the answers to site ``index``'s next ``count`` requests of ``kind`` (see the module doc)."""
+        self._proxies[index].lose_answers(kind, count, hold_s)
+
+    def losses(self, index: int) -> List[LostAnswer]:
+        """The answers lost so far on site ``index``'s proxy."""
+        return self._proxies[index].losses()
+
+    def stop_losing(self, index: int) -> None:
+        """Lose no more answers on site ``index``'s proxy (connections already doomed still close)."""
+        self._proxies[index].stop_losing()
 
     def close(self) -> None:
         """Stop every proxy."""

@@ -1,6 +1,7 @@
 """A command that records its own turn, for demos, tests, benchmarks and chaos runs.
 
-    python tools/chaos/probe.py LOG [--lock FILE] [--sleep S] [--exit N] [--ignore-term] [--spew BYTES]
+    python tools/chaos/probe.py LOG [--lock FILE] [--sleep S] [--sleep-file FILE] [--exit N] [--ignore-term]
+                                    [--spew BYTES]
 
 Appends one line when it starts and one when it ends to LOG (a single
 ``write`` on an ``O_APPEND`` file, so lines from many processes never mix):
@@ -13,6 +14,10 @@ While it runs it holds an exclusive ``flock`` on ``--lock`` (default: LOG +
 so a probe that finds the lock taken has proof that another command is still
 alive: it writes ``overlap`` with the holder's line and goes on. The checker
 (``tools.chaos.checker``) reads these lines; it does not trust agents' logs.
+
+``--sleep-file``: when FILE exists, the probe takes its sleep from it (a
+number of seconds) and removes it, so the next command of one site can be
+made long without restarting that site's agent.
 
 It runs by file path (``command`` builds the argv), so it needs neither an
 installed package nor an import path: agents may run it from any directory.
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("log")
     parser.add_argument("--lock")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to run (default 0)")
+    parser.add_argument("--sleep-file", help="if this file exists: sleep the seconds it holds instead, and remove it")
     parser.add_argument("--exit", type=int, default=0, dest="code", help="exit code (default 0)")
     parser.add_argument("--ignore-term", action="store_true", help="ignore SIGTERM (must be killed)")
     parser.add_argument("--spew", type=int, default=0, help="bytes to print to stdout")
@@ -63,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         how[0] = "terminated"
         raise SystemExit(128 + signum)
 
+    if args.sleep_file:
+        try:
+            with open(args.sleep_file, encoding="utf-8") as fh:
+                args.sleep = float(fh.read().strip())
+            os.unlink(args.sleep_file)
+        except (OSError, ValueError):
+            pass
     signal.signal(signal.SIGTERM, signal.SIG_IGN if args.ignore_term else on_term)
     lock_fd = os.open(args.lock or args.log + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -14,11 +14,14 @@ Evidence:
 Invariants (each failure is one line in ``violations``):
 
 1. no two commands ran at once;
-2. fencing tokens: every command ran under its own ``ENQUEUE_TURN``, and in
-   start order the turns strictly increase;
+2. no fencing token started twice: every command ran under its own
+   ``ENQUEUE_TURN`` (no token started by two commands), in start order the
+   turns strictly increase, and the leader doc does not end below a turn
+   that ran or was recorded;
 3. every turn that was granted and is over has a record (1 .. turn-1, and
-   the last one too when the leader doc says it is done), each record
-   parses, and a command's record names the site that ran it;
+   the last one too when the leader doc says it is done, and every turn a
+   command ran under above the leader doc's), each record parses, and a
+   command's record names the site that ran it;
 4. after each fault, every stretch with no command running, from the
    fault's start until a command starts after it healed, is at most
    ``heartbeat_stale + heartbeat_delay + margin``: the other sites must
@@ -34,9 +37,16 @@ Invariants (each failure is one line in ``violations``):
 5. the leader doc parses at the end, and no agent crashed or printed a
    traceback (the harness reports those).
 
+Each overlap and each token started twice or out of order names the last
+fault that began before it (``after``), and each turn without a record the
+faults under way between the last command start below that turn and the
+first one above it (``around``): which fault preceded which violation.
+
 A command killed with SIGKILL leaves no end line; its end is then taken to
 be the start of the first fault after it began (the fault that killed it),
-or the next command's start, whichever is first. Such runs are counted.
+or the next command's start, whichever is first; but when the next command
+waited for its lock (an overlap), the next start, which is when the kernel
+freed the lock of the dead one. Such runs are counted.
 """
 
 from __future__ import annotations
@@ -100,10 +110,14 @@ def _busy_intervals(history: History, faults: List[Fault]) -> Tuple[List[_Busy],
         if run.end_ns is not None:
             out.append(_Busy(run.start_ns, run.end_ns, False))
             continue
-        candidates = [s for s in fault_starts if s >= run.start_ns][:1]
-        if i + 1 < len(runs):
-            candidates.append(runs[i + 1].start_ns)
-        end = min(candidates) if candidates else run.start_ns
+        if i + 1 < len(runs) and runs[i + 1].overlap_ns is not None and runs[i + 1].overlap_ns >= run.start_ns:
+            # The next probe waited for this one's lock: the kernel freed it when this command died.
+            end = runs[i + 1].start_ns
+        else:
+            candidates = [s for s in fault_starts if s >= run.start_ns][:1]
+            if i + 1 < len(runs):
+                candidates.append(runs[i + 1].start_ns)
+            end = min(candidates) if candidates else run.start_ns
         out.append(_Busy(run.start_ns, max(end, run.start_ns), True))
         estimated += 1
     return out, estimated
@@ -175,6 +189,104 @@ def _category(how: str) -> str:
     return "ended otherwise"
 
 
+def _turn_of(run: Any) -> Optional[int]:
+    try:
+        return int(run.turn)
+    except ValueError:
+        return None
+
+
+def _fault_name(fault: Fault, origin: int) -> str:
+    return f"{fault.kind} at {(fault.start_ns - origin) / _NS:.2f} s ({fault.site or 'all'})"
+
+
+def _after(faults: List[Fault], at_ns: int, origin: int) -> Optional[str]:
+    """The last fault that began at or before ``at_ns`` (what a violation seen then followed), named."""
+    before = [f for f in faults if f.start_ns <= at_ns]
+    if not before:
+        return None
+    last = max(before, key=lambda f: f.start_ns)
+    name = _fault_name(last, origin)
+    if last.heal_ns < at_ns:
+        name += f", healed {(at_ns - last.heal_ns) / _NS:.2f} s before"
+    return name
+
+
+def _said(after: Optional[str]) -> str:
+    return f" (after {after})" if after else " (before any fault)"
+
+
+def _fencing(runs: List[Any], faults: List[Fault], origin: int) -> Tuple[Dict[str, Any], Dict[Tuple[int, int], Optional[str]]]:
+    """Every token started by more than one command, and every start under a token below the one before.
+
+    ``runs`` are in start order. Tokens going back start an episode that
+    lasts while the starts stay below the highest token seen before it: a
+    start of a used token inside one is put down to the fault that preceded
+    the episode (what reset the numbering), else to the fault before that
+    start. Returns the report section and, for every repeated start
+    (pid, start ns), what it is put down to.
+    """
+    starts: Dict[int, List[Any]] = {}
+    cause: Dict[Tuple[int, int], Optional[str]] = {}
+    went_back: List[Dict[str, Any]] = []
+    without_turn: List[Dict[str, Any]] = []
+    highest: Optional[int] = None
+    previous: Optional[int] = None
+    episode: Optional[str] = None
+    for run in runs:
+        turn = _turn_of(run)
+        if turn is None:
+            without_turn.append({"site": run.site, "pid": run.pid})
+            continue
+        if previous is not None and turn < previous:
+            episode = _after(faults, run.start_ns, origin)
+            went_back.append({"turn": turn, "site": run.site, "at_s": round((run.start_ns - origin) / _NS, 3),
+                              "previous": previous, "highest_before": highest, "after": episode})
+        elif highest is not None and turn > highest:
+            episode = None
+        starts.setdefault(turn, []).append(run)
+        if len(starts[turn]) > 1:
+            below = highest is not None and turn <= highest and episode is not None
+            cause[(run.pid, run.start_ns)] = episode if below else _after(faults, run.start_ns, origin)
+        highest = turn if highest is None else max(highest, turn)
+        previous = turn
+    twice = sorted(((t, rs) for t, rs in starts.items() if len(rs) > 1), key=lambda item: item[1][1].start_ns)
+    started_twice = [
+        {
+            "turn": turn,
+            "starts": [{"site": r.site, "pid": r.pid, "at_s": round((r.start_ns - origin) / _NS, 3),
+                        "after": cause.get((r.pid, r.start_ns))} for r in rs],
+            "after": cause.get((rs[1].pid, rs[1].start_ns)),
+        }
+        for turn, rs in twice
+    ]
+    return {"starts": sum(len(rs) for rs in starts.values()), "distinct": len(starts),
+            "started_twice": started_twice, "went_back": went_back, "without_turn": without_turn,
+            "leader_turn_below": None}, cause
+
+
+def _by_cause(rows: List[Dict[str, Any]]) -> List[Tuple[Optional[str], List[Dict[str, Any]]]]:
+    """``rows`` grouped by their ``after``, in order of first appearance."""
+    groups: Dict[Optional[str], List[Dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(row["after"], []).append(row)
+    return list(groups.items())
+
+
+def _around(faults: List[Fault], runs: List[Any], turn: int, origin: int, end_ns: int) -> List[str]:
+    """The faults that were under way while ``turn`` could have ended: from the last command start
+    under a lower turn to the first start under a higher one (run start / end when there is none)."""
+    lower = [r.start_ns for r in runs if (_turn_of(r) or 0) < turn]
+    higher = [r.start_ns for r in runs if (_turn_of(r) or 0) > turn]
+    low = max(lower, default=origin)
+    high = min((h for h in higher if h >= low), default=end_ns)
+    inside = [f for f in faults if f.start_ns <= high and f.heal_ns >= low]
+    if not inside:
+        last = _after(faults, high, origin)
+        return [last] if last else []
+    return [_fault_name(f, origin) for f in sorted(inside, key=lambda f: f.start_ns)]
+
+
 def judge(
     history: History,
     faults: List[Fault],
@@ -188,25 +300,43 @@ def judge(
     """The report of one run (JSON-ready); ``ok`` is true when no invariant failed."""
     violations: List[str] = []
 
-    # 1. Overlaps, from the probes' own records.
-    violations += [f"overlap: {o}" for o in history.overlaps]
-
-    # 2. Fencing tokens.
+    origin = min([f.start_ns for f in faults] + [r.start_ns for r in history.runs] + [run_end_ns])
     runs = sorted(history.runs, key=lambda r: r.start_ns)
-    seen: Dict[int, str] = {}
-    previous: Optional[int] = None
-    for run in runs:
-        try:
-            turn = int(run.turn)
-        except ValueError:
-            violations.append(f"a command at site {run.site} (pid {run.pid}) ran without a turn number")
-            continue
-        if turn in seen:
-            violations.append(f"turn {turn} ran twice: at {seen[turn]} and at {run.site}")
-        elif previous is not None and turn < previous:
-            violations.append(f"turn {turn} at {run.site} started after turn {previous}: tokens went back")
-        seen.setdefault(turn, run.site)
-        previous = turn if previous is None else max(previous, turn)
+
+    # 1. Overlaps, from the probes' own records, each with the fault it followed.
+    overlap_at = list(history.overlap_at_ns) + [None] * (len(history.overlaps) - len(history.overlap_at_ns))
+    waited = {r.overlap_ns: r for r in runs if r.overlap_ns is not None}
+    overlap_rows = []
+    for text, at_ns in zip(history.overlaps, overlap_at):
+        after = _after(faults, at_ns, origin) if at_ns is not None else None
+        blocked = waited.get(at_ns)
+        overlap_rows.append({"what": text, "at_s": None if at_ns is None else round((at_ns - origin) / _NS, 3),
+                             "after": after,
+                             # How long it waited for the other command's lock: how long both were alive.
+                             "waited_s": None if blocked is None else round((blocked.start_ns - at_ns) / _NS, 3)})
+        violations.append(f"overlap: {text}{_said(after)}")
+
+    # 2. Fencing tokens: no token started twice, and in start order they only go up.
+    fencing, repeat_cause = _fencing(runs, faults, origin)
+    repeats = [{"turn": row["turn"], "first": row["starts"][0], "again": start, "after": start["after"]}
+               for row in fencing["started_twice"] for start in row["starts"][1:]]
+    repeats.sort(key=lambda r: r["again"]["at_s"])
+    for after, rows in _by_cause(repeats):
+        first = rows[0]
+        one, two = first["first"], first["again"]
+        tokens = _ranges(sorted({row["turn"] for row in rows}))
+        violations.append(
+            f"fencing token{'s' if len(rows) > 1 else ''} {tokens} started twice ({len(rows)} repeated starts; "
+            f"the first: {first['turn']} at {one['site']} ({one['at_s']:.2f} s) and again at {two['site']} "
+            f"({two['at_s']:.2f} s)){_said(after)}"
+        )
+    for row in fencing["went_back"]:
+        violations.append(
+            f"fencing token {row['turn']} at {row['site']} ({row['at_s']:.2f} s) started after turn "
+            f"{row['previous']}: tokens went back{_said(row['after'])}"
+        )
+    for row in fencing["without_turn"]:
+        violations.append(f"a command at site {row['site']} (pid {row['pid']}) ran without a turn number")
 
     # 3. Turn records.
     leader, problems = docs.parse_leader(leader_raw, leader_doc_id)
@@ -217,17 +347,35 @@ def judge(
     expected = set(range(1, granted))
     if leader is not None and leader.status == docs.DONE and granted > 0:
         expected.add(granted)
+    ran = {t for t in (_turn_of(r) for r in runs) if t is not None}
+    if leader is not None:
+        # Turns that ran above the leader doc's turn are over too: the token went back under them.
+        expected |= {t for t in ran if t > granted}
+        highest = max(ran | set(records), default=0)
+        if highest > granted:
+            fencing["leader_turn_below"] = {"leader_turn": granted, "highest_known": highest}
+            violations.append(f"the leader doc ends at turn {granted}, below turn {highest} that ran or was "
+                              f"recorded: the fencing token went back")
     missing = sorted(expected - set(records))
+    missing_rows = [{"turn": t, "around": _around(faults, runs, t, origin, run_end_ns)} for t in missing]
     if missing:
-        violations.append(f"{len(missing)} turn(s) without a record: {_ranges(missing)}")
+        suspects = list(dict.fromkeys(a for row in missing_rows for a in row["around"]))
+        around = f" (around {'; '.join(suspects[:5])}{'; ...' if len(suspects) > 5 else ''})" if suspects else ""
+        violations.append(f"{len(missing)} turn(s) without a record: {_ranges(missing)}{around}")
+    # A token started twice has one record for two turns: put down to what made the token repeat.
+    misnamed = []
     for run in runs:
-        try:
-            turn = int(run.turn)
-        except ValueError:
-            continue
-        entry = records.get(turn)
+        turn = _turn_of(run)
+        entry = records.get(turn) if turn is not None else None
         if entry is not None and entry[0].site != run.site:
-            violations.append(f"turn {turn} ran at {run.site} but its record names {entry[0].site}")
+            key = (run.pid, run.start_ns)
+            after = repeat_cause[key] if key in repeat_cause else _after(faults, run.start_ns, origin)
+            misnamed.append({"turn": turn, "ran_at": run.site, "record_names": entry[0].site, "after": after})
+    for after, rows in _by_cause(misnamed):
+        listed = ", ".join(f"turn {r['turn']} ran at {r['ran_at']} but its record names {r['record_names']}"
+                           for r in rows[:3])
+        more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
+        violations.append(f"{listed}{more}{_said(after)}")
     by_how: Dict[str, int] = {}
     categories: Dict[str, int] = {}
     for rec, _raw in records.values():
@@ -241,7 +389,6 @@ def judge(
     idle = _idle_intervals(busy, run_end_ns)
     starts = [r.start_ns for r in runs]
     fault_rows = []
-    origin = min([f.start_ns for f in faults] + [r.start_ns for r in runs] + [run_end_ns])
     for f in faults:
         row: Dict[str, Any] = {
             "kind": f.kind,
@@ -284,10 +431,13 @@ def judge(
             "median_handoff_s": None if history.median_gap_s is None else round(history.median_gap_s, 4),
         },
         "overlaps": list(history.overlaps),
+        "overlap_detail": overlap_rows,
+        "fencing": fencing,
         "turns": {
             "granted": granted,
             "recorded": len(records),
             "missing": missing,
+            "missing_detail": missing_rows,
             "completed": categories.get("completed", 0),
             "revoked": categories.get("revoked", 0),
             "abandoned": categories.get("abandoned", 0),
@@ -351,6 +501,15 @@ def summary(report: Mapping[str, Any]) -> str:
     )
     lines.append("turns per site: " + ", ".join(f"{k} {v}" for k, v in c["per_site"].items()))
     lines.append(f"overlaps: {len(report['overlaps'])}")
+    fencing = report.get("fencing") or {}
+    if fencing:
+        lines.append(
+            f"fencing tokens: {fencing['distinct']} distinct in {fencing['starts']} starts, "
+            f"{len(fencing['started_twice'])} started twice, "
+            f"{len(fencing['went_back'])} out of order"
+            + (f"; the leader doc ends at turn {fencing['leader_turn_below']['leader_turn']}, below "
+               f"{fencing['leader_turn_below']['highest_known']}" if fencing.get("leader_turn_below") else "")
+        )
     lines.append(f"faults: {len(report['faults'])}; stall bound {s['bound_s']:g} s, longest {s['longest_s']:g} s")
     for row in report["faults"]:
         mark = {True: "ok", False: "OVER", None: "n/a"}[row["within_bound"]]
@@ -365,5 +524,5 @@ def summary(report: Mapping[str, Any]) -> str:
         lines.append(f"FAILED: {len(report['violations'])} violation(s)")
         lines += [f"  - {v}" for v in report["violations"]]
     else:
-        lines.append("PASSED: no overlaps, no lost turns, every stall within the bound")
+        lines.append("PASSED: no overlaps, no fencing token started twice, no lost turns, every stall within the bound")
     return "\n".join(lines)
