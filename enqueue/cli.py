@@ -14,10 +14,10 @@ import traceback
 from types import ModuleType
 from typing import Callable, Optional, Sequence
 
-from enqueue import __version__
+from enqueue import __version__, hints
 from enqueue.commands import dev_server, history, init, pause, prune, resume, run, sites, skip, status, users
 from enqueue.errors import EXIT_FAILURE, EnqueueError
-from enqueue.logs import add_logging_arguments, redact, setup_logging
+from enqueue.logs import add_logging_arguments, final_error_line, redact, setup_logging
 from enqueue.usage import OneLineParser
 
 __all__ = ["main", "command_modules", "build_parser", "guarded"]
@@ -60,7 +60,7 @@ def guarded(prog: str, body: Callable[[], int]) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else EXIT_FAILURE)
     except EnqueueError as exc:
-        print(f"{prog}: {_one_line(str(exc))}", file=sys.stderr)
+        print(final_error_line(prog, _one_line(hints.explain(exc)), exc.exit_code), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

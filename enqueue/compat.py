@@ -9,8 +9,10 @@
 Arguments are parsed exactly as the original parsed them (plain ``argparse``
 with ``cmdargs`` as ``nargs="*"``), so an invocation that worked before means
 the same now; in particular options after the command still belong to this
-tool, and a command with options of its own needs ``--``. Minutes may be
-fractional, and ``30s``, ``2m``, ``1h`` are accepted as well. The settings
+tool, and a command with options of its own needs ``--``. The logging
+options of every enqueue command (``--log-level``, ``--log-file``,
+``--log-format``) are accepted too; the usage line stays the original's.
+Minutes may be fractional, and ``30s``, ``2m``, ``1h`` are accepted as well. The settings
 and the agent are the ones ``enqueue run`` uses; kill_grace and the
 connection come from the configuration file and environment.
 """
@@ -19,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import NoReturn, Optional, Sequence
+import sys
+from typing import Optional, Sequence
 
 from enqueue.cli import guarded
-from enqueue.commands.run import duration_arg, start_agent
+from enqueue.commands.run import duration_arg, split_arguments, start_agent
 from enqueue.config import (
     DEFAULT_LEADER_DOC,
     DEFAULT_SITES_DOC,
@@ -30,25 +33,42 @@ from enqueue.config import (
     load_agent_settings,
 )
 from enqueue.errors import ConfigError
-from enqueue.logs import setup_logging
+from enqueue.logs import add_logging_arguments, setup_logging
 from enqueue.usage import OneLineParser
 
 __all__ = ["build_parser", "main"]
 
 
-class _CompatParser(OneLineParser):
-    """Adds the hint users of the original tool most often need."""
+_USAGE = (
+    "%(prog)s [-h] [--heartbeat-delay MIN] [--heartbeat-stale MIN] [--conflict-delay MIN] [--repeat] "
+    "[--time-format FORMAT] [--leader-doc NAME] [--sites-doc NAME] config sitename [cmdargs ...]"
+)
 
-    def error(self, message: str) -> NoReturn:
-        if message.startswith("unrecognized arguments"):
-            message += "; put -- before a command that has options of its own"
-        super().error(message)
+
+class _CompatParser(OneLineParser):
+    """Parses as the original did; unknown words get the hint that fits where they stand."""
+
+    def parse_args(self, args: Optional[Sequence[str]] = None, namespace: Optional[argparse.Namespace] = None
+                   ) -> argparse.Namespace:  # type: ignore[override]
+        tokens = list(sys.argv[1:] if args is None else args)
+        parsed, unknown = self.parse_known_args(tokens, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}; {self._hint(tokens, unknown)}")
+        return parsed
+
+    def _hint(self, tokens: list[str], unknown: list[str]) -> str:
+        _options, _words, command = split_arguments(tokens, self, positionals=2)
+        if all(word in command for word in unknown):
+            return "put -- before a command that has options of its own"
+        return (f"{self.prog} has no such option; 'enqueue run' takes many more, "
+                f"and a command's own options go after --")
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The original tool's parser; the long option comes first so the usage line reads as it did."""
     parser = _CompatParser(
         prog=prog,
+        usage=_USAGE,
         description="Take turns with other sites running a command, coordinated through CouchDB. "
                     "(The original interface; 'enqueue run' is the current one.)",
     )
@@ -83,6 +103,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("config", help="configuration file")
     parser.add_argument("sitename", help="name of this site")
     parser.add_argument("cmdargs", nargs="*", help="the command to run and its arguments")
+    add_logging_arguments(parser)
     return parser
 
 
@@ -94,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = None) -> in
         args = parser.parse_args(argv)
         if not args.cmdargs:
             raise ConfigError(f"no command given after config and sitename (see '{parser.prog} --help')")
-        setup_logging("info", None, "text", args.sitename)
+        setup_logging(args.log_level, args.log_file, args.log_format, args.sitename)
         overrides = {
             "heartbeat_delay_s": args.heartbeat_delay_s,
             "heartbeat_stale_s": args.heartbeat_stale_s,

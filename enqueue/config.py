@@ -40,12 +40,15 @@ import re
 import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple, Optional
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
+from enqueue import hints
+from enqueue.config_file import misspelt_section, not_a_regular_file, read_file
 from enqueue.durations import format_duration, parse_duration
 from enqueue.errors import ConfigError
 from enqueue.logs import register_secret
 from enqueue.site_names import validate_site_name
+from enqueue.urls import BadUrl, split_url
 
 __all__ = [
     "Connection",
@@ -62,6 +65,7 @@ __all__ = [
     "DEFAULT_SITES_DOC",
     "DEFAULT_REQUEST_TIMEOUT_S",
     "DEFAULT_KILL_GRACE_S",
+    "fitted_heartbeat_delay_s",
     "load_connection",
     "load_agent_settings",
 ]
@@ -75,6 +79,8 @@ ENQUEUE_KEYS = (
     "heartbeat_delay", "heartbeat_stale", "conflict_delay", "kill_grace",
     "repeat", "time_format", "leader_doc", "sites_doc", "allow_cluster",
 )
+#: Every environment variable of enqueue's connection settings starts so; none reaches the command.
+CONNECTION_ENV_PREFIX = "ENQUEUE_COUCHDB_"
 #: Environment variable for each ``[couchdb]`` key it can override.
 ENV_VARS = {
     "url": "ENQUEUE_COUCHDB_URL",
@@ -119,6 +125,9 @@ class Connection:
     password: Optional[str] = field(default=None, repr=False)
     ca_file: Optional[str] = None
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    #: Where each setting came from (``url``, ``database``, ``username``, ``password``), for messages:
+    #: ``/abs/cfg.ini: [couchdb] url`` or ``environment variable ENQUEUE_COUCHDB_URL``.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if "@" in urlsplit(self.url).netloc:
@@ -135,7 +144,7 @@ class Connection:
 
 @dataclass(frozen=True)
 class Timing:
-    """The protocol's durations, in seconds, checked against each other on construction.
+    """The protocol's durations, in seconds, checked against each other on construction (docs/PROTOCOL.md §4).
 
     Invariants (``ConfigError`` otherwise):
 
@@ -185,6 +194,38 @@ def max_kill_grace_s(delay_s: float, stale_s: float) -> float:
     return max(0.0, (stale_s - 2 * delay_s) / 2)
 
 
+def fitted_heartbeat_delay_s(delay_s: float, stale_s: float, kill_grace_s: Optional[float]) -> Optional[float]:
+    """A heartbeat delay shorter than ``delay_s`` that gives the timing its margin, or None when none is needed or exists.
+
+    The delay is the longest time between beats, so beating more often never
+    weakens a promise: it only widens the slack ``stale - 2 x delay`` that
+    ``Timing`` needs. The slack kept is the kill grace plus room for the next
+    on-time beat's round trip before the SIGTERM moment; that room is the
+    grace, and never less than the grace a roomy configuration gets,
+    ``min(30 s, stale / 6)``, so even a grace of 0 leaves a margin.
+
+    ``kill_grace_s`` None means "not set": the grace is then that default,
+    and a timing whose slack leaves less than it (the original tool's
+    ``-d 10 -s 20``, say) is fitted. A grace that is set is the user's
+    choice: only a timing ``Timing`` refuses is fitted. None when nothing
+    needs fitting, or when no positive delay is left (a grace of half
+    ``heartbeat_stale`` or more): ``Timing`` then refuses as before.
+    """
+    default_grace = min(DEFAULT_KILL_GRACE_S, stale_s / 6)
+    if kill_grace_s is None:
+        if max_kill_grace_s(delay_s, stale_s) >= default_grace:
+            return None
+        grace = default_grace
+    else:
+        if stale_s > 2 * delay_s and kill_grace_s <= max_kill_grace_s(delay_s, stale_s):
+            return None
+        grace = kill_grace_s
+    fitted = (stale_s - grace - max(grace, default_grace)) / 2
+    while fitted > 0 and grace > max_kill_grace_s(fitted, stale_s):  # rounding must not undo the fit
+        fitted = math.nextafter(fitted, 0.0)
+    return fitted if 0 < fitted < delay_s else None
+
+
 @dataclass(frozen=True)
 class AgentSettings:
     """Everything ``enqueue run`` needs; built by ``load_agent_settings``.
@@ -195,6 +236,8 @@ class AgentSettings:
     documents, to test clock skew. ``allow_cluster`` lets the agent run on a
     database that keeps more than one copy (n > 1), where a 409 is no
     linearizable compare-and-swap (see docs/GUARANTEES.md); off by default.
+    ``notes`` are lines for the agent to log at start-up (a heartbeat delay
+    fitted to the timing, see ``fitted_heartbeat_delay_s``).
     """
 
     site: str
@@ -208,6 +251,7 @@ class AgentSettings:
     wall_clock_offset_s: float = 0.0
     config_path: str = ""
     allow_cluster: bool = False
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_site_name(self.site)
@@ -228,50 +272,11 @@ class _Value(NamedTuple):
     base_dir: Optional[str]  # directory relative paths are resolved against; None: the working directory
 
 
-def _read_file(path: str) -> configparser.ConfigParser:
-    """Read and parse the INI file; every failure is a one-line ``ConfigError``."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: cannot read the configuration file (permission denied)") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
-
-    # [DEFAULT] would leak its keys into our sections; treat it as just another foreign section.
-    parser = configparser.ConfigParser(
-        interpolation=None,
-        default_section="\0enqueue-no-default-section",
-        inline_comment_prefixes=(";", "#"),
-        strict=True,
-    )
-    try:
-        parser.read_string(text, source=path)
-    except configparser.MissingSectionHeaderError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: a setting before the first [section] header") from None
-    except configparser.ParsingError as exc:
-        # The offending line might hold a password: name its number only.
-        lines = ", ".join(str(lineno) for lineno, _line in exc.errors)
-        raise ConfigError(f"{path}: line {lines}: not a 'key = value' line") from None
-    except configparser.DuplicateSectionError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: section [{exc.section}] appears twice") from None
-    except configparser.DuplicateOptionError as exc:
-        raise ConfigError(f"{path}: line {exc.lineno}: [{exc.section}] {exc.option} appears twice") from None
-    except configparser.Error as exc:
-        raise ConfigError(f"{path}: cannot parse: {type(exc).__name__}") from None
-    return parser
-
-
 def _section_values(
     parser: configparser.ConfigParser, path: str, section: str, known: tuple[str, ...]
 ) -> dict[str, _Value]:
     """The non-empty values of ``section``; an unknown key is an error."""
+    misspelt_section(parser, path, section)
     if not parser.has_section(section):
         return {}
     base_dir = os.path.dirname(os.path.abspath(path))
@@ -312,6 +317,9 @@ def _readable_by_others(path: str) -> bool:
 
 def _read_password_file(value: _Value) -> str:
     path = _resolve_path(value)
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise ConfigError(f"{value.where}: password file {path} is {kind}, not a file holding the password")
     try:
         with open(path, encoding="utf-8") as handle:
             password = handle.read()
@@ -338,21 +346,12 @@ def _read_password_file(value: _Value) -> str:
 def _parse_url(value: _Value) -> tuple[str, Optional[str], Optional[str]]:
     """Split a server URL into (url without credentials, username, password)."""
     try:
-        parts = urlsplit(value.text)
-        parts.port  # raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{value.where}: not a valid URL ({exc})") from None
-    username = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    register_secret(password)
-    register_secret(parts.password)
-    hostport = parts.netloc.rpartition("@")[2]
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{value.where}: expected http://HOST:PORT or https://HOST:PORT")
-    if parts.query or parts.fragment:
-        raise ConfigError(f"{value.where}: the URL must not have a query or fragment")
-    url = f"{parts.scheme}://{hostport}{parts.path.rstrip('/')}"
-    return url, username, password
+        url = split_url(value.text)
+    except BadUrl as exc:
+        raise ConfigError(f"{value.where}: {exc}") from None
+    register_secret(url.password)
+    register_secret(url.raw_password)
+    return url.base, url.username, url.password
 
 
 def _parse_duration(value: _Value, *, allow_zero: bool = False) -> float:
@@ -399,9 +398,11 @@ def load_connection(
     """Read ``[couchdb]`` (with ``ENQUEUE_COUCHDB_*`` overrides) and the raw ``[enqueue]`` values.
 
     Returns the connection and ``{key: text}`` of the non-empty ``[enqueue]``
-    keys, unparsed but checked to be known keys. Raises ``ConfigError``.
+    keys, unparsed but checked to be known keys. Raises ``ConfigError``;
+    messages name the file by its absolute path, wherever it was run from.
     """
-    parser = _read_file(config_path)
+    config_path = os.path.abspath(config_path)
+    parser = read_file(config_path)
     file_values = _section_values(parser, config_path, COUCHDB_SECTION, COUCHDB_KEYS)
     enqueue_values = _section_values(parser, config_path, ENQUEUE_SECTION, ENQUEUE_KEYS)
 
@@ -413,6 +414,12 @@ def load_connection(
     def required(key: str) -> _Value:
         value = pick(key)
         if value is None:
+            if not parser.has_section(COUCHDB_SECTION):
+                found = ", ".join(f"[{name}]" for name in parser.sections()) or "none"
+                raise ConfigError(
+                    f"{config_path}: section [{COUCHDB_SECTION}] not found (sections in the file: {found}); "
+                    f"it needs {key} (or set {ENV_VARS[key]})"
+                )
             raise ConfigError(
                 f"{config_path}: [{COUCHDB_SECTION}] {key}: missing (required; "
                 f"or set {ENV_VARS[key]})"
@@ -465,6 +472,17 @@ def load_connection(
     timeout_value = file_values.get("request_timeout")
     request_timeout_s = _parse_duration(timeout_value) if timeout_value else DEFAULT_REQUEST_TIMEOUT_S
 
+    url_value = required("url")
+    sources = {"url": url_value.where, "database": database_value.where}
+    if username_value is not None:
+        sources["username"] = username_value.where
+    elif url_username:
+        sources["username"] = url_value.where
+    password_source = _password_source(file_values, env_values)
+    if password_source is not None:
+        sources["password"] = password_source
+    elif url_password is not None:
+        sources["password"] = f"the password in the url ({url_value.where})"
     connection = Connection(
         url=url,
         database=database_value.text,
@@ -472,8 +490,20 @@ def load_connection(
         password=password,
         ca_file=ca_file,
         request_timeout_s=request_timeout_s,
+        sources=sources,
     )
+    hints.remember(connection)
     return connection, {key: value.text for key, value in enqueue_values.items()}
+
+
+def _password_source(file_values: Mapping[str, _Value], env_values: Mapping[str, _Value]) -> Optional[str]:
+    """Where the password was read, as ``_pick_password`` chose it: a password file by its path, or a setting."""
+    for values in (env_values, file_values):
+        if values.get("password_file"):
+            return f"password file {_resolve_path(values['password_file'])} ({values['password_file'].where})"
+        if values.get("password"):
+            return values["password"].where
+    return None
 
 
 def _pick_password(
@@ -510,7 +540,9 @@ def load_agent_settings(
     ``overrides`` maps names from ``OVERRIDE_KEYS`` to parsed values (durations
     as float seconds, or duration text) or None for "not given". When
     kill_grace is set nowhere, it defaults to 30 s, shortened to fit the
-    ``Timing`` rule so that short test heartbeats need no extra setting.
+    ``Timing`` rule so that short test heartbeats need no extra setting. A
+    heartbeat delay too long for ``heartbeat_stale`` is shortened when that
+    makes the timing valid (``fitted_heartbeat_delay_s``), said in ``notes``.
     Raises ``ConfigError``.
     """
     site = validate_site_name(site, "SITENAME")
@@ -522,7 +554,8 @@ def load_agent_settings(
         raise ValueError(f"unknown override keys: {', '.join(unknown)}")
 
     connection, raw = load_connection(config_path, environ)
-    file_values = {key: _Value(text, f"{config_path}: [{ENQUEUE_SECTION}] {key}", None) for key, text in raw.items()}
+    shown = os.path.abspath(config_path)
+    file_values = {key: _Value(text, f"{shown}: [{ENQUEUE_SECTION}] {key}", None) for key, text in raw.items()}
 
     def flag_name(key: str) -> str:
         return "--" + (key[:-2] if key.endswith("_s") else key).replace("_", "-")
@@ -549,13 +582,19 @@ def load_agent_settings(
     stale, stale_from = duration("heartbeat_stale", Timing.heartbeat_stale_s)
     conflict, _ = duration("conflict_delay", Timing.conflict_delay_s)
     grace, grace_from = duration("kill_grace", DEFAULT_KILL_GRACE_S)
+    notes: list[str] = []
+    if all(math.isfinite(v) and v > 0 for v in (delay, stale)) and math.isfinite(grace):
+        fitted = fitted_heartbeat_delay_s(delay, stale, None if grace_from == "default" else grace)
+        if fitted is not None:
+            notes.append(_fitted_note(delay, fitted, stale))
+            delay = fitted
     if grace_from == "default":
         grace = min(DEFAULT_KILL_GRACE_S, max_kill_grace_s(delay, stale))
     try:
         timing = Timing(heartbeat_delay_s=delay, heartbeat_stale_s=stale, conflict_delay_s=conflict, kill_grace_s=grace)
     except ConfigError as exc:
         sources = f"heartbeat_delay: {delay_from}, heartbeat_stale: {stale_from}, kill_grace: {grace_from}"
-        raise ConfigError(f"{config_path}: {exc} ({sources})") from None
+        raise ConfigError(f"{shown}: {exc} ({sources})") from None
 
     if overrides.get("repeat") is not None:
         repeat = bool(overrides["repeat"])
@@ -597,4 +636,13 @@ def load_agent_settings(
         wall_clock_offset_s=offset_s,
         config_path=config_path,
         allow_cluster=allow_cluster,
+        notes=tuple(notes),
+    )
+
+
+def _fitted_note(asked_s: float, fitted_s: float, stale_s: float) -> str:
+    return (
+        f"heartbeat every {format_duration(fitted_s)} instead of every {format_duration(asked_s)}: "
+        f"heartbeat_stale ({format_duration(stale_s)}) needs more than 2 x heartbeat_delay, with room for "
+        f"the kill grace and a late heartbeat (the delay is the longest time between beats)"
     )

@@ -50,6 +50,8 @@ _POLL_GRACE_S = 0.25
 
 # 404 reasons that mean "no such document" rather than "no such database".
 _DOC_MISSING_REASONS = frozenset({"missing", "deleted"})
+#: The ``what`` of a ``_security`` write, whose 500 no_majority is a refusal.
+WRITE_SECURITY = "write security"
 
 
 class _Closed(Exception):
@@ -401,6 +403,10 @@ class HttpSession:
             return errors.AuthFailed(f"{prefix}: the server refused the credentials (401 {detail})".rstrip())
         if isinstance(exc, couchdb.http.Forbidden):
             return errors.Forbidden(f"{prefix}: forbidden (403 {detail})".rstrip())
+        if what == WRITE_SECURITY and status == 500 and reason == "no_majority":
+            # CouchDB 3 answers a non-admin's _security write so: every shard refused it as forbidden.
+            return errors.Forbidden(f"{prefix}: forbidden (500 no_majority: no copy of the database accepted it; "
+                                    f"only an admin of the database may change _security)")
         if isinstance(exc, couchdb.http.ResourceConflict):
             return errors.Conflict(f"{prefix}: conflict, the document changed since it was read")
         if isinstance(exc, couchdb.http.ResourceNotFound):

@@ -3,11 +3,12 @@
 ``CouchStore`` offers what the protocol needs and nothing more: read a
 document, compare-and-swap a document, read many documents in one request,
 list documents by id prefix, and wait on or follow the ``_changes`` feed of a
-few documents. It builds CouchDB's URLs and reads its answers; the requests
-themselves go through ``enqueue.couchdb_http``, the only module that imports
-the CouchDB client. Every failure leaves as one of the
-``enqueue.errors.StoreError`` types, with a one-line message that names the
-database and the server but never a password.
+few documents; ``open_store(connection)`` is how enqueue opens one. It builds
+CouchDB's URLs and reads its answers; the requests themselves go through
+``enqueue.couchdb_http``, the only module that imports the CouchDB client.
+Every failure leaves as one of the ``enqueue.errors.StoreError`` types, with
+a one-line message that names the database and the server but never a
+password.
 
 Reads and writes use one HTTP session; changes waits use another, so a
 pending wait never holds up reads and writes.
@@ -23,10 +24,12 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from enqueue import errors
 from enqueue.clock import SystemClock
-from enqueue.couchdb_http import AlreadyExists, DocMissing, HttpSession, one_line
+from enqueue.config import Connection
+from enqueue.couchdb_http import WRITE_SECURITY, AlreadyExists, DocMissing, HttpSession, one_line
 from enqueue.store import ChangeBatch, Seq
+from enqueue.urls import BadUrl, split_url
 
-__all__ = ["CouchStore"]
+__all__ = ["CouchStore", "open_store"]
 
 _clock = SystemClock()
 
@@ -36,30 +39,6 @@ _MAX_POLL_S = 50.0
 
 # Highest character used as the end of an id-prefix range.
 _HIGH_KEY_CHAR = "\uffff"
-
-def _split_url(url: str) -> Tuple[str, Optional[str], Optional[str]]:
-    """Split ``url`` into its base (scheme, host, port, path: no credentials,
-    query or fragment), the user name and the password it carries."""
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        # The netloc may hold a password: name only the scheme in the message.
-        raise errors.ConfigError(
-            f"CouchDB URL must look like http(s)://host:port, got one with scheme {parts.scheme or 'none'!r}"
-        )
-    try:
-        parts.port
-    except ValueError:
-        raise errors.ConfigError(f"CouchDB URL for host {parts.hostname!r} has an invalid port") from None
-    user = password = None
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        raw_user, has_password, raw_password = userinfo.partition(":")
-        user = urllib.parse.unquote(raw_user) or None
-        password = urllib.parse.unquote(raw_password) if has_password else None
-    base = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-    return base, user, password
-
 
 class CouchStore:
     """One CouchDB database, reached with one set of credentials.
@@ -85,13 +64,17 @@ class CouchStore:
         Credentials in ``url`` (``http://user:pass@host``) are used unless
         ``username`` is given, and are removed from the URL either way.
         """
-        base, url_user, url_password = _split_url(url)
+        try:
+            parts = split_url(url)
+        except BadUrl as exc:
+            raise errors.ConfigError(f"CouchDB URL: {exc}") from None
+        base = parts.base
         if not database:
             raise errors.ConfigError("the CouchDB database name is empty")
         if request_timeout_s <= 0:
             raise errors.ConfigError("the CouchDB request timeout must be positive")
         if username is None:
-            username, password = url_user, url_password
+            username, password = parts.username, parts.password
         self._base = base
         self._database = database
         self._db_url = f"{base}/{urllib.parse.quote(database, safe='')}"
@@ -158,11 +141,6 @@ class CouchStore:
 
     # ------------------------------------------------------------ the database
 
-    def server_info(self) -> dict:
-        """The server's welcome document (``GET /``): vendor, version."""
-        info = self._http.request("GET", self._base + "/", read_only=True, what="server info")
-        return info if isinstance(info, dict) else {}
-
     def check(self) -> dict:
         """The database's info document; raises if it cannot be read.
 
@@ -192,17 +170,37 @@ class CouchStore:
         return self.check().get("update_seq")
 
     def create_database(self) -> bool:
-        """Create the database; True if it was created, False if it already existed.
+        """Create the database with one copy in one shard (``?n=1&q=1``); True if it was created, False if it
+        already existed.
 
+        On a cluster that places every document on one node, the only layout
+        where a 409 proves a lost compare-and-swap; a single node ignores it.
         pouchdb-server with an admin account crashes when asked this without
         credentials; give it an admin's.
         """
         try:
-            self._http.request("PUT", self._db_url, read_only=False, what="create database")
+            self._http.request("PUT", self._with_query(self._db_url, n=1, q=1), read_only=False,
+                               what="create database")
         except AlreadyExists:
             return False
         self._copies = None
         return True
+
+    def shards(self) -> Optional[Dict[str, List[str]]]:
+        """Each shard range of the database and the nodes holding a copy (``GET /db/_shards``).
+
+        None when the server has no such endpoint (pouchdb-server, and any
+        server that is no CouchDB cluster member): a single node then.
+        """
+        try:
+            answer = self._http.request("GET", f"{self._db_url}/_shards", read_only=True, what="read shards",
+                                        doc_id="_shards")
+        except DocMissing:
+            return None
+        shards = answer.get("shards") if isinstance(answer, dict) else None
+        if not isinstance(shards, dict):
+            return None
+        return {str(key): [str(node) for node in nodes] for key, nodes in shards.items() if isinstance(nodes, list)}
 
     def delete_database(self) -> None:
         """Delete the database; no error if it does not exist."""
@@ -322,7 +320,7 @@ class CouchStore:
 
     def put_security(self, security: dict) -> None:
         """Replace the database's ``_security`` object (needs a database or server admin)."""
-        self._http.request("PUT", f"{self._db_url}/_security", body=security, read_only=False, what="write security")
+        self._http.request("PUT", f"{self._db_url}/_security", body=security, read_only=False, what=WRITE_SECURITY)
 
     # ------------------------------------------------------------- the changes
 
@@ -431,3 +429,17 @@ class CouchStore:
         self._changes_http.close()
         self._http.close()
 
+
+def open_store(connection: Connection) -> CouchStore:
+    """The store on ``connection``'s database: the one way enqueue opens the shared database.
+
+    Makes no request yet; close the store when done (it is a context manager).
+    """
+    return CouchStore(
+        connection.url,
+        connection.database,
+        username=connection.username,
+        password=connection.password,
+        ca_file=connection.ca_file,
+        request_timeout_s=connection.request_timeout_s,
+    )

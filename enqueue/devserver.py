@@ -10,11 +10,19 @@ The server runs in a private temporary directory (it writes ``config.json``
 and ``log.txt`` where it runs), in its own session, so ``stop()`` can end it
 and anything it started. The admin password reaches it through that
 directory's config file, never through its command line.
+
+pouchdb-server lets an account write its own ``_users`` document as if it
+were an admin (it adds ``_admin`` to the writer's roles), so any account
+could give itself any role. CouchDB refuses that; so that tests and demos
+meet the same rule, ``start()`` installs ``_design/enqueue_users`` in
+``_users``: an account writing its own document may change its password,
+not its name, type or roles.
 """
 
 from __future__ import annotations
 
 import atexit
+import base64
 import json
 import os
 import shutil
@@ -38,6 +46,27 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 BUNDLED_EXECUTABLE = REPO_DIR / "devserver" / "node_modules" / ".bin" / "pouchdb-server"
 
 _PORT_ATTEMPTS = 5
+
+USERS_DESIGN_ID = "_design/enqueue_users"
+# What CouchDB refuses a non-admin writing its own _users document. ADMIN is the
+# configured admin's name: pouchdb-server gives every writer of its own document
+# the _admin role, so that role alone does not tell the admin apart.
+_USERS_RULES = """function (newDoc, oldDoc, userCtx) {
+  var ADMIN = %s;
+  if (!oldDoc || !userCtx || userCtx.name !== oldDoc.name || userCtx.name === ADMIN) {
+    return;
+  }
+  if (newDoc._deleted === true) {
+    return;
+  }
+  var before = (oldDoc.roles || []).slice().sort(), after = (newDoc.roles || []).slice().sort();
+  if (JSON.stringify(before) !== JSON.stringify(after)) {
+    throw({forbidden: "Only _admin may edit roles"});
+  }
+  if (newDoc.name !== oldDoc.name || newDoc.type !== oldDoc.type) {
+    throw({forbidden: "Only _admin may change a user's name or type"});
+  }
+}"""
 
 
 class DevServerError(EnqueueError):
@@ -222,19 +251,48 @@ class DevServer:
             )
         try:
             self._wait_until_answering()
+            self._install_users_rules()
         except BaseException:
             self._terminate()
             raise
+
+    def _users_request(self, method: str, body: Optional[dict] = None) -> dict:
+        request = urllib.request.Request(
+            f"{self.url}/_users/{USERS_DESIGN_ID}", method=method,
+            data=None if body is None else json.dumps(body).encode(), headers={"Content-Type": "application/json"},
+        )
+        if self.admin_user is not None:
+            token = base64.b64encode(f"{self.admin_user}:{self._admin_password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read().decode("utf-8"))
+        return answer if isinstance(answer, dict) else {}
+
+    def _install_users_rules(self) -> None:
+        """Make ``_users`` refuse what CouchDB refuses an account writing its own document (once per data)."""
+        wanted = {"_id": USERS_DESIGN_ID, "language": "javascript",
+                  "validate_doc_update": _USERS_RULES % json.dumps(self.admin_user)}
+        try:
+            current = self._users_request("GET")
+        except urllib.error.HTTPError as exc:
+            if exc.code != 404:
+                raise DevServerError(f"cannot read _users/{USERS_DESIGN_ID}: HTTP {exc.code}") from None
+            current = {}
+        if current.get("validate_doc_update") == wanted["validate_doc_update"]:
+            return
+        if "_rev" in current:
+            wanted["_rev"] = current["_rev"]
+        try:
+            self._users_request("PUT", wanted)
+        except (OSError, ValueError) as exc:
+            raise DevServerError(f"cannot install the _users rules: {exc}") from None
 
     def _wait_until_answering(self) -> None:
         deadline = time.monotonic() + self._start_timeout_s
         while True:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise DevServerError(
-                    f"pouchdb-server exited with status {self._process.returncode} while starting"
-                    f" on port {self.port}: {self._output_tail() or 'no output'}"
-                )
+                raise DevServerError(f"pouchdb-server on port {self.port} ended while starting: {self.ended_because()}")
             if self._answers():
                 return
             if time.monotonic() > deadline:
@@ -250,6 +308,21 @@ class DevServer:
         except (OSError, ValueError, urllib.error.URLError):
             return False
         return isinstance(info, dict) and info.get("uuid") == self._instance
+
+    def ended_because(self) -> str:
+        """Why the server process ended: its exit code or signal, and its last lines of output."""
+        process = self._process
+        code = None if process is None else process.poll()
+        if code is None:
+            how = "it has not ended"
+        elif code < 0:
+            try:
+                how = f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return f"{how}; its last output: {self._output_tail() or 'none'}"
 
     def _output_tail(self) -> str:
         if self._workdir is None:

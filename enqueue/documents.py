@@ -1,4 +1,4 @@
-"""The shared documents: tolerant parsing, rendering, and document ids.
+"""The shared documents: tolerant parsing, rendering, and document ids (docs/PROTOCOL.md §2).
 
 Admins read and edit these documents by hand, so parsing never raises: a
 document that does not parse yields ``None`` plus a list of problems (the
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from enqueue.config import DEFAULT_LEADER_DOC
 from enqueue.site_names import is_site_name
 
 SCHEMA_VERSION = 1
@@ -24,6 +25,8 @@ SCHEMA_VERSION = 1
 HEARTBEAT_PREFIX = "enqueue_heartbeat:"
 TURN_PREFIX = "enqueue_turn:"
 TURN_ID_DIGITS = 10
+#: The widest turn number a record id holds; a turn beyond it is refused, never printed wider.
+MAX_TURN = 10**TURN_ID_DIGITS - 1
 
 # Turn states in the leader doc.
 GRANTED = "granted"
@@ -43,9 +46,24 @@ def heartbeat_id(site: str) -> str:
     return HEARTBEAT_PREFIX + site
 
 
-def turn_record_id(turn: int) -> str:
-    """The id of a turn record; zero-padded so ids sort by turn number."""
-    return f"{TURN_PREFIX}{turn:0{TURN_ID_DIGITS}d}"
+def turn_prefix(leader_doc: str = DEFAULT_LEADER_DOC) -> str:
+    """The id prefix of the turn records of the document set ``leader_doc`` leads.
+
+    ``enqueue_turn:`` for the default set; ``<leader_doc>:turn:`` for any
+    other, so that sets sharing a database (``-L``/``-S``) never share a
+    record id, and no set's prefix starts another's.
+    """
+    return TURN_PREFIX if leader_doc == DEFAULT_LEADER_DOC else f"{leader_doc}:turn:"
+
+
+def turn_record_id(turn: int, prefix: str = TURN_PREFIX) -> str:
+    """The id of a turn record; zero-padded to one width so ids sort by turn number.
+
+    Raises ValueError for a turn outside 0..MAX_TURN rather than print a wider id.
+    """
+    if not 0 <= turn <= MAX_TURN:
+        raise ValueError(f"turn {turn} does not fit a turn record id ({TURN_ID_DIGITS} digits)")
+    return f"{prefix}{turn:0{TURN_ID_DIGITS}d}"
 
 
 class _Fields:
@@ -79,10 +97,12 @@ class _Fields:
     def text(self, key: str, *, required: bool = False) -> str | None:
         return self._get(key, (str,), None, required, "a string or null")
 
-    def integer(self, key: str, default: int | None = 0, *, required: bool = False, minimum: int = 0) -> int | None:
+    def integer(self, key: str, default: int | None = 0, *, required: bool = False, minimum: int = 0,
+                maximum: int | None = None) -> int | None:
         value = self._get(key, (int,), default, required, "an integer")
-        if isinstance(value, int) and value < minimum:
-            self.problems.append(f"field '{key}' should be at least {minimum}, not {value}")
+        if isinstance(value, int) and (value < minimum or (maximum is not None and value > maximum)):
+            bound = f"at least {minimum}" if value < minimum else f"at most {maximum}"
+            self.problems.append(f"field '{key}' should be {bound}, not {value}")
             if required:
                 self.fatal = True
             return default
@@ -183,7 +203,7 @@ def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc 
         leader_term=f.integer("leader_term", required=True),
         running=f.site("running"),
         status=f.choice("status", TURN_STATES, required=True),
-        turn=f.integer("turn", required=True),
+        turn=f.integer("turn", required=True, maximum=MAX_TURN),
         rotation=rotation,
         paused=f.flag("paused", if_malformed=True),
         paused_reason=f.text("paused_reason"),
@@ -425,7 +445,7 @@ def parse_turn_record(raw: Mapping[str, Any] | None) -> tuple[TurnRecord | None,
         f.problems.append(f"field 'duration_s' should be a number, not {duration!r:.60}")
         duration = None
     rec = TurnRecord(
-        turn=f.integer("turn", required=True) or 0,
+        turn=f.integer("turn", required=True, maximum=MAX_TURN) or 0,
         site=f.site("site", required=True) or "",
         how=f.text("how") or "unknown",
         exit_code=f.integer("exit_code", None, minimum=-(2**31)),
@@ -441,10 +461,10 @@ def parse_turn_record(raw: Mapping[str, Any] | None) -> tuple[TurnRecord | None,
     return rec, f.problems
 
 
-def render_turn_record(rec: TurnRecord) -> dict[str, Any]:
-    """The stored form of a turn record (created once, never updated by the protocol)."""
+def render_turn_record(rec: TurnRecord, prefix: str = TURN_PREFIX) -> dict[str, Any]:
+    """The stored form of a turn record (created once, never updated by the protocol), under ``prefix``."""
     return {
-        "_id": turn_record_id(rec.turn),
+        "_id": turn_record_id(rec.turn, prefix),
         "type": "enqueue_turn",
         "schema": SCHEMA_VERSION,
         "turn": rec.turn,

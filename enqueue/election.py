@@ -1,4 +1,4 @@
-"""Leadership: when to campaign, how to claim, how to step down.
+"""Leadership: when to campaign, how to claim, how to step down (docs/PROTOCOL.md §3.3).
 
 The leader doc names the leader and a ``leader_term`` that grows by one on
 every change of leader. Claiming is a compare-and-swap on the leader doc: the

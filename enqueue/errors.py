@@ -68,6 +68,12 @@ class Conflict(StoreError):
     """A compare-and-swap lost: the document changed since it was read (409)."""
 
 
+class SiteLockedOut(EnqueueError):
+    """The server refuses this site's writes for good (its own heartbeat, or documents no installed rule knows)."""
+
+    exit_code = EXIT_AUTH
+
+
 class ClusterRefused(EnqueueError):
     """The database keeps several copies, where a 409 is no compare-and-swap."""
 

@@ -1,4 +1,4 @@
-"""Following the shared documents on CouchDB's continuous ``_changes`` feed.
+"""Following the shared documents on CouchDB's continuous ``_changes`` feed (docs/PROTOCOL.md §3.7).
 
 A ``FeedWatcher`` owns one background thread that holds one continuous
 request open and hands every batch of changed documents to a callback (the
@@ -7,16 +7,16 @@ agent puts them on its event queue), so the deciding thread never polls.
 Guarantees
 ----------
 * Every change to a followed document after the starting position is
-  delivered, in the order the server sent it, as ``("changes", {id: body})``
+  delivered, in the order the server sent it, as ``DocChanged(id, body)``
   (``None`` for a deletion). Re-opening the feed resumes from the last
   position delivered, so a reconnect loses nothing.
 * The set of followed documents can change at any time (``follow``); the
   feed is re-opened with the new set at the next batch or server beat, at
   most ``beat_s`` later. Changes to a newly followed document in between
   are not delivered: the caller reads such documents itself.
-* A failing feed is reported once as ``("watch_error", exc)`` when it starts
-  failing and once as ``("watch_ok", None)`` when it works again; it is
-  retried every ``retry_s`` in between.
+* A failing feed is reported once as ``FeedFailed(exc)`` when it starts
+  failing and once as ``FeedResumed()`` when it works again; it is retried
+  every ``retry_s`` in between.
 
 Not delivered: anything after ``stop()``.
 """
@@ -24,16 +24,17 @@ Not delivered: anything after ``stop()``.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Tuple
+from typing import Callable, Optional, Tuple
 
 from enqueue.errors import StoreError
+from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed
+from enqueue.store import Seq, Store
 
 
 class FeedWatcher:
     """One thread following the changes feed of a changing set of document ids."""
 
-    def __init__(self, store: Any, *, beat_s: float, retry_s: float,
-                 deliver: Callable[[Tuple[str, Any]], None]) -> None:
+    def __init__(self, store: Store, *, beat_s: float, retry_s: float, deliver: Callable[[Event], None]) -> None:
         self._store = store
         self._beat_s = beat_s
         self._retry_s = retry_s
@@ -51,7 +52,7 @@ class FeedWatcher:
         """Follow ``ids`` from now on; the open feed is re-opened with them within ``beat_s``."""
         self._ids = tuple(ids)
 
-    def start(self, since: Any) -> None:
+    def start(self, since: Optional[Seq]) -> None:
         """Follow from ``since`` (a position taken before the caller read the documents)."""
         self._thread = threading.Thread(target=self._run, args=(since,), name="enqueue-watch", daemon=True)
         self._thread.start()
@@ -60,7 +61,7 @@ class FeedWatcher:
         """Deliver nothing more; the thread ends at the feed's next batch or beat."""
         self._stop.set()
 
-    def _run(self, since: Any) -> None:
+    def _run(self, since: Optional[Seq]) -> None:
         failing = False
         while not self._stop.is_set():
             ids = self._ids
@@ -70,16 +71,16 @@ class FeedWatcher:
                         return
                     if failing:
                         failing = False
-                        self._deliver(("watch_ok", None))
+                        self._deliver(FeedResumed())
                     since = batch.last_seq
-                    if batch.docs:
-                        self._deliver(("changes", batch.docs))
+                    for doc_id, body in batch.docs.items():
+                        self._deliver(DocChanged(doc_id, body))
                     if self._ids != ids:
                         break
             except StoreError as exc:
                 if self._stop.is_set():
                     return
                 if not failing:
-                    self._deliver(("watch_error", exc))
+                    self._deliver(FeedFailed(exc))
                 failing = True
                 self._stop.wait(self._retry_s)

@@ -24,6 +24,7 @@ import logging.handlers
 import re
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 from urllib.parse import quote
@@ -39,6 +40,7 @@ __all__ = [
     "setup_logging",
     "set_site",
     "add_logging_arguments",
+    "final_error_line",
     "RedactingFilter",
 ]
 
@@ -49,6 +51,7 @@ REDACTED = "***"
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 _site: str | None = None
+_format = "text"
 
 # ``Authorization: Basic abc``, ``'Authorization': 'Basic abc'``, ``authorization=abc``:
 # keep the header name and the scheme, drop the credentials.
@@ -192,6 +195,19 @@ class JsonFormatter(logging.Formatter):
         return redact(json.dumps(entry, default=str, ensure_ascii=False))
 
 
+def final_error_line(prog: str, message: str, exit_code: int) -> str:
+    """The last line a failing command prints: ``prog: message``, or a JSON object under ``--log-format json``.
+
+    The JSON form has the keys of a log line plus ``exit_code``, so a
+    collector that reads the log reads the reason a command ended too.
+    """
+    if _format != "json":
+        return redact(f"{prog}: {message}")
+    entry = {"time": _utc_timestamp(time.time()), "site": _site, "level": "ERROR", "logger": prog,
+             "message": message, "exit_code": exit_code}
+    return redact(json.dumps(entry, ensure_ascii=False))
+
+
 def set_site(site: str | None) -> None:
     """Name the site shown on every later log line (``-`` when None)."""
     global _site
@@ -217,6 +233,8 @@ def setup_logging(
     if fmt not in FORMATS:
         raise ConfigError(f"log format {fmt!r} is not one of {', '.join(FORMATS)}")
     set_site(site)
+    global _format
+    _format = fmt
     handler: logging.Handler
     if log_file:
         try:

@@ -196,6 +196,11 @@ class MemoryStore:
         with self._cond:
             return self._db("database info").seq
 
+    def shards(self) -> Optional[Dict[str, List[str]]]:
+        with self._cond:
+            self._db("database info")
+        return None
+
     def create_database(self) -> bool:
         with self._cond:
             if self._closed:
@@ -354,8 +359,8 @@ class MemoryStore:
             db.feeds.append(feed)
         try:
             while True:
-                batch = self._next_on_feed(db, feed, heartbeat_s)
-                if batch is None and self._server._dbs.get(self._database) is not db:
+                gone, batch = self._next_on_feed(db, feed, heartbeat_s)
+                if gone:
                     return  # the database went away: the feed ends, as the server's does
                 if batch is None:
                     yield ChangeBatch({}, position)
@@ -367,8 +372,9 @@ class MemoryStore:
                 if feed in db.feeds:
                     db.feeds.remove(feed)
 
-    def _next_on_feed(self, db: _Database, feed: _Feed, heartbeat_s: float) -> Optional[ChangeBatch]:
-        """The feed's next change, or None after ``heartbeat_s`` without one (or once its database is gone)."""
+    def _next_on_feed(self, db: _Database, feed: _Feed, heartbeat_s: float) -> Tuple[bool, Optional[ChangeBatch]]:
+        """``(gone, batch)``: the feed's next change, None after ``heartbeat_s`` without one;
+        ``gone`` once the feed's database was deleted."""
         deadline = time.monotonic() + max(0.0, heartbeat_s)
         with self._cond:
             self._waiting += 1
@@ -376,11 +382,13 @@ class MemoryStore:
                 while not feed.pending:
                     if self._closed:
                         raise errors.StoreError(f"{self.describe()}: follow changes: the store is closed")
+                    if self._server._dbs.get(self._database) is not db:
+                        return True, None
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self._server._dbs.get(self._database) is not db:
-                        return None
+                    if remaining <= 0:
+                        return False, None
                     self._cond.wait(remaining)
-                return feed.pending.popleft()
+                return False, feed.pending.popleft()
             finally:
                 self._waiting -= 1
 

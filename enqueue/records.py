@@ -1,37 +1,82 @@
 """Turn records: one document per finished turn, written once by the site or the leader that ended it.
 
+The record's fields are docs/PROTOCOL.md §2.4; why every ended turn has one,
+and where today's code falls short of that, §5.3 and §5.4.
+
 ``write_once`` creates the record of a turn, or completes what is already
 stored under its id, so that ``enqueue history`` can read every turn:
 
 * an identical try whose answer was lost: nothing left to do;
-* the leader's record of taking the turn away (``revoked``, ``not
-  started``), when the writer is the site that ran it: the site's own report
-  is added under ``runner_report``, once;
+* a record that says something else about a turn the writer ran (the
+  leader's record of taking it away, or a record naming another site as its
+  runner): the writer's own report is added under ``runner_report``, once;
 * a document that does not parse, or names another turn: replaced, its old
   content kept under ``replaced``, with a warning.
+
+``outcome`` is what a reader takes from a record: the runner's own report
+when it made one, and no outcome at all (disputed) when the record and the
+report name different runners. So a record a site wrote about a turn it did
+not run is never taken as that turn's outcome once the runner has reported.
 
 Not guaranteed: that a record another writer changes at the same moment is
 completed; that loses a compare-and-swap, is logged, and the stored record
 stays as the other writer left it.
+
+A ``RecordQueue`` holds the records a writer still owes: each is written
+now or, if the database is away, at the next ``flush``, in order, and leaves
+the queue only once stored.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
 
 from enqueue import documents as docs
 from enqueue.documents import TurnRecord
 from enqueue.errors import Conflict, Forbidden
+from enqueue.store import Store
 
 log = logging.getLogger("enqueue.records")
 
 _REPORT_FIELDS = ("site", "how", "exit_code", "ended_at", "duration_s")
+DISPUTED = "disputed"
 
 
-def write_once(store: Any, rec: TurnRecord, me: str) -> None:
-    """Store ``rec`` (written by site ``me``), or complete the record already stored for its turn."""
-    body = docs.render_turn_record(rec)
+@dataclass(frozen=True)
+class Outcome:
+    """How a turn ended, as a reader should take it: ``how`` is ``disputed`` when the writers disagree on who ran it."""
+
+    site: str
+    how: str
+    exit_code: Optional[int]
+    dispute: Optional[str] = None
+
+
+def _says(rec: TurnRecord) -> tuple:
+    return rec.site, rec.how, rec.exit_code
+
+
+def outcome(rec: TurnRecord, raw: Mapping[str, Any]) -> Outcome:
+    """The outcome of the turn ``rec`` (parsed from ``raw``) records: the runner's own word over anyone else's."""
+    report = raw.get("runner_report")
+    if not isinstance(report, Mapping) or not isinstance(report.get("site"), str):
+        return Outcome(rec.site, rec.how, rec.exit_code)
+    how = report.get("how") if isinstance(report.get("how"), str) else "unknown"
+    code = report.get("exit_code")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else None
+    if report["site"] == rec.site:
+        return Outcome(rec.site, how, code)
+    return Outcome(rec.site, DISPUTED, None,
+                   dispute=f"the record says {rec.site} ran it ({rec.how}, exit {rec.exit_code}); "
+                           f"{report['site']} reports it ran it ({how}, exit {code})")
+
+
+def write_once(store: Store, rec: TurnRecord, me: str, prefix: str = docs.TURN_PREFIX) -> None:
+    """Store ``rec`` (written by site ``me``) under ``prefix`` (its document set's, ``docs.turn_prefix``),
+    or complete the record already stored for its turn."""
+    body = docs.render_turn_record(rec, prefix)
     doc_id = body["_id"]
     try:
         store.put(body)
@@ -49,9 +94,41 @@ def write_once(store: Any, rec: TurnRecord, me: str) -> None:
             body["_rev"] = existing["_rev"]
             body["replaced"] = {k: v for k, v in existing.items() if not k.startswith("_")}
             store.put(body)
-        elif rec.site == me and parsed.site == rec.site and parsed.how != rec.how \
-                and "runner_report" not in existing:
+        elif rec.site == me and _says(parsed) != _says(rec):
+            if "runner_report" in existing:
+                log.error("turn record %s says %s ran turn %d (%s) and has a report already; this site ran it "
+                          "(%s, exit %s): its own report could not be added", doc_id, parsed.site, rec.turn,
+                          parsed.how, rec.how, rec.exit_code)
+                return
+            if parsed.site != me:
+                log.error("turn record %s says %s ran turn %d, but this site did: adding its own report, so the "
+                          "turn reads as disputed", doc_id, parsed.site, rec.turn)
             existing["runner_report"] = {k: body[k] for k in _REPORT_FIELDS}
             store.put(existing)
     except (Conflict, Forbidden) as exc:
         log.warning("could not complete turn record %s: %s", doc_id, exc)
+
+
+class RecordQueue:
+    """The turn records site ``me`` still has to write, oldest first."""
+
+    def __init__(self, store: Store, me: str, prefix: str = docs.TURN_PREFIX) -> None:
+        self._store = store
+        self._me = me
+        self._prefix = prefix  # the document set's (docs.turn_prefix)
+        self.pending: list[TurnRecord] = []
+
+    def add(self, rec: TurnRecord) -> None:
+        """Queue ``rec`` and try to write everything queued (a StoreError leaves it queued)."""
+        self.pending.append(rec)
+        self.flush()
+
+    def write_now(self, rec: TurnRecord) -> None:
+        """Write ``rec`` now, outside the queue (a StoreError is the caller's to handle)."""
+        write_once(self._store, rec, self._me, self._prefix)
+
+    def flush(self) -> None:
+        """Write the queued records in order; stops at the first that fails (StoreError)."""
+        while self.pending:
+            write_once(self._store, self.pending[0], self._me, self._prefix)
+            self.pending.pop(0)

@@ -1,4 +1,4 @@
-"""Who is next: alphabetical turns among eligible sites.
+"""Who is next: alphabetical turns among eligible sites (docs/PROTOCOL.md §3.4, §3.8).
 
 A site is *eligible* for a turn when it is registered, alive (not stale, not
 ``left``), not drained, and wants a turn (waiting, or running with --repeat).

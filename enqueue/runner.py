@@ -35,10 +35,12 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import enqueue
+from enqueue.config import CONNECTION_ENV_PREFIX
 from enqueue.errors import EnqueueError
+from enqueue.outcomes import SHUTDOWN
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,12 @@ _BOOTSTRAP = (
 )
 
 
+def command_environment(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment the supervisor, and so every command, starts from: ``environ`` minus enqueue's own
+    connection settings (every ``ENQUEUE_COUCHDB_*`` variable: a password, a URL with credentials in it)."""
+    return {k: v for k, v in environ.items() if not k.startswith(CONNECTION_ENV_PREFIX)}
+
+
 class RunnerError(EnqueueError):
     """runner: the supervisor could not be started, or is gone."""
 
@@ -65,8 +73,9 @@ class RunnerEvent:
 
     ``kind`` is ``started``, ``exited``, ``spawn_failed`` or
     ``supervisor_died``. ``exit_code`` follows the shell (128 + signal number
-    when killed by a signal); ``how`` is ``exited``, ``fenced``, ``stopped``
-    (``reason`` gives the agent's reason) or ``agent-gone``.
+    when killed by a signal); ``how`` is an ``Outcome`` value: ``exited``,
+    ``fenced``, ``stopped`` (``reason`` gives the agent's reason) or
+    ``agent-gone``.
     """
 
     kind: str
@@ -116,6 +125,7 @@ class Runner:
                  "--control-fd", str(control_r), "--events-fd", str(events_w),
                  "--kill-grace", repr(float(kill_grace_s))],
                 pass_fds=(control_r, events_w),
+                env=command_environment(os.environ),
                 # A group of its own: a stop signal sent to the agent's job
                 # (kill -STOP -PGID) must not freeze the fence with the agent.
                 # The supervisor follows the agent through the control pipe.
@@ -199,7 +209,7 @@ class Runner:
                 if self._closed:
                     return
                 self._closed = True
-                self._send({"op": "shutdown"})
+                self._send({"op": SHUTDOWN})
                 os.close(self._control)
             try:
                 self._proc.wait(self.kill_grace_s + _CLOSE_MARGIN_S)

@@ -1,6 +1,6 @@
 """What the leader writes: grants, revocations and the published rotation.
 
-Rules kept (DESIGN §3.4, §3.6):
+Rules kept (docs/PROTOCOL.md §3.4; why the silence suffices: §5.1):
 * a turn is granted only when nobody holds one: the last turn is done, or
   its holder is gone;
 * a *granted* turn whose holder is stale, left, drained away or no longer
@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from enqueue.documents import DONE, GRANTED, LEFT, RUNNING, Heartbeat, LeaderDoc, SiteEntry
+from enqueue.outcomes import Outcome
 from enqueue.rotation import eligible_sites, next_after
 
 
@@ -101,7 +102,7 @@ def plan(
                 doc,
                 status=DONE,
                 last_exit_code=None,
-                last_how="revoked" if doc.status == RUNNING else "not started",
+                last_how=Outcome.REVOKED if doc.status == RUNNING else Outcome.NOT_STARTED,
                 ended_at=now_text,
                 rotation=eligible,
                 updated_by=me,

@@ -20,7 +20,10 @@ claim leadership; the claim is still a compare-and-swap), nor whether the
 leader of the moment writes a turn record. See docs/SECURITY.md.
 
 ``install`` needs admin credentials and is idempotent: it changes only what
-differs and keeps names and roles an operator added to ``_security``.
+differs and keeps names and roles an operator added to ``_security``. One
+database may hold several document sets (``-L``/``-S``): the design
+document lists every set installed so far, and installing one more keeps
+the others usable for the sites.
 """
 
 from __future__ import annotations
@@ -28,15 +31,19 @@ from __future__ import annotations
 import json
 import re
 from importlib import resources
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_SITES_DOC
+from enqueue.documents import turn_prefix
 from enqueue.errors import ConfigError, Conflict, StoreError
+from enqueue.store import Store
 
 __all__ = [
     "DESIGN_DOC_ID",
     "DEFAULT_SITE_ROLE",
     "DEFAULT_ADMIN_ROLE",
+    "DocumentSet",
+    "DEFAULT_SET",
     "VALIDATOR_VERSION",
     "validator_source",
     "security_object",
@@ -49,7 +56,17 @@ DESIGN_DOC_ID = "_design/enqueue"
 DEFAULT_SITE_ROLE = "enqueue_site"
 DEFAULT_ADMIN_ROLE = "enqueue_admin"
 #: Grows when the rules change, so a reader of the design document can tell them apart.
-VALIDATOR_VERSION = 1
+VALIDATOR_VERSION = 2
+
+
+class DocumentSet(NamedTuple):
+    """One rotation's shared documents: its leader doc and sites doc (turn records follow the leader doc)."""
+
+    leader_doc: str
+    sites_doc: str
+
+
+DEFAULT_SET = DocumentSet(DEFAULT_LEADER_DOC, DEFAULT_SITES_DOC)
 
 _VALIDATOR_FILE = "validate_doc_update.js"
 _SETTINGS_LINE = re.compile(r"^(\s*var SETTINGS = ).*;$", re.MULTILINE)
@@ -68,8 +85,7 @@ def validator_source(
     *,
     site_role: str = DEFAULT_SITE_ROLE,
     admin_role: str = DEFAULT_ADMIN_ROLE,
-    leader_doc: str = DEFAULT_LEADER_DOC,
-    sites_doc: str = DEFAULT_SITES_DOC,
+    sets: Sequence[DocumentSet] = (DEFAULT_SET,),
 ) -> str:
     """The ``validate_doc_update`` function as installed: the file's function with its settings filled in.
 
@@ -80,9 +96,12 @@ def validator_source(
     start = re.search(r"^function\b", text, re.MULTILINE)
     if start is None:
         raise RuntimeError(f"{_VALIDATOR_FILE} holds no function")
-    settings = json.dumps(
-        {"site_role": site_role, "admin_role": admin_role, "leader_doc": leader_doc, "sites_doc": sites_doc}
-    )
+    settings = json.dumps({
+        "site_role": site_role,
+        "admin_role": admin_role,
+        "sets": [{"leader_doc": s.leader_doc, "sites_doc": s.sites_doc, "turn_prefix": turn_prefix(s.leader_doc)}
+                 for s in sets],
+    })
     source, count = _SETTINGS_LINE.subn(lambda m: f"{m.group(1)}{settings};", text[start.start():], count=1)
     if count != 1:
         raise RuntimeError(f"{_VALIDATOR_FILE} has no SETTINGS line to fill in")
@@ -112,13 +131,30 @@ def security_object(existing: Optional[Mapping[str, Any]], *, site_role: str, ad
     return out
 
 
+def installed_sets(existing: Optional[Mapping[str, Any]]) -> list[DocumentSet]:
+    """The document sets a stored ``_design/enqueue`` covers (version 1 recorded a single one)."""
+    settings = existing.get("enqueue") if isinstance(existing, Mapping) else None
+    if not isinstance(settings, Mapping):
+        return []
+    listed = settings.get("sets")
+    if not isinstance(listed, list):
+        listed = [settings]
+    out: list[DocumentSet] = []
+    for entry in listed:
+        if isinstance(entry, Mapping) and isinstance(entry.get("leader_doc"), str) \
+                and isinstance(entry.get("sites_doc"), str):
+            found = DocumentSet(entry["leader_doc"], entry["sites_doc"])
+            if found not in out:
+                out.append(found)
+    return out
+
+
 def design_document(
     existing: Optional[Mapping[str, Any]],
     *,
     site_role: str,
     admin_role: str,
-    leader_doc: str,
-    sites_doc: str,
+    sets: Sequence[DocumentSet],
 ) -> dict:
     """``_design/enqueue`` as it should be, carrying ``existing``'s ``_rev`` and any other fields in it."""
     out = {k: v for k, v in existing.items()} if isinstance(existing, Mapping) else {}
@@ -126,15 +162,12 @@ def design_document(
         {
             "_id": DESIGN_DOC_ID,
             "language": "javascript",
-            "validate_doc_update": validator_source(
-                site_role=site_role, admin_role=admin_role, leader_doc=leader_doc, sites_doc=sites_doc
-            ),
+            "validate_doc_update": validator_source(site_role=site_role, admin_role=admin_role, sets=sets),
             "enqueue": {
                 "version": VALIDATOR_VERSION,
                 "site_role": site_role,
                 "admin_role": admin_role,
-                "leader_doc": leader_doc,
-                "sites_doc": sites_doc,
+                "sets": [{"leader_doc": s.leader_doc, "sites_doc": s.sites_doc} for s in sets],
                 "rules": "docs/SECURITY.md",
             },
         }
@@ -142,7 +175,48 @@ def design_document(
     return out
 
 
-def installed_settings(store: Any) -> Optional[dict]:
+def _with_set(installed: list[DocumentSet], wanted: DocumentSet) -> list[DocumentSet]:
+    """``installed`` plus ``wanted``; a set naming either document differently is a separate set."""
+    for existing in installed:
+        if wanted.leader_doc in existing or wanted.sites_doc in existing:
+            if existing != wanted:
+                raise ConfigError(
+                    f"document set {wanted.leader_doc}/{wanted.sites_doc} shares a document with the installed set "
+                    f"{existing.leader_doc}/{existing.sites_doc}; give each set its own leader doc and sites doc"
+                )
+    return installed if wanted in installed else installed + [wanted]
+
+
+#: The rules' reason for a document no installed set knows (validate_doc_update.js says the same).
+UNKNOWN_DOCUMENT = "is not a document enqueue uses"
+
+
+def uncovered_set_problem(design: Optional[Mapping[str, Any]], leader_doc: str, sites_doc: str) -> Optional[str]:
+    """One line when the installed rules do not cover this document set (sites get 403 there); else None."""
+    if not isinstance(design, Mapping) or not isinstance(design.get("validate_doc_update"), str):
+        return None
+    sets = installed_sets(design)
+    if DocumentSet(leader_doc, sites_doc) in sets:
+        return None
+    covered = ", ".join(f"{s.leader_doc}/{s.sites_doc}" for s in sets) or "none"
+    options = "" if (leader_doc, sites_doc) == DEFAULT_SET else f" -L {leader_doc} -S {sites_doc}"
+    return (f"the access rules ({DESIGN_DOC_ID}) cover the document sets {covered}, not {leader_doc}/{sites_doc}: "
+            f"site accounts are refused every write to it; run 'enqueue init CONFIG{options}' with an admin's "
+            f"credentials")
+
+
+def locks_out(refusal: str, own_heartbeat_id: str) -> bool:
+    """Whether a refusal (a Forbidden's or AuthFailed's text) means this site can never take part as configured.
+
+    True when its own heartbeat is refused (the account cannot act as the
+    site, lost its role or its password) or the rules know none of the
+    document (its set is not installed).
+    Any other refusal may pass once the documents change, so the agent retries.
+    """
+    return UNKNOWN_DOCUMENT in refusal or f"document {own_heartbeat_id!r}" in refusal
+
+
+def installed_settings(store: Store) -> Optional[dict]:
     """The settings recorded in the database's ``_design/enqueue`` (roles, document ids), or None."""
     doc = store.get(DESIGN_DOC_ID)
     settings = doc.get("enqueue") if isinstance(doc, dict) else None
@@ -150,7 +224,7 @@ def installed_settings(store: Any) -> Optional[dict]:
 
 
 def install(
-    store: Any,
+    store: Store,
     *,
     site_role: str = DEFAULT_SITE_ROLE,
     admin_role: str = DEFAULT_ADMIN_ROLE,
@@ -160,9 +234,10 @@ def install(
     """Install or update the ``_security`` object and ``_design/enqueue``; return what was done, one line each.
 
     Needs an admin's store (server admin, or admin of this database).
-    Writing it twice changes nothing the second time. Raises StoreError
-    (Forbidden or AuthFailed without admin rights) and ConfigError for bad
-    role names.
+    Writing it twice changes nothing the second time. The document sets
+    installed before stay covered. Raises StoreError (Forbidden or
+    AuthFailed without admin rights) and ConfigError for bad role names or
+    a set that shares a document with an installed one.
     """
     _check_role(site_role, "site role")
     _check_role(admin_role, "admin role")
@@ -174,18 +249,20 @@ def install(
     #    role must already refuse what a site may not write.
     for _ in range(_INSTALL_ATTEMPTS):
         current = store.get(DESIGN_DOC_ID)
-        wanted = design_document(
-            current, site_role=site_role, admin_role=admin_role, leader_doc=leader_doc, sites_doc=sites_doc
-        )
+        sets = _with_set(installed_sets(current), DocumentSet(leader_doc, sites_doc))
+        wanted = design_document(current, site_role=site_role, admin_role=admin_role, sets=sets)
+        covered = ", ".join(f"{s.leader_doc}/{s.sites_doc}" for s in sets)
         if current == wanted:
-            lines.append(f"design document {DESIGN_DOC_ID} is up to date (validation rules version {VALIDATOR_VERSION})")
+            lines.append(f"design document {DESIGN_DOC_ID} is up to date "
+                         f"(validation rules version {VALIDATOR_VERSION}; document sets {covered})")
             break
         try:
             store.put(wanted)
         except Conflict:
             continue
         verb = "installed" if current is None else "updated"
-        lines.append(f"{verb} design document {DESIGN_DOC_ID} (validation rules version {VALIDATOR_VERSION})")
+        lines.append(f"{verb} design document {DESIGN_DOC_ID} (validation rules version {VALIDATOR_VERSION}; "
+                     f"document sets {covered})")
         break
     else:
         raise StoreError(f"{DESIGN_DOC_ID} kept changing while it was being installed; try again")

@@ -39,6 +39,7 @@ from enqueue.config import (
     load_agent_settings,
 )
 from enqueue.errors import EXIT_FAILURE, Conflict, EnqueueError, Forbidden
+from enqueue.store import Store
 
 __all__ = [
     "AdminSettings",
@@ -125,9 +126,9 @@ def load_settings(args: argparse.Namespace) -> AdminSettings:
     )
 
 
-def open_store(settings: AdminSettings) -> Any:
+def open_store(settings: AdminSettings) -> Store:
     """A store on the configured database; close it when done."""
-    from enqueue.agent import open_store as _open
+    from enqueue.couchdb_store import open_store as _open  # the CouchDB client loads only when a command needs it
 
     return _open(settings.connection)
 
@@ -165,7 +166,7 @@ def parse_time(text: Optional[str], time_format: str) -> Optional[_dt.datetime]:
 
 
 def update(
-    store: Any,
+    store: Store,
     doc_id: str,
     change: Callable[[Optional[dict]], Optional[dict]],
     *,

@@ -101,7 +101,11 @@ class Store(Protocol):
         ...
 
     def create_database(self) -> bool:
-        """Create the database; True if it was created, False if it already existed."""
+        """Create the database (on a cluster: one copy, one shard); True if it was created, False if it existed."""
+        ...
+
+    def shards(self) -> Optional[Dict[str, List[str]]]:
+        """Shard range -> the nodes holding a copy of it; None when the server reports none (a single node)."""
         ...
 
     def delete_database(self) -> None:

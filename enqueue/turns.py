@@ -1,11 +1,11 @@
 """A site's own side of a turn: confirm it, finish it, notice losing it.
 
 * ``confirm``: the granted site marks its turn ``running`` by compare-and-swap
-  *before* it starts the command (DESIGN §3.5); a grant it read late, after
+  *before* it starts the command (docs/PROTOCOL.md §3.5); a grant it read late, after
   the leader re-granted, fails with 409 and nothing starts.
 * ``finish``: the site marks its turn ``done`` and, in the same write, passes
   the next turn along the leader's published rotation, so a handoff costs one
-  write (DESIGN §3.7). The leader decided who is in the rotation; the
+  write (docs/PROTOCOL.md §3.8). The leader decided who is in the rotation; the
   finishing site may only take itself out (when it does not repeat).
 * ``lost_reason``: why a command that runs here must stop now.
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from enqueue.documents import DONE, GRANTED, RUNNING, LeaderDoc
+from enqueue.outcomes import Outcome
 from enqueue.rotation import rotation_after_finish, successor
 from enqueue.scheduler import grant
 
@@ -65,11 +66,11 @@ def lost_reason(doc: LeaderDoc | None, me: str, turn: int) -> str | None:
     nobody can vouch for it any more.
     """
     if doc is None:
-        return "revoked"
+        return Outcome.REVOKED
     if not doc.holds(me, turn) or doc.status != RUNNING:
-        return "revoked"
+        return Outcome.REVOKED
     if doc.skip_turn == turn:
-        return "skipped"
+        return Outcome.SKIPPED
     return None
 
 

@@ -17,16 +17,22 @@
 //     add its report to a record of its own turn that the leader created;
 //   * nothing else: no deletions, no documents the protocol does not know.
 //
+// SETTINGS.sets lists every document set `enqueue init` installed (the
+// default one and any named with -L/-S): each has its own leader doc,
+// sites doc and turn-record prefix; heartbeats are per site, shared.
+//
 // enqueue.security installs everything from the line starting with
 // "function" on, with the SETTINGS line filled in. Plain ES5: CouchDB's
 // JavaScript engine may be old. It must never throw anything but a
 // {forbidden: ...} object: any other error is a 500 for the writer.
 function (newDoc, oldDoc, userCtx, secObj) {
-  var SETTINGS = {"site_role": "enqueue_site", "admin_role": "enqueue_admin", "leader_doc": "enqueue_leader", "sites_doc": "enqueue_sites"};
+  var SETTINGS = {"site_role": "enqueue_site", "admin_role": "enqueue_admin", "sets": [{"leader_doc": "enqueue_leader", "sites_doc": "enqueue_sites", "turn_prefix": "enqueue_turn:"}]};
 
   var HEARTBEAT_PREFIX = "enqueue_heartbeat:";
-  var TURN_PREFIX = "enqueue_turn:";
   var TURN_ID_DIGITS = 10;
+  var MAX_TURN = 9999999999;  // the widest turn number a record id holds
+  // What a leader's record of a turn it took away may say (no outcome: the runner reports that).
+  var TAKEN_AWAY = ["revoked", "not started"];
   var SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
   var GRANTED = "granted", RUNNING = "running", DONE = "done";
   // Leader-doc fields whose changes the rules below judge one by one.
@@ -143,12 +149,12 @@ function (newDoc, oldDoc, userCtx, secObj) {
     return HEARTBEAT_PREFIX + site;
   }
 
-  function turnRecordId(turn) {
+  function turnRecordId(turn, prefix) {
     var digits = String(turn);
     while (digits.length < TURN_ID_DIGITS) {
       digits = "0" + digits;
     }
-    return TURN_PREFIX + digits;
+    return prefix + digits;
   }
 
   // rotation.next_after: the first site after `last` alphabetically, wrapping around.
@@ -246,6 +252,16 @@ function (newDoc, oldDoc, userCtx, secObj) {
     if (isSet(raw.skip_turn) && n.skip_turn === null) {
       refuse("'skip_turn' must be a turn number or null");
     }
+    if (n.turn > MAX_TURN) {
+      refuse("turn numbers have at most " + TURN_ID_DIGITS + " digits (" + MAX_TURN + ")");
+    }
+  }
+
+  // How many revisions a document has had: each site write adds one and raises 'turn' by one at most.
+  function generation(doc) {
+    var rev = revisionOf(doc);
+    var count = rev === null ? NaN : parseInt(rev.split("-")[0], 10);
+    return isFinite(count) ? count : 0;
   }
 
   // ------------------------------------------------------------ the leader doc: what a site may change
@@ -383,8 +399,15 @@ function (newDoc, oldDoc, userCtx, secObj) {
         n.paused_reason !== (typeof oldDoc.paused_reason === "string" ? oldDoc.paused_reason : null)) {
       refuse("rewriting a leader document that does not parse must keep its paused and paused_reason");
     }
-    if (isCount(oldDoc.turn) && n.turn < oldDoc.turn) {
-      refuse("rewriting a leader document must not lower its turn below " + oldDoc.turn);
+    var oldTurn = isCount(oldDoc.turn) ? oldDoc.turn : 0;
+    if (n.turn < oldTurn) {
+      refuse("rewriting a leader document must not lower its turn below " + oldTurn);
+    }
+    // No write so far can have taken 'turn' beyond the document's revision count, unless an admin set it.
+    var highest = Math.max(oldTurn, generation(oldDoc));
+    if (n.turn > highest) {
+      refuse("rewriting a leader document must not raise its turn beyond " + highest +
+             " (its old turn, or its number of revisions)");
     }
   }
 
@@ -457,30 +480,69 @@ function (newDoc, oldDoc, userCtx, secObj) {
     }
   }
 
-  function checkTurnRecord(newDoc, oldDoc, me) {
+  function checkTurnRecord(newDoc, oldDoc, me, prefix) {
     if (oldDoc === null) {
-      if (!isCount(newDoc.turn) || turnRecordId(newDoc.turn) !== newDoc._id) {
-        refuse("a turn record's id must be " + TURN_PREFIX + "<its turn, " + TURN_ID_DIGITS + " digits>");
+      if (!isCount(newDoc.turn) || newDoc.turn > MAX_TURN || turnRecordId(newDoc.turn, prefix) !== newDoc._id) {
+        refuse("a turn record's id must be " + prefix + "<its turn, " + TURN_ID_DIGITS + " digits>");
       }
-      if (newDoc.site !== me && newDoc.leader !== me) {
-        refuse("a turn record must name the writing site as its 'site' or its 'leader'");
+      if (newDoc.site !== me) {
+        // Another site's turn: only its leader's word that it took the turn away, no outcome.
+        if (newDoc.leader !== me) {
+          refuse("a turn record must name the writing site as its 'site' or its 'leader'");
+        }
+        if (!contains(TAKEN_AWAY, newDoc.how) || isSet(newDoc.exit_code) || isSet(newDoc.runner_report)) {
+          refuse("a record of another site's turn may only say that its leader took it away " +
+                 "(how 'revoked' or 'not started', no exit code); the runner reports the outcome");
+        }
       }
       if (isSet(newDoc.runner_report) && !(isObject(newDoc.runner_report) && newDoc.runner_report.site === me)) {
         refuse("a runner report must name the writing site");
       }
       return;
     }
-    // Written once; the runner of a turn the leader recorded may add its own report.
+    // Written once. A site that ran the turn adds its own report: to the
+    // leader's record of taking it away, or to a record that names another
+    // site as its runner (readers then show the turn as disputed).
     if (isSet(oldDoc.runner_report)) {
       refuse("a turn record is written once, and has its runner's report already");
     }
-    if (oldDoc.site !== me) {
-      refuse("only the site that ran a turn may add its report to the turn record");
+    if (oldDoc.site === me && !contains(TAKEN_AWAY, oldDoc.how)) {
+      refuse("a turn record is written once; its own site adds a report only to its leader's record of taking it away");
     }
     if (!isObject(newDoc.runner_report) || newDoc.runner_report.site !== me) {
       refuse("a turn record is written once; its runner may only add a 'runner_report' naming itself");
     }
     othersUnchanged(newDoc, oldDoc, ["runner_report"], "a turn record");
+  }
+
+  // ------------------------------------------------------------ which revision a write replaces
+
+  // CouchDB hands the function the new document with its revision history
+  // (_rev, _revisions) as the write names it, and the stored revision that
+  // history leads to (or null). An ordinary write names the revision it
+  // replaces: _rev is oldDoc's, and a new document has neither. A replicated
+  // write (new_edits: false) names its own new revision instead, and its
+  // oldDoc is whatever stored ancestor its made-up history reaches: null, or
+  // an old revision rather than the current one. pouchdb-server copies the
+  // current revision's history into _revisions and compares _rev itself.
+  function revisionOf(doc) {
+    return isObject(doc) && typeof doc._rev === "string" ? doc._rev : null;
+  }
+
+  function checkReplacesCurrent(newDoc, oldDoc) {
+    var rev = revisionOf(newDoc);
+    var history = newDoc._revisions;
+    if (isSet(history)) {
+      if (!isObject(history) || !isCount(history.start) || !isArrayValue(history.ids) || history.ids.length === 0 ||
+          rev !== history.start + "-" + history.ids[0]) {
+        refuse("a write's _revisions must name its _rev");
+      }
+    }
+    var replaced = isObject(oldDoc) ? revisionOf(oldDoc) : null;
+    if (rev !== replaced) {
+      refuse("a site may only replace a document's current revision (replicated writes, new_edits: false, " +
+             "are for admins)");
+    }
   }
 
   // ------------------------------------------------------------ who writes
@@ -517,19 +579,32 @@ function (newDoc, oldDoc, userCtx, secObj) {
     if (!isObject(newDoc) || typeof newDoc._id !== "string") {
       refuse("not a document");
     }
+    checkReplacesCurrent(newDoc, oldDoc);
     if (newDoc._deleted === true) {
       refuse("only an admin may delete documents");
     }
     var old = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
     var id = newDoc._id;
-    if (id === SETTINGS.leader_doc) {
-      checkLeaderDoc(newDoc, old, name);
-    } else if (id === SETTINGS.sites_doc) {
-      checkSitesDoc(newDoc, old, name);
-    } else if (id.indexOf(HEARTBEAT_PREFIX) === 0) {
+    var sets = isArrayValue(SETTINGS.sets) ? SETTINGS.sets : [];
+    var recordPrefix = null;
+    for (var i = 0; i < sets.length; i++) {
+      if (id === sets[i].leader_doc) {
+        checkLeaderDoc(newDoc, old, name);
+        return;
+      }
+      if (id === sets[i].sites_doc) {
+        checkSitesDoc(newDoc, old, name);
+        return;
+      }
+      var prefix = sets[i].turn_prefix;
+      if (id.indexOf(prefix) === 0 && (recordPrefix === null || prefix.length > recordPrefix.length)) {
+        recordPrefix = prefix;
+      }
+    }
+    if (id.indexOf(HEARTBEAT_PREFIX) === 0) {
       checkHeartbeat(newDoc, name);
-    } else if (id.indexOf(TURN_PREFIX) === 0) {
-      checkTurnRecord(newDoc, old, name);
+    } else if (recordPrefix !== null) {
+      checkTurnRecord(newDoc, old, name, recordPrefix);
     } else {
       refuse("'" + id + "' is not a document enqueue uses; only an admin may write it");
     }

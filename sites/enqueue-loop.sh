@@ -6,6 +6,7 @@
 # Every iteration:
 #   1. the monitoring step (--monitor): a shell command every site runs at
 #      every iteration, at the same time as the others -- it is NOT enqueued;
+#      it gets the loop's environment minus every ENQUEUE_COUCHDB_* variable;
 #   2. the submission step: 'enqueue run CONFIG SITE --no-repeat -- SUBMIT_CMD...'
 #      waits for this site's turn, runs SUBMIT_CMD once, and ends the turn;
 #   3. a pause (--pause) before the next iteration.
@@ -14,6 +15,24 @@
 #
 #   2026-11-22T03:04:05Z enqueue-loop alpha: iteration 3: monitor exit 0
 #   2026-11-22T03:04:17Z enqueue-loop alpha: iteration 3: submission exit 0 (12 s)
+#
+# When 'enqueue run' fails before the submission started, the loop tells its
+# exit code from the submission's own (the submission is started through a
+# one-line shell wrapper that marks the start, then execs it):
+#   3 (database unreachable): logged, and the next iteration waits
+#     --retry-delay, doubled after every further 3 up to --retry-max (never
+#     less than --pause); back to --retry-delay after an iteration that got
+#     past the database;
+#   2, 4, 5, 6, 7 (configuration, credentials, missing database, clustered
+#     database, another agent of this site on this host): retrying cannot fix
+#     them, so the loop logs one line saying why and exits with that code
+#     (under systemd the unit then fails and stays down, see enqueue@.service):
+#
+#   2026-11-22T03:04:05Z enqueue-loop alpha: iteration 3: enqueue run exit 3 before the submission started (database unreachable): next try in 60 s
+#   2026-11-22T03:04:05Z enqueue-loop alpha: iteration 4: enqueue run exit 4 before the submission started (credentials refused or not allowed): retrying cannot fix that, stopping with exit code 4
+#
+# A submission that itself exits 2..7 is logged like any other exit code and
+# the loop goes on.
 #
 # Ctrl-C or SIGTERM stops the loop cleanly: the step in progress gets
 # SIGTERM (a submission ends its turn the way 'enqueue run' does: the command
@@ -28,9 +47,13 @@
 #   -e, --enqueue PROGRAM  [ENQUEUE_LOOP_ENQUEUE]  the enqueue program, split on spaces (default: enqueue)
 #   -o, --run-option OPT   an option for 'enqueue run' (repeatable), e.g. -o --log-file=/var/log/enqueue/alpha.log
 #   -n, --iterations N     stop after N iterations (default: until stopped)
+#       --retry-delay SECONDS  [ENQUEUE_LOOP_RETRY_DELAY]  first wait after 'database unreachable' (default: 30)
+#       --retry-max SECONDS    [ENQUEUE_LOOP_RETRY_MAX]    longest such wait (default: 1800)
 #   -h, --help             show this text
 #
-# Exit codes: 0 stopped by a signal or after --iterations; 2 usage error.
+# Exit codes: 0 stopped by a signal or after --iterations; 2 usage error of
+# this script; 2, 4, 5, 6, 7 the exit code of 'enqueue run' when it failed
+# before the submission started in a way retrying cannot fix.
 
 set -u
 
@@ -48,6 +71,8 @@ pause=${ENQUEUE_LOOP_PAUSE:-60}
 log_file=${ENQUEUE_LOOP_LOG:-}
 enqueue_program=${ENQUEUE_LOOP_ENQUEUE:-enqueue}
 iterations=0
+retry_delay=${ENQUEUE_LOOP_RETRY_DELAY:-30}
+retry_max=${ENQUEUE_LOOP_RETRY_MAX:-1800}
 run_options=()
 
 while [ $# -gt 0 ]; do
@@ -64,6 +89,10 @@ while [ $# -gt 0 ]; do
         --run-option=*) run_options+=("${1#*=}"); shift ;;
         -n|--iterations) [ $# -ge 2 ] || die_usage "$1 needs a value"; iterations=$2; shift 2 ;;
         --iterations=*) iterations=${1#*=}; shift ;;
+        --retry-delay) [ $# -ge 2 ] || die_usage "$1 needs a value"; retry_delay=$2; shift 2 ;;
+        --retry-delay=*) retry_delay=${1#*=}; shift ;;
+        --retry-max) [ $# -ge 2 ] || die_usage "$1 needs a value"; retry_max=$2; shift 2 ;;
+        --retry-max=*) retry_max=${1#*=}; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; break ;;
         -*) die_usage "unknown option $1" ;;
@@ -79,6 +108,8 @@ shift 2
 [ $# -ge 1 ] || die_usage "SUBMIT_CMD is required after CONFIG SITE"
 [[ $pause =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--pause must be a number of seconds, not '$pause'"
 [[ $iterations =~ ^[0-9]+$ ]] || die_usage "--iterations must be a whole number, not '$iterations'"
+[[ $retry_delay =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--retry-delay must be a number of seconds, not '$retry_delay'"
+[[ $retry_max =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--retry-max must be a number of seconds, not '$retry_max'"
 read -r -a enqueue_cmd <<< "$enqueue_program"
 [ ${#enqueue_cmd[@]} -ge 1 ] || die_usage "--enqueue is empty"
 
@@ -123,22 +154,74 @@ run_step() {
     child=""
 }
 
+# The exit codes of 'enqueue run' itself that retrying cannot fix (docs/OPERATIONS.md).
+unfixable_reason() {
+    case $1 in
+        2) echo "usage or configuration error" ;;
+        4) echo "credentials refused or not allowed" ;;
+        5) echo "the database does not exist" ;;
+        6) echo "the database keeps several copies (n > 1)" ;;
+        7) echo "an agent of this site already runs on this host" ;;
+        *) return 1 ;;
+    esac
+}
+
+# backoff N: seconds to wait after the Nth 'database unreachable' in a row.
+backoff() {
+    awk -v first="$retry_delay" -v most="$retry_max" -v pause="$pause" -v n="$1" 'BEGIN {
+        d = first * 2 ^ (n - 1); if (d > most) d = most; if (d < pause) d = pause; printf "%g", d }'
+}
+
+# The submission runs as 'bash -c WRAPPER MARKER SUBMIT_CMD...': it creates
+# MARKER, then execs SUBMIT_CMD (same process, same process group, same exit
+# code). No MARKER after 'enqueue run' has ended: the exit code is enqueue's own.
+marker_dir=$(mktemp -d "${TMPDIR:-/tmp}/enqueue-loop.XXXXXX") || { echo "enqueue-loop.sh: cannot create a temporary directory" >&2; exit 1; }
+trap 'rm -rf "$marker_dir"' EXIT
+marker="$marker_dir/started"
+# shellcheck disable=SC2016  # expanded by the wrapper's shell, not here
+wrapper=': > "$0" || exit 1; exec "$@"'
+
 log "started: config $config, pause ${pause} s, submission: $*"
 iteration=0
+unreachable=0
 while [ -z "$stop_signal" ]; do
     iteration=$((iteration + 1))
 
-    # 1. Monitoring: every site, every iteration, not enqueued.
+    # 1. Monitoring: every site, every iteration, not enqueued. Like the
+    #    submission's command, it runs without enqueue's connection settings
+    #    (ENQUEUE_COUCHDB_*: a password, a URL with credentials in it).
     if [ -n "$monitor" ]; then
-        run_step bash -c "$monitor"
+        without_connection=(env)
+        for name in ${!ENQUEUE_COUCHDB_@}; do
+            without_connection+=(-u "$name")
+        done
+        run_step "${without_connection[@]}" bash -c "$monitor"
         log "iteration $iteration: monitor exit $rc"
         [ -n "$stop_signal" ] && break
     fi
 
     # 2. Submission: one turn, in the rotation with the other sites.
     started=$SECONDS
-    run_step "${enqueue_cmd[@]}" run "$config" "$site" --no-repeat ${run_options[@]+"${run_options[@]}"} -- "$@"
-    log "iteration $iteration: submission exit $rc ($((SECONDS - started)) s)"
+    rm -f "$marker"
+    run_step "${enqueue_cmd[@]}" run "$config" "$site" --no-repeat ${run_options[@]+"${run_options[@]}"} \
+        -- bash -c "$wrapper" "$marker" "$@"
+    wait_s=$pause
+    if [ -e "$marker" ]; then
+        log "iteration $iteration: submission exit $rc ($((SECONDS - started)) s)"
+        unreachable=0
+    elif [ -n "$stop_signal" ]; then
+        log "iteration $iteration: enqueue run exit $rc before the submission started"
+    elif reason=$(unfixable_reason "$rc"); then
+        log "iteration $iteration: enqueue run exit $rc before the submission started ($reason): retrying cannot fix that, stopping with exit code $rc"
+        exit "$rc"
+    elif [ "$rc" -eq 3 ]; then
+        unreachable=$((unreachable + 1))
+        wait_s=$(backoff "$unreachable")
+        log "iteration $iteration: enqueue run exit 3 before the submission started (database unreachable): next try in $wait_s s"
+    else
+        log "iteration $iteration: enqueue run exit $rc before the submission started"
+        unreachable=0
+    fi
     [ -n "$stop_signal" ] && break
 
     if [ "$iterations" -gt 0 ] && [ "$iteration" -ge "$iterations" ]; then
@@ -146,8 +229,8 @@ while [ -z "$stop_signal" ]; do
         exit 0
     fi
 
-    # 3. The pause; a signal ends it at once.
-    run_step sleep "$pause"
+    # 3. The pause (longer after 'database unreachable'); a signal ends it at once.
+    run_step sleep "$wait_s"
 done
 log "stopped by $stop_signal after $iteration iterations"
 exit 0

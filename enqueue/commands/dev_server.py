@@ -67,7 +67,7 @@ def execute(args: argparse.Namespace) -> int:
         print(server.url, flush=True)
         while not stop.wait(0.5):
             if not server.running:
-                raise DevServerError(f"pouchdb-server on {server.url} exited unexpectedly")
+                raise DevServerError(f"pouchdb-server on {server.url} ended unexpectedly: {server.ended_because()}")
     finally:
         server.stop()
         for signum, handler in previous.items():

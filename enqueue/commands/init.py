@@ -10,9 +10,14 @@ Steps, each idempotent (running ``init`` again changes nothing and says so):
 3. the access rules (``_security`` and the ``validate_doc_update`` design
    document) through ``install_security``.
 
+On a CouchDB cluster the database is created with one copy in one shard
+(``?n=1&q=1``), the only layout where a compare-and-swap is one; an existing
+database with more copies is refused (exit 6, nothing written) unless
+``--allow-cluster`` says to go on (``enqueue.placement``).
+
 Output: one line per step, ``<what>: created`` or ``<what>: already
-existed``, then what the access rules step did, and a warning when the
-database keeps more than one copy of each document (agents refuse it).
+existed`` (the database's line says which node holds it), then what the
+access rules step did, and a warning for a layout weaker than one node.
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ from dataclasses import replace
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import security, steering
-from enqueue.errors import EXIT_CLUSTER_REFUSED, AuthFailed, Conflict, DatabaseMissing, Forbidden, StoreError
+from enqueue import placement, security, steering
+from enqueue.errors import AuthFailed, ClusterRefused, Conflict, DatabaseMissing, Forbidden, StoreError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "init"
 HELP = "create the database, the leader and sites documents and the access rules (idempotent)"
@@ -33,11 +39,16 @@ HELP = "create the database, the leader and sites documents and the access rules
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``init``'s arguments to its subparser."""
     steering.add_config_argument(parser)
+    parser.add_argument("--allow-cluster", action="store_true",
+                        help="go on with an existing database that keeps several copies of each document (n > 1), "
+                             "where a 409 is no compare-and-swap (see docs/GUARANTEES.md section 5)")
     steering.add_document_options(parser)
     add_logging_arguments(parser)
-    parser.epilog = ("Creating the database and installing the access rules need a server admin's credentials "
-                     "in CONFIG. Exit codes: 0 done (also when everything existed); 2 configuration error; "
-                     "3 database unreachable; 4 credentials refused or not an admin's.")
+    parser.epilog = ("A new database is created with n=1&q=1 (one copy, one shard). Creating the database and "
+                     "installing the access rules need a server admin's credentials in CONFIG. Exit codes: "
+                     "0 done (also when everything existed); 2 configuration error; 3 database unreachable; "
+                     "4 credentials refused or not an admin's; 6 the database keeps several copies (n > 1) and "
+                     "--allow-cluster was not given.")
 
 
 def session_roles(settings: steering.AdminSettings) -> Optional[list[str]]:
@@ -59,14 +70,14 @@ def session_roles(settings: steering.AdminSettings) -> Optional[list[str]]:
     return [r for r in roles if isinstance(r, str)] if isinstance(roles, list) else None
 
 
-def _no_rights(store: Any, config: str, detail: str) -> AuthFailed:
+def _no_rights(store: Store, config: str, detail: str) -> AuthFailed:
     return AuthFailed(
         f"cannot create {store.describe()}: the credentials in {config} are not a server admin's ({detail}); "
         f"run 'enqueue init' with an admin's credentials, or have an admin create the database"
     )
 
 
-def create_database(store: Any, settings: steering.AdminSettings) -> bool:
+def create_database(store: Store, settings: steering.AdminSettings) -> bool:
     """Create the database if it is missing; True if it was created. Raises with one clear line without rights.
 
     Only a server admin may create a database. Asking first, rather than
@@ -87,7 +98,7 @@ def create_database(store: Any, settings: steering.AdminSettings) -> bool:
         raise _no_rights(store, settings.config_path, str(exc)) from None
 
 
-def create_document(store: Any, body: dict) -> bool:
+def create_document(store: Store, body: dict) -> bool:
     """Write ``body`` only if no document has its id; True if it was created."""
     try:
         store.put(body)
@@ -96,7 +107,7 @@ def create_document(store: Any, body: dict) -> bool:
         return False
 
 
-def install_security(store: Any, settings: steering.AdminSettings) -> list[str]:
+def install_security(store: Store, settings: steering.AdminSettings) -> list[str]:
     """Install the database's access rules; one line per thing done.
 
     ``enqueue.security.install`` writes the ``_security`` object and the
@@ -105,7 +116,7 @@ def install_security(store: Any, settings: steering.AdminSettings) -> list[str]:
     return list(security.install(store, leader_doc=settings.leader_doc, sites_doc=settings.sites_doc))
 
 
-def _existing_problems(store: Any, doc_id: str, parse: Any) -> str:
+def _existing_problems(store: Store, doc_id: str, parse: Any) -> str:
     parsed, problems = parse(store.get(doc_id), doc_id)
     if parsed is None and problems:
         return f" (but it does not parse: {'; '.join(problems)})"
@@ -117,7 +128,13 @@ def execute(args: argparse.Namespace) -> int:
     settings = steering.load_settings(args)
     with steering.open_store(settings) as store:
         created = create_database(store, settings)
-        print(f"{store.describe()}: {'created' if created else 'already existed'}")
+        where = placement.read(store)
+        held = "" if where is None else f"; {placement.describe(where)}"
+        print(f"{store.describe()}: {'created' if created else 'already existed'}{held}")
+        if where is not None:
+            refusal = placement.cluster_refusal(where, store.describe(), store.database, args.allow_cluster)
+            if refusal is not None:
+                raise ClusterRefused(refusal + "; nothing was written")
 
         who, when = steering.actor(settings), steering.now_text(settings)
         leader = replace(docs.new_leader_doc(settings.leader_doc), updated_by=who, updated_at=when)
@@ -136,9 +153,7 @@ def execute(args: argparse.Namespace) -> int:
         for line in install_security(store, settings):
             print(line)
 
-        copies = store.copies()
-        if copies > 1:
-            print(f"warning: {store.describe()} keeps {copies} copies of each document (n={copies}); agents refuse "
-                  f"it (exit code {EXIT_CLUSTER_REFUSED}) unless allow_cluster = true: a 409 is no compare-and-swap "
-                  f"on a cluster. Create the database with n=1 (PUT /{store.database}?n=1)")
+        warning = None if where is None else placement.cluster_warning(where, store.describe(), store.database)
+        if warning is not None:
+            print(warning)
     return 0

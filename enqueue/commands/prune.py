@@ -16,13 +16,13 @@ Output (stdout), one of::
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from enqueue import documents as docs
 from enqueue import steering
 from enqueue.commands.history import _count
 from enqueue.errors import Conflict, Forbidden
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "prune"
 HELP = "delete all but the newest N turn records"
@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _turn_of(doc_id: str) -> str:
-    number = doc_id[len(docs.TURN_PREFIX):]
+    number = doc_id.rsplit(":", 1)[-1]
     if not number.isdigit():
         return doc_id
     return number.lstrip("0") or "0"
@@ -59,7 +59,7 @@ def _span(ids: list[str]) -> str:
     return f" (turn {first})" if first == last else f" (turns {first} to {last})"
 
 
-def delete_record(store: Any, doc: dict) -> bool:
+def delete_record(store: Store, doc: dict) -> bool:
     """Delete one record by compare-and-swap, re-reading on conflict; False when it is already gone."""
     for _ in range(steering.WRITE_ATTEMPTS):
         try:
@@ -80,7 +80,7 @@ def execute(args: argparse.Namespace) -> int:
     settings = steering.load_settings(args)
     with steering.open_store(settings) as store:
         store.check()
-        records = store.list_prefix(docs.TURN_PREFIX)
+        records = store.list_prefix(docs.turn_prefix(settings.leader_doc))
         records.sort(key=lambda d: d["_id"])
         cut = max(0, len(records) - args.keep)
         old, kept = records[:cut], records[cut:]

@@ -13,9 +13,11 @@ Durations on the command line are minutes unless suffixed (``30s``, ``2m``,
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from typing import Any, Optional, Sequence
 
+from enqueue import site_names
 from enqueue.config import (
     DEFAULT_KILL_GRACE_S,
     DEFAULT_LEADER_DOC,
@@ -41,6 +43,8 @@ from enqueue.errors import (
 )
 from enqueue.logs import add_logging_arguments
 from enqueue.usage import OneLineParser
+
+log = logging.getLogger("enqueue.run")
 
 NAME = "run"
 HELP = "take turns with the other sites running a command"
@@ -71,7 +75,8 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "-s", "--heartbeat-stale", dest="heartbeat_stale_s", metavar="DURATION", type=duration_arg,
-        help="silence after which a site counts as gone; more than twice the heartbeat delay "
+        help="silence after which a site counts as gone; more than twice the heartbeat delay, else the "
+             "agent beats more often than asked and logs it "
              f"(default: {format_duration(Timing.heartbeat_stale_s)})",
     )
     group.add_argument(
@@ -229,7 +234,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "site_and_command", metavar="SITENAME [--] CMD [ARGS...]", nargs=argparse.REMAINDER,
         action=_SiteAndCommandAction, options_parser=_options_only_parser(parser.prog),
-        help="this site's name (1-64 letters, digits, _ . -, starting with a letter or digit), "
+        help=f"this site's name ({site_names.RULE}), "
              "then the command to run with its arguments",
     )
     parser.set_defaults(site=None, command=None)
@@ -243,8 +248,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def start_agent(settings: AgentSettings) -> int:
-    """Hand ``settings`` to the agent and return its exit code."""
-    from enqueue.agent import run_agent  # loaded here so that the other commands start without it
+    """Log the settings' start-up notes, hand ``settings`` to the agent and return its exit code."""
+    for note in settings.notes:
+        log.info("%s", note)
+    from enqueue.agent_process import run_agent  # loaded here so that the other commands start without it
 
     return run_agent(settings)
 

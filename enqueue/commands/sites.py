@@ -6,10 +6,15 @@
   new turn. A turn it is running goes on to its end; a turn granted to it
   but not started is taken back by the leader and granted to the next site.
 * ``undrain SITE`` puts it back.
-* ``remove SITE`` deletes its registry entry and its heartbeat document.
-  Refused while SITE holds the turn (drain it, let the turn end or skip it,
-  then remove). A site whose agent still runs keeps out of the rotation and
-  registers again when its agent restarts: stop the agent first.
+* ``remove SITE [--force]`` deletes its registry entry and its heartbeat
+  document. Refused while SITE holds the turn (drain it, let the turn end or
+  skip it, then remove), and, unless ``--force``, while its agent is alive
+  (exit 7): a heartbeat that says ``left`` or is missing is not alive;
+  otherwise the command watches the heartbeat document for one and a half
+  of the heartbeat delays the site announces (never longer than its
+  heartbeat_stale), as the agents judge liveness, by observed change: a
+  change proves a running agent; none means it is dead, frozen or cut off.
+  A site removed while its agent runs registers again at once.
 
 Every change is a compare-and-swap on the sites doc, re-read and re-applied
 when an agent wrote in between, and records ``updated_by`` and
@@ -25,11 +30,13 @@ import json
 from typing import Any, Mapping, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import steering, table
 from enqueue.clock import SystemClock
-from enqueue.durations import format_age
-from enqueue.errors import Conflict, UsageError
+from enqueue.config import Timing
+from enqueue.durations import format_age, format_duration
+from enqueue.errors import EXIT_SITE_IN_USE, Conflict, UsageError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Store
 
 NAME = "sites"
 HELP = "list the registered sites; drain, undrain or remove one"
@@ -48,11 +55,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("site", nargs="?", metavar="SITE", help="the site to drain, undrain or remove")
     parser.add_argument("--reason", metavar="TEXT", help="drain: why; shown by 'sites list' and 'status'")
     parser.add_argument("--json", action="store_true", help="list: print JSON (keys in docs/OPERATIONS.md)")
+    parser.add_argument("--force", action="store_true",
+                        help="remove: even while the site's agent is alive (it registers again at once), "
+                             "without watching its heartbeat first")
     steering.add_document_options(parser)
     add_logging_arguments(parser)
     parser.epilog = "Exit codes: 0 done (or nothing to change); 1 refused (unknown site, site holds the turn, " \
                     "document does not parse); 2 usage or configuration error; 3 database unreachable; " \
-                    "4 credentials refused; 5 database missing."
+                    "4 credentials refused; 5 database missing; 7 remove refused: the site's agent is alive."
 
 
 # ----------------------------------------------------------------------------- the changes
@@ -104,10 +114,54 @@ def _holder_refusal(leader: Optional[docs.LeaderDoc], site: str, config: str) ->
     )
 
 
+class AgentAlive(steering.Refused):
+    """``sites remove`` of a site whose agent was seen beating."""
+
+    exit_code = EXIT_SITE_IN_USE
+
+
+def watch_window_s(hb: docs.Heartbeat, timing: Timing) -> float:
+    """How long to watch ``hb``'s document for a beat before calling its agent not alive.
+
+    A live agent writes its heartbeat at least every heartbeat_delay (the one
+    it announces, else ours); half a delay more covers a beat that is late by
+    its round trip. Never longer than heartbeat_stale, after which every
+    agent calls the site stale anyway.
+    """
+    delay = hb.heartbeat_delay_s or timing.heartbeat_delay_s
+    stale = hb.heartbeat_stale_s or timing.heartbeat_stale_s
+    return min(1.5 * delay, stale)
+
+
+def _alive_agent(store: Store, settings: steering.AdminSettings, site: str) -> Optional[str]:
+    """Why ``site``'s agent is alive, or None: its heartbeat is missing, says ``left``, or did not change
+    while watched for ``watch_window_s`` (one read cannot tell a live agent from a dead one)."""
+    hb_id = docs.heartbeat_id(site)
+    since = store.current_seq()
+    hb, _ = docs.parse_heartbeat(store.get(hb_id), site)
+    if hb is None or hb.state == docs.LEFT:
+        return None
+    window = watch_window_s(hb, settings.timing)
+    print(f"watching {site}'s heartbeat for up to {format_duration(window)} to tell whether its agent runs "
+          f"(--force skips this)", flush=True)
+    clock = SystemClock()
+    started = clock.monotonic()
+    changed = store.wait_changes([hb_id], since, window).docs
+    now, _ = docs.parse_heartbeat(store.get(hb_id), site)
+    if not changed or now is None or now.state == docs.LEFT:
+        delay = hb.heartbeat_delay_s or settings.timing.heartbeat_delay_s
+        print(f"{site}'s agent did not beat for {format_duration(clock.monotonic() - started)} "
+              f"(it beats every {format_duration(delay)} at the longest): it is not running")
+        return None
+    return (f"{site}'s agent is alive (its heartbeat changed while watched; state {now.state}"
+            f"{', on ' + now.host if now.host else ''}): stop it first (for example 'systemctl stop "
+            f"enqueue@{site}'), or remove it anyway with --force, and it registers again at once")
+
+
 # ----------------------------------------------------------------------------- the actions
 
 
-def _list(store: Any, settings: steering.AdminSettings, as_json: bool) -> int:
+def _list(store: Store, settings: steering.AdminSettings, as_json: bool) -> int:
     sites = steering.read_sites(store.get(settings.sites_doc), settings)
     names = sorted(sites.sites)
     heartbeats = store.get_many([sites.sites[n].heartbeat_doc for n in names]) if names else {}
@@ -137,23 +191,22 @@ def _list(store: Any, settings: steering.AdminSettings, as_json: bool) -> int:
     if not rows:
         print(f"no sites registered in {settings.sites_doc}")
         return 0
-    table = [["SITE", "DRAINED", "STATE", "HOST", "LAST BEAT", "ADDED"]]
+    lines = []
     for row in rows:
         drain = "no"
         if row["drained"]:
             drain = "yes" + (f": {row['drained_reason']}" if row["drained_reason"] else "") \
                 + (f" ({row['drained_by']})" if row["drained_by"] else "")
-        table.append([
+        lines.append([
             row["name"], drain, row["state"] or "no heartbeat", row["host"] or "-",
             "-" if row["beat_age_s"] is None else format_age(row["beat_age_s"]), row["added_at"] or "-",
         ])
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    for line in table.render(["SITE", "DRAINED", "STATE", "HOST", "LAST BEAT", "ADDED"], lines):
+        print(line)
     return 0
 
 
-def _change_registry(store: Any, settings: steering.AdminSettings, site: str, decide: Any) -> Optional[dict]:
+def _change_registry(store: Store, settings: steering.AdminSettings, site: str, decide: Any) -> Optional[dict]:
     """CAS the sites doc with ``decide(sites_doc) -> body | None`` after checking that ``site`` is known."""
     def change(raw: Optional[dict]) -> Optional[dict]:
         sites = steering.read_sites(raw, settings)
@@ -163,12 +216,12 @@ def _change_registry(store: Any, settings: steering.AdminSettings, site: str, de
     return steering.update(store, settings.sites_doc, change)
 
 
-def _leader(store: Any, settings: steering.AdminSettings) -> Optional[docs.LeaderDoc]:
+def _leader(store: Store, settings: steering.AdminSettings) -> Optional[docs.LeaderDoc]:
     parsed, _ = docs.parse_leader(store.get(settings.leader_doc), settings.leader_doc)
     return parsed
 
 
-def _drain(store: Any, settings: steering.AdminSettings, site: str, reason: Optional[str], who: str) -> int:
+def _drain(store: Store, settings: steering.AdminSettings, site: str, reason: Optional[str], who: str) -> int:
     written = _change_registry(store, settings, site,
                                lambda s: drained(s, site, reason, who, steering.now_text(settings)))
     if written is None:
@@ -184,7 +237,7 @@ def _drain(store: Any, settings: steering.AdminSettings, site: str, reason: Opti
     return 0
 
 
-def _undrain(store: Any, settings: steering.AdminSettings, site: str, who: str) -> int:
+def _undrain(store: Store, settings: steering.AdminSettings, site: str, who: str) -> int:
     written = _change_registry(store, settings, site, lambda s: undrained(s, site, who, steering.now_text(settings)))
     if written is None:
         print(f"{site} is not drained; nothing changed")
@@ -193,8 +246,19 @@ def _undrain(store: Any, settings: steering.AdminSettings, site: str, who: str) 
     return 0
 
 
-def _remove(store: Any, settings: steering.AdminSettings, site: str, who: str) -> int:
+def _remove(store: Store, settings: steering.AdminSettings, site: str, who: str, force: bool) -> int:
     config = settings.config_path
+    if not force:
+        # Cheap refusals first: watching a heartbeat takes up to a heartbeat delay and a half.
+        sites = steering.read_sites(store.get(settings.sites_doc), settings)
+        if site not in sites.sites:
+            raise steering.unknown_site(site, sites, settings)
+        refusal = _holder_refusal(_leader(store, settings), site, config)
+        if refusal is not None:
+            raise refusal
+        alive = _alive_agent(store, settings, site)
+        if alive is not None:
+            raise AgentAlive(alive)
 
     def decide(sites: docs.SitesDoc) -> dict:
         # Read the turn on every attempt: a grant may land between two attempts.
@@ -211,7 +275,7 @@ def _remove(store: Any, settings: steering.AdminSettings, site: str, who: str) -
     if deleted:
         print(f"deleted its heartbeat document {hb_id}")
     hb, _ = docs.parse_heartbeat(before, site)
-    if hb is not None and hb.state != docs.LEFT:
+    if force and hb is not None and hb.state != docs.LEFT:
         beat = steering.parse_time(hb.time, settings.time_format)
         age = None if beat is None else (SystemClock().now() - beat).total_seconds()
         if age is None or age < settings.timing.heartbeat_stale_s:
@@ -226,7 +290,7 @@ def _remove(store: Any, settings: steering.AdminSettings, site: str, who: str) -
     return 0
 
 
-def _delete_heartbeat(store: Any, doc_id: str) -> bool:
+def _delete_heartbeat(store: Store, doc_id: str) -> bool:
     """Delete a heartbeat doc by compare-and-swap; False when there was none. Its own agent may
     write it again (a running agent beats on): that is reported by the caller, not fought here."""
     for _ in range(steering.WRITE_ATTEMPTS):
@@ -255,6 +319,8 @@ def execute(args: argparse.Namespace) -> int:
             raise UsageError("--json goes with 'list' only")
         if args.reason is not None and args.action != "drain":
             raise UsageError("--reason goes with 'drain' only")
+    if args.force and args.action != "remove":
+        raise UsageError("--force goes with 'remove' only")
     settings = steering.load_settings(args)
     who = steering.actor(settings)
     with steering.open_store(settings) as store:
@@ -264,4 +330,4 @@ def execute(args: argparse.Namespace) -> int:
             return _drain(store, settings, args.site, args.reason, who)
         if args.action == "undrain":
             return _undrain(store, settings, args.site, who)
-        return _remove(store, settings, args.site, who)
+        return _remove(store, settings, args.site, who, args.force)

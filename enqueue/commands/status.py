@@ -1,17 +1,18 @@
-"""``enqueue status CONFIG [--json] [--watch [SECONDS]]``: what production is doing now.
+"""``enqueue status CONFIG [--json | --prometheus] [--watch [DURATION]]``: what production is doing now.
 
 Shows the leader, whether turns are paused (and why), the turn in progress
 (number, site, state, since when, for how long), the published rotation and
-a table of sites sorted by name. See ``enqueue.overview`` for what each
-column means and for the two kinds of liveness.
+a table of sites sorted by name. See ``enqueue.commands.status_overview``
+for what each column means and for the two kinds of liveness.
 
 Read-only: it reads the database info, the leader and sites docs, the
 heartbeats and the turn records, and (with ``--watch``) waits on the changes
 feed; it never writes, so read-only credentials are enough.
 
 ``--watch`` redraws when a watched document changes (at most about once a
-second) and at least every SECONDS (default 2) until Ctrl-C, which ends it
-with exit code 0. With ``--json`` it prints one JSON object per line, one per
+second) and at least every DURATION (default 2s; ``30s``, ``2m``) until
+Ctrl-C, which ends it with exit code 0. ``--prometheus`` prints the
+Prometheus text format instead (``enqueue.commands.status_metrics``), once. With ``--json`` it prints one JSON object per line, one per
 redraw. A server that stops answering during a watch is reported in place of
 the picture and tried again every SECONDS.
 """
@@ -19,16 +20,21 @@ the picture and tried again every SECONDS.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import overview, steering
+from enqueue import placement, security, steering
+from enqueue.commands import status_overview as overview
+from enqueue.commands import status_metrics, status_text
 from enqueue.clock import Clock, SystemClock
-from enqueue.errors import StoreError
+from enqueue.durations import format_duration, parse_duration
+from enqueue.errors import ConfigError, Forbidden, StoreError
 from enqueue.logs import add_logging_arguments
+from enqueue.store import Seq, Store
 
 NAME = "status"
 HELP = "show the leader, pause, the turn in progress and every site (read-only)"
@@ -40,24 +46,38 @@ MIN_REDRAW_S = 1.0
 _CLEAR = "\x1b[H\x1b[2J"
 
 
-def _seconds(text: str) -> float:
+def _interval(text: str) -> float:
+    """A refresh interval: a duration with its unit (``2s``, ``1m``), more than 0.
+
+    A bare number is refused: everywhere else it means minutes, and here it
+    used to mean seconds, so either reading would surprise somebody.
+    """
+    stripped = text.strip()
+    if stripped and stripped[-1:].isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} has no unit: write {stripped}s for seconds or {stripped}m "
+                                         "for minutes")
     try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: the refresh interval must be more than 0 seconds")
+        value = parse_duration(stripped)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the refresh interval must be more than 0")
     return value
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``status``'s arguments to its subparser."""
     steering.add_config_argument(parser)
-    parser.add_argument("--json", action="store_true",
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true",
                         help="print one JSON object (keys documented in docs/OPERATIONS.md) instead of the table")
-    parser.add_argument("--watch", nargs="?", const=DEFAULT_WATCH_S, type=_seconds, metavar="SECONDS",
-                        help=f"redraw on every change and at least every SECONDS (default {DEFAULT_WATCH_S:g}) "
-                             "until Ctrl-C; also shows when this watch saw each heartbeat change")
+    output.add_argument("--prometheus", action="store_true",
+                        help="print the Prometheus text format (for node_exporter's textfile collector); "
+                             "needs the [metrics] extra (prometheus_client)")
+    parser.add_argument("--watch", nargs="?", const=DEFAULT_WATCH_S, type=_interval, metavar="DURATION",
+                        help=f"redraw on every change and at least every DURATION (default "
+                             f"{format_duration(DEFAULT_WATCH_S)}; 30s, 2m) until Ctrl-C; also shows when this "
+                             "watch saw each heartbeat change")
     steering.add_document_options(parser)
     add_logging_arguments(parser)
     parser.epilog = (
@@ -74,16 +94,18 @@ class Reader:
     for a changes wait that ends as soon as any of those documents changes.
     """
 
-    def __init__(self, store: Any, settings: steering.AdminSettings, clock: Clock,
+    def __init__(self, store: Store, settings: steering.AdminSettings, clock: Clock,
                  observer: Optional[overview.Observer] = None) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.observer = observer
-        self.since: Any = None
+        self.since: Optional[Seq] = None
         self.watch_ids: list[str] = [settings.leader_doc, settings.sites_doc]
         self._records: Optional[list[dict]] = None
         self._records_key: Any = None
+        self._placement: Optional[placement.Placement] = None
+        self._placement_read = False
 
     def _names(self, leader_raw: Optional[dict], sites_raw: Optional[dict]) -> list[str]:
         names: set[str] = set()
@@ -105,7 +127,7 @@ class Reader:
             expected <= 0 or any(r.get("turn") == expected for r in self._records or [])
         )
         if not have:
-            self._records = self.store.list_prefix(docs.TURN_PREFIX)
+            self._records = self.store.list_prefix(docs.turn_prefix(self.settings.leader_doc))
             self._records_key = key
         return self._records or []
 
@@ -113,6 +135,12 @@ class Reader:
         """One consistent-enough picture: the feed position is taken first, so no change is missed after it."""
         info = self.store.check()
         self.since = info.get("update_seq")
+        if not self._placement_read:  # where the database lives does not change while we watch
+            try:
+                self._placement = placement.placement(info, self.store.shards())
+            except Forbidden:
+                self._placement = None
+            self._placement_read = True
         found = self.store.get_many([self.settings.leader_doc, self.settings.sites_doc])
         leader_raw, sites_raw = found.get(self.settings.leader_doc), found.get(self.settings.sites_doc)
         names = self._names(leader_raw, sites_raw)
@@ -120,7 +148,9 @@ class Reader:
         heartbeats = self.store.get_many(list(hb_ids.values())) if hb_ids else {}
         records = self._turn_records(leader_raw)
         self.watch_ids = [self.settings.leader_doc, self.settings.sites_doc] + list(hb_ids.values())
-        return overview.build(
+        uncovered = security.uncovered_set_problem(self.store.get(security.DESIGN_DOC_ID), self.settings.leader_doc,
+                                                   self.settings.sites_doc)
+        ov = overview.build(
             self.settings,
             self.store.database,
             self.store.url,
@@ -131,19 +161,21 @@ class Reader:
             self.clock.now(),
             self.observer,
             self.clock.monotonic() if self.observer is not None else None,
+            self._placement,
         )
+        return ov if uncovered is None else dataclasses.replace(ov, problems=(*ov.problems, uncovered))
 
 
 def _print_frame(ov: overview.Overview, as_json: bool, watching: Optional[float]) -> None:
     if as_json:
         if watching is None:
-            print(json.dumps(overview.to_json(ov), indent=2))
+            print(json.dumps(status_text.to_json(ov), indent=2))
         else:
-            print(json.dumps(overview.to_json(ov)), flush=True)
+            print(json.dumps(status_text.to_json(ov)), flush=True)
         return
-    text = overview.render_text(ov)
+    text = status_text.render_text(ov)
     if watching is not None:
-        text += f"\n(redrawn on change and every {watching:g} s; Ctrl-C to stop)"
+        text += f"\n(redrawn on change and every {format_duration(watching)}; Ctrl-C to stop)"
         if sys.stdout.isatty():
             text = _CLEAR + text
         else:
@@ -151,7 +183,7 @@ def _print_frame(ov: overview.Overview, as_json: bool, watching: Optional[float]
     print(text, flush=True)
 
 
-def wait_for_change(store: Any, ids: list[str], since: Any, interval_s: float, clock: Clock) -> None:
+def wait_for_change(store: Store, ids: list[str], since: Optional[Seq], interval_s: float, clock: Clock) -> None:
     """Return when one of ``ids`` changed after ``since`` (but not before ``MIN_REDRAW_S``) or after ``interval_s``."""
     started = clock.monotonic()
     batch = store.wait_changes(ids, since, interval_s)
@@ -162,7 +194,7 @@ def wait_for_change(store: Any, ids: list[str], since: Any, interval_s: float, c
         batch = store.wait_changes(ids, batch.last_seq, rest)
 
 
-def watch(store: Any, settings: steering.AdminSettings, interval_s: float, as_json: bool,
+def watch(store: Store, settings: steering.AdminSettings, interval_s: float, as_json: bool,
           clock: Optional[Clock] = None) -> int:
     """Redraw until Ctrl-C; 0 then. The first read's errors end the watch with their exit code."""
     clock = clock or SystemClock()
@@ -192,10 +224,18 @@ def watch(store: Any, settings: steering.AdminSettings, interval_s: float, as_js
 
 def execute(args: argparse.Namespace) -> int:
     """Print the status once, or keep redrawing it with ``--watch``."""
+    if args.prometheus and args.watch is not None:
+        raise ConfigError("--prometheus prints once (for a textfile collector or a cron job); drop --watch")
+    if args.prometheus:
+        status_metrics.check_library()  # before any request: a missing library is a setup error
     settings = steering.load_settings(args)
     with steering.open_store(settings) as store:
         if args.watch is not None:
             return watch(store, settings, args.watch, args.json)
         ov = Reader(store, settings, SystemClock()).read()
+        if args.prometheus:
+            sys.stdout.write(status_metrics.exposition(ov))
+            sys.stdout.flush()
+            return 0
         _print_frame(ov, args.json, None)
     return 0

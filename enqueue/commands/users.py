@@ -10,7 +10,8 @@ another account allowed to write ``_users``).
 password to a file of mode 0600 (``SITE.password`` in the current
 directory unless ``--password-file`` says otherwise; an existing file is
 never overwritten unless ``--replace``). The password is printed only with
-``--show-password``. ``--replace`` gives an existing account a new password.
+``--show-password``. ``--replace`` gives an existing account a new password
+and leaves it the site role (or ``--role``) only, dropping any other role.
 Copy the file to the site and point its configuration at it::
 
     [couchdb]
@@ -23,15 +24,17 @@ Copy the file to the site and point its configuration at it::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 from typing import Any, Optional
 
-from enqueue import security
+from enqueue import security, table
 from enqueue.config import Connection, load_connection
 from enqueue.errors import EXIT_OK, ConfigError, Conflict, DatabaseMissing, EnqueueError
 from enqueue.logs import register_secret
 from enqueue.site_names import validate_site_name
+from enqueue.store import Store
 
 NAME = "users"
 HELP = "create, list and remove the sites' own CouchDB accounts (admin)"
@@ -57,7 +60,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="where to write the password, mode 0600 (default: SITE.password here)")
     add.add_argument("--show-password", action="store_true", help="also print the password on stdout")
     add.add_argument("--replace", action="store_true",
-                     help="give an existing account a new password (and overwrite FILE)")
+                     help="give an existing account a new password and only the site role (and overwrite FILE)")
     add.add_argument("--role", metavar="ROLE", default=None,
                      help="the site role (default: the one 'enqueue init' installed, else "
                           f"{security.DEFAULT_SITE_ROLE})")
@@ -81,11 +84,13 @@ def new_password() -> str:
 
 
 def user_document(name: str, role: str, password: str, existing: Optional[dict] = None) -> dict:
-    """The ``_users`` document of a site account; an existing one keeps its other fields and roles."""
+    """The ``_users`` document of a site account, holding exactly ``role``.
+
+    An existing document keeps its other fields but not its other roles: a
+    password reset also undoes a role the account should not have.
+    """
     doc = dict(existing) if existing else {"_id": user_id(name)}
-    roles = doc.get("roles") if isinstance(doc.get("roles"), list) else []
-    doc.update({"type": "user", "name": name, "password": password,
-                "roles": list(roles) + ([role] if role not in roles else [])})
+    doc.update({"type": "user", "name": name, "password": password, "roles": [role]})
     for derived in ("derived_key", "salt", "iterations", "password_scheme", "pbkdf2_prf"):
         doc.pop(derived, None)
     return doc
@@ -105,18 +110,11 @@ def write_private(path: str, text: str, *, overwrite: bool) -> None:
         handle.write(text + "\n")
 
 
-def _store(connection: Connection, database: str) -> Any:
+def _store(connection: Connection, database: str) -> Store:
     """A store on ``database`` of the configured server, with the configured credentials."""
-    from enqueue.couchdb_store import CouchStore  # the CouchDB client loads only when an action needs it
+    from enqueue.couchdb_store import open_store  # the CouchDB client loads only when an action needs it
 
-    return CouchStore(
-        connection.url,
-        database,
-        username=connection.username,
-        password=connection.password,
-        ca_file=connection.ca_file,
-        request_timeout_s=connection.request_timeout_s,
-    )
+    return open_store(dataclasses.replace(connection, database=database))
 
 
 def _site_role(connection: Connection) -> str:
@@ -168,18 +166,18 @@ def add(connection: Connection, site: str, *, password_file: Optional[str], show
 
 
 def list_accounts(connection: Connection) -> list[str]:
-    """One line per account: name and roles."""
+    """A table of the accounts: name and roles, in aligned columns."""
     users = _store(connection, USERS_DB)
     try:
         docs = users.list_prefix(USER_PREFIX)
     finally:
         users.close()
-    lines = []
+    rows = []
     for doc in docs:
         name = doc.get("name") or str(doc.get("_id", ""))[len(USER_PREFIX):]
         roles = doc.get("roles") if isinstance(doc.get("roles"), list) else []
-        lines.append(f"{name}  roles: {', '.join(str(r) for r in roles) or '-'}")
-    return lines or ["no accounts"]
+        rows.append([str(name), ", ".join(str(r) for r in roles) or "-"])
+    return table.render(["ACCOUNT", "ROLES"], rows) if rows else ["no accounts"]
 
 
 def remove(connection: Connection, site: str) -> list[str]:

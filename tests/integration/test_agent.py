@@ -10,18 +10,10 @@ import sys
 import time
 
 import psutil
-import pytest
 
 from enqueue import documents as docs
-from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tests.support.agents import DELAY_S, STALE_S, Sites, sites, wait_until  # noqa: F401  (fixture: sites)
 from tools.chaos import probe
-
-
-@pytest.fixture
-def sites(config_file, tmp_path):
-    s = Sites(config=config_file, workdir=tmp_path)
-    yield s
-    s.stop_all()
 
 
 def leader_doc(database) -> docs.LeaderDoc:

@@ -20,15 +20,8 @@ import pytest
 
 from enqueue import documents as docs
 from enqueue.errors import EXIT_SITE_IN_USE
-from tests.support.agents import STALE_S, AgentProcess, Sites, wait_until
+from tests.support.agents import STALE_S, AgentProcess, Sites, sites, wait_until  # noqa: F401  (fixture: sites)
 from tools.chaos import probe
-
-
-@pytest.fixture
-def sites(config_file, tmp_path):
-    s = Sites(config=config_file, workdir=tmp_path)
-    yield s
-    s.stop_all()
 
 
 def test_a_turn_finished_just_before_a_sigkill_is_still_recorded(sites, database):
@@ -37,7 +30,7 @@ def test_a_turn_finished_just_before_a_sigkill_is_still_recorded(sites, database
     Found: the runner CASed the leader doc to ``done`` (granting the next
     turn in the same write) and wrote the turn record 50 ms later; an agent
     killed in that window took the record with it, and nobody else ever
-    wrote it, against DESIGN §4 ("every finished turn recorded").
+    wrote it, against docs/PROTOCOL.md §5.3 (every ended turn has a record).
 
     Now: the record is written before the write that marks the turn done.
     """
@@ -267,7 +260,7 @@ def _process(pid: int):
 
 
 def test_a_slow_server_does_not_waste_turns(sites, database, tmp_path):
-    """Every request of alpha's takes about half a heartbeat (a slow CouchDB, DESIGN §4).
+    """Every request of alpha's takes about half a heartbeat (a slow CouchDB, docs/PROTOCOL.md §6.1).
 
     Found: ``Agent._confirm_and_start`` beat first only when the lease's
     SIGTERM moment had already passed, then confirmed (one round trip) and

@@ -15,7 +15,6 @@ agents today: that case is pinned down in ``test_agent_findings.py``.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -28,30 +27,18 @@ import pytest
 
 from enqueue import cli
 from enqueue import documents as docs
-from enqueue import logs
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.support import servers
-from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tests.support.agents import DELAY_S, STALE_S, Sites, sites, wait_until  # noqa: F401  (fixture: sites)
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 from tools.chaos import probe as probe_tool
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 LEADER = "enqueue_leader"
 SITES = "enqueue_sites"
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """``cli.main`` installs log handlers on the root logger; remove them afterwards."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
 
 
 def write_config(path: Path, text: str) -> str:
@@ -88,7 +75,7 @@ def assert_one_line(lines: list, *needles: str) -> str:
         ("[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = db\n[enqueue]\nheartbeat_delay = soon\n",
          "heartbeat_delay"),
         ("[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = db\n[enqueue]\nheartbeat_delay = 10\n"
-         "heartbeat_stale = 15\n", "heartbeat_stale"),
+         "heartbeat_stale = 15\nkill_grace = 8\n", "heartbeat_stale"),
         ("[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = db\n[couchdb]\ndatabase = other\n", "twice"),
     ],
     ids=["not-ini", "missing-database-key", "bad-url", "bad-duration", "stale-too-short", "duplicate-section"],
@@ -169,13 +156,6 @@ def test_a_wrong_password_exits_4_with_one_line_and_no_secret(admin_server, tmp_
 
 
 # --------------------------------------------------------------------------- commands that misbehave
-
-
-@pytest.fixture
-def sites(config_file, tmp_path) -> Iterator[Sites]:
-    s = Sites(config=config_file, workdir=tmp_path)
-    yield s
-    s.stop_all()
 
 
 def probe(sites: Sites, *args: str) -> list:
@@ -439,6 +419,21 @@ def test_a_leader_doc_that_does_not_parse_is_reported_and_repaired(running, chan
     repaired = running.store.get(LEADER)
     assert "repaired_from" in repaired  # the admin's edit is kept for a human to read
     assert repaired["turn"] > turn_before
+
+
+def test_a_repair_does_not_resume_at_a_turn_a_record_made_up(running):
+    """Any site may write a record of its own for any turn number; a repair must not take it as the fencing token."""
+    turn_before = max(int(r.turn) for r in running.sites.report().runs)
+    forged = docs.render_turn_record(docs.TurnRecord(turn=9_999_999_990, site="alpha", how="exited", exit_code=0))
+    running.store.put(forged)
+    try:
+        running.edit(LEADER, _leader_turn_as_text)
+        running.warned("rewrote leader doc", timeout_s=4 * STALE_S)
+        running.progresses()
+        repaired = running.store.get(LEADER)
+        assert turn_before < repaired["turn"] < 1000, repaired["turn"]
+    finally:
+        running.store.delete(running.store.get(forged["_id"]))
 
 
 def test_unknown_fields_in_the_leader_doc_are_kept(running):

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
 
 from enqueue import documents as docs
-from tests.support.commands import enqueue_cli, put_record  # noqa: F401  (fixture)
+from tests.support.agents import CONFLICT, DELAY, GRACE, STALE
+from tests.support.commands import enqueue_cli, put_record, put_sites  # noqa: F401  (fixture)
 
 JSON_KEYS = {"turn", "site", "host", "leader", "how", "exit_code", "started_at", "ended_at", "duration_s", "note",
-             "runner_report"}
+             "runner_report", "outcome", "gap_before_s"}
+NS = {"s": "http://www.w3.org/2000/svg"}
 
 
 def stage(database) -> None:
@@ -25,8 +30,8 @@ def test_history_is_a_table_newest_first(enqueue_cli, database):
     result = enqueue_cli("history")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0].split() == ["TURN", "SITE", "HOST", "STARTED", "(UTC)", "ENDED", "(UTC)", "DURATION", "EXIT",
-                                "HOW", "NOTE"]
+    assert lines[0].split() == ["TURN", "SITE", "HOST", "GAP", "STARTED", "(UTC)", "ENDED", "(UTC)", "DURATION",
+                                "EXIT", "HOW", "NOTE"]
     assert [line.split()[0] for line in lines[1:]] == ["4", "3", "2", "1"]
     assert lines[1].split()[1:3] == ["bravo", "bravo-host"] and "1 h 1 min" in lines[1] and " 143 " in lines[1]
     assert "skipped" in lines[1]
@@ -43,8 +48,35 @@ def test_history_filters_by_site_and_limits(enqueue_cli, database):
     assert [line.split()[0] for line in result.out.splitlines()[1:]] == ["4", "3"]
     result = enqueue_cli("history", "--site", "bravo", "--limit", "1")
     assert [line.split()[0] for line in result.out.splitlines()[1:]] == ["4"]
+    put_sites(database.store, {"alpha": {}, "bravo": {}, "delta": {}})
+    result = enqueue_cli("history", "--site", "delta")
+    assert (result.code, result.out) == (0, "no turn records for site delta\n")
+
+
+def test_history_of_a_site_that_never_existed_says_so(enqueue_cli, database):
+    stage(database)
+    put_sites(database.store, {"alpha": {}, "bravo": {}})
     result = enqueue_cli("history", "--site", "zulu")
-    assert (result.code, result.out) == (0, "no turn records for site zulu\n")
+    assert result.code == 1 and result.out == ""
+    assert result.err.splitlines()[-1] == ("enqueue: site 'zulu' never took a turn and is not registered in "
+                                           "enqueue_sites (registered: alpha, bravo); check the name")
+    # A site that was removed from the registry still has its history.
+    put_sites(database.store, {"bravo": {}})
+    assert [line.split()[0] for line in enqueue_cli("history", "--site", "alpha").out.splitlines()[1:]] == ["3", "1"]
+
+
+def test_history_shows_the_gap_before_each_turn(enqueue_cli, database):
+    for turn, start, end in ((1, "2026-05-01 12:00:00", "2026-05-01 12:00:10"),
+                             (2, "2026-05-01 12:00:12", "2026-05-01 12:00:20"),
+                             (3, "2026-05-01 12:01:20", "2026-05-01 12:01:30")):
+        database.store.put(docs.render_turn_record(docs.TurnRecord(
+            turn=turn, site="alpha", how="exited", exit_code=0, started_at=start, ended_at=end,
+            duration_s=(int(end[-2:]) - int(start[-2:])) % 60 or 10.0)))
+    lines = enqueue_cli("history", "--limit", "2").out.splitlines()
+    column = lines[0].split().index("GAP")
+    assert [" ".join(line.split()[column:column + 2]) for line in lines[1:]] == ["1 min", "2 s"]
+    turns = json.loads(enqueue_cli("history", "--json").out)["turns"]
+    assert [t["gap_before_s"] for t in turns] == [60.0, 2.0, None]
 
 
 def test_history_json_has_the_documented_keys(enqueue_cli, database):
@@ -70,9 +102,44 @@ def test_history_usage_errors(enqueue_cli, database):
 
 
 def test_history_help_is_accurate(enqueue_cli):
-    result = enqueue_cli.bare("history", "--help")
-    assert result.code == 0
-    text = " ".join(result.out.split())
-    for expected in ("usage: enqueue history", "CONFIG", "--site SITE", "--limit N", "(default: 20; 0: all)",
+    text = enqueue_cli.help_text("history")
+    for expected in ("usage: enqueue history", "CONFIG", "--site SITE", "--limit N",
+                     "(default: 20, all for --timeline; 0: all)", "--timeline FILE",
                      "--json", "newest first", "--log-level"):
         assert expected in text, expected
+
+
+def _run_once(config, site: str, command: str) -> int:
+    argv = [sys.executable, "-m", "enqueue", "run", str(config), site, "-d", DELAY, "-s", STALE, "-c", CONFLICT,
+            "--kill-grace", GRACE, "--", "sh", "-c", command]
+    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=60).returncode
+
+
+def test_timeline_of_real_turns_is_an_svg_with_a_lane_per_site(enqueue_cli, database, config_file, tmp_path):
+    for site, command, code in (("alpha", "exit 0", 0), ("bravo", "exit 3", 3), ("alpha", "sleep 0.3", 0)):
+        assert _run_once(config_file, site, command) == code
+    svg_path = tmp_path / "turns.svg"
+    result = enqueue_cli("history", "--timeline", svg_path)
+    assert result.code == 0, result.err
+    assert result.out == f"wrote the timeline of 3 turns to {svg_path}\n"
+    root = ET.parse(svg_path).getroot()
+    lanes = {g.get("data-site"): [r for r in g.findall("s:rect", NS) if "bar" in (r.get("class") or "").split()]
+             for g in root.iter(f"{{{NS['s']}}}g") if g.get("class") == "lane"}
+    assert sorted(lanes) == ["alpha", "bravo"]
+    assert [r.get("class") for r in lanes["alpha"]] == ["bar exited-0", "bar exited-0"]
+    assert [r.get("class") for r in lanes["bravo"]] == ["bar failed"]
+    assert lanes["bravo"][0].find("s:title", NS).text.startswith("turn 2, bravo: exited, exit code 3; started ")
+
+    html_path = tmp_path / "turns.html"
+    assert enqueue_cli("history", "--timeline", html_path, "--site", "bravo").code == 0
+    page = html_path.read_text()
+    assert page.startswith("<!DOCTYPE html>") and 'data-site="bravo"' in page and 'data-site="alpha"' not in page
+
+
+def test_timeline_file_name_and_place_errors_are_one_line(enqueue_cli, database, tmp_path):
+    result = enqueue_cli("history", "--timeline", tmp_path / "turns.png")
+    assert result.code == 2 and result.err.count("\n") == 1 and "must end in .svg" in result.err
+    result = enqueue_cli("history", "--timeline", tmp_path / "no-such-dir" / "turns.svg")
+    assert result.code == 2 and result.err.count("\n") == 1 and "cannot write there" in result.err
+    result = enqueue_cli("history", "--timeline", tmp_path / "t.svg", "--json")
+    assert result.code == 2 and "not allowed with argument" in result.err

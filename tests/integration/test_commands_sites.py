@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import signal
 
 import pytest
 
@@ -101,9 +103,9 @@ def test_remove_refuses_the_site_holding_the_turn(enqueue_cli, database):
     assert "bravo" in registry(database)
 
 
-def test_remove_deletes_the_entry_and_the_heartbeat_and_warns_of_a_live_agent(enqueue_cli, database):
+def test_remove_force_deletes_the_entry_and_the_heartbeat_and_warns_of_a_live_agent(enqueue_cli, database):
     stage(database)
-    result = enqueue_cli("sites", "remove", "alpha")
+    result = enqueue_cli("sites", "remove", "alpha", "--force")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == "removed alpha from the registry enqueue_sites"
@@ -115,6 +117,70 @@ def test_remove_deletes_the_entry_and_the_heartbeat_and_warns_of_a_live_agent(en
 
     result = enqueue_cli("sites", "remove", "charlie")  # never beat: no heartbeat, no warning
     assert result.out == "removed charlie from the registry enqueue_sites\n"
+
+
+def test_remove_refuses_a_site_whose_agent_is_alive_unless_forced(enqueue_cli, database, config_file, tmp_path):
+    sites = Sites(config=config_file, workdir=tmp_path)
+    try:
+        agent = sites.start("alpha", sleep_s=0.1)
+        wait_until("alpha registered", lambda: "registered as site alpha" in agent.log())
+        sites.start("bravo", sleep_s=0.1)
+        sites.wait_runs(2)
+        assert enqueue_cli("sites", "drain", "alpha").code == 0
+        wait_until("alpha holding no turn", lambda: not docs.parse_leader(
+            database.store.get("enqueue_leader"), "enqueue_leader")[0].holds("alpha"))
+
+        result = enqueue_cli("sites", "remove", "alpha")
+        assert result.code == 7, result.err
+        assert result.out == "watching alpha's heartbeat for up to 0.8 s to tell whether its agent runs " \
+                             "(--force skips this)\n"
+        lines = result.err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("enqueue: alpha's agent is alive (its heartbeat changed ")
+        assert "stop it first (for example 'systemctl stop enqueue@alpha'), or remove it anyway with --force" \
+            in lines[0]
+        assert "alpha" in registry(database)
+
+        result = enqueue_cli("sites", "remove", "alpha", "--force")
+        assert result.code == 0, result.err
+        assert result.out.startswith("removed alpha from the registry enqueue_sites\n")
+        assert "warning: alpha's agent may still run" in result.out
+    finally:
+        sites.stop_all()
+
+
+def test_remove_of_a_site_whose_agent_left_needs_no_watching(enqueue_cli, database, config_file, tmp_path):
+    sites = Sites(config=config_file, workdir=tmp_path)
+    agent = sites.start("alpha", sleep_s=0.1)
+    try:
+        sites.wait_runs(1)
+        agent.signal(signal.SIGTERM)
+        agent.wait()
+    finally:
+        sites.stop_all()
+    hb, _ = docs.parse_heartbeat(database.store.get(docs.heartbeat_id("alpha")), "alpha")
+    assert hb is not None and hb.state == docs.LEFT
+    result = enqueue_cli("sites", "remove", "alpha")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert result.out == "removed alpha from the registry enqueue_sites\n" \
+                         "deleted its heartbeat document enqueue_heartbeat:alpha\n"
+
+
+def test_remove_of_a_site_whose_heartbeat_stopped_changing_goes_ahead(enqueue_cli, database):
+    """A crashed agent leaves a heartbeat that says 'waiting' and never changes again."""
+    put_sites(database.store, {"alpha": {}, "bravo": {}})
+    put_heartbeat(database.store, "alpha", seconds_ago=0.2, heartbeat_delay_s=0.2, heartbeat_stale_s=1.0)
+    result = enqueue_cli("sites", "remove", "alpha")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    lines = result.out.splitlines()
+    assert lines.pop(0) == "watching alpha's heartbeat for up to 0.3 s to tell whether its agent runs " \
+                           "(--force skips this)"
+    assert re.fullmatch(r"alpha's agent did not beat for 0\.\d s \(it beats every 0\.2 s at the longest\): "
+                        r"it is not running", lines[0]), lines[0]
+    assert lines[1:] == ["removed alpha from the registry enqueue_sites",
+                         "deleted its heartbeat document enqueue_heartbeat:alpha"]
+    assert set(registry(database)) == {"bravo"}
 
 
 def test_a_registry_change_between_read_and_write_is_kept_and_the_drain_applied(enqueue_cli, database, monkeypatch):
@@ -135,7 +201,7 @@ def test_a_registry_change_between_read_and_write_is_kept_and_the_drain_applied(
 
 def test_sites_usage_errors_exit_2(enqueue_cli, database):
     for args in (("drain",), ("list", "alpha"), ("undrain", "alpha", "--reason", "x"), ("drain", "alpha", "--json"),
-                 ("rename", "alpha")):
+                 ("rename", "alpha"), ("drain", "alpha", "--force")):
         result = enqueue_cli("sites", *args)
         assert result.code == 2, args
         assert result.err.startswith("enqueue: ") and result.err.count("\n") == 1
@@ -162,9 +228,8 @@ def test_a_drained_site_gets_no_more_turns_while_the_others_go_on(enqueue_cli, d
 
 
 def test_sites_help_is_accurate(enqueue_cli):
-    result = enqueue_cli.bare("sites", "--help")
-    assert result.code == 0
-    text = " ".join(result.out.split())
+    text = enqueue_cli.help_text("sites")
     for expected in ("CONFIG {list | drain SITE | undrain SITE | remove SITE}", "--reason", "--json",
-                     "refused while it holds the turn", "--log-level", "1 refused (unknown site"):
+                     "refused while it holds the turn", "--log-level", "1 refused (unknown site", "--force",
+                     "7 remove refused: the site's agent is alive"):
         assert expected in text, expected

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from enqueue import documents as docs
 from enqueue.commands import status
 from tests.support.agents import wait_until
@@ -19,6 +21,7 @@ from tests.support.commands import (  # noqa: F401  (fixture)
     put_sites,
     time_text,
 )
+from tests.support.processes import reap
 
 SITE_KEYS = {
     "name", "registered", "host", "state", "liveness", "liveness_from", "beat_time", "beat_age_s", "beat",
@@ -27,9 +30,10 @@ SITE_KEYS = {
 }
 TOP_KEYS = {
     "format", "database", "server", "checked_at", "heartbeat_stale_s", "leader", "leader_term", "paused",
-    "paused_reason", "paused_by", "paused_at", "turn", "rotation", "sites", "problems", "watched_s",
+    "paused_reason", "paused_by", "paused_at", "turn", "rotation", "sites", "problems", "watched_s", "placement",
+    "nodes",
 }
-TURN_KEYS = {"number", "site", "state", "since", "for_s", "skip_requested", "last_exit_code", "last_how"}
+TURN_KEYS = {"number", "site", "state", "since", "for_s", "skip_requested", "last_exit_code", "last_how", "handoff_s"}
 
 
 def stage_production(store) -> None:
@@ -55,6 +59,14 @@ def test_status_of_a_fresh_database(enqueue_cli, database):
     lines = result.out.splitlines()
     assert lines[0].startswith(f"enqueue status of database '{database.name}' at ")
     assert lines[1:5] == ["leader:   none", "paused:   no", "turn:     none granted yet", "rotation: nobody"]
+    assert lines[5].startswith("database: ")
+    if database.store.shards() is None:
+        assert lines[5] == "database: one node (the server reports no shards: not a CouchDB cluster)"
+    else:
+        assert lines[5].startswith("database: held by node ") and lines[5].endswith(" (n=1, q=1)")
+    data = json.loads(enqueue_cli("status", "--json").out)
+    assert data["placement"] == lines[5][len("database: "):]
+    assert (data["nodes"] == []) == (database.store.shards() is None)
     assert "no sites registered" in result.out
 
 
@@ -144,7 +156,7 @@ def test_watch_redraws_and_shows_observed_changes_then_ends_with_0_on_ctrl_c(enq
         raise KeyboardInterrupt
 
     monkeypatch.setattr(status, "wait_for_change", one_change_then_ctrl_c)
-    result = enqueue_cli("status", "--watch", "5")
+    result = enqueue_cli("status", "--watch", "5s")
     assert result.code == 0, result.err
     frames = [f for f in result.out.split("enqueue status of database")[1:]]
     assert len(frames) == 2
@@ -175,7 +187,7 @@ def test_watch_json_prints_one_object_per_redraw(enqueue_cli, database, monkeypa
 
 def test_watch_as_a_process_redraws_until_sigint_and_exits_0(config_file, database):
     stage_production(database.store)
-    proc = subprocess.Popen([sys.executable, "-m", "enqueue", "status", str(config_file), "--watch", "0.2"],
+    proc = subprocess.Popen([sys.executable, "-m", "enqueue", "status", str(config_file), "--watch", "0.2s"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         frames = []
@@ -190,11 +202,7 @@ def test_watch_as_a_process_redraws_until_sigint_and_exits_0(config_file, databa
         assert proc.wait(timeout=10) == 0
         assert "Traceback" not in proc.stderr.read()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
 
 
 def test_wait_for_change_returns_on_a_change_and_on_the_interval(database):
@@ -214,10 +222,93 @@ def test_wait_for_change_returns_on_a_change_and_on_the_interval(database):
 
 
 def test_status_help_is_accurate(enqueue_cli):
-    result = enqueue_cli.bare("status", "--help")
-    assert result.code == 0
-    text = " ".join(result.out.split())
-    for expected in ("usage: enqueue status", "CONFIG", "--json", "--watch [SECONDS]", "(default 2)", "Ctrl-C",
+    text = enqueue_cli.help_text("status")
+    for expected in ("usage: enqueue status", "CONFIG", "--json", "--prometheus", "--watch [DURATION]",
+                     "(default 2 s; 30s, 2m)", "Ctrl-C",
                      "--leader-doc", "--sites-doc", "--time-format", "--log-level", "--log-file", "--log-format",
                      "read-only", "5 database missing"):
         assert expected in text, expected
+
+
+@pytest.mark.parametrize("given, seconds", [("30s", 30.0), ("2m", 120.0), ("1.5s", 1.5)])
+def test_watch_takes_a_duration_like_every_other_option(enqueue_cli, database, monkeypatch, given, seconds):
+    stage_production(database.store)
+    waits = []
+
+    def ctrl_c(store, ids, since, interval_s, clock):
+        waits.append(interval_s)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(status, "wait_for_change", ctrl_c)
+    result = enqueue_cli("status", "--watch", given)
+    assert result.code == 0, result.err
+    assert waits == [seconds]
+
+
+@pytest.mark.parametrize("given, says", [("5", "'5' has no unit: write 5s for seconds or 5m for minutes"),
+                                         ("0s", "must be more than 0"), ("soon", "is not a duration")])
+def test_watch_refuses_a_bare_number_or_a_bad_duration_in_one_line(enqueue_cli, database, given, says):
+    result = enqueue_cli("status", "--watch", given)
+    assert result.code == 2 and result.err.count("\n") == 1 and says in result.err, result.err
+
+
+def _families(text: str) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def test_prometheus_prints_the_text_format_from_the_real_documents(enqueue_cli, database):
+    stage_production(database.store)
+    result = enqueue_cli("status", "--prometheus")
+    assert result.code == 0, result.err
+    families = _families(result.out)
+
+    def value(name: str, **labels: str) -> float:
+        samples = [s for s in families[name].samples
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+        assert len(samples) == 1, (name, labels, families[name].samples)
+        return samples[0].value
+
+    db = database.name
+    assert value("enqueue_turn", database=db) == 9
+    assert 70 <= value("enqueue_seconds_since_handoff", database=db) < 140
+    assert value("enqueue_paused", database=db) == 1
+    assert value("enqueue_site_alive", database=db, site="alpha") == 1
+    assert value("enqueue_site_alive", database=db, site="charlie") == 0
+    assert value("enqueue_site_state", database=db, site="bravo", enqueue_site_state="running") == 1
+    assert value("enqueue_site_state", database=db, site="bravo", enqueue_site_state="waiting") == 0
+    assert value("enqueue_site_drained", database=db, site="charlie") == 1
+    assert value("enqueue_site_turns_taken", database=db, site="alpha") == 2
+    assert value("enqueue_site_last_exit_code", database=db, site="bravo") == 3
+    assert 7000 < value("enqueue_site_seconds_since_beat", database=db, site="charlie") < 7400
+    # Unknown is left out, not written as 0: echo never beat.
+    assert not [s for s in families["enqueue_site_seconds_since_beat"].samples if s.labels["site"] == "echo"]
+    assert families["enqueue_turn"].type == "gauge" and families["enqueue_site_state"].type == "gauge"
+
+
+def test_prometheus_without_the_library_is_one_line_and_exit_2(enqueue_cli, database, monkeypatch):
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)
+    monkeypatch.setitem(sys.modules, "prometheus_client.core", None)
+    result = enqueue_cli("status", "--prometheus")
+    assert result.code == 2 and result.out == ""
+    assert result.err == ("enqueue: --prometheus needs the prometheus_client library: pip install "
+                          "'enqueue[metrics]' (or pip install prometheus_client)\n")
+
+
+def test_prometheus_prints_once(enqueue_cli, database):
+    result = enqueue_cli("status", "--prometheus", "--watch")
+    assert result.code == 2 and "prints once" in result.err
+    result = enqueue_cli("status", "--prometheus", "--json")
+    assert result.code == 2 and "not allowed with argument" in result.err
+
+
+def test_json_and_text_agree_on_heartbeat_stale(enqueue_cli, database):
+    """The sites announce 1 min while this configuration says 30 min: both forms say what the table judged by."""
+    put_sites(database.store, {"alpha": {}, "bravo": {}})
+    for site in ("alpha", "bravo"):
+        put_heartbeat(database.store, site, seconds_ago=2, heartbeat_delay_s=20.0, heartbeat_stale_s=60.0)
+    text = enqueue_cli("status").out
+    data = json.loads(enqueue_cli("status", "--json").out)
+    assert "Stale: no beat for 1 min." in text
+    assert data["heartbeat_stale_s"] == 60.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from enqueue import devserver as devserver_module
 from enqueue import errors
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer, DevServerError
+from tests.support.processes import reap
 
 
 def answers(url: str) -> dict:
@@ -103,7 +105,8 @@ def test_a_missing_executable_says_to_run_bootstrap(monkeypatch, tmp_path):
 STUBBORN_SERVER = """\
 #!{python}
 # Stands in for pouchdb-server: answers GET / with the configured uuid,
-# ignores SIGTERM, and has a child in its process group.
+# accepts every PUT (the _users rules), ignores SIGTERM, and has a child in
+# its process group.
 import json, signal, subprocess, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 args = sys.argv[1:]
@@ -119,6 +122,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(201)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{{}}")
     def log_message(self, *a):
         pass
 HTTPServer(("127.0.0.1", port), Handler).serve_forever()
@@ -182,8 +191,34 @@ def test_the_dev_server_command_prints_its_url_and_stops_cleanly(tmp_path, stop_
         assert proc.wait(timeout=20) == 0
         assert all(gone(p.pid) for p in node)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        reap(proc)
+
+
+def test_the_dev_server_command_says_why_the_server_ended():
+    proc = subprocess.Popen([sys.executable, "-m", "enqueue", "dev-server"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read() if proc.poll() is not None else url
+        node = [p for p in psutil.Process(proc.pid).children(recursive=True) if "node" in p.name()]
+        assert node, "pouchdb-server runs under the command"
+        for process in node:
+            process.kill()
+        assert proc.wait(timeout=20) == 1
+        err = proc.stderr.read().strip().splitlines()
+        assert err[-1].startswith(f"enqueue: pouchdb-server on {url} ended unexpectedly: killed by signal SIGKILL; "
+                                  "its last output: "), err
+    finally:
+        reap(proc)
+
+
+def test_a_server_that_cannot_start_says_its_exit_code_and_last_output(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(DevServerError) as info:
+            DevServer(port=port).start()
+    message = str(info.value)
+    assert message.startswith(f"pouchdb-server on port {port} ended while starting: exit code "), message
+    assert "its last output: " in message and "in use" in message

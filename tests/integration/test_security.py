@@ -8,13 +8,16 @@ to create a database once an admin exists.
 
 from __future__ import annotations
 
-import logging
+import base64
+import json
 import os
 import secrets
 import ssl
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,13 +26,14 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 from enqueue import documents as docs
-from enqueue import cli, errors, logs, security
+from enqueue import cli, errors, logs, records, security
 from enqueue.commands import users
 from enqueue.config import Connection
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from tests.support import servers
 from tests.support.agents import Sites, wait_until
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 
 SITES = ("alpha", "bravo", "charlie")
 LEADER_ID = "enqueue_leader"
@@ -242,6 +246,12 @@ REFUSALS: list[tuple[str, str, str, Attempt]] = [
     ("bravo", "write a turn record for another site", docs.turn_record_id(8),
      lambda d: docs.render_turn_record(docs.TurnRecord(turn=8, site="charlie", how="exited"))),
     ("alpha", "rewrite a finished turn's record", docs.turn_record_id(6), lambda d: _changed(d, exit_code=1)),
+    ("alpha", "record another site's future turn as a success", docs.turn_record_id(42),
+     lambda d: docs.render_turn_record(docs.TurnRecord(turn=42, site="bravo", how="exited", exit_code=0,
+                                                       leader="alpha"))),
+    ("alpha", "record a turn beyond the id width", "enqueue_turn:10000000000",
+     lambda d: dict(docs.render_turn_record(docs.TurnRecord(turn=1, site="alpha", how="exited")),
+                    _id="enqueue_turn:10000000000", turn=10_000_000_000)),
     ("bravo", "delete the leader doc", LEADER_ID, lambda d: dict(d, _deleted=True)),
     ("alpha", "delete its own heartbeat", docs.heartbeat_id("alpha"), lambda d: dict(d, _deleted=True)),
     ("bravo", "delete a turn record", docs.turn_record_id(6), lambda d: dict(d, _deleted=True)),
@@ -275,9 +285,45 @@ def test_a_site_cannot_change_the_rules_or_who_may_use_the_database(scene: Secur
     design = scene.admin.get(security.DESIGN_DOC_ID)
     with pytest.raises((errors.Forbidden, errors.AuthFailed)):
         alpha.put(_changed(design, validate_doc_update="function (newDoc) {}"))
+    # CouchDB 3 answers this one with 500 no_majority (every shard refused it), pouchdb-server with 401.
     with pytest.raises((errors.Forbidden, errors.AuthFailed)):
         alpha.put_security({})
     assert _snapshot(scene) == before
+
+
+class _NoMajorityHandler(BaseHTTPRequestHandler):
+    """Answers every PUT as CouchDB 3.4.3 answers a member's PUT /db/_security."""
+
+    def do_PUT(self) -> None:  # noqa: N802 (the standard library's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"error":"error","reason":"no_majority"}'
+        self.send_response(500)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_security_write_answered_no_majority_is_reported_as_refused() -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NoMajorityHandler)
+    thread = threading.Thread(target=httpd.serve_forever, name="no-majority-server", daemon=True)
+    thread.start()
+    store = CouchStore(f"http://127.0.0.1:{httpd.server_address[1]}", "db", request_timeout_s=5)
+    try:
+        with pytest.raises(errors.Forbidden, match="only an admin"):
+            store.put_security({})
+        # Elsewhere no_majority is what it says: the cluster could not answer.
+        with pytest.raises(errors.StoreError) as failed:
+            store.put({"_id": "x"})
+        assert not isinstance(failed.value, errors.Forbidden)
+    finally:
+        store.close()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
 
 
 def test_an_account_without_the_site_role_can_neither_read_nor_write(scene: Secured, tmp_path) -> None:
@@ -331,6 +377,147 @@ def test_a_lost_race_is_a_conflict_even_where_the_server_judges_the_newer_revisi
             scene.site("bravo").put({k: v for k, v in _scene()[docs.turn_record_id(6)].items()})
     finally:
         _restore(scene, before)
+
+
+def _http(secured: Secured, who: str, method: str, path: str, body: object = None) -> tuple[int, object]:
+    """One raw request as account ``who`` (the store has no call for replication, which is the point)."""
+    if who == "admin":
+        user, password = secured.server.username, secured.server.password
+    else:
+        user, password = who, secured.passwords[who]
+    request = urllib.request.Request(f"{secured.server.url}/{secured.name}{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _replicated(doc: dict, start: int, *ancestors: str) -> dict:
+    """``doc`` as a replicator sends it: a revision and history of the writer's choosing."""
+    rev_id = secrets.token_hex(16)
+    return dict(doc, _rev=f"{start}-{rev_id}", _revisions={"start": start, "ids": [rev_id, *ancestors]})
+
+
+@pytest.fixture
+def staged(secured: Secured) -> Secured:
+    """A database of its own holding the scene: a write that gets through cannot spoil other tests."""
+    for body in _scene().values():
+        secured.admin.put(dict(body))
+    return secured
+
+
+def test_a_site_cannot_write_through_the_replication_api(staged: Secured) -> None:
+    """``new_edits: false`` names its own history; CouchDB judges it against whatever that history reaches."""
+    before = _snapshot(staged)
+    leader = staged.admin.get(LEADER_ID)
+    current_start, current_id = leader["_rev"].split("-", 1)
+    reset = _changed(leader, leader="alpha", leader_term=1, updated_by="alpha", status=docs.DONE, running=None,
+                     turn=1)
+    registry = {k: v for k, v in staged.admin.get(SITES_ID).items() if k != "_rev"}
+    only_alpha = dict(registry, sites={"alpha": {"heartbeat_doc": docs.heartbeat_id("alpha")}})
+    rewritten = docs.render_turn_record(docs.TurnRecord(turn=6, site="alpha", how="exited", exit_code=3))
+    attempts = [
+        ("alpha", _replicated({k: v for k, v in reset.items() if k != "_rev"}, 99)),
+        ("alpha", _replicated(only_alpha, 40)),
+        ("alpha", _replicated(rewritten, 9)),
+        ("charlie", _replicated(_changed(leader, leader="charlie", leader_term=4, updated_by="charlie"),
+                                int(current_start) + 1, current_id)),
+    ]
+    for who, doc in attempts:
+        status, answer = _http(staged, who, "POST", "/_bulk_docs", {"docs": [doc], "new_edits": False})
+        refused = status == 403 or (isinstance(answer, list) and answer and answer[0].get("error") == "forbidden")
+        assert refused, (who, doc["_id"], status, answer)
+        status, stored = _http(staged, "admin", "GET", f"/{doc['_id']}?conflicts=true")
+        assert "_conflicts" not in stored, stored
+    assert _snapshot(staged) == before
+
+
+def test_a_record_a_site_wrote_about_another_sites_turn_is_never_taken_as_its_outcome(staged: Secured,
+                                                                                       tmp_path) -> None:
+    alpha, bravo, charlie = (staged.site(s) for s in ("alpha", "bravo", "charlie"))
+    # Alpha says, as leader, that it took turn 43 away from bravo: allowed, and no outcome.
+    alpha.put(docs.render_turn_record(docs.TurnRecord(turn=43, site="bravo", how="revoked", leader="alpha")))
+    # Alpha claims turn 44 in its own name, before charlie runs it.
+    alpha.put(docs.render_turn_record(docs.TurnRecord(turn=44, site="alpha", how="exited", exit_code=0)))
+    records.write_once(bravo, docs.TurnRecord(turn=43, site="bravo", how="exited", exit_code=3), "bravo")
+    records.write_once(charlie, docs.TurnRecord(turn=44, site="charlie", how="exited", exit_code=3), "charlie")
+    for turn, expected in ((43, records.Outcome("bravo", "exited", 3)), (44, None)):
+        raw = staged.admin.get(docs.turn_record_id(turn))
+        rec, _ = docs.parse_turn_record(raw)
+        taken = records.outcome(rec, raw)
+        if expected is not None:
+            assert taken == expected, raw
+        else:
+            assert taken.how == records.DISPUTED, raw
+    shown = _enqueue("history", str(staged.config(tmp_path / "configs", "bravo")), "--json")
+    assert shown.returncode == 0, shown.stderr
+    outcomes = {t["turn"]: t["outcome"] for t in json.loads(shown.stdout)["turns"]}
+    assert outcomes[43]["exit_code"] == 3 and outcomes[44]["how"] == "disputed"
+
+
+# ---------------------------------------------------------------------------- several document sets
+
+
+RUN_FAST = ("-d", "0.5s", "-s", "2s", "--kill-grace", "0.3s", "--no-repeat")
+
+
+def test_every_document_set_init_installed_stays_usable_and_records_never_collide(secured, tmp_path) -> None:
+    admin = str(secured.admin_config(tmp_path / "admin"))
+    for extra in ((), ("-L", "test_leader", "-S", "test_sites")):
+        done = _enqueue("init", admin, *extra)
+        assert done.returncode == 0, done.stderr
+    config = str(secured.config(tmp_path / "configs", "alpha"))
+    for extra in ((), ("-L", "test_leader", "-S", "test_sites")):
+        done = _enqueue("run", config, "alpha", *RUN_FAST, *extra, "--", "true", timeout_s=45)
+        assert done.returncode == 0, done.stderr
+    default = [d["_id"] for d in secured.admin.list_prefix(docs.TURN_PREFIX)]
+    other = [d["_id"] for d in secured.admin.list_prefix(docs.turn_prefix("test_leader"))]
+    assert default == [docs.turn_record_id(1)], default
+    assert other == [docs.turn_record_id(1, docs.turn_prefix("test_leader"))], other
+    for extra in ((), ("-L", "test_leader", "-S", "test_sites")):
+        shown = _enqueue("status", config, *extra)
+        assert shown.returncode == 0 and "problem: the access rules" not in shown.stdout, shown.stdout
+
+
+def test_a_site_whose_writes_no_rule_covers_says_so_and_exits_with_the_credentials_code(secured, tmp_path) -> None:
+    """A set nobody ran 'init' for, its documents made by hand: the site is refused for good, not forever."""
+    secured.admin.put(docs.render_leader(docs.new_leader_doc("other_leader")))
+    secured.admin.put(docs.render_sites(docs.new_sites_doc("other_sites"),
+                                        {"alpha": {"heartbeat_doc": docs.heartbeat_id("alpha")}}))
+    config = str(secured.config(tmp_path / "configs", "alpha"))
+    extra = ("-L", "other_leader", "-S", "other_sites")
+    shown = _enqueue("status", config, *extra)
+    assert shown.returncode == 0, shown.stderr
+    assert "problem: the access rules (_design/enqueue) cover the document sets enqueue_leader/enqueue_sites, " \
+           "not other_leader/other_sites" in shown.stdout, shown.stdout
+    done = _enqueue("run", config, "alpha", *RUN_FAST, *extra, "--", "true", timeout_s=45)
+    assert done.returncode == errors.EXIT_AUTH, done.stderr
+    assert "is not a document enqueue uses" in done.stderr
+
+
+def test_a_site_that_loses_its_role_while_running_exits_with_the_credentials_code(secured, tmp_path) -> None:
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    group = Sites(config=secured.config(tmp_path / "configs", "alpha"), workdir=workdir)
+    try:
+        agent = group.start("alpha", sleep_s=0.1)
+        group.wait_runs(1, timeout_s=30)
+        admin_users = secured.server.store(users.USERS_DB)
+        try:
+            doc = admin_users.get(users.user_id("alpha"))
+            admin_users.put(dict(doc, roles=[]))
+        finally:
+            admin_users.close()
+        assert agent.wait(timeout_s=30) == errors.EXIT_AUTH, agent.log()[-2000:]
+        assert "cannot take part with these credentials" in agent.log()
+    finally:
+        group.stop_all()
 
 
 # ---------------------------------------------------------------------------- a rotation under the rules
@@ -411,20 +598,6 @@ def _enqueue(*argv: str, env: Optional[dict] = None, timeout_s: float = 30) -> s
                           timeout=timeout_s, env={**os.environ, **(env or {})})
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """``enqueue.cli.main`` installs a log handler; take it away again."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    logs.set_site(None)
-
-
 def test_users_add_writes_a_private_password_file_and_prints_the_password_only_when_asked(
     secured, tmp_path, capsys, restore_logging
 ) -> None:
@@ -460,12 +633,42 @@ def test_users_add_writes_a_private_password_file_and_prints_the_password_only_w
         finally:
             delta.close()
         code, out, err = enqueue_users("list")
-        assert "delta  roles: enqueue_site" in out
+        assert any(line.split() == ["delta", "enqueue_site"] for line in out.splitlines())
         assert new_password not in out + err
     finally:
         code, out, err = enqueue_users("remove", "delta")
     assert code == 0, err
     assert "removed the account of site delta" in out
+
+
+def test_a_site_cannot_give_itself_a_role(secured) -> None:
+    """CouchDB refuses an account a change of its own roles; the embedded server is made to refuse it too."""
+    own = CouchStore(secured.server.url, users.USERS_DB, username="alpha", password=secured.passwords["alpha"])
+    admin_users = secured.server.store(users.USERS_DB)
+    try:
+        # CouchDB 3 lets no member even read _users; pouchdb-server lets an account read its own document.
+        doc = admin_users.get(users.user_id("alpha"))
+        assert doc is not None and doc["roles"] == ["enqueue_site"]
+        with pytest.raises(errors.Forbidden):
+            own.put(dict(doc, roles=["enqueue_site", security.DEFAULT_ADMIN_ROLE]))
+        with pytest.raises(errors.Forbidden):
+            own.put(dict(doc, roles=[]))
+        assert admin_users.get(users.user_id("alpha"))["roles"] == ["enqueue_site"]
+    finally:
+        own.close()
+        admin_users.close()
+
+
+def test_a_password_reset_leaves_the_site_role_only(secured, tmp_path) -> None:
+    admin_users = secured.server.store(users.USERS_DB)
+    try:
+        doc = admin_users.get(users.user_id("bravo"))
+        admin_users.put(dict(doc, roles=["enqueue_site", security.DEFAULT_ADMIN_ROLE, "other"]))
+        users.add(_connection(secured.server, secured.name), "bravo", password_file=str(tmp_path / "b"),
+                  show_password=False, replace=True, role=None)
+        assert admin_users.get(users.user_id("bravo"))["roles"] == ["enqueue_site"]
+    finally:
+        admin_users.close()
 
 
 def test_wrong_credentials_fail_in_one_line_that_holds_no_password(secured, tmp_path) -> None:
@@ -495,6 +698,25 @@ def test_wrong_credentials_fail_in_one_line_that_holds_no_password(secured, tmp_
     finally:
         store.close()
     assert wrong not in str(failed.value) and wrong not in repr(store)
+
+
+def test_the_command_runs_without_the_agents_database_credentials(secured, tmp_path) -> None:
+    """The credentials come from the environment, as a systemd unit gives them; the command prints its own."""
+    bare = tmp_path / "bare.ini"
+    bare.write_text(f"[couchdb]\nurl = {secured.server.url}\ndatabase = {secured.name}\n")
+    password = secured.passwords["alpha"]
+    env = {"ENQUEUE_COUCHDB_USERNAME": "alpha", "ENQUEUE_COUCHDB_PASSWORD": password,
+           "ENQUEUE_COUCHDB_CA_FILE": "", "ENQUEUE_TEST_INHERITED": "kept"}
+    printed = tmp_path / "env.json"
+    show_env = f"import json, os; json.dump(dict(os.environ), open({str(printed)!r}, 'w'))"
+    done = _enqueue("run", str(bare), "alpha", "-d", "0.5s", "-s", "2s", "--kill-grace", "0.3s", "--no-repeat",
+                    "--", sys.executable, "-c", show_env, env=env, timeout_s=60)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(printed.read_text())
+    assert [k for k in seen if k.startswith("ENQUEUE_COUCHDB")] == []
+    assert not any(password in v for v in seen.values())
+    assert seen["ENQUEUE_SITE"] == "alpha" and seen["ENQUEUE_LEADER"] == "alpha" and int(seen["ENQUEUE_TURN"]) >= 1
+    assert seen["ENQUEUE_TEST_INHERITED"] == "kept"
 
 
 # ---------------------------------------------------------------------------- TLS

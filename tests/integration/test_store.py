@@ -126,7 +126,7 @@ def test_get_returns_the_document_and_none_when_missing_or_deleted(backend):
 
 
 def test_ids_that_need_escaping_round_trip(backend):
-    for doc_id in ("with space", "slash/inside", "enqueue_turn:000042", "ünïcode?&#"):
+    for doc_id in ("with space", "slash/inside", "enqueue_turn:000042", "ünïcode?&#", "_design/enqueue"):
         backend.store.put({"_id": doc_id, "v": doc_id})
         assert backend.store.get(doc_id)["v"] == doc_id
 
@@ -167,6 +167,25 @@ def test_check_reports_the_database_and_copies_is_its_n(backend):
     if backend.kind in ("embedded", "memory"):
         assert copies == 1
     assert info["update_seq"] == backend.store.current_seq()
+
+
+def test_a_created_database_has_one_copy_in_one_shard_and_says_where(backend):
+    shards = backend.store.shards()
+    assert backend.store.copies() == 1
+    if backend.kind in ("embedded", "memory"):
+        assert shards is None  # no _shards endpoint: a single node
+    else:
+        assert shards is not None and len(shards) == 1  # q=1
+        assert [len(nodes) for nodes in shards.values()] == [1]  # n=1
+
+
+def test_shards_of_a_missing_database_is_database_missing(backend):
+    other = backend.open(backend.name + "_missing")
+    try:
+        with pytest.raises(errors.DatabaseMissing):
+            other.shards()
+    finally:
+        other.close()
 
 
 def test_both_drivers_implement_the_store_interface(backend):
@@ -634,3 +653,36 @@ def test_a_wrong_password_raises_auth_failed_without_the_password(tmp_path):
         finally:
             for store in (admin, intruder, in_url):
                 store.close()
+
+
+def test_the_couchdb_driver_creates_a_database_with_one_copy_in_one_shard():
+    """What a cluster is asked for, seen on the wire (a single node ignores ``n`` and ``q``)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_PUT(self) -> None:  # noqa: N802 -- the http.server protocol
+            asked.append(self.path)
+            body = b'{"ok":true}'
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    store = CouchStore(f"http://127.0.0.1:{server.server_address[1]}", "enqueue")
+    try:
+        assert store.create_database() is True
+    finally:
+        store.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert asked == ["/enqueue?n=1&q=1"]

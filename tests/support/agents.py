@@ -15,9 +15,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import psutil
+import pytest
 
 from tools.chaos import checker, probe
 
@@ -123,3 +124,11 @@ class Sites:
         for agent in self.agents.values():
             agent.proc.wait(timeout=10)
         psutil.wait_procs(family, timeout=5)
+
+
+@pytest.fixture
+def sites(config_file: Path, tmp_path: Path) -> Iterator[Sites]:
+    """Agents on the test database (``config_file``), every one of them killed when the test ends."""
+    s = Sites(config=config_file, workdir=tmp_path)
+    yield s
+    s.stop_all()

@@ -11,16 +11,16 @@ in between a command's read and its write.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
-from enqueue import cli, logs, steering
+from enqueue import cli, steering
 from enqueue import documents as docs
 from enqueue.config import DEFAULT_TIME_FORMAT
+from tests.support.log_state import logging_restored
 
 LEADER = "enqueue_leader"
 SITES = "enqueue_sites"
@@ -53,20 +53,18 @@ class Cli:
         captured = self.capsys.readouterr()
         return Result(code, captured.out, captured.err)
 
+    def help_text(self, command: str) -> str:
+        """``enqueue COMMAND --help``, which must exit 0, with its white space folded to single spaces."""
+        result = self.bare(command, "--help")
+        assert result.code == 0, result.err
+        return " ".join(result.out.split())
+
 
 @pytest.fixture
 def enqueue_cli(capsys: Any, config_file: Path) -> Iterator[Cli]:
     """Run commands against the test database; leaves logging as it found it."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield Cli(capsys, config_file)
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
+    with logging_restored():
+        yield Cli(capsys, config_file)
 
 
 def time_text(seconds_ago: float = 0.0) -> str:

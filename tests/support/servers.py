@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import secrets
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Set
@@ -21,6 +20,7 @@ from typing import Callable, Optional, Set
 from enqueue import errors
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
+from enqueue.urls import split_url
 
 ENV_URL = "ENQUEUE_TEST_COUCHDB_URL"
 ENV_DOCKER = "ENQUEUE_TEST_DOCKER"
@@ -118,19 +118,13 @@ def start_server() -> CouchServer:
 
 
 def _env_server(url: str) -> CouchServer:
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port:
-        netloc += f":{parts.port}"
-    bare = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-    username = urllib.parse.unquote(parts.username) if parts.username else None
-    password = urllib.parse.unquote(parts.password or "") if username else None
-    server = CouchServer(bare, username, password, "env")
+    parts = split_url(url)
+    server = CouchServer(parts.base, parts.username, parts.password if parts.username else None, "env")
     probe = server.store("_users")
     try:
-        probe.server_info()
+        probe.check()
+    except errors.DatabaseMissing:
+        pass  # a fresh single node has no _users yet; the server answered all the same
     except errors.StoreError as exc:
         raise RuntimeError(f"{ENV_URL} names a server the tests cannot use: {exc}") from None
     finally:

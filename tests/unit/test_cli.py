@@ -7,65 +7,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-import types
-from pathlib import Path
-from typing import Callable, Iterator, Optional
+import os
 
 import pytest
 
 from enqueue import __version__, cli, logs
 from enqueue.commands import run
-from enqueue.config import AgentSettings, Timing
+from enqueue.config import Timing
 from enqueue.errors import EnqueueError, Unreachable
+from tests.support.fake_agent import CONFIG, FakeAgent, agent, config  # noqa: F401  (fixtures)
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 
-CONFIG = """\
-[couchdb]
-url = http://127.0.0.1:5984
-database = enqueue
-"""
-
-
-class FakeAgent:
-    """Stands in for ``enqueue.agent``: records the settings, returns or raises what it is told."""
-
-    def __init__(self) -> None:
-        self.settings: Optional[AgentSettings] = None
-        self.result: Callable[[], int] = lambda: 0
-
-    def run_agent(self, settings: AgentSettings) -> int:
-        self.settings = settings
-        return self.result()
-
-
-@pytest.fixture
-def agent(monkeypatch) -> FakeAgent:
-    fake = FakeAgent()
-    module = types.ModuleType("enqueue.agent")
-    module.run_agent = fake.run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "enqueue.agent", module)
-    return fake
-
-
-@pytest.fixture
-def config(tmp_path) -> str:
-    path = tmp_path / "enqueue.ini"
-    path.write_text(CONFIG)
-    path.chmod(0o600)
-    return str(path)
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def run_main(*argv: str) -> int:
@@ -184,7 +137,7 @@ def test_agent_exit_code_is_returned(agent, config) -> None:
         (["run", "{config}", "alpha", "-d"], "expected one argument"),
         (["run", "{config}", "alpha", "--log-level", "loud", "cmd"], "argument --log-level: invalid choice"),
         (["run", "{config}", "al pha", "cmd"], "SITENAME 'al pha' is invalid"),
-        (["run", "{config}", "alpha", "-d", "10", "-s", "20", "cmd"],
+        (["run", "{config}", "alpha", "-d", "10", "-s", "20", "--kill-grace", "10", "cmd"],
          "heartbeat_stale (20 min) must be more than 2 x heartbeat_delay"),
         (["run", "{config}", "alpha", "-T", "%s", "cmd"], "--time-format: '%s' cannot be read back"),
         (["run", "{missing}", "alpha", "cmd"], "no such configuration file"),
@@ -210,7 +163,8 @@ def test_enqueue_error_from_agent(agent, config, capsys) -> None:
     agent.result = unreachable
     assert run_main("run", config, "alpha", "cmd") == Unreachable.exit_code == 3
     err = capsys.readouterr().err
-    assert err == "enqueue: cannot reach database 'enqueue' at http://127.0.0.1:5984: connection refused\n"
+    assert err == ("enqueue: cannot reach database 'enqueue' at http://127.0.0.1:5984: connection refused; "
+                   f"check url = in {os.path.abspath(config)}\n")
 
 
 def test_error_messages_are_one_line_and_redacted(agent, config, capsys) -> None:

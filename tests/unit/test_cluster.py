@@ -2,7 +2,7 @@
 
 On a CouchDB cluster two writers carrying the same ``_rev`` can both be
 acknowledged (201 + 202) through different nodes, so a 409 is no
-linearizable compare-and-swap (DESIGN §6). The agent reads the database's
+linearizable compare-and-swap (docs/PROTOCOL.md §6.3). The agent reads the database's
 ``n`` before it writes anything and stops with exit code 6 and one line;
 ``--allow-cluster`` (or ``[enqueue] allow_cluster = true``) lets it go on.
 
@@ -13,18 +13,18 @@ so "refused" provably means "refused before the first write".
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
-from enqueue import agent as agent_module
-from enqueue import cli, logs
-from enqueue.agent import Agent
+from enqueue import agent_process, cli, couchdb_store, logs
 from enqueue.config import load_agent_settings
 from enqueue.errors import EXIT_CLUSTER_REFUSED, ClusterRefused
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 PASSWORD = "cluster-secret-9f3"
 
@@ -35,6 +35,8 @@ class Proceeded(Exception):
 
 class ClusterStore:
     """Reports ``n`` copies; records every call; the first write raises ``Proceeded``."""
+
+    database = "enqueue"
 
     def __init__(self, copies: int) -> None:
         self.n = copies
@@ -63,19 +65,6 @@ class ClusterStore:
         raise AssertionError(f"unexpected store call before the cluster check: {name}")
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> str:
     path = tmp_path / "enqueue.ini"
@@ -95,9 +84,10 @@ def settings(config: str, **overrides: Any):
 def test_the_agent_refuses_a_database_with_several_copies_before_any_write(config, copies) -> None:
     store = ClusterStore(copies)
     with pytest.raises(ClusterRefused) as caught:
-        Agent(settings(config), store).run()
+        agent_process.run(settings(config), store)
     message = str(caught.value)
     assert f"n={copies}" in message and "\n" not in message
+    assert "PUT /enqueue?n=1&q=1" in message  # ?n=1 alone would let q spread the shards over nodes
     assert caught.value.exit_code == EXIT_CLUSTER_REFUSED == 6
     assert [c for c in store.calls if c.startswith("put")] == []
 
@@ -105,7 +95,7 @@ def test_the_agent_refuses_a_database_with_several_copies_before_any_write(confi
 def test_one_copy_is_not_refused(config) -> None:
     store = ClusterStore(1)
     with pytest.raises(Proceeded):
-        Agent(settings(config), store).run()
+        agent_process.run(settings(config), store)
 
 
 @pytest.mark.parametrize("how", ["flag", "file"])
@@ -119,7 +109,7 @@ def test_the_opt_in_lets_the_agent_go_on(config, how) -> None:
     assert s.allow_cluster is True
     store = ClusterStore(3)
     with pytest.raises(Proceeded):
-        Agent(s, store).run()
+        agent_process.run(s, store)
     assert store.calls[:2] == ["check", "copies"]
 
 
@@ -129,7 +119,7 @@ def test_allow_cluster_is_off_by_default(config) -> None:
 
 def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    monkeypatch.setattr(couchdb_store, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--", sys.executable, "-c", "pass"])
     out, err = capsys.readouterr()
     assert code == EXIT_CLUSTER_REFUSED
@@ -143,7 +133,7 @@ def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatc
 
 def test_the_command_line_opt_in_reaches_the_first_write(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    monkeypatch.setattr(couchdb_store, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--allow-cluster", "--", sys.executable, "-c", "pass"])
     err = capsys.readouterr().err
     # The fake store's first write fails the run on purpose: proof the check let it through.

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import builtins
+import itertools
 import os
 import textwrap
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytest
 
@@ -16,10 +17,14 @@ from enqueue.config import (
     AgentSettings,
     Connection,
     Timing,
+    fitted_heartbeat_delay_s,
     load_agent_settings,
     load_connection,
 )
 from enqueue.errors import ConfigError
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 SECRET = "S3cret-value-42"
 
@@ -37,12 +42,6 @@ heartbeat_stale = 5
 [some_other_tool]
 anything = goes
 """
-
-
-@pytest.fixture(autouse=True)
-def forget_secrets() -> Iterator[None]:
-    yield
-    logs._forget_secrets()
 
 
 def write(tmp_path: Path, text: str, name: str = "enqueue.ini", mode: int = 0o600) -> str:
@@ -111,6 +110,61 @@ def test_kill_grace_default_shrinks_to_fit_short_heartbeats(tmp_path) -> None:
                  .replace("heartbeat_stale = 5", "heartbeat_stale = 12s"))
     timing = settings(path).timing
     assert (timing.heartbeat_delay_s, timing.heartbeat_stale_s, timing.kill_grace_s) == (3, 12, 3)
+
+
+def test_stale_exactly_twice_the_delay_is_kept_by_beating_more_often(tmp_path) -> None:
+    """The original tool's -d 10 -s 20: the delay is the longest time between beats, so a shorter one is kept."""
+    s = settings(write(tmp_path, COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 20\n"))
+    assert s.timing == Timing(570, 1200, 60, 30)
+    assert s.notes == ("heartbeat every 9 min 30 s instead of every 10 min: heartbeat_stale (20 min) needs more "
+                       "than 2 x heartbeat_delay, with room for the kill grace and a late heartbeat (the delay is "
+                       "the longest time between beats)",)
+
+
+@pytest.mark.parametrize(
+    "enqueue, timing",
+    [
+        # Unset grace: the slack is twice the default grace, min(30 s, stale / 6).
+        ("heartbeat_delay = 10\nheartbeat_stale = 15", Timing(420, 900, 60, 30)),
+        ("heartbeat_delay = 10\nheartbeat_stale = 20.5", Timing(585, 1230, 60, 30)),
+        ("heartbeat_delay = 1s\nheartbeat_stale = 2s", Timing(2 / 3, 2, 60, 1 / 3)),
+        ("heartbeat_delay = 10\nheartbeat_stale = 1", Timing(20, 60, 60, 10)),
+        # A grace that is set is kept; the round trip still gets the default grace's room.
+        ("heartbeat_delay = 10\nheartbeat_stale = 20\nkill_grace = 0", Timing(585, 1200, 60, 0)),
+        ("heartbeat_delay = 10\nheartbeat_stale = 20\nkill_grace = 1", Timing(540, 1200, 60, 60)),
+    ],
+)
+def test_fitted_heartbeat_delays(tmp_path, enqueue: str, timing: Timing) -> None:
+    s = settings(write(tmp_path, COUCH + "[enqueue]\n" + enqueue + "\n"))
+    assert s.timing.heartbeat_delay_s == pytest.approx(timing.heartbeat_delay_s)
+    assert s.timing.kill_grace_s == pytest.approx(timing.kill_grace_s)
+    assert s.timing.heartbeat_stale_s == timing.heartbeat_stale_s
+    assert len(s.notes) == 1 and "instead of every" in s.notes[0]
+
+
+@pytest.mark.parametrize("enqueue", [
+    "heartbeat_delay = 10\nheartbeat_stale = 30",
+    "heartbeat_delay = 0.5s\nheartbeat_stale = 2s",
+    "heartbeat_delay = 10\nheartbeat_stale = 20.01\nkill_grace = 0.1s",  # a grace that is set and fits stays
+])
+def test_timings_with_room_are_not_fitted(tmp_path, enqueue: str) -> None:
+    s = settings(write(tmp_path, COUCH + "[enqueue]\n" + enqueue + "\n"))
+    assert s.notes == ()
+
+
+def test_a_fitted_delay_always_makes_a_valid_timing_with_the_margin() -> None:
+    seconds = [0.5, 1, 2, 5, 10, 30, 60, 100, 300, 600, 1200, 1800, 3600]
+    for delay, stale in itertools.product(seconds, seconds):
+        for grace in (None, 0.0, 0.1, 1.0, 30.0, 300.0):
+            fitted = fitted_heartbeat_delay_s(delay, stale, grace)
+            if fitted is None:
+                continue
+            default_grace = min(30.0, stale / 6)
+            effective_grace = default_grace if grace is None else grace
+            assert 0 < fitted < delay
+            Timing(heartbeat_delay_s=fitted, heartbeat_stale_s=stale, kill_grace_s=effective_grace)
+            slack = stale - 2 * fitted
+            assert slack == pytest.approx(effective_grace + max(effective_grace, default_grace))
 
 
 def test_flags_beat_file(tmp_path) -> None:
@@ -245,7 +299,12 @@ BAD_FILES = [
     ("missing url", "[couchdb]\ndatabase = enqueue\n", {}, "[couchdb] url: missing"),
     ("empty url", "[couchdb]\nurl =\ndatabase = enqueue\n", {}, "[couchdb] url: missing"),
     ("missing database", "[couchdb]\nurl = http://127.0.0.1:5984\n", {}, "[couchdb] database: missing"),
-    ("no couchdb section", "[enqueue]\nrepeat = true\n", {}, "[couchdb] url: missing"),
+    ("no couchdb section", "[enqueue]\nrepeat = true\n", {},
+     "section [couchdb] not found (sections in the file: [enqueue]); it needs url (or set ENQUEUE_COUCHDB_URL)"),
+    ("misspelt couchdb section", "[couchbd]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n", {},
+     "section [couchdb] not found; the file has [couchbd]: did you mean [couchdb]?"),
+    ("misspelt enqueue section", "[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n[enqeue]\nrepeat = 1\n", {},
+     "section [enqueue] not found; the file has [enqeue]: did you mean [enqueue]?"),
     ("bad scheme", COUCH.replace("http://", "ftp://"), {}, "[couchdb] url: expected http"),
     ("no host", COUCH.replace("http://127.0.0.1:5984", "http://"), {}, "[couchdb] url: expected http"),
     ("bad port", COUCH.replace("5984", "59x4"), {}, "[couchdb] url: not a valid URL"),
@@ -264,10 +323,10 @@ BAD_FILES = [
     ("bad time format", COUCH + "[enqueue]\ntime_format = %s\n", {}, "[enqueue] time_format: '%s' cannot be read back"),
     ("reserved leader doc", COUCH + "[enqueue]\nleader_doc = _leader\n", {}, "[enqueue] leader_doc: '_leader' starts with '_'"),
     ("same docs", COUCH + "[enqueue]\nleader_doc = x\nsites_doc = x\n", {}, "[enqueue] leader_doc and"),
-    ("stale too short", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 20\n", {},
+    ("stale too short", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 20\nkill_grace = 10\n", {},
      "heartbeat_stale (20 min) must be more than 2 x heartbeat_delay (2 x 10 min)"),
-    ("grace too long", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 25\nkill_grace = 3\n", {},
-     "kill_grace (3 min) must be at most (heartbeat_stale - 2 x heartbeat_delay) / 2 (2 min 30 s)"),
+    ("grace too long", COUCH + "[enqueue]\nheartbeat_delay = 10\nheartbeat_stale = 25\nkill_grace = 13\n", {},
+     "kill_grace (13 min) must be at most (heartbeat_stale - 2 x heartbeat_delay) / 2 (2 min 30 s)"),
     ("syntax error", COUCH + "this line is nonsense\n", {}, "line 4: not a 'key = value' line"),
     ("no section header", "url = x\n" + COUCH, {}, "line 1: a setting before the first [section] header"),
     ("duplicate key", COUCH + "url = http://x\n", {}, "line 4: [couchdb] url appears twice"),
@@ -319,6 +378,14 @@ def test_password_never_in_unknown_key_error(tmp_path) -> None:
 def test_password_never_in_url_error(tmp_path) -> None:
     path = write(tmp_path, COUCH.replace("http://127.0.0.1:5984", f"http://bob:{SECRET}@127.0.0.1:59x4"))
     with pytest.raises(ConfigError) as info:
+        settings(path)
+    assert SECRET not in str(info.value)
+
+
+def test_password_never_in_url_error_when_the_at_sign_is_missing(tmp_path) -> None:
+    # Without the '@' urllib reads the password as the port and quotes it in its own message.
+    path = write(tmp_path, COUCH.replace("http://127.0.0.1:5984", f"http://bob:{SECRET}/127.0.0.1"))
+    with pytest.raises(ConfigError, match=r"\[couchdb\] url: not a valid URL") as info:
         settings(path)
     assert SECRET not in str(info.value)
 
@@ -427,3 +494,57 @@ def test_timing_edge_cases_allowed() -> None:
     timing = Timing(heartbeat_delay_s=10, heartbeat_stale_s=20.001, kill_grace_s=0)
     assert (timing.heartbeat_stale_s, timing.kill_grace_s) == (20.001, 0)
     assert Timing(heartbeat_delay_s=10, heartbeat_stale_s=50, kill_grace_s=15).kill_grace_s == 15
+
+
+def test_a_relative_path_is_shown_absolute(tmp_path, monkeypatch) -> None:
+    (tmp_path / "etc").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        settings("etc/alpha.ini")
+    assert str(info.value) == f"{tmp_path}/etc/alpha.ini: no such configuration file"
+    write(tmp_path / "etc", "[couchdb]\nurl = http://127.0.0.1:5984\n", name="alpha.ini")
+    with pytest.raises(ConfigError) as info:
+        settings("etc/alpha.ini")
+    assert str(info.value).startswith(f"{tmp_path}/etc/alpha.ini: [couchdb] database: missing")
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path) -> None:
+    path = tmp_path / "bom.ini"
+    path.write_bytes(b"\xef\xbb\xbf[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n")
+    assert settings(str(path)).connection.database == "enqueue"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_password_file_that_is_a_fifo_or_a_directory_is_refused_at_once(tmp_path, kind) -> None:
+    target = tmp_path / "alpha.password"
+    if kind == "fifo":
+        os.mkfifo(target)  # opening it to read would block until somebody writes
+    else:
+        target.mkdir()
+    path = write(tmp_path, COUCH + f"username = alpha\npassword_file = {target}\n")
+    with pytest.raises(ConfigError) as info:
+        settings(path)
+    shown = "a FIFO" if kind == "fifo" else "a directory"
+    assert str(info.value) == (f"{path}: [couchdb] password_file: password file {target} is {shown}, "
+                               "not a file holding the password")
+
+
+def test_a_configuration_file_that_is_a_fifo_is_refused_at_once(tmp_path) -> None:
+    fifo = tmp_path / "enqueue.ini"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError, match="is a FIFO, not a configuration file"):
+        settings(str(fifo))
+
+
+def test_the_connection_says_where_each_setting_came_from(tmp_path) -> None:
+    password_file = tmp_path / "alpha.password"
+    password_file.write_text(SECRET + "\n")
+    password_file.chmod(0o600)
+    path = write(tmp_path, COUCH + f"username = alpha\npassword_file = {password_file.name}\n")
+    conn = settings(path, environ={"ENQUEUE_COUCHDB_DATABASE": "other"}).connection
+    assert conn.sources == {
+        "url": f"{path}: [couchdb] url",
+        "database": "environment variable ENQUEUE_COUCHDB_DATABASE",
+        "username": f"{path}: [couchdb] username",
+        "password": f"password file {password_file} ({path}: [couchdb] password_file)",
+    }

@@ -10,6 +10,7 @@ import pytest
 from enqueue import documents as docs
 from enqueue.documents import (
     DONE,
+    MAX_TURN,
     GRANTED,
     IDLE,
     LEFT,
@@ -94,7 +95,7 @@ LEADER_DOCS = [
         updated_by="alpha",
         updated_at="u",
     ),
-    LeaderDoc(doc_id=LEADER_ID, leader=None, running="c-1.x_y", status=RUNNING, turn=2**40, last_exit_code=255),
+    LeaderDoc(doc_id=LEADER_ID, leader=None, running="c-1.x_y", status=RUNNING, turn=MAX_TURN, last_exit_code=255),
 ]
 
 
@@ -539,6 +540,7 @@ def test_turn_record_duration_is_rounded_once() -> None:
         ({"site": "a"}, "turn"),
         ({"turn": "1", "site": "a"}, "turn"),
         ({"turn": -1, "site": "a"}, "turn"),
+        ({"turn": 10_000_000_000, "site": "a"}, "turn"),
         ({"turn": 1}, "site"),
         ({"turn": 1, "site": "bad name"}, "site"),
         ({"turn": 1, "site": 3}, "site"),
@@ -577,3 +579,11 @@ def test_turn_record_ids_sort_by_number() -> None:
     assert sorted(reversed(ids)) == ids
     assert all(i.startswith(docs.TURN_PREFIX) for i in ids)
     assert len(set(ids)) == len(ids)
+    assert len({len(i) for i in ids}) == 1  # one width
+
+
+@pytest.mark.parametrize("turn", [MAX_TURN + 1, 12_345_678_901, -1])
+def test_a_turn_beyond_the_id_width_is_refused_not_printed_wider(turn: int) -> None:
+    with pytest.raises(ValueError, match="10 digits"):
+        turn_record_id(turn)
+    assert parse_leader({"leader_term": 1, "status": DONE, "turn": MAX_TURN + 1}, LEADER_ID)[0] is None

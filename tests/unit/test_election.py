@@ -1,4 +1,4 @@
-"""Election: when leadership is open, claiming it, stepping down, backing off."""
+"""Election: when leadership is open, claiming it, stepping down, backing off (docs/PROTOCOL.md §3.3)."""
 
 from __future__ import annotations
 

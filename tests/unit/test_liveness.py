@@ -1,4 +1,4 @@
-"""Liveness: observed staleness on this host's monotonic clock, never another host's."""
+"""Liveness: observed staleness on this host's monotonic clock, never another host's (docs/PROTOCOL.md §3.2)."""
 
 from __future__ import annotations
 

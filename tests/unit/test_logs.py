@@ -6,30 +6,17 @@ import argparse
 import json
 import logging
 import re
-from typing import Iterator
 
 import pytest
 
 from enqueue import logs
 from enqueue.errors import ConfigError
+from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 SECRET = "hunter2-Zq!"
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (\S+) (\w+) (.*)$")
-
-
-@pytest.fixture(autouse=True)
-def clean_logging() -> Iterator[None]:
-    """Leave the root logger and the secret registry as they were."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
 
 
 def _log_to(tmp_path, fmt: str = "text", site: str | None = "alpha"):

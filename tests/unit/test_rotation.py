@@ -1,4 +1,4 @@
-"""Rotation: alphabetical turns among eligible sites."""
+"""Rotation: alphabetical turns among eligible sites (docs/PROTOCOL.md §3.4)."""
 
 from __future__ import annotations
 

@@ -8,12 +8,10 @@ process it started is left.
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
 import queue
-import select
 import signal
 import statistics
 import subprocess
@@ -26,14 +24,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import psutil
 import pytest
 
+from enqueue import config
 from enqueue.runner import Runner, RunnerError, RunnerEvent
+from tests.support.processes import TIMEOUT, Fifo, no_leftovers, wait_gone  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
 
 ROOT = Path(__file__).resolve().parents[2]
 GRACE = 0.2
-TIMEOUT = 5.0
-PR_SET_CHILD_SUBREAPER = 36
 
 # A stand-in agent: drives a Runner from orders on stdin, prints every event
 # on stdout, and reports SIGINT instead of dying of it.
@@ -63,74 +61,6 @@ say(kind="closed")
 
 # Reports readiness (and SIGTERM) on $READY, then stays alive until SIGKILL.
 TERM_REPORTER = 'trap "echo term > \\"$READY\\"" TERM; echo ready > "$READY"; while :; do sleep 1 & wait; done'
-
-
-def set_subreaper(on: bool) -> None:
-    """Orphans of the processes under test come to us, so we can reap them
-    even where init does not."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
-
-
-def wait_gone(pid: int, timeout: float = TIMEOUT) -> bool:
-    """True once ``pid`` no longer exists; reaps it if it became our child."""
-    end = time.monotonic() + timeout
-    while True:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not psutil.pid_exists(pid):
-            return True
-        if time.monotonic() >= end:
-            return False
-        time.sleep(0.005)
-
-
-@pytest.fixture(autouse=True)
-def no_leftovers() -> Iterator[List[int]]:
-    """Fail the test if any process it started outlives it; the yielded list
-    takes pids that may have left our process tree."""
-    set_subreaper(True)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    tracked: List[int] = []
-    yield tracked
-    candidates = {p.pid for p in psutil.Process().children(recursive=True)} - before
-    candidates |= {pid for pid in tracked if psutil.pid_exists(pid)}
-    stuck = [pid for pid in sorted(candidates) if not wait_gone(pid)]
-    for pid in stuck:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        wait_gone(pid)
-    set_subreaper(False)
-    assert not stuck, f"processes left behind: {stuck}"
-
-
-class Fifo:
-    """A named pipe a command writes lines to, so the test can wait for it."""
-
-    def __init__(self, path: Path) -> None:
-        os.mkfifo(path)
-        self.path = str(path)
-        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        # A writer of our own keeps the read end from seeing EOF between lines.
-        self._keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        self._buffer = b""
-
-    def line(self, timeout: float = TIMEOUT) -> str:
-        end = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = end - time.monotonic()
-            assert left > 0 and select.select([self.fd], [], [], left)[0], "no line from the command"
-            self._buffer += os.read(self.fd, 4096)
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
-
-    def close(self) -> None:
-        os.close(self.fd)
-        os.close(self._keep)
 
 
 @pytest.fixture
@@ -282,6 +212,27 @@ def test_environment_is_the_agents_plus_the_additions(
     driven.next("started")
     assert driven.next("exited").exit_code == 0
     assert "[7|site-b|from-agent|from-turn]" in capfd.readouterr().out
+
+
+def test_the_command_gets_none_of_enqueues_connection_settings(
+    monkeypatch: pytest.MonkeyPatch, make_runner: Callable[..., Driven], tmp_path: Path
+) -> None:
+    for name in (*config.ENV_VARS.values(), "ENQUEUE_COUCHDB_SOMETHING_NEW"):
+        monkeypatch.setenv(name, "secret-" + name)
+    monkeypatch.setenv("ENQUEUE_COUCHDB_URL", "https://alpha:hunter2@couch.example.org")
+    monkeypatch.setenv("ENQUEUE_TEST_INHERITED", "from-agent")
+    out = tmp_path / "env.json"
+    driven = make_runner()
+    driven.start(3, [sys.executable, "-c", f"import json, os; json.dump(dict(os.environ), open({str(out)!r}, 'w'))"],
+                 5, {"ENQUEUE_TURN": "3", "ENQUEUE_SITE": "alpha", "ENQUEUE_LEADER": "bravo"})
+    driven.next("started")
+    assert driven.next("exited").exit_code == 0
+    seen = json.loads(out.read_text())
+    assert [k for k in seen if k.startswith("ENQUEUE_COUCHDB")] == []
+    assert not any("secret-" in v or "hunter2" in v for v in seen.values())
+    assert (seen["ENQUEUE_TURN"], seen["ENQUEUE_SITE"], seen["ENQUEUE_LEADER"]) == ("3", "alpha", "bravo")
+    assert seen["ENQUEUE_TEST_INHERITED"] == "from-agent"
+    assert all(name.startswith(config.CONNECTION_ENV_PREFIX) for name in config.ENV_VARS.values())
 
 
 def test_command_not_found_is_127(driven: Driven) -> None:

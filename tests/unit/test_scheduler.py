@@ -1,4 +1,4 @@
-"""The leader's plan: grants, revocations, rotation updates."""
+"""The leader's plan: grants, revocations, rotation updates (docs/PROTOCOL.md §3.4)."""
 
 from __future__ import annotations
 

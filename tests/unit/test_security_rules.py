@@ -93,6 +93,11 @@ def registry(entries: dict) -> dict:
     return {"_id": SITES_ID, "_rev": "2-s", "type": "enqueue_sites", "schema": 1, "sites": entries}
 
 
+def fresh(doc: dict) -> dict:
+    """``doc`` as a write that creates it: no revision."""
+    return {k: v for k, v in doc.items() if k != "_rev"}
+
+
 def entry(name: str, **extra: Any) -> dict:
     return {"heartbeat_doc": docs.heartbeat_id(name), "drained": False, **extra}
 
@@ -133,14 +138,30 @@ def repaired(raw: dict, me: str, turn: int) -> dict:
     return stored(fresh)
 
 
-def record(turn: int, site_name: str, leader: Optional[str]) -> dict:
-    return docs.render_turn_record(TurnRecord(turn=turn, site=site_name, how="exited", exit_code=0, leader=leader))
+def record(turn: int, site_name: str, leader: Optional[str], how: str = "exited", exit_code: Optional[int] = 0) -> dict:
+    return docs.render_turn_record(TurnRecord(turn=turn, site=site_name, how=how, exit_code=exit_code, leader=leader))
 
 
 def with_report(rec: dict, site_name: str) -> dict:
     out = dict(rec, _rev="1-r")
     out["runner_report"] = {"site": site_name, "how": "exited", "exit_code": 0, "ended_at": NOW, "duration_s": 1.0}
     return out
+
+
+HEX = "0123456789abcdef" * 2  # a revision id as CouchDB makes them: 32 hex digits
+
+
+def as_couchdb_update(new: dict, old: dict) -> tuple[dict, dict]:
+    """An ordinary update as CouchDB 3.4.3 hands it to the function: both carry the replaced revision's history."""
+    start, rev_id = old["_rev"].split("-", 1)
+    history = {"start": int(start), "ids": [rev_id]}
+    return dict(new, _rev=old["_rev"], _revisions=history), dict(old, _revisions=history)
+
+
+def replicated(new: dict, rev: str, *ancestors: str) -> dict:
+    """``new`` written with ``new_edits: false``: it names its own revision and a history of the writer's choosing."""
+    start, rev_id = rev.split("-", 1)
+    return dict(new, _rev=rev, _revisions={"start": int(start), "ids": [rev_id, *ancestors]})
 
 
 @dataclass(frozen=True)
@@ -160,7 +181,7 @@ GRANTED_BRAVO = leader_doc(status=GRANTED)
 RUNNING_BRAVO = leader_doc()
 IDLE_DOC = leader_doc(running="bravo", status=DONE, turn=7)
 GARBAGE_LEADER = {"_id": LEADER_ID, "_rev": "9-g", "leader": "alpha", "status": "exploded", "turn": 12}
-RECORD_BY_LEADER = record(7, "bravo", "alpha")
+RECORD_BY_LEADER = record(7, "bravo", "alpha", how="revoked", exit_code=None)
 
 ALLOWED = [
     # Election.
@@ -206,11 +227,12 @@ ALLOWED = [
     Case("repair a leader doc that does not parse", repaired(GARBAGE_LEADER, "bravo", 12), GARBAGE_LEADER, site("bravo"), "ok"),
     Case("repair keeps an admin's pause", dict(repaired(dict(GARBAGE_LEADER, paused=True), "bravo", 12), paused=True),
          dict(GARBAGE_LEADER, paused=True), site("bravo"), "ok"),
-    Case("overwrite a deleted leader doc", stored(docs.new_leader_doc(LEADER_ID)),
+    Case("overwrite a deleted leader doc", dict(stored(docs.new_leader_doc(LEADER_ID)), _rev="3-d"),
          {"_id": LEADER_ID, "_rev": "3-d", "_deleted": True}, site("bravo"), "ok"),
     # The registry.
     Case("create the registry", docs.render_sites(docs.new_sites_doc(SITES_ID)), None, site("bravo"), "ok"),
-    Case("create the registry with itself", registry({"bravo": entry("bravo", added_at=NOW)}), None, site("bravo"), "ok"),
+    Case("create the registry with itself", fresh(registry({"bravo": entry("bravo", added_at=NOW)})), None,
+         site("bravo"), "ok"),
     Case("add itself", registry({"alpha": entry("alpha", drained=True, note="x"), "bravo": entry("bravo")}),
          registry({"alpha": entry("alpha", drained=True, note="x")}), site("bravo"), "ok"),
     Case("add itself, drained absent", registry({"bravo": {"heartbeat_doc": docs.heartbeat_id("bravo")}}),
@@ -218,7 +240,7 @@ ALLOWED = [
     Case("replace its own entry that does not parse", registry({"bravo": entry("bravo")}),
          registry({"bravo": "junk"}), site("bravo"), "ok"),
     Case("rebuild a registry that does not parse",
-         dict(registry({"bravo": entry("bravo")}), repaired_from={"sites": 5}),
+         dict(registry({"bravo": entry("bravo")}), _rev="4-j", repaired_from={"sites": 5}),
          {"_id": SITES_ID, "_rev": "4-j", "sites": 5}, site("bravo"), "ok"),
     Case("rewrite the registry unchanged", registry({"alpha": entry("alpha")}), registry({"alpha": entry("alpha")}),
          site("bravo"), "ok"),
@@ -231,7 +253,21 @@ ALLOWED = [
     Case("leader records a turn it took away", RECORD_BY_LEADER, None, site("alpha"), "ok"),
     Case("runner adds its report", with_report(RECORD_BY_LEADER, "bravo"), dict(RECORD_BY_LEADER, _rev="1-r"),
          site("bravo"), "ok"),
-    Case("big turn numbers keep their digits", record(12345678901, "bravo", None), None, site("bravo"), "ok"),
+    Case("the widest turn number", record(docs.MAX_TURN, "bravo", None), None, site("bravo"), "ok"),
+    Case("leader records a grant that never started", record(7, "bravo", "alpha", how="not started", exit_code=None),
+         None, site("alpha"), "ok"),
+    Case("a runner disputes a record naming another site", with_report(record(7, "charlie", "alpha"), "bravo"),
+         dict(record(7, "charlie", "alpha"), _rev="1-r"), site("bravo"), "ok"),
+    Case("repair at the highest turn its revisions allow", repaired(dict(GARBAGE_LEADER, turn="x"), "bravo", 9),
+         dict(GARBAGE_LEADER, turn="x"), site("bravo"), "ok"),
+    # The shapes CouchDB hands over (with _revisions).
+    Case("CouchDB: an ordinary claim", *as_couchdb_update(stored(election.claim(RUNNING_BRAVO, "charlie", NOW)),
+                                                          stored(RUNNING_BRAVO)), site("charlie"), "ok"),
+    Case("CouchDB: an ordinary heartbeat", *as_couchdb_update(docs.render_heartbeat(Heartbeat(site="bravo", beat=4)),
+                                                              docs.render_heartbeat(Heartbeat(site="bravo", rev="3-h"))),
+         site("bravo"), "ok"),
+    Case("an admin replicates", replicated(stored(leader_doc(leader="alpha", leader_term=1)), "99-" + HEX), None,
+         ADMIN, "ok"),
     # Admins.
     Case("admin role pauses", edit(RUNNING_BRAVO, paused=True), stored(RUNNING_BRAVO), ADMIN, "ok"),
     Case("server admin writes garbage", {"_id": LEADER_ID, "x": 1}, stored(RUNNING_BRAVO), SERVER_ADMIN, "ok"),
@@ -274,7 +310,8 @@ FORBIDDEN = [
     Case("change an admin's field", dict(registry({}), note="mine"), dict(registry({}), note="admin's"),
          site("bravo"), "field 'note'"),
     Case("registry without sites", {"_id": SITES_ID, "_rev": "2-s", "sites": []}, registry({}), site("bravo"), "'sites' object"),
-    Case("create a registry with another site", registry({"alpha": entry("alpha")}), None, site("bravo"), "add only itself"),
+    Case("create a registry with another site", fresh(registry({"alpha": entry("alpha")})), None, site("bravo"),
+         "add only itself"),
     # Leadership.
     Case("make another site leader", edit(RUNNING_BRAVO, leader="charlie", leader_term=4, updated_by="bravo"),
          stored(RUNNING_BRAVO),
@@ -368,14 +405,49 @@ FORBIDDEN = [
     Case("record with an odd id", dict(record(7, "bravo", None), _id="enqueue_turn:7"), None, site("bravo"), "id must be"),
     Case("rewrite a record", dict(record(7, "bravo", None), _rev="1-r", exit_code=1),
          dict(record(7, "bravo", None), _rev="1-r"), site("bravo"), "written once"),
-    Case("report on another site's record", with_report(record(7, "charlie", "alpha"), "bravo"),
-         dict(record(7, "charlie", "alpha"), _rev="1-r"), site("bravo"), "only the site that ran"),
+    Case("report on its own finished record", with_report(record(7, "bravo", None), "bravo"),
+         dict(record(7, "bravo", None), _rev="1-r"), site("bravo"), "adds a report only to its leader's record"),
+    Case("leader records another site's outcome", record(42, "bravo", "alpha", exit_code=0), None, site("alpha"),
+         "only say that its leader took it away"),
+    Case("leader records another site's exit code", record(42, "bravo", "alpha", how="revoked", exit_code=3), None,
+         site("alpha"), "only say that its leader took it away"),
+    Case("a turn number wider than the ids", dict(record(1, "bravo", None), _id="enqueue_turn:10000000000",
+                                                  turn=docs.MAX_TURN + 1), None, site("bravo"), "id must be"),
+    Case("grant beyond the widest turn", leader_plan(leader_doc(running="charlie", status=DONE, turn=docs.MAX_TURN)),
+         stored(leader_doc(running="charlie", status=DONE, turn=docs.MAX_TURN)), site("alpha"), "at most 10 digits"),
+    Case("repair and raise the turn", repaired(GARBAGE_LEADER, "bravo", 13), GARBAGE_LEADER, site("bravo"),
+         "raise its turn beyond 12"),
+    Case("repair at a turn a record made up", repaired(dict(GARBAGE_LEADER, turn="x"), "bravo", 9999999999),
+         dict(GARBAGE_LEADER, turn="x"), site("bravo"), "raise its turn beyond 9"),
     Case("report naming another site", with_report(RECORD_BY_LEADER, "charlie"), dict(RECORD_BY_LEADER, _rev="1-r"),
          site("bravo"), "naming itself"),
     Case("report and change the record", dict(with_report(RECORD_BY_LEADER, "bravo"), how="fine"),
          dict(RECORD_BY_LEADER, _rev="1-r"), site("bravo"), "field 'how'"),
     Case("a second report", with_report(RECORD_BY_LEADER, "bravo"),
          with_report(RECORD_BY_LEADER, "bravo"), site("bravo"), "has its runner's report already"),
+    # Replicated writes (_bulk_docs with new_edits: false), in the shapes CouchDB 3.4.3 hands over.
+    Case("graft a leader doc onto a made-up history",
+         replicated(stored(leader_doc(leader="alpha", leader_term=1, running=None, status=DONE, turn=1,
+                                      updated_by="alpha", rev=None)), "99-" + HEX), None, site("alpha"),
+         "current revision"),
+    Case("graft a leader doc that resets the turn and the pause",
+         replicated(stored(leader_doc(leader=None, leader_term=0, running=None, status=DONE, turn=0, updated_by="bravo",
+                                      rev=None)), "12-" + HEX), None, site("bravo"), "current revision"),
+    Case("graft a registry of one site", replicated(fresh(registry({"alpha": entry("alpha")})), "40-" + HEX), None,
+         site("alpha"), "current revision"),
+    Case("graft a turn record", replicated(record(42, "bravo", None), "7-" + HEX), None, site("bravo"),
+         "current revision"),
+    Case("replicate a claim onto the current revision",
+         replicated(stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), "6-" + HEX, "abc"),
+         as_couchdb_update(stored(RUNNING_BRAVO), stored(RUNNING_BRAVO))[1], site("charlie"), "current revision"),
+    Case("replicate onto an old revision", replicated(stored(election.claim(leader_doc(leader=None), "charlie", NOW)),
+                                                       "9-" + HEX, "2-old"),
+         stored(leader_doc(leader=None, rev="2-old")), site("charlie"), "current revision"),
+    Case("history that does not name the revision",
+         dict(as_couchdb_update(stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), stored(RUNNING_BRAVO))[0],
+              _revisions={"start": 99, "ids": [HEX]}), stored(RUNNING_BRAVO), site("charlie"), "_revisions must name"),
+    Case("pouchdb-server: a write that lost a race", stored(election.claim(leader_doc(rev="4-old"), "charlie", NOW)),
+         stored(RUNNING_BRAVO), site("charlie"), "current revision"),
 ]
 
 
@@ -471,9 +543,10 @@ def test_broken_documents_are_refused_or_allowed_but_never_crash_the_function() 
 
 @needs_node
 def test_the_installed_source_is_one_function_with_the_settings_filled_in() -> None:
-    source = security.validator_source(site_role="s", admin_role="a", leader_doc="L", sites_doc="S")
+    source = security.validator_source(site_role="s", admin_role="a", sets=[security.DocumentSet("L", "S")])
     assert source.startswith("function (newDoc, oldDoc, userCtx, secObj) {")
-    assert '{"site_role": "s", "admin_role": "a", "leader_doc": "L", "sites_doc": "S"}' in source
+    assert ('{"site_role": "s", "admin_role": "a", "sets": [{"leader_doc": "L", "sites_doc": "S", '
+            '"turn_prefix": "L:turn:"}]}') in source
     cases = [({"_id": "L", "x": 1}, None, {"name": "bravo", "roles": ["s"]}, {}),
              ({"_id": "x"}, None, {"name": "bravo", "roles": ["a"]}, {}),
              ({"_id": "x"}, None, {"name": "bravo", "roles": ["enqueue_site"]}, {})]
@@ -494,7 +567,7 @@ def test_security_object_adds_the_roles_and_keeps_what_an_operator_set() -> None
 
 
 def test_design_document_is_stable_and_keeps_the_revision() -> None:
-    kw = dict(site_role="s", admin_role="a", leader_doc="L", sites_doc="S")
+    kw = dict(site_role="s", admin_role="a", sets=[security.DocumentSet("L", "S")])
     first = security.design_document(None, **kw)
     assert first["_id"] == security.DESIGN_DOC_ID and "_rev" not in first
     again = security.design_document(dict(first, _rev="1-x"), **kw)
@@ -537,6 +610,50 @@ def test_install_twice_writes_once() -> None:
     assert store.writes == writes
     assert "up to date" in second[0] and "unchanged" in second[1]
     assert security.installed_settings(store)["site_role"] == "enqueue_site"
+
+
+@needs_node
+def test_every_document_set_installed_stays_usable_and_records_never_collide() -> None:
+    """``init`` then ``init -L test_leader -S test_sites``: both sets work for the sites, each with its own records."""
+    store = FakeStore()
+    security.install(store)
+    lines = security.install(store, leader_doc="test_leader", sites_doc="test_sites")
+    assert "document sets enqueue_leader/enqueue_sites, test_leader/test_sites" in lines[0]
+    source = store.docs[security.DESIGN_DOC_ID]["validate_doc_update"]
+    other = docs.turn_prefix("test_leader")
+    assert other != docs.TURN_PREFIX and not other.startswith(docs.TURN_PREFIX)
+    assert docs.turn_record_id(7, other) != docs.turn_record_id(7)
+    test_leader = leader_doc(doc_id="test_leader", rev=None)
+    cases = [
+        (stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), stored(RUNNING_BRAVO), site("charlie"), SECURITY),
+        (stored(election.claim(test_leader, "charlie", NOW)), stored(test_leader), site("charlie"), SECURITY),
+        (fresh(dict(registry({"bravo": entry("bravo")}), _id="test_sites")), None, site("bravo"), SECURITY),
+        (docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited"), other), None, site("bravo"), SECURITY),
+        (docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited")), None, site("bravo"), SECURITY),
+        (dict(docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited")), _id="other:turn:0000000007"),
+         None, site("bravo"), SECURITY),
+    ]
+    verdicts = run_validator(cases, source)
+    assert verdicts[:5] == [{"ok": True}] * 5, verdicts
+    assert "not a document enqueue uses" in verdicts[5]["forbidden"]
+    assert security.installed_sets(store.docs[security.DESIGN_DOC_ID]) == [security.DEFAULT_SET,
+                                                                            security.DocumentSet("test_leader", "test_sites")]
+    writes = store.writes
+    security.install(store, leader_doc="test_leader", sites_doc="test_sites")
+    security.install(store)
+    assert store.writes == writes
+
+
+def test_a_set_sharing_a_document_with_an_installed_one_is_refused() -> None:
+    store = FakeStore()
+    security.install(store)
+    with pytest.raises(ConfigError, match="shares a document"):
+        security.install(store, sites_doc="other_sites")
+
+
+def test_a_version_1_design_document_keeps_its_set() -> None:
+    old = {"_id": security.DESIGN_DOC_ID, "enqueue": {"version": 1, "leader_doc": "L", "sites_doc": "S"}}
+    assert security.installed_sets(old) == [security.DocumentSet("L", "S")]
 
 
 @pytest.mark.parametrize("site_role, admin_role", [("_admin", "a"), ("s", ""), ("same", "same"), ("a b", "c")])

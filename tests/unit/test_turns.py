@@ -1,4 +1,4 @@
-"""A site's own turn: confirm, finish with fast-path handoff, notice losing it."""
+"""A site's own turn: confirm, finish with fast-path handoff, notice losing it (docs/PROTOCOL.md §3.5, §3.8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""enqueue.overview: liveness by beat time and by observation, turns, counts -- no server."""
+"""enqueue.commands.status_overview: liveness by beat time and by observation, turns, counts -- no server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import datetime as _dt
 import pytest
 
 from enqueue import documents as docs
-from enqueue import overview
+from enqueue.commands import status_overview as overview
+from enqueue.commands import status_text
 from enqueue.config import Connection, Timing
 from enqueue.steering import AdminSettings, parse_time
 
@@ -80,7 +81,7 @@ def test_turn_view_and_counts() -> None:
     assert (a.turns_taken, a.last_turn, a.last_how, a.last_exit_code, a.last_duration_s) == (2, 4, "skipped", 143, 1.5)
     assert (b.turns_taken, b.last_exit_code, b.role) == (1, 7, "running turn 5")
     assert a.role == "leader"
-    text = overview.render_text(ov)
+    text = status_text.render_text(ov)
     assert "turn:     5, b, running since " + at(90) + " UTC (1 min 30 s); skip requested" in text
 
 
@@ -109,7 +110,7 @@ def test_different_timings_are_a_problem_and_the_note_says_stale_per_site() -> N
     problems = [p for p in ov.problems if "different heartbeat timings" in p]
     assert len(problems) == 1
     assert "a every 20 s, stale after 1 min" in problems[0] and "b, c every 10 s" in problems[0]
-    assert "each site runs with" in overview.render_text(ov)
+    assert "each site runs with" in status_text.render_text(ov)
 
 
 @pytest.mark.parametrize("timings", [[(10, 30), (10, 30)], [(10, 30), None], [None, None]])
@@ -117,10 +118,32 @@ def test_equal_or_unannounced_timings_are_no_problem(timings) -> None:
     beats = {name: heartbeat(name, 5, timing=t) for name, t in zip("ab", timings)}
     ov = build(beats)
     assert not any("timings" in p for p in ov.problems)
-    assert "Stale: no beat for 30 s." in overview.render_text(ov)
+    assert "Stale: no beat for 30 s." in status_text.render_text(ov)
 
 
 def test_a_site_that_left_does_not_count_for_mixed_timings() -> None:
     ov = build({"a": heartbeat("a", 5, timing=(20, 60), state=docs.LEFT), "b": heartbeat("b", 5, timing=(10, 30))})
     assert not any("timings" in p for p in ov.problems)
-    assert "Stale: no beat for 30 s." in overview.render_text(ov)
+    assert "Stale: no beat for 30 s." in status_text.render_text(ov)
+
+
+def test_the_node_that_holds_the_database_is_shown_and_in_json() -> None:
+    from enqueue.placement import Placement
+
+    ov = build({"a": heartbeat("a", 1)}, where=Placement(1, 1, ("couchdb@n1",), True))
+    assert "database: held by node couchdb@n1 (n=1, q=1)" in status_text.render_text(ov).splitlines()
+    assert status_text.to_json(ov)["nodes"] == ["couchdb@n1"]
+    unknown = build({"a": heartbeat("a", 1)})
+    assert not any(line.startswith("database:") for line in status_text.render_text(unknown).splitlines())
+    assert status_text.to_json(unknown)["placement"] is None
+
+
+@pytest.mark.parametrize("timings, expected_s, note", [
+    ([(20, 60), (20, 60)], 60, "Stale: no beat for 1 min."),  # announced by every site, not the configured 30 s
+    ([None, None], 30, "Stale: no beat for 30 s."),
+    ([(20, 60), (10, 30)], None, "Stale: no beat for the heartbeat_stale each site runs with."),
+])
+def test_json_and_text_agree_on_what_stale_means(timings, expected_s, note) -> None:
+    ov = build({name: heartbeat(name, 5, timing=t) for name, t in zip("ab", timings)})
+    assert status_text.to_json(ov)["heartbeat_stale_s"] == expected_s
+    assert note in status_text.render_text(ov)

@@ -2,7 +2,7 @@
 
 ``build`` is a pure function of the documents as read, the settings, this
 host's wall-clock time and, under ``--watch``, what this observer has seen
-change. ``render_text`` and ``to_json`` present the result.
+change. ``enqueue.commands.status_text`` presents the result.
 
 Two kinds of "alive" appear here, and they are kept apart on purpose:
 
@@ -11,7 +11,7 @@ Two kinds of "alive" appear here, and they are kept apart on purpose:
   wrong by however far the two clocks are apart; never used by the agents.
 * **observed** (``--watch`` only): how long ago this observer saw the
   heartbeat document change, on its own monotonic clock -- the agents' own
-  rule (DESIGN §3.2). Once a site has been watched for ``heartbeat_stale``
+  rule (docs/PROTOCOL.md §3.2). Once a site has been watched for ``heartbeat_stale``
   without a change it is stale whatever its beat time says.
 
 Nothing here writes, and nothing here decides anything for the protocol.
@@ -20,18 +20,18 @@ Nothing here writes, and nothing here decides anything for the protocol.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
 from enqueue import documents as docs
 from enqueue.clock import format_time
-from enqueue.durations import format_age, format_duration
+from enqueue.durations import format_duration
+from enqueue.placement import Placement
+from enqueue.placement import describe as describe_placement
+from enqueue.outcomes import Outcome
 from enqueue.steering import AdminSettings, parse_time
 
-__all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "render_text", "to_json", "JSON_FORMAT"]
-
-#: Version of the ``--json`` layout; bumped only when a key changes meaning or goes away.
-JSON_FORMAT = 1
+__all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "present", "stale_meaning"]
 
 # Liveness verdicts.
 ALIVE = "alive"
@@ -41,7 +41,7 @@ MISSING = "missing"
 UNKNOWN = "unknown"
 
 # Turn records that do not count as a turn taken: the grant was never confirmed.
-_NOT_TAKEN = ("not started",)
+_NOT_TAKEN = (Outcome.NOT_STARTED,)
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,8 @@ class TurnView:
     skip_requested: bool
     last_exit_code: Optional[int]
     last_how: Optional[str]
+    #: Seconds since this turn was granted (the last handoff), by this host's clock; None when unknown.
+    handoff_s: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,9 @@ class Overview:
     server: str
     checked_at: str
     time_format: str
-    heartbeat_stale_s: float
+    #: What "stale" means in this picture: the heartbeat_stale every present site announces (the configured
+    #: one when none does); None when they announce different ones (each site is judged by its own).
+    heartbeat_stale_s: Optional[float]
     leader: Optional[str]
     leader_term: Optional[int]
     paused: bool
@@ -107,6 +111,10 @@ class Overview:
     sites: tuple[SiteView, ...]
     problems: tuple[str, ...] = ()
     watched_s: Optional[float] = None
+    #: Which node holds the database (``enqueue.placement.describe``); None when unknown.
+    placement: Optional[str] = None
+    #: The nodes holding its shards, as the server reports them (empty: none reported).
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -143,10 +151,6 @@ class Observer:
         return max(0.0, now - seen.since), seen.changed
 
 
-def _zone_suffix(time_format: str) -> str:
-    return "" if "%z" in time_format or "%Z" in time_format else " UTC"
-
-
 def _seconds_between(earlier: Optional[_dt.datetime], later: _dt.datetime) -> Optional[float]:
     return None if earlier is None else (later - earlier).total_seconds()
 
@@ -166,6 +170,7 @@ def _turn_view(leader: docs.LeaderDoc, time_format: str, now: _dt.datetime) -> O
         skip_requested=leader.turn_active and leader.skip_turn == leader.turn,
         last_exit_code=None if leader.turn_active else leader.last_exit_code,
         last_how=None if leader.turn_active else leader.last_how,
+        handoff_s=_seconds_between(parse_time(leader.granted_at, time_format), now),
     )
 
 
@@ -197,13 +202,15 @@ def build(
     now: _dt.datetime,
     observer: Optional[Observer] = None,
     now_mono: Optional[float] = None,
+    where: Optional[Placement] = None,
 ) -> Overview:
     """The overview from the documents as read at ``now`` (this host's UTC time).
 
     ``heartbeats_raw`` maps site names to their heartbeat docs (None when
     missing). With an ``observer`` (and ``now_mono``) the heartbeats are
     observed first, and liveness follows observation once a site has been
-    watched for ``heartbeat_stale``.
+    watched for ``heartbeat_stale``. ``where`` is the database's placement
+    on the server, when known.
     """
     fmt = settings.time_format
     stale_s = settings.timing.heartbeat_stale_s
@@ -311,7 +318,7 @@ def build(
         server=server,
         checked_at=format_time(now, fmt),
         time_format=fmt,
-        heartbeat_stale_s=stale_s,
+        heartbeat_stale_s=stale_meaning(rows, stale_s),
         leader=leader.leader if leader else None,
         leader_term=leader.leader_term if leader else None,
         paused=bool(leader and leader.paused),
@@ -323,6 +330,8 @@ def build(
         sites=tuple(rows),
         problems=tuple(problems),
         watched_s=None if observer is None or now_mono is None else max(0.0, now_mono - observer.started),
+        placement=None if where is None else describe_placement(where),
+        nodes=() if where is None else where.nodes,
     )
 
 
@@ -330,84 +339,17 @@ def _text(value: Any) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
-# ----------------------------------------------------------------------------- presenting
-
-
-def to_json(ov: Overview) -> dict[str, Any]:
-    """The ``--json`` object; its keys are documented in docs/OPERATIONS.md and stay stable."""
-    out: dict[str, Any] = {"format": JSON_FORMAT}
-    out.update(asdict(ov))
-    del out["time_format"]
-    out["rotation"] = list(ov.rotation)
-    out["sites"] = [{k: _rounded(v) for k, v in asdict(site).items()} for site in ov.sites]
-    out["problems"] = list(ov.problems)
-    if out["turn"] is not None:
-        out["turn"] = {k: _rounded(v) for k, v in out["turn"].items()}
-    out["watched_s"] = _rounded(out["watched_s"])
-    return out
-
-
-def _rounded(value: Any) -> Any:
-    """Seconds to the millisecond: more digits would only be noise."""
-    return round(value, 3) if isinstance(value, float) else value
-
-
-def _dash(value: Any) -> str:
-    return "-" if value is None or value == "" else str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
-    lines = []
-    for row in [header] + rows:
-        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths))
-        lines.append(line.rstrip())
-    return lines
-
-
-def _turn_line(ov: Overview) -> str:
-    turn = ov.turn
-    if turn is None:
-        return "none granted yet"
-    zone = _zone_suffix(ov.time_format)
-    since = f"{turn.since}{zone}" if turn.since else "an unknown time"
-    who = f"{turn.number}, {_dash(turn.site)}"
-    if turn.state == docs.RUNNING:
-        line = f"{who}, running since {since}" + (f" ({format_duration(turn.for_s)})" if turn.for_s is not None else "")
-    elif turn.state == docs.GRANTED:
-        line = f"{who}, granted at {since}" + (f" ({format_age(turn.for_s)})" if turn.for_s is not None else "") \
-            + ", not started yet"
-    else:
-        line = f"{who}, done at {since}" + (f" ({format_age(turn.for_s)})" if turn.for_s is not None else "")
-        outcome = ", ".join(x for x in (turn.last_how, None if turn.last_exit_code is None
-                                         else f"exit code {turn.last_exit_code}") if x)
-        if outcome:
-            line += f": {outcome}"
-    if turn.skip_requested:
-        line += "; skip requested"
-    return line
-
-
-def _heartbeat_cell(site: SiteView) -> str:
-    if site.liveness == MISSING:
-        return "no heartbeat"
-    age = f", {format_age(site.beat_age_s)}" if site.beat_age_s is not None else ", time unreadable"
-    return f"{site.liveness}{age}"
-
-
-def _observed_cell(site: SiteView, watched_s: float) -> str:
-    if site.observed_age_s is None:
-        return "-"
-    if site.observed_change:
-        return f"changed {format_age(site.observed_age_s)}"
-    if watched_s < 1.0:
-        return "no change yet"
-    return f"no change in {format_duration(watched_s)}"
-
-
-def _present(rows: Iterable[SiteView]) -> list[SiteView]:
+def present(rows: Iterable[SiteView]) -> list[SiteView]:
     """The sites that have a heartbeat and did not leave."""
     return [row for row in rows if row.liveness not in (GONE, MISSING)]
+
+
+def stale_meaning(rows: Iterable[SiteView], configured_s: float) -> Optional[float]:
+    """The heartbeat_stale the present sites are judged by, when it is one; None when they announce several."""
+    announced = {row.heartbeat_stale_s for row in present(rows) if row.heartbeat_stale_s is not None}
+    if len(announced) > 1:
+        return None
+    return announced.pop() if announced else configured_s
 
 
 def _timing_problems(rows: list[SiteView]) -> list[str]:
@@ -418,7 +360,7 @@ def _timing_problems(rows: list[SiteView]) -> list[str]:
     them, and is judged, by other standards than they are: say so.
     """
     timings: dict[tuple[float, float], list[str]] = {}
-    for row in _present(rows):
+    for row in present(rows):
         if row.heartbeat_delay_s is None or row.heartbeat_stale_s is None:
             continue
         timings.setdefault((row.heartbeat_delay_s, row.heartbeat_stale_s), []).append(row.name)
@@ -428,71 +370,3 @@ def _timing_problems(rows: list[SiteView]) -> list[str]:
              for (delay, stale), names in sorted(timings.items())]
     return ["sites run with different heartbeat timings (" + "; ".join(parts) + "): give every site the same "
             "heartbeat_delay and heartbeat_stale, in the shared configuration file"]
-
-
-def _stale_note(ov: Overview) -> str:
-    """What "stale" means in this table: one duration when every site announces the same, else per site."""
-    announced = {s.heartbeat_stale_s for s in _present(ov.sites) if s.heartbeat_stale_s is not None}
-    if len(announced) > 1:
-        return "Stale: no beat for the heartbeat_stale each site runs with."
-    stale_s = announced.pop() if announced else ov.heartbeat_stale_s
-    return f"Stale: no beat for {format_duration(stale_s)}."
-
-
-def _last_exit_cell(site: SiteView) -> str:
-    if site.last_exit_code is not None:
-        return str(site.last_exit_code)
-    return site.last_how or "-"
-
-
-def render_text(ov: Overview) -> str:
-    """The human-readable status: a header, the sites table, and a note on what the ages mean."""
-    zone = _zone_suffix(ov.time_format)
-    lines = [f"enqueue status of database {ov.database!r} at {ov.server}, {ov.checked_at}{zone}"]
-    leader = "none" if ov.leader is None else f"{ov.leader} (term {ov.leader_term})"
-    lines.append(f"leader:   {leader}")
-    if ov.paused:
-        details = " ".join(x for x in (
-            f"since {ov.paused_at}{zone}" if ov.paused_at else None,
-            f"by {ov.paused_by}" if ov.paused_by else None,
-            f"(reason: {ov.paused_reason})" if ov.paused_reason else None,
-        ) if x)
-        lines.append("paused:   yes" + (f", {details}" if details else ""))
-    else:
-        lines.append("paused:   no")
-    lines.append(f"turn:     {_turn_line(ov)}")
-    lines.append(f"rotation: {', '.join(ov.rotation) if ov.rotation else 'nobody'}")
-    lines.append("")
-    if ov.sites:
-        header = ["SITE", "HOST", "STATE", "HEARTBEAT"]
-        watching = ov.watched_s is not None
-        if watching:
-            header.append("OBSERVED")
-        header += ["DRAINED", "LAST EXIT", "DURATION", "TURNS", "NOTE"]
-        rows = []
-        for site in ov.sites:
-            row = [site.name, _dash(site.host), _dash(site.state), _heartbeat_cell(site)]
-            if watching:
-                row.append(_observed_cell(site, ov.watched_s or 0.0))
-            notes = [x for x in (site.role, f"drained: {site.drained_reason}" if site.drained_reason else None,
-                                 site.message) if x]
-            row += [
-                "yes" if site.drained else "no",
-                _last_exit_cell(site),
-                "-" if site.last_duration_s is None else format_duration(site.last_duration_s),
-                str(site.turns_taken),
-                "; ".join(notes) or "",
-            ]
-            rows.append(row)
-        lines += _table(header, rows)
-        lines.append("")
-        note = ("Heartbeat ages compare each site's clock with this host's: a guide for people, not what the "
-                f"agents decide by. {_stale_note(ov)}")
-        if ov.watched_s is not None:
-            note += " OBSERVED: when this watch saw the heartbeat change, on this host's own clock."
-        lines.append(note)
-    else:
-        lines.append("no sites registered")
-    for problem in ov.problems:
-        lines.append(f"problem: {problem}")
-    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Turn records: a record that disagrees with the runner's outcome is never taken as the outcome."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from enqueue import documents as docs
+from enqueue import records
+from enqueue.documents import TurnRecord
+from enqueue.errors import Conflict
+
+
+class Documents:
+    """Just enough of a store for ``write_once``: create-once documents and compare-and-swap updates."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict] = {}
+
+    def get(self, doc_id: str) -> Optional[dict]:
+        doc = self.docs.get(doc_id)
+        return dict(doc) if doc else None
+
+    def put(self, doc: dict) -> str:
+        current = self.docs.get(doc["_id"])
+        if (current or {}).get("_rev") != doc.get("_rev"):
+            raise Conflict(f"{doc['_id']}: conflict")
+        generation = int(current["_rev"].split("-")[0]) + 1 if current else 1
+        self.docs[doc["_id"]] = dict(doc, _rev=f"{generation}-x")
+        return self.docs[doc["_id"]]["_rev"]
+
+
+def stored(store: Documents, rec: TurnRecord) -> dict:
+    store.put(docs.render_turn_record(rec))
+    return store.get(docs.turn_record_id(rec.turn))
+
+
+def taken(store: Documents, turn: int) -> records.Outcome:
+    raw = store.get(docs.turn_record_id(turn))
+    rec, _ = docs.parse_turn_record(raw)
+    return records.outcome(rec, raw)
+
+
+def test_the_runners_outcome_beats_a_record_that_claims_another() -> None:
+    """A record naming bravo's turn as exited 0 was there first; bravo's real exit 3 is not dropped."""
+    store = Documents()
+    stored(store, TurnRecord(turn=42, site="bravo", how="exited", exit_code=0, leader="alpha"))
+    records.write_once(store, TurnRecord(turn=42, site="bravo", how="exited", exit_code=3), "bravo")
+    assert store.get(docs.turn_record_id(42))["runner_report"]["exit_code"] == 3
+    assert taken(store, 42) == records.Outcome("bravo", "exited", 3)
+
+
+def test_the_runner_reports_on_the_leaders_record_of_taking_its_turn_away() -> None:
+    store = Documents()
+    stored(store, TurnRecord(turn=7, site="bravo", how="revoked", leader="alpha"))
+    records.write_once(store, TurnRecord(turn=7, site="bravo", how="exited after revocation", exit_code=1), "bravo")
+    assert taken(store, 7) == records.Outcome("bravo", "exited after revocation", 1)
+
+
+def test_a_record_naming_another_runner_reads_as_disputed_once_the_runner_reports() -> None:
+    store = Documents()
+    stored(store, TurnRecord(turn=44, site="alpha", how="exited", exit_code=0))
+    records.write_once(store, TurnRecord(turn=44, site="charlie", how="exited", exit_code=3), "charlie")
+    outcome = taken(store, 44)
+    assert outcome.how == records.DISPUTED and outcome.exit_code is None
+    assert "alpha" in outcome.dispute and "charlie" in outcome.dispute
+
+
+def test_an_identical_retry_and_the_leaders_late_record_change_nothing() -> None:
+    store = Documents()
+    first = stored(store, TurnRecord(turn=3, site="bravo", how="exited", exit_code=0))
+    records.write_once(store, TurnRecord(turn=3, site="bravo", how="exited", exit_code=0), "bravo")
+    records.write_once(store, TurnRecord(turn=3, site="bravo", how="revoked", leader="alpha"), "alpha")
+    assert store.get(docs.turn_record_id(3)) == first
+    assert taken(store, 3) == records.Outcome("bravo", "exited", 0)
