@@ -63,3 +63,8 @@ AFTER_REVOCATION = " after revocation"
 def after_revocation(how: str) -> str:
     """How a command ended whose turn had already been taken away: ``exited after revocation``."""
     return f"{how}{AFTER_REVOCATION}"
+
+
+def was_revoked(how: str) -> bool:
+    """The turn was taken away, before or while its command ran (``revoked``, ``... after revocation``)."""
+    return how == Outcome.REVOKED or how.endswith(AFTER_REVOCATION)
