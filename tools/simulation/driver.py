@@ -160,7 +160,7 @@ class AgentProcess:
             # What 'enqueue run' would report with one line and an exit code; the site loop starts it again.
             self._exited(3, f"failed: {exc}")
         except Exception as exc:  # noqa: BLE001 - an agent bug is a finding
-            self.sim.violation(f"agent {self.name} raised {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            self.sim.violation(f"[agent-error] agent {self.name} raised {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             self._exited(1, "raised")
         finally:
             self.sim.current = None

@@ -7,7 +7,8 @@ write, recorded by whom. With the commands' true lives from the runners'
 ``Ledger`` it checks:
 
 * safety, at every step: no two commands alive at once, fencing tokens
-  started once and increasing (``Ledger``), no turn number granted twice;
+  started once and increasing (``Ledger``), no turn number granted again
+  once a grant of it was confirmed or recorded;
 * records, at the end: every turn that is over has its record (unless an
   admin deleted or pruned it), written at the latest ``record_within_s``
   after the turn ended;
@@ -73,15 +74,18 @@ class TurnBook:
         if after is not None and after.status == docs.GRANTED and (before is None or before.turn != after.turn
                                                                    or before.status != docs.GRANTED):
             t = after.turn
-            if t in self.stories or t <= self.highest_granted:
-                first = self.stories.get(t)
+            first = self.stories.get(t)
+            if first is not None and (first.confirmed_by is not None or first.recorded_at is not None):
+                # A grant nobody confirmed or recorded may be lost with a leader doc an admin destroyed
+                # and its number given again: no command ran under it. Any other repeat is a reuse.
                 self.violations.append(
-                    f"turn {t} granted to {after.running} by {writer} at {now:.3f}, though "
-                    + (f"it was granted to {first.granted_to} at {first.granted_at:.3f}" if first
-                       else f"turn {self.highest_granted} was granted before")
+                    f"[token] turn {t} granted to {after.running} by {writer} at {now:.3f}, though it was granted to "
+                    f"{first.granted_to} at {first.granted_at:.3f} and "
+                    + (f"confirmed by {first.confirmed_by}" if first.confirmed_by else "recorded")
                     + " (a fencing token handed out twice)")
             self.highest_granted = max(self.highest_granted, t)
-            self.stories.setdefault(t, TurnStory(t, after.running or "?", now))
+            if first is None or first.ended_at is not None:
+                self.stories[t] = TurnStory(t, after.running or "?", now)
 
     def record_changed(self, new: Optional[dict], writer: str, now: float) -> None:
         if new is None:
@@ -123,7 +127,7 @@ class Judge:
             if story.recorded_at is None and story.ended_at > self.end - self.record_within_s:
                 continue
             late = "" if story.recorded_at is None else f" until {story.recorded_at:.3f}"
-            out.append(f"turn {t} of {story.granted_to} ended at {story.ended_at:.3f} ({story.ended_how}, "
+            out.append(f"[record] turn {t} of {story.granted_to} ended at {story.ended_at:.3f} ({story.ended_how}, "
                        f"written by {story.ended_by}) without a record{late}")
         return out
 
@@ -141,20 +145,20 @@ class Judge:
             how = rec.how
             base = how.replace(" after revocation", "")
             if cmd is None and (base in ("exited", "fenced", "stopped") or rec.exit_code is not None):
-                out.append(f"record of turn {t} says '{how}' (exit code {rec.exit_code}) but its command never ran")
+                out.append(f"[outcome] record of turn {t} says '{how}' (exit code {rec.exit_code}) but its command never ran")
             if cmd is not None and base == "not started":
-                out.append(f"record of turn {t} says 'not started' but {cmd.describe()}")
+                out.append(f"[outcome] record of turn {t} says 'not started' but {cmd.describe()}")
             if cmd is not None and cmd.end is not None and cmd.how == "exited" and base == "exited" \
                     and rec.exit_code != cmd.exit_code:
-                out.append(f"record of turn {t} says exit code {rec.exit_code}, the command exited with "
+                out.append(f"[outcome] record of turn {t} says exit code {rec.exit_code}, the command exited with "
                            f"{cmd.exit_code}")
             own_end = story.ended_by is not None and story.ended_by == story.confirmed_by \
                 and story.ended_how not in ("revoked", "not started", "displaced", "superseded", "repaired")
             if own_end and ("revok" in how):
-                out.append(f"record of turn {t} says '{how}', but its own agent {story.ended_by} ended it "
+                out.append(f"[false-alarm] record of turn {t} says '{how}', but its own agent {story.ended_by} ended it "
                            f"('{story.ended_how}')")
             if base == "abandoned" and story.recorded_by is not None and story.recorded_by == story.confirmed_by:
-                out.append(f"record of turn {t} says 'abandoned' though the agent that wrote it, "
+                out.append(f"[false-alarm] record of turn {t} says 'abandoned' though the agent that wrote it, "
                            f"{story.recorded_by}, confirmed the turn itself")
             if cmd is not None and cmd.end is not None and story.recorded_by == cmd.instance and rec.ended_at:
                 written = parse_time(rec.ended_at, self.time_format)
@@ -163,7 +167,7 @@ class Judge:
                     true_end: _dt.datetime = clock.wall_at(cmd.end)  # type: ignore[attr-defined]
                     off = abs((written - true_end).total_seconds())
                     if off > ENDED_AT_TOLERANCE_S:
-                        out.append(f"record of turn {t} says it ended at {rec.ended_at}, its command ended "
+                        out.append(f"[ended-at] record of turn {t} says it ended at {rec.ended_at}, its command ended "
                                    f"{off:.1f} s {'earlier' if written > true_end else 'later'} "
                                    f"({true_end.strftime(self.time_format)})")
         return out
@@ -178,10 +182,10 @@ class Judge:
             if end <= idle_from:
                 continue
             if start > idle_from and start - idle_from > bound_s:
-                out.append(f"no command from {idle_from:.3f} to {start:.3f} ({start - idle_from:.1f} s) after the "
+                out.append(f"[progress] no command from {idle_from:.3f} to {start:.3f} ({start - idle_from:.1f} s) after the "
                            f"faults healed at {healed_at:.3f}; the bound is {bound_s:.1f} s")
             idle_from = max(idle_from, end)
         if self.end - idle_from > bound_s:
-            out.append(f"no command from {idle_from:.3f} to the end at {self.end:.3f} ({self.end - idle_from:.1f} s) "
+            out.append(f"[progress] no command from {idle_from:.3f} to the end at {self.end:.3f} ({self.end - idle_from:.1f} s) "
                        f"after the faults healed at {healed_at:.3f}; the bound is {bound_s:.1f} s")
         return out

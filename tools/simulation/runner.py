@@ -72,13 +72,13 @@ class Ledger:
             runner.settle(now)
         for other in self.commands:
             if other.alive_at(now):
-                self.violations.append(f"two commands alive at once: {other.describe()} and turn {cmd.turn} of "
+                self.violations.append(f"[overlap] two commands alive at once: {other.describe()} and turn {cmd.turn} of "
                                        f"{cmd.site} ({cmd.instance}) started at {now:.3f}")
         highest = max((c.turn for c in self.commands), default=0)
         if cmd.turn <= highest:
             same = [c for c in self.commands if c.turn == cmd.turn]
             what = "started twice" if same else f"started after turn {highest}"
-            self.violations.append(f"fencing token {cmd.turn} {what}: {cmd.site} ({cmd.instance}) at {now:.3f}"
+            self.violations.append(f"[token] fencing token {cmd.turn} {what}: {cmd.site} ({cmd.instance}) at {now:.3f}"
                                    + (f"; first {same[0].describe()}" if same else ""))
         self.commands.append(cmd)
 

@@ -59,6 +59,10 @@ class Result:
     def ok(self) -> bool:
         return not self.violations
 
+    def kinds(self) -> FrozenSet[str]:
+        """The kinds of invariant that failed (``overlap``, ``token``, ``record``, ``outcome``, ...)."""
+        return frozenset(v[1:v.index("]")] for v in self.violations if v.startswith("["))
+
 
 class Site:
     """One host: its name, its clocks, and the agent running there now."""
