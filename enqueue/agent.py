@@ -817,10 +817,10 @@ class Agent:
 
 
 def open_store(connection: Any) -> Any:
-    """A store on the configured database (the CouchDB client stays behind enqueue.store)."""
-    from enqueue.store import Store
+    """A store on the configured database (the CouchDB client stays behind enqueue.couchdb_store)."""
+    from enqueue.couchdb_store import CouchStore
 
-    return Store(
+    return CouchStore(
         connection.url,
         connection.database,
         username=connection.username,

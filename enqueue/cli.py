@@ -9,54 +9,25 @@ stderr and no traceback; nothing printed contains a registered secret.
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 import traceback
 from types import ModuleType
-from typing import Callable, NoReturn, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from enqueue import __version__
-from enqueue.errors import EXIT_FAILURE, ConfigError, EnqueueError
+from enqueue.commands import dev_server, history, init, pause, prune, resume, run, sites, skip, status, users
+from enqueue.errors import EXIT_FAILURE, EnqueueError
 from enqueue.logs import add_logging_arguments, redact, setup_logging
+from enqueue.usage import OneLineParser
 
-__all__ = ["main", "UsageError", "OneLineParser", "command_modules", "build_parser", "guarded"]
+__all__ = ["main", "command_modules", "build_parser", "guarded"]
 
 EXIT_INTERRUPTED = 130
 
 
-class UsageError(ConfigError):
-    """Bad command-line arguments; exits 2 like every configuration error."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are a ``UsageError`` of one line, not usage text + exit.
-
-    The caller prints the line, so every error of every command looks alike
-    and tests can call ``main`` without catching ``SystemExit``.
-    """
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
 def command_modules() -> list[ModuleType]:
     """The subcommand modules, in the order ``enqueue --help`` lists them."""
-    from enqueue.commands import history, init, pause, prune, resume, run, sites, skip, status
-
-    modules: list[ModuleType] = [run, status, init, sites, pause, resume, skip, history, prune]
-    try:
-        dev_server = importlib.import_module("enqueue.commands.dev_server")
-    except ModuleNotFoundError as exc:
-        # Only the module's own absence is tolerated; a missing dependency inside it is a bug to see.
-        if exc.name != "enqueue.commands.dev_server":
-            raise
-    else:
-        modules.append(dev_server)
-    from enqueue.commands import users
-
-    modules.append(users)
-    return modules
+    return [run, status, init, sites, pause, resume, skip, history, prune, dev_server, users]
 
 
 def build_parser(modules: Optional[Sequence[ModuleType]] = None) -> OneLineParser:

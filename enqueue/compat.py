@@ -21,7 +21,7 @@ import argparse
 import os
 from typing import NoReturn, Optional, Sequence
 
-from enqueue.cli import OneLineParser, guarded
+from enqueue.cli import guarded
 from enqueue.commands.run import duration_arg, start_agent
 from enqueue.config import (
     DEFAULT_LEADER_DOC,
@@ -31,6 +31,7 @@ from enqueue.config import (
 )
 from enqueue.errors import ConfigError
 from enqueue.logs import setup_logging
+from enqueue.usage import OneLineParser
 
 __all__ = ["build_parser", "main"]
 

@@ -45,6 +45,7 @@ from urllib.parse import unquote, urlsplit
 from enqueue.durations import format_duration, parse_duration
 from enqueue.errors import ConfigError
 from enqueue.logs import register_secret
+from enqueue.site_names import validate_site_name
 
 __all__ = [
     "Connection",
@@ -61,7 +62,6 @@ __all__ = [
     "DEFAULT_SITES_DOC",
     "DEFAULT_REQUEST_TIMEOUT_S",
     "DEFAULT_KILL_GRACE_S",
-    "validate_site_name",
     "load_connection",
     "load_agent_settings",
 ]
@@ -96,7 +96,6 @@ DEFAULT_SITES_DOC = "enqueue_sites"
 DEFAULT_REQUEST_TIMEOUT_S = 10.0
 DEFAULT_KILL_GRACE_S = 30.0
 
-_SITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # CouchDB's own rule for database names.
 _DATABASE_NAME = re.compile(r"[a-z][a-z0-9_$()+/-]*")
 _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -146,12 +145,11 @@ class Timing:
       (``heartbeat_stale - heartbeat_delay`` after its last acknowledged beat)
       while at least one more beat could still have landed;
     * ``kill_grace_s <= (heartbeat_stale_s - 2 * heartbeat_delay_s) / 2``: a
-      fenced command is killed (SIGTERM, then SIGKILL after the grace) at the
-      latest ``self_fence_after_s + kill_grace_s = heartbeat_stale -
-      heartbeat_delay`` after its last acknowledged beat, one heartbeat before
-      the leader may give the turn away, while ``self_fence_after_s`` stays
-      more than one heartbeat, by half the slack, so the next on-time beat has
-      time for its round trip before the SIGTERM moment.
+      fenced command gets SIGTERM ``heartbeat_stale - heartbeat_delay -
+      kill_grace`` after its last acknowledged beat and SIGKILL the grace
+      later, one heartbeat before the leader may give the turn away, while
+      the SIGTERM moment stays more than one heartbeat, by half the slack,
+      after that beat, so the next on-time beat has time for its round trip.
     """
 
     heartbeat_delay_s: float = 600.0
@@ -181,17 +179,6 @@ class Timing:
                 f"acknowledged before the command is told to stop"
             )
 
-    @property
-    def self_fence_after_s(self) -> float:
-        """How long after sending its last acknowledged heartbeat a running site starts stopping its command.
-
-        ``heartbeat_stale - heartbeat_delay - kill_grace``: with the grace on
-        top, the command is gone ``heartbeat_delay`` before the leader, which
-        counts ``heartbeat_stale`` of silence from a later moment, may grant
-        the turn again. More than ``heartbeat_delay`` by the invariants.
-        """
-        return self.heartbeat_stale_s - self.heartbeat_delay_s - self.kill_grace_s
-
 
 def max_kill_grace_s(delay_s: float, stale_s: float) -> float:
     """The longest kill grace the timing allows (see ``Timing``); 0 when it allows none."""
@@ -202,7 +189,7 @@ def max_kill_grace_s(delay_s: float, stale_s: float) -> float:
 class AgentSettings:
     """Everything ``enqueue run`` needs; built by ``load_agent_settings``.
 
-    Invariants: ``site`` is a valid site name (see ``validate_site_name``);
+    Invariants: ``site`` is a valid site name (``enqueue.site_names``);
     ``command`` is not empty; ``leader_doc`` and ``sites_doc`` differ.
     ``wall_clock_offset_s`` shifts only the wall clock written into
     documents, to test clock skew. ``allow_cluster`` lets the agent run on a
@@ -228,16 +215,6 @@ class AgentSettings:
             raise ConfigError("no command given to run")
         if self.leader_doc == self.sites_doc:
             raise ConfigError(f"leader_doc and sites_doc must differ (both are {self.leader_doc!r})")
-
-
-def validate_site_name(site: str, where: str = "site name") -> str:
-    """Return ``site`` if it is 1-64 letters, digits, ``_ . -`` starting with a letter or digit."""
-    if not isinstance(site, str) or not _SITE_NAME.fullmatch(site):
-        raise ConfigError(
-            f"{where} {site!r} is invalid: use 1-64 letters, digits, '_', '.' or '-', "
-            f"starting with a letter or digit"
-        )
-    return site
 
 
 # --------------------------------------------------------------------------- reading

@@ -14,9 +14,10 @@ on what was read.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+
+from enqueue.site_names import is_site_name
 
 SCHEMA_VERSION = 1
 
@@ -35,8 +36,6 @@ WAITING = "waiting"
 IDLE = "idle"
 LEFT = "left"
 SITE_STATES = (WAITING, RUNNING, IDLE, LEFT)
-
-SITE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def heartbeat_id(site: str) -> str:
@@ -115,7 +114,7 @@ class _Fields:
 
     def site(self, key: str, *, required: bool = False) -> str | None:
         value = self.text(key, required=required)
-        if value is not None and not SITE_NAME.match(value):
+        if value is not None and not is_site_name(value):
             self.problems.append(f"field '{key}' is not a site name: {value!r:.60}")
             if required:
                 self.fatal = True
@@ -173,7 +172,7 @@ def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc 
     f = _Fields(raw)
     rotation_raw = raw.get("rotation", [])
     rotation: tuple[str, ...] = ()
-    if isinstance(rotation_raw, list) and all(isinstance(s, str) and SITE_NAME.match(s) for s in rotation_raw):
+    if isinstance(rotation_raw, list) and all(is_site_name(s) for s in rotation_raw):
         rotation = tuple(sorted(set(rotation_raw)))
     elif rotation_raw is not None:
         f.problems.append(f"field 'rotation' should be a list of site names, not {rotation_raw!r:.60}")
@@ -275,7 +274,7 @@ def parse_sites(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[SitesDoc | 
     problems: list[str] = []
     sites: dict[str, SiteEntry] = {}
     for name, entry in entries.items():
-        if not SITE_NAME.match(name):
+        if not is_site_name(name):
             problems.append(f"site name {name!r:.60} is not valid; entry ignored")
             continue
         if not isinstance(entry, Mapping):

@@ -2,7 +2,7 @@
 
 Every error that reaches the command line carries one line of text that says
 what went wrong and where, never a secret, and an exit code that scripts can
-tell apart. Errors from the CouchDB client never leave ``enqueue.store``; they
+tell apart. Errors from the CouchDB client never leave the CouchDB driver; they
 are translated into the store errors below.
 """
 
@@ -30,6 +30,10 @@ class ConfigError(EnqueueError):
     """A bad configuration file, environment variable or command-line value."""
 
     exit_code = EXIT_USAGE
+
+
+class UsageError(ConfigError):
+    """Bad command-line arguments; exits 2 like every configuration error."""
 
 
 class StoreError(EnqueueError):

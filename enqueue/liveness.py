@@ -76,10 +76,6 @@ class Liveness:
         seen = self._seen.get(site)
         return None if seen is None else seen.rev
 
-    def forget(self, site: str) -> None:
-        """Drop what is known about ``site`` (it was removed from the registry)."""
-        self._seen.pop(site, None)
-
 
 def followed_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> set[str]:
     """Whose heartbeats a site follows on the changes feed: every site's while it leads, else its own and the leader's.

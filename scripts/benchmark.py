@@ -32,10 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from enqueue import checker  # noqa: E402
 from enqueue import documents as docs  # noqa: E402
+from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer  # noqa: E402
-from enqueue.store import Store  # noqa: E402
+from tools.chaos import checker  # noqa: E402
 
 PROBE_SH = (
     'echo "start $ENQUEUE_SITE $ENQUEUE_TURN $(date +%s%N) $$" >> "$0"; '
@@ -63,7 +63,7 @@ class Bench:
         self.url = url
         self.agents: dict[str, subprocess.Popen] = {}
         self.db = f"enqueue_bench_{os.getpid()}_{int(time.time())}"
-        self.store = Store(url, self.db)
+        self.store = CouchStore(url, self.db)
         self.store.create_database()
         self.config = workdir / "bench.ini"
         self.config.write_text(f"[couchdb]\nurl = {url}\ndatabase = {self.db}\n")

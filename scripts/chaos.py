@@ -2,7 +2,7 @@
 """Fault injection: agents take turns while their processes, network and server fail.
 
 Starts the embedded server on disk and N agents (``--repeat``), each running
-``python -m enqueue.probe LOG --sleep X`` (X random and short), then injects
+``tools/chaos/probe.py LOG --sleep X`` (X random and short), then injects
 one fault at a time, at random intervals, until ``--duration`` has passed or
 ``--max-faults`` were injected:
 
@@ -12,7 +12,7 @@ one fault at a time, at random intervals, until ``--duration`` has passed or
     kill-supervisor  SIGKILL the runner's command supervisor (the agent carries on)
     stop-agent       SIGSTOP an agent for longer than heartbeat_stale, then SIGCONT
     restart-server   stop the server, wait a little, start it again (same port, same data)
-    partition        cut one site off from the server (enqueue.chaos.network), then heal
+    partition        cut one site off from the server (tools.chaos.network), then heal
     clock-offset     stop an agent cleanly and start it again with its wall clock hours off
     slow-server      make every request to the server take a quarter heartbeat longer, each
                      way, for longer than heartbeat_stale
@@ -22,7 +22,7 @@ above (even if that takes longer than ``--duration``), the rest are drawn
 at random. After each fault the harness waits until a
 command has started again (or the stall bound has passed) before the next
 gap, so every stall can be measured on its own. Then every agent is stopped
-with SIGTERM and the verdict (``enqueue.chaos.verdict``) is printed and, with
+with SIGTERM and the verdict (``tools.chaos.verdict``) is printed and, with
 ``--report``, written as JSON. Exit status: 0 when every invariant held, 1
 when one failed, 2 for bad arguments, 3 when the harness itself could not run.
 
@@ -34,7 +34,7 @@ the shutdown (a few times ``--stale``).
 Partitions use network namespaces when run as root with ``ip`` available
 (every process of the run then lives in namespaces created for it; nothing
 changes in the host's own), else a black-hole proxy per site. See
-``enqueue.chaos.network`` for what each models.
+``tools.chaos.network`` for what each models.
 
     scripts/chaos [--seed N] [--duration S] [--agents N] [--delay D] [--stale D] [--report FILE]
 """
@@ -59,14 +59,14 @@ sys.path.insert(0, str(REPO))
 
 import psutil  # noqa: E402
 
-from enqueue import checker  # noqa: E402
 from enqueue import documents as docs  # noqa: E402
-from enqueue.chaos import network as net  # noqa: E402
-from enqueue.chaos.verdict import Fault, Limits, judge, summary  # noqa: E402
+from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer, DevServerError  # noqa: E402
 from enqueue.durations import parse_duration  # noqa: E402
 from enqueue.errors import StoreError  # noqa: E402
-from enqueue.store import Store  # noqa: E402
+from tools.chaos import checker, probe  # noqa: E402
+from tools.chaos import network as net  # noqa: E402
+from tools.chaos.verdict import Fault, Limits, judge, summary  # noqa: E402
 
 KINDS = ("kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart-server", "partition",
          "clock-offset", "slow-server")
@@ -226,7 +226,7 @@ class Harness:
     faults: List[Fault] = field(default_factory=list)
     problems: List[str] = field(default_factory=list)
     server: Optional[DevServer] = None
-    store: Optional[Store] = None
+    store: Optional[CouchStore] = None
     max_oversleep_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -253,7 +253,7 @@ class Harness:
         except DevServerError as exc:
             raise HarnessError(f"the server did not start: {exc}") from None
         assert self.server.port is not None
-        self.store = Store(f"http://127.0.0.1:{self.server.port}", DATABASE, request_timeout_s=5.0)
+        self.store = CouchStore(f"http://127.0.0.1:{self.server.port}", DATABASE, request_timeout_s=5.0)
         self.store.create_database()
         self.network.start(self.server.port)
         self.say(f"server on port {self.server.port}, data in {self.workdir / 'couch'}, partitions by {self.network.mode}")
@@ -272,7 +272,7 @@ class Harness:
                 "--kill-grace", f"{self.args.grace}s", "--repeat"]
         if site.offset_s:
             argv += ["--wall-clock-offset", f"{site.offset_s:.0f}"]
-        argv += ["--", sys.executable, "-m", "enqueue.probe", str(self.probe_log), "--sleep", f"{work:.3f}"]
+        argv += ["--", *probe.command(self.probe_log, "--sleep", f"{work:.3f}")]
         log_path = self.workdir / "agents" / f"{site.name}.log"
         site.log_offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as out:

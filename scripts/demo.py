@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from enqueue import checker  # noqa: E402
+from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer  # noqa: E402
-from enqueue.store import Store  # noqa: E402
+from tools.chaos import checker, probe  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,14 +70,14 @@ def main() -> int:
     try:
         server.start()
         print(f"embedded CouchDB-compatible server at {server.url}")
-        store = Store(server.url, "enqueue_demo")
+        store = CouchStore(server.url, "enqueue_demo")
         store.create_database()
         store.close()
         config = workdir / "demo.ini"
         config.write_text(f"[couchdb]\nurl = {server.url}\ndatabase = enqueue_demo\n")
         print(f"sites {', '.join(names)} take turns; each turn runs the command for {args.work} s")
         print(f"agents' logs in {workdir}\n")
-        command = [sys.executable, "-m", "enqueue.probe", str(probe_log), "--sleep", str(args.work)]
+        command = probe.command(probe_log, "--sleep", args.work)
         for name in names:
             log = open(workdir / f"agent-{name}.log", "ab")
             agents.append(

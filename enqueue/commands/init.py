@@ -18,12 +18,11 @@ database keeps more than one copy of each document (agents refuse it).
 from __future__ import annotations
 
 import argparse
-import importlib
 from dataclasses import replace
 from typing import Any, Optional
 
 from enqueue import documents as docs
-from enqueue import steering
+from enqueue import security, steering
 from enqueue.errors import EXIT_CLUSTER_REFUSED, AuthFailed, Conflict, DatabaseMissing, Forbidden, StoreError
 from enqueue.logs import add_logging_arguments
 
@@ -100,16 +99,9 @@ def create_document(store: Any, body: dict) -> bool:
 def install_security(store: Any, settings: steering.AdminSettings) -> list[str]:
     """Install the database's access rules; one line per thing done.
 
-    The hook into ``enqueue.security``: its ``install`` writes the
-    ``_security`` object and the ``validate_doc_update`` design document and
-    reports what it did. A build without that module says so instead.
+    ``enqueue.security.install`` writes the ``_security`` object and the
+    ``validate_doc_update`` design document and reports what it did.
     """
-    try:
-        security = importlib.import_module("enqueue.security")
-    except ModuleNotFoundError as exc:
-        if exc.name != "enqueue.security":
-            raise
-        return ["access rules: not installed (this version of enqueue has no enqueue.security)"]
     return list(security.install(store, leader_doc=settings.leader_doc, sites_doc=settings.sites_doc))
 
 

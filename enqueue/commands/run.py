@@ -37,9 +37,10 @@ from enqueue.errors import (
     EXIT_SITE_IN_USE,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
-    EnqueueError,
+    UsageError,
 )
 from enqueue.logs import add_logging_arguments
+from enqueue.usage import OneLineParser
 
 NAME = "run"
 HELP = "take turns with the other sites running a command"
@@ -204,8 +205,6 @@ class _SiteAndCommandAction(argparse.Action):
 
 
 def _options_only_parser(prog: str) -> argparse.ArgumentParser:
-    from enqueue.cli import OneLineParser
-
     parser = OneLineParser(prog=prog, add_help=False)
     add_agent_options(parser)
     add_logging_arguments(parser)
@@ -245,20 +244,14 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def start_agent(settings: AgentSettings) -> int:
     """Hand ``settings`` to the agent and return its exit code."""
-    try:
-        from enqueue.agent import run_agent
-    except ModuleNotFoundError as exc:
-        if exc.name != "enqueue.agent":
-            raise
-        raise EnqueueError("this installation of enqueue has no agent (enqueue.agent is missing)") from None
+    from enqueue.agent import run_agent  # loaded here so that the other commands start without it
+
     return run_agent(settings)
 
 
 def execute(args: argparse.Namespace) -> int:
     """Load the settings for this site and run the agent until it is done."""
     if not args.site or not args.command:
-        from enqueue.cli import UsageError
-
         raise UsageError("CONFIG, SITENAME and CMD are required (see 'enqueue run --help')")
     settings = load_agent_settings(args.config, args.site, args.command, overrides_from(args), os.environ)
     return start_agent(settings)

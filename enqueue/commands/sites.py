@@ -28,7 +28,7 @@ from enqueue import documents as docs
 from enqueue import steering
 from enqueue.clock import SystemClock
 from enqueue.durations import format_age
-from enqueue.errors import Conflict
+from enqueue.errors import Conflict, UsageError
 from enqueue.logs import add_logging_arguments
 
 NAME = "sites"
@@ -243,8 +243,6 @@ def _delete_heartbeat(store: Any, doc_id: str) -> bool:
 
 def execute(args: argparse.Namespace) -> int:
     """Run the chosen action on the registry."""
-    from enqueue.cli import UsageError
-
     if args.action == "list":
         if args.site is not None:
             raise UsageError("'sites list' takes no SITE (see 'enqueue sites --help')")

@@ -28,9 +28,10 @@ import secrets
 from typing import Any, Optional
 
 from enqueue import security
-from enqueue.config import Connection, load_connection, validate_site_name
+from enqueue.config import Connection, load_connection
 from enqueue.errors import EXIT_OK, ConfigError, Conflict, DatabaseMissing, EnqueueError
 from enqueue.logs import register_secret
+from enqueue.site_names import validate_site_name
 
 NAME = "users"
 HELP = "create, list and remove the sites' own CouchDB accounts (admin)"
@@ -106,9 +107,9 @@ def write_private(path: str, text: str, *, overwrite: bool) -> None:
 
 def _store(connection: Connection, database: str) -> Any:
     """A store on ``database`` of the configured server, with the configured credentials."""
-    from enqueue.store import Store  # the CouchDB client loads only when an action needs it
+    from enqueue.couchdb_store import CouchStore  # the CouchDB client loads only when an action needs it
 
-    return Store(
+    return CouchStore(
         connection.url,
         database,
         username=connection.username,

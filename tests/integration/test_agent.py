@@ -14,6 +14,7 @@ import pytest
 
 from enqueue import documents as docs
 from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tools.chaos import probe
 
 
 @pytest.fixture
@@ -175,7 +176,7 @@ def test_twenty_agents_started_at_once_elect_one_leader_and_never_overlap(sites,
 
 def test_run_once_returns_the_command_exit_code(sites):
     agent = sites.start("alpha", repeat=False,
-                        command=[sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--exit", "7"])
+                        command=[sys.executable, probe.PATH, str(sites.probe_log), "--exit", "7"])
     assert agent.wait() == 7
     assert sites.report().order == ["alpha"]
 

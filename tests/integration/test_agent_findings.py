@@ -21,6 +21,7 @@ import pytest
 from enqueue import documents as docs
 from enqueue.errors import EXIT_SITE_IN_USE
 from tests.support.agents import STALE_S, AgentProcess, Sites, wait_until
+from tools.chaos import probe
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_a_second_agent_of_a_site_on_the_same_host_is_refused(sites, database):
     Now: the second agent sees the first one's pid alive on this host and
     refuses to start, exit 7 with one line; the first one's turn goes on.
     """
-    command = [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--sleep", "30"]
+    command = [sys.executable, probe.PATH, str(sites.probe_log), "--sleep", "30"]
     sites.start("alpha", command=command)
     run = wait_until("alpha's command running", lambda: next(iter(sites.report().runs), None))
     sites.agents["alpha-first"] = sites.agents["alpha"]
@@ -157,8 +158,8 @@ def _other_host_argv(argv: list) -> list:
     """``argv`` run under another host name (a UTS namespace of its own), or skip when that is impossible."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("a second host name needs root and unshare")
-    probe = subprocess.run(["unshare", "--uts", "true"], capture_output=True)
-    if probe.returncode != 0:
+    trial = subprocess.run(["unshare", "--uts", "true"], capture_output=True)
+    if trial.returncode != 0:
         pytest.skip("cannot create a UTS namespace here")
     return ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', "twin-host", *argv]
 
@@ -171,7 +172,7 @@ def test_a_twin_on_another_host_never_ends_the_first_ones_turn(sites, database, 
     loudly, and does not end a turn it did not start while the other one
     beats. The first one's command, which ignores SIGTERM, runs on alone.
     """
-    command = [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--sleep", "30", "--ignore-term"]
+    command = [sys.executable, probe.PATH, str(sites.probe_log), "--sleep", "30", "--ignore-term"]
     timing = ["-s", "3s", "--kill-grace", "1s"]
     first = sites.start("alpha", command=command, extra=timing)
     run = wait_until("alpha's command running", lambda: next(iter(sites.report().runs), None))
@@ -227,7 +228,7 @@ def test_stopping_the_agents_job_does_not_unfence_its_command(sites, config_file
 
     Now: the supervisor runs in a process group of its own.
     """
-    command = [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--sleep", "30"]
+    command = [sys.executable, probe.PATH, str(sites.probe_log), "--sleep", "30"]
     timing = ["-d", "0.5s", "-s", "4s", "--kill-grace", "0.3s"]
     bravo = sites.start("bravo", sleep_s=0.2, extra=timing)
     wait_until("bravo registered", lambda: "registered as site" in bravo.log(), timeout_s=30)
@@ -283,7 +284,7 @@ def test_a_slow_server_does_not_waste_turns(sites, database, tmp_path):
     would not be safe: a heartbeat that lands after the leader took the turn
     away for silence must not start a command.
     """
-    from enqueue.chaos.network import BlackholeProxy
+    from tools.chaos.network import BlackholeProxy
 
     port = int(database.server.url.rsplit(":", 1)[1])
     proxy = BlackholeProxy(port)

@@ -29,11 +29,12 @@ import pytest
 from enqueue import cli
 from enqueue import documents as docs
 from enqueue import logs
+from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
-from enqueue.store import Store
 from tests.support import servers
 from tests.support.agents import DELAY_S, STALE_S, Sites, wait_until
+from tools.chaos import probe as probe_tool
 
 LEADER = "enqueue_leader"
 SITES = "enqueue_sites"
@@ -178,7 +179,7 @@ def sites(config_file, tmp_path) -> Iterator[Sites]:
 
 
 def probe(sites: Sites, *args: str) -> list:
-    return [sys.executable, "-m", "enqueue.probe", str(sites.probe_log), *args]
+    return probe_tool.command(sites.probe_log, *args)
 
 
 def record(database, turn: int) -> docs.TurnRecord:
@@ -288,7 +289,7 @@ def test_the_server_down_mid_run_and_back(disk_server, tmp_path):
 class Running:
     """Three agents on a database of their own, shared by the document cases below."""
 
-    def __init__(self, sites: Sites, store: Store) -> None:
+    def __init__(self, sites: Sites, store: CouchStore) -> None:
         self.sites = sites
         self.store = store
         self.log_marks: Dict[str, int] = {}
@@ -338,7 +339,7 @@ class Running:
         assert_documents_parse(self.store)
 
 
-def assert_documents_parse(store: Store) -> None:
+def assert_documents_parse(store: CouchStore) -> None:
     """The leader doc, the registry, every heartbeat and every turn record parse."""
     leader, problems = docs.parse_leader(store.get(LEADER), LEADER)
     assert leader is not None, problems

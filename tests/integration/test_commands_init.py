@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 from pathlib import Path
@@ -10,13 +9,11 @@ from pathlib import Path
 import pytest
 
 from enqueue import documents as docs
+from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH
-from enqueue.store import Store
 from tests.support.commands import Cli, enqueue_cli, put_leader  # noqa: F401  (fixture)
 from tests.support.servers import DATABASE_PREFIX
-
-HAS_SECURITY = importlib.util.find_spec("enqueue.security") is not None
 
 
 def _config(directory: Path, url: str, database: str, username: str = None, password: str = None) -> Path:
@@ -88,17 +85,14 @@ def test_init_installs_the_access_rules(fresh):
     result = cli("init")
     assert result.code == 0, result.err
     rules = result.out.splitlines()[3:]
-    if HAS_SECURITY:
-        assert any("design document _design/enqueue" in line for line in rules), rules
-        assert store.get("_design/enqueue") is not None
-    else:
-        assert rules == ["access rules: not installed (this version of enqueue has no enqueue.security)"]
+    assert any("design document _design/enqueue" in line for line in rules), rules
+    assert store.get("_design/enqueue") is not None
 
 
 def test_init_without_admin_rights_is_one_line_and_exit_4(tmp_path, capsys, enqueue_cli):
     admin_password = secrets.token_urlsafe(12)
     with DevServer(admin_user="admin", admin_password=admin_password) as server:
-        users = Store(server.url, "_users", username="admin", password=admin_password)
+        users = CouchStore(server.url, "_users", username="admin", password=admin_password)
         try:
             users.put({"_id": "org.couchdb.user:operator", "name": "operator", "password": "operator-pw",
                        "roles": [], "type": "user"})

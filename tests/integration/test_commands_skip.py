@@ -7,6 +7,7 @@ import sys
 from enqueue import documents as docs
 from tests.support.agents import Sites, wait_until
 from tests.support.commands import enqueue_cli, put_leader, race  # noqa: F401  (fixture)
+from tools.chaos import probe
 
 
 def leader(database) -> docs.LeaderDoc:
@@ -72,7 +73,7 @@ def test_a_skipped_command_is_stopped_and_its_turn_recorded_as_skipped(enqueue_c
     sites = Sites(config=config_file, workdir=tmp_path)
     try:
         sites.start("alpha", repeat=False,
-                    command=[sys.executable, "-m", "enqueue.probe", str(sites.probe_log), "--sleep", "60"])
+                    command=[sys.executable, probe.PATH, str(sites.probe_log), "--sleep", "60"])
         wait_until("alpha's command to start", lambda: sites.report().runs, timeout_s=30)
         turn = leader(database).turn
         result = enqueue_cli("skip", "--turn", turn)

@@ -17,8 +17,8 @@ import pytest
 
 from enqueue import devserver as devserver_module
 from enqueue import errors
+from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer, DevServerError
-from enqueue.store import Store
 
 
 def answers(url: str) -> dict:
@@ -71,8 +71,8 @@ def test_the_admin_account_works_and_its_password_stays_off_the_command_line():
         assert password not in " ".join(psutil.Process(server.pid).cmdline())
         assert password not in (server._workdir / "config.json").read_text(), "stored hashed"
         assert password not in repr(server)
-        admin = Store(server.url, "db", username="boss", password=password)
-        stranger = Store(server.url, "db", username="boss", password="nope")
+        admin = CouchStore(server.url, "db", username="boss", password=password)
+        stranger = CouchStore(server.url, "db", username="boss", password="nope")
         try:
             assert admin.create_database() is True
             with pytest.raises(errors.AuthFailed):
@@ -173,7 +173,7 @@ def test_the_dev_server_command_prints_its_url_and_stops_cleanly(tmp_path, stop_
         assert "version" in answers(url)
         node = psutil.Process(proc.pid).children(recursive=True)
         assert node, "the server runs as a child of the command"
-        store = Store(url, "x", username="admin", password="cmd-secret")
+        store = CouchStore(url, "x", username="admin", password="cmd-secret")
         try:
             assert store.create_database() is True
         finally:

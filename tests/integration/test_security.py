@@ -26,8 +26,8 @@ from enqueue import documents as docs
 from enqueue import cli, errors, logs, security
 from enqueue.commands import users
 from enqueue.config import Connection
+from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
-from enqueue.store import Store
 from tests.support import servers
 from tests.support.agents import Sites, wait_until
 
@@ -57,12 +57,12 @@ class Secured:
 
     server: servers.CouchServer
     name: str
-    admin: Store
+    admin: CouchStore
     passwords: dict[str, str]
     password_files: dict[str, Path]
-    stores: dict[str, Store]
+    stores: dict[str, CouchStore]
 
-    def site(self, name: str) -> Store:
+    def site(self, name: str) -> CouchStore:
         return self.stores[name]
 
     def config(self, directory: Path, site: str, password_file: Optional[Path] = None) -> Path:
@@ -117,7 +117,7 @@ def _secure_database(server: servers.CouchServer, directory: Path, accounts=SITE
                   replace=True, role=None)
         files[site] = path
         passwords[site] = path.read_text().strip()
-        stores[site] = Store(server.url, name, username=site, password=passwords[site])
+        stores[site] = CouchStore(server.url, name, username=site, password=passwords[site])
     return Secured(server, name, admin, passwords, files, stores)
 
 
@@ -284,7 +284,7 @@ def test_an_account_without_the_site_role_can_neither_read_nor_write(scene: Secu
     _drop_account(scene.server, "mallory")
     users.add(_connection(scene.server, scene.name), "mallory", password_file=str(tmp_path / "m"),
               show_password=False, replace=True, role="visitor")
-    mallory = Store(scene.server.url, scene.name, username="mallory", password=(tmp_path / "m").read_text().strip())
+    mallory = CouchStore(scene.server.url, scene.name, username="mallory", password=(tmp_path / "m").read_text().strip())
     try:
         with pytest.raises((errors.Forbidden, errors.AuthFailed)):
             mallory.get(LEADER_ID)
@@ -308,7 +308,7 @@ def test_the_writes_a_site_makes_are_allowed_and_admins_may_do_the_rest(scene: S
         leader = scene.admin.get(LEADER_ID)
         scene.site("charlie").put(_changed(leader, status="running", updated_by="charlie"))
         # An account with the admin role (no server admin) may pause; a server admin may delete.
-        ops = Store(scene.server.url, scene.name, username="ops", password=scene.passwords["ops"])
+        ops = CouchStore(scene.server.url, scene.name, username="ops", password=scene.passwords["ops"])
         try:
             ops.put(_changed(scene.admin.get(LEADER_ID), paused=True, paused_reason="maintenance"))
         finally:
@@ -454,7 +454,7 @@ def test_users_add_writes_a_private_password_file_and_prints_the_password_only_w
         new_password = password_file.read_text().strip()
         assert new_password != password and f"password: {new_password}" in out
 
-        delta = Store(secured.server.url, secured.name, username="delta", password=new_password)
+        delta = CouchStore(secured.server.url, secured.name, username="delta", password=new_password)
         try:
             delta.put({"_id": docs.heartbeat_id("delta"), "site": "delta"})
         finally:
@@ -488,7 +488,7 @@ def test_wrong_credentials_fail_in_one_line_that_holds_no_password(secured, tmp_
     assert done.returncode == errors.EXIT_AUTH, done.stderr
     assert wrong not in done.stdout + done.stderr
 
-    store = Store(secured.server.url, secured.name, username="alpha", password=wrong)
+    store = CouchStore(secured.server.url, secured.name, username="alpha", password=wrong)
     try:
         with pytest.raises(errors.AuthFailed) as failed:
             store.check()
@@ -540,18 +540,18 @@ def https_server(tmp_path) -> Iterator[tuple[str, Path]]:
 
 def test_https_is_verified_against_the_configured_ca_file(https_server) -> None:
     url, cert = https_server
-    unverified = Store(url, "db", request_timeout_s=5)
+    unverified = CouchStore(url, "db", request_timeout_s=5)
     try:
         with pytest.raises(errors.Unreachable, match="TLS failed"):
             unverified.check()
     finally:
         unverified.close()
-    verified = Store(url, "db", ca_file=str(cert), request_timeout_s=5)
+    verified = CouchStore(url, "db", ca_file=str(cert), request_timeout_s=5)
     try:
         assert verified.check()["db_name"] == "db"
     finally:
         verified.close()
-    wrong_name = Store(url.replace("127.0.0.1", "localhost"), "db", ca_file=str(cert), request_timeout_s=5)
+    wrong_name = CouchStore(url.replace("127.0.0.1", "localhost"), "db", ca_file=str(cert), request_timeout_s=5)
     try:
         with pytest.raises(errors.Unreachable, match="TLS failed"):
             wrong_name.check()

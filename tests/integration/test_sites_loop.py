@@ -13,6 +13,7 @@ import pytest
 
 from enqueue import documents as docs
 from tests.support.agents import DELAY, GRACE, STALE, wait_until
+from tools.chaos import probe
 
 LOOP = Path(__file__).resolve().parents[2] / "sites" / "enqueue-loop.sh"
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ enqueue-loop alpha: (.*)$")
@@ -20,11 +21,11 @@ LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ enqueue-loop alpha: (.*)$")
 
 def loop(config: Path, workdir: Path, *options: str, sleep_s: float = 0.1, exit_code: int = 0,
          new_session: bool = False) -> subprocess.Popen:
-    probe = [sys.executable, "-m", "enqueue.probe", str(workdir / "probe.log"), "--sleep", str(sleep_s),
-             "--exit", str(exit_code)]
+    command = [sys.executable, probe.PATH, str(workdir / "probe.log"), "--sleep", str(sleep_s),
+               "--exit", str(exit_code)]
     argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(workdir / "loop.log"),
             "-o", f"--heartbeat-delay={DELAY}", "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}",
-            *options, str(config), "alpha", "--", *probe]
+            *options, str(config), "alpha", "--", *command]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=new_session)
 

@@ -1,7 +1,7 @@
 """Agent processes for integration tests: start, signal, and read what they did.
 
 Agents run as real processes (``python -m enqueue run``) against the test
-server, each with its own log file; their commands are ``enqueue.probe`` so the
+server, each with its own log file; their commands are ``tools.chaos.probe`` so the
 history checker can judge what actually ran. Everything started here is
 killed at the end of the test.
 """
@@ -19,7 +19,7 @@ from typing import Callable
 
 import psutil
 
-from enqueue import checker
+from tools.chaos import checker, probe
 
 # Short timings: heartbeat every 0.5 s, stale after 2 s.
 DELAY = "0.5s"
@@ -80,7 +80,7 @@ class Sites:
         env: dict[str, str] | None = None,
     ) -> AgentProcess:
         if command is None:
-            command = [sys.executable, "-m", "enqueue.probe", str(self.probe_log), "--sleep", str(sleep_s)]
+            command = [sys.executable, probe.PATH, str(self.probe_log), "--sleep", str(sleep_s)]
         argv = [sys.executable, "-m", "enqueue", "run", str(self.config), site,
                 "-d", DELAY, "-s", STALE, "-c", CONFLICT, "--kill-grace", GRACE, *extra]
         if repeat:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable, Optional, Set
 
 from enqueue import errors
+from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
-from enqueue.store import Store
 
 ENV_URL = "ENQUEUE_TEST_COUCHDB_URL"
 ENV_DOCKER = "ENQUEUE_TEST_DOCKER"
@@ -44,9 +44,9 @@ class CouchServer:
     devserver: Optional[DevServer] = None
     _stop: Optional[Callable[[], None]] = field(default=None, repr=False)
 
-    def store(self, database: str, **options: object) -> Store:
+    def store(self, database: str, **options: object) -> CouchStore:
         """A Store on ``database`` with this server's credentials."""
-        return Store(self.url, database, username=self.username, password=self.password, **options)  # type: ignore[arg-type]
+        return CouchStore(self.url, database, username=self.username, password=self.password, **options)  # type: ignore[arg-type]
 
     def restart(self) -> None:
         """Restart the server keeping its data (only an on-disk embedded server can)."""
@@ -67,7 +67,7 @@ class Database:
 
     name: str
     server: CouchServer
-    store: Store
+    store: CouchStore
 
     def config_file(self, directory: Path) -> Path:
         """Write an enqueue INI config for this database into ``directory`` and return its path.

@@ -247,14 +247,6 @@ def test_internal_error_is_1_with_redacted_traceback(agent, config, capsys) -> N
     assert "topsecret" not in err
 
 
-def test_missing_agent_module_is_one_line(monkeypatch, config, capsys) -> None:
-    # None in sys.modules makes the import fail as if the module did not exist.
-    monkeypatch.setitem(sys.modules, "enqueue.agent", None)
-    assert run_main("run", config, "alpha", "cmd") == 1
-    err = capsys.readouterr().err
-    assert err.startswith("enqueue: ") and "no agent" in err and err.count("\n") == 1
-
-
 def test_version(capsys) -> None:
     assert run_main("--version") == 0
     assert capsys.readouterr().out.strip() == f"enqueue {__version__}"
@@ -328,4 +320,4 @@ def test_split_arguments(tokens, split) -> None:
 def test_command_modules_lists_run() -> None:
     names = [module.NAME for module in cli.command_modules()]
     assert names[0] == "run"
-    assert (Path(cli.__file__).parent / "commands" / "dev_server.py").exists() == ("dev-server" in names)
+    assert "dev-server" in names

@@ -292,6 +292,18 @@ def test_sites_round_trip(raw: dict) -> None:
     assert body.get("_rev") == doc.rev
 
 
+def test_names_the_server_refuses_are_ignored() -> None:
+    """A trailing newline passes a ``^...$`` pattern in Python but not the server's rule."""
+    raw = good_sites_raw()
+    raw["sites"]["delta\n"] = {}
+    doc, problems = parse_sites(raw, SITES_ID)
+    assert doc is not None and sorted(doc.sites) == ["alpha", "beta", "gamma"]
+    assert problems == ["site name 'delta\\n' is not valid; entry ignored"]
+    leader, problems = parse_leader(good_leader_raw(leader="alpha\n", rotation=["alpha", "beta\n"]), LEADER_ID)
+    assert leader is not None and leader.leader is None and leader.rotation == ()
+    assert any("field 'leader' is not a site name" in p for p in problems), problems
+
+
 def test_sites_render_keeps_unknown_fields() -> None:
     doc, _ = parse_sites(good_sites_raw(), SITES_ID)
     assert doc is not None

@@ -106,15 +106,6 @@ def test_sites_are_independent(clock: FakeClock, live: Liveness) -> None:
     assert not live.is_stale("b", clock.monotonic())
 
 
-def test_forget(clock: FakeClock, live: Liveness) -> None:
-    live.observe("a", "1", clock.monotonic())
-    clock.advance(STALE)
-    live.forget("a")
-    assert not live.is_stale("a", clock.monotonic())
-    assert live.rev("a") is None
-    live.forget("never-seen")  # no error
-
-
 def test_late_observer_is_on_the_safe_side(clock: FakeClock) -> None:
     """Two observers; the one that reads later calls the site stale later, never sooner."""
     early, late = Liveness(STALE), Liveness(STALE)

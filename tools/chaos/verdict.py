@@ -2,7 +2,7 @@
 
 Evidence:
 
-* the probe log (``enqueue.probe`` via ``enqueue.checker``): every command's
+* the probe log (``tools.chaos.probe`` via ``tools.chaos.checker``): every command's
   own start and end, and ``overlap`` lines written when a command found
   another one's ``flock`` still held, which the kernel holds exactly as long
   as that process lives;
@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from enqueue import documents as docs
-from enqueue.checker import Report as History
+from tools.chaos.checker import Report as History
 
 __all__ = ["Fault", "Limits", "judge", "summary"]
 

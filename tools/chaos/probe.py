@@ -1,6 +1,6 @@
 """A command that records its own turn, for demos, tests, benchmarks and chaos runs.
 
-    python -m enqueue.probe LOG [--lock FILE] [--sleep S] [--exit N] [--ignore-term] [--spew BYTES]
+    python tools/chaos/probe.py LOG [--lock FILE] [--sleep S] [--exit N] [--ignore-term] [--spew BYTES]
 
 Appends one line when it starts and one when it ends to LOG (a single
 ``write`` on an ``O_APPEND`` file, so lines from many processes never mix):
@@ -12,7 +12,10 @@ While it runs it holds an exclusive ``flock`` on ``--lock`` (default: LOG +
 ``.lock``). The kernel drops that lock when the process dies, however it dies,
 so a probe that finds the lock taken has proof that another command is still
 alive: it writes ``overlap`` with the holder's line and goes on. The checker
-(``enqueue.checker``) reads these lines; it does not trust agents' logs.
+(``tools.chaos.checker``) reads these lines; it does not trust agents' logs.
+
+It runs by file path (``command`` builds the argv), so it needs neither an
+installed package nor an import path: agents may run it from any directory.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ import sys
 import time
 
 
+PATH = os.path.abspath(__file__)
+
+
+def command(log: object, *args: object) -> list[str]:
+    """The argv of a probe that appends to ``log``, runnable from any directory."""
+    return [sys.executable, PATH, str(log), *(str(a) for a in args)]
+
+
 def _append(path: str, line: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
@@ -34,7 +45,7 @@ def _append(path: str, line: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m enqueue.probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tools/chaos/probe.py", description=__doc__.splitlines()[0])
     parser.add_argument("log")
     parser.add_argument("--lock")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds to run (default 0)")

@@ -5,7 +5,11 @@
   proxy per site where namespaces are not available);
 * ``verdict``: what a run proves, read from the commands' own probe log and
   the documents left in the database: overlaps, fencing tokens, turn
-  records, stalls after faults.
+  records, stalls after faults;
+* ``probe``: the command the agents run in tests, demos, benchmarks and
+  chaos runs, which records its own start and end;
+* ``checker``: reads the probe log and judges it (overlaps, handoff gaps).
 
-Nothing here is used by the agent; it is test and operations tooling.
+Nothing here is used by the agent and none of it is installed: it is test
+and operations tooling, importable from a checkout of the repository.
 """

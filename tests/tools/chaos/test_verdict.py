@@ -7,8 +7,8 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from enqueue import documents as docs
-from enqueue.chaos.verdict import Fault, Limits, judge, summary
-from enqueue.checker import Report, Run
+from tools.chaos.verdict import Fault, Limits, judge, summary
+from tools.chaos.checker import Report, Run
 
 S = 1_000_000_000  # one second in ns
 LIMITS = Limits(heartbeat_delay_s=1.0, heartbeat_stale_s=4.0, margin_s=1.0)  # bound 6 s

@@ -8,7 +8,7 @@ from typing import Iterator, Tuple
 
 import pytest
 
-from enqueue.chaos.network import BlackholeProxy, ProxyNetwork
+from tools.chaos.network import BlackholeProxy, ProxyNetwork
 
 
 class Echo:

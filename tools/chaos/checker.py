@@ -1,14 +1,14 @@
 """The history checker: reads the probes' own start/end lines and judges them.
 
 It proves or refutes "never two commands at once" from what the commands
-themselves wrote (``enqueue.probe``), not from what the agents claim:
+themselves wrote (``tools.chaos.probe``), not from what the agents claim:
 
 * an ``overlap`` line means a probe found another probe's lock held (the
   kernel holds that lock exactly as long as the other process lives);
 * two [start, end] intervals that intersect are an overlap too.
 
 It also measures handoff gaps (one command's end to the next one's start)
-and turns per site, for demos, benchmarks and chaos reports.
+for demos, benchmarks and chaos reports.
 """
 
 from __future__ import annotations
@@ -38,22 +38,8 @@ class Report:
     gaps_s: list[float] = field(default_factory=list)
 
     @property
-    def turns_per_site(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for run in self.runs:
-            out[run.site] = out.get(run.site, 0) + 1
-        return dict(sorted(out.items()))
-
-    @property
     def order(self) -> list[str]:
         return [run.site for run in self.runs]
-
-    def gap_quantile(self, q: float) -> float | None:
-        """The q-quantile (0..1) of handoff gaps in seconds, None when there are none."""
-        if not self.gaps_s:
-            return None
-        ordered = sorted(self.gaps_s)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
     @property
     def median_gap_s(self) -> float | None:

@@ -1,0 +1,1 @@
+"""Test, fault-injection and simulation tooling; not part of the installed package."""
