@@ -7,16 +7,16 @@ agent puts them on its event queue), so the deciding thread never polls.
 Guarantees
 ----------
 * Every change to a followed document after the starting position is
-  delivered, in the order the server sent it, as ``("changes", {id: body})``
+  delivered, in the order the server sent it, as ``DocChanged(id, body)``
   (``None`` for a deletion). Re-opening the feed resumes from the last
   position delivered, so a reconnect loses nothing.
 * The set of followed documents can change at any time (``follow``); the
   feed is re-opened with the new set at the next batch or server beat, at
   most ``beat_s`` later. Changes to a newly followed document in between
   are not delivered: the caller reads such documents itself.
-* A failing feed is reported once as ``("watch_error", exc)`` when it starts
-  failing and once as ``("watch_ok", None)`` when it works again; it is
-  retried every ``retry_s`` in between.
+* A failing feed is reported once as ``FeedFailed(exc)`` when it starts
+  failing and once as ``FeedResumed()`` when it works again; it is retried
+  every ``retry_s`` in between.
 
 Not delivered: anything after ``stop()``.
 """
@@ -24,16 +24,19 @@ Not delivered: anything after ``stop()``.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Tuple
 
 from enqueue.errors import StoreError
+from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed
+
+if TYPE_CHECKING:
+    from enqueue.store import Store
 
 
 class FeedWatcher:
     """One thread following the changes feed of a changing set of document ids."""
 
-    def __init__(self, store: Any, *, beat_s: float, retry_s: float,
-                 deliver: Callable[[Tuple[str, Any]], None]) -> None:
+    def __init__(self, store: Store, *, beat_s: float, retry_s: float, deliver: Callable[[Event], None]) -> None:
         self._store = store
         self._beat_s = beat_s
         self._retry_s = retry_s
@@ -70,16 +73,16 @@ class FeedWatcher:
                         return
                     if failing:
                         failing = False
-                        self._deliver(("watch_ok", None))
+                        self._deliver(FeedResumed())
                     since = batch.last_seq
-                    if batch.docs:
-                        self._deliver(("changes", batch.docs))
+                    for doc_id, body in batch.docs.items():
+                        self._deliver(DocChanged(doc_id, body))
                     if self._ids != ids:
                         break
             except StoreError as exc:
                 if self._stop.is_set():
                     return
                 if not failing:
-                    self._deliver(("watch_error", exc))
+                    self._deliver(FeedFailed(exc))
                 failing = True
                 self._stop.wait(self._retry_s)

@@ -18,17 +18,12 @@ protocol's margins (a heartbeat period) absorb small rate differences only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
+
+from enqueue.observed import Revisions
 
 if TYPE_CHECKING:
     from enqueue.documents import Heartbeat, LeaderDoc
-
-
-@dataclass
-class _Seen:
-    rev: str | None
-    since: float
 
 
 class Liveness:
@@ -38,7 +33,7 @@ class Liveness:
         if stale_s <= 0:
             raise ValueError("stale_s must be positive")
         self.stale_s = stale_s
-        self._seen: dict[str, _Seen] = {}
+        self._seen = Revisions()
 
     def observe(self, site: str, rev: str | None, now: float) -> bool:
         """Record that ``site``'s heartbeat has revision ``rev`` at ``now``.
@@ -47,34 +42,29 @@ class Liveness:
         document is observed as revision ``None``: it never looks alive for
         longer than one ``stale_s`` after it was first noticed missing.
         """
-        seen = self._seen.get(site)
-        if seen is None or seen.rev != rev:
-            self._seen[site] = _Seen(rev, now)
-            return True
-        return False
+        return self._seen.observe(site, rev, now)
 
     def age(self, site: str, now: float) -> float | None:
         """Seconds since ``site``'s heartbeat last changed, as observed here; None if never observed."""
-        seen = self._seen.get(site)
-        return None if seen is None else max(0.0, now - seen.since)
+        since = self._seen.since(site)
+        return None if since is None else max(0.0, now - since)
 
     def is_stale(self, site: str, now: float, stale_s: float | None = None) -> bool:
         """No change observed for ``stale_s`` (the tracker's own unless given).
 
         A site never observed is not (yet) stale.
         """
-        seen = self._seen.get(site)
-        return seen is not None and now - seen.since >= (self.stale_s if stale_s is None else stale_s)
+        since = self._seen.since(site)
+        return since is not None and now - since >= (self.stale_s if stale_s is None else stale_s)
 
     def stale_at(self, site: str, stale_s: float | None = None) -> float | None:
         """The monotonic moment ``site`` turns stale unless it beats; None if never observed."""
-        seen = self._seen.get(site)
-        return None if seen is None else seen.since + (self.stale_s if stale_s is None else stale_s)
+        since = self._seen.since(site)
+        return None if since is None else since + (self.stale_s if stale_s is None else stale_s)
 
     def rev(self, site: str) -> str | None:
         """The last revision observed for ``site``."""
-        seen = self._seen.get(site)
-        return None if seen is None else seen.rev
+        return self._seen.rev(site)
 
 
 def followed_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> set[str]:

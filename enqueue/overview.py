@@ -26,6 +26,7 @@ from typing import Any, Iterable, Mapping, Optional
 from enqueue import documents as docs
 from enqueue.clock import format_time
 from enqueue.durations import format_age, format_duration
+from enqueue.outcomes import Outcome
 from enqueue.steering import AdminSettings, parse_time
 
 __all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "render_text", "to_json", "JSON_FORMAT"]
@@ -41,7 +42,7 @@ MISSING = "missing"
 UNKNOWN = "unknown"
 
 # Turn records that do not count as a turn taken: the grant was never confirmed.
-_NOT_TAKEN = ("not started",)
+_NOT_TAKEN = (Outcome.NOT_STARTED,)
 
 
 @dataclass(frozen=True)

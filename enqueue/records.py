@@ -13,23 +13,30 @@ stored under its id, so that ``enqueue history`` can read every turn:
 Not guaranteed: that a record another writer changes at the same moment is
 completed; that loses a compare-and-swap, is logged, and the stored record
 stays as the other writer left it.
+
+A ``RecordQueue`` holds the records a writer still owes: each is written
+now or, if the database is away, at the next ``flush``, in order, and leaves
+the queue only once stored.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from enqueue import documents as docs
 from enqueue.documents import TurnRecord
 from enqueue.errors import Conflict, Forbidden
+
+if TYPE_CHECKING:
+    from enqueue.store import Store
 
 log = logging.getLogger("enqueue.records")
 
 _REPORT_FIELDS = ("site", "how", "exit_code", "ended_at", "duration_s")
 
 
-def write_once(store: Any, rec: TurnRecord, me: str) -> None:
+def write_once(store: Store, rec: TurnRecord, me: str) -> None:
     """Store ``rec`` (written by site ``me``), or complete the record already stored for its turn."""
     body = docs.render_turn_record(rec)
     doc_id = body["_id"]
@@ -55,3 +62,27 @@ def write_once(store: Any, rec: TurnRecord, me: str) -> None:
             store.put(existing)
     except (Conflict, Forbidden) as exc:
         log.warning("could not complete turn record %s: %s", doc_id, exc)
+
+
+class RecordQueue:
+    """The turn records site ``me`` still has to write, oldest first."""
+
+    def __init__(self, store: Store, me: str) -> None:
+        self._store = store
+        self._me = me
+        self.pending: list[TurnRecord] = []
+
+    def add(self, rec: TurnRecord) -> None:
+        """Queue ``rec`` and try to write everything queued (a StoreError leaves it queued)."""
+        self.pending.append(rec)
+        self.flush()
+
+    def write_now(self, rec: TurnRecord) -> None:
+        """Write ``rec`` now, outside the queue (a StoreError is the caller's to handle)."""
+        write_once(self._store, rec, self._me)
+
+    def flush(self) -> None:
+        """Write the queued records in order; stops at the first that fails (StoreError)."""
+        while self.pending:
+            write_once(self._store, self.pending[0], self._me)
+            self.pending.pop(0)

@@ -39,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import enqueue
 from enqueue.errors import EnqueueError
+from enqueue.outcomes import SHUTDOWN
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,9 @@ class RunnerEvent:
 
     ``kind`` is ``started``, ``exited``, ``spawn_failed`` or
     ``supervisor_died``. ``exit_code`` follows the shell (128 + signal number
-    when killed by a signal); ``how`` is ``exited``, ``fenced``, ``stopped``
-    (``reason`` gives the agent's reason) or ``agent-gone``.
+    when killed by a signal); ``how`` is an ``Outcome`` value: ``exited``,
+    ``fenced``, ``stopped`` (``reason`` gives the agent's reason) or
+    ``agent-gone``.
     """
 
     kind: str
@@ -199,7 +201,7 @@ class Runner:
                 if self._closed:
                     return
                 self._closed = True
-                self._send({"op": "shutdown"})
+                self._send({"op": SHUTDOWN})
                 os.close(self._control)
             try:
                 self._proc.wait(self.kill_grace_s + _CLOSE_MARGIN_S)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Mapping
 
 from enqueue.documents import DONE, GRANTED, LEFT, RUNNING, Heartbeat, LeaderDoc, SiteEntry
+from enqueue.outcomes import Outcome
 from enqueue.rotation import eligible_sites, next_after
 
 
@@ -101,7 +102,7 @@ def plan(
                 doc,
                 status=DONE,
                 last_exit_code=None,
-                last_how="revoked" if doc.status == RUNNING else "not started",
+                last_how=Outcome.REVOKED if doc.status == RUNNING else Outcome.NOT_STARTED,
                 ended_at=now_text,
                 rotation=eligible,
                 updated_by=me,

@@ -127,7 +127,7 @@ def load_settings(args: argparse.Namespace) -> AdminSettings:
 
 def open_store(settings: AdminSettings) -> Any:
     """A store on the configured database; close it when done."""
-    from enqueue.agent import open_store as _open
+    from enqueue.agent_process import open_store as _open
 
     return _open(settings.connection)
 

@@ -88,6 +88,7 @@ from typing import TYPE_CHECKING
 
 from enqueue.clock import SystemClock
 from enqueue.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE
+from enqueue.outcomes import SHUTDOWN, TERMINATED, Outcome
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -280,7 +281,7 @@ class Supervisor:
             self._reap()
             if self._terminate_requested and not self._closing:
                 self._closing = True
-                self._stop("stopped", "terminated")
+                self._stop(Outcome.STOPPED, TERMINATED)
             # 2. Timers before control messages: an extend read after the
             #    SIGTERM moment must find the fence already final.
             now = self._now()
@@ -328,7 +329,7 @@ class Supervisor:
             self._control_open = False
             if not self._closing:
                 self._closing = True
-                self._stop("agent-gone", None)
+                self._stop(Outcome.AGENT_GONE, None)
             return
         self._in += data
         *lines, self._in = self._in.split(b"\n")
@@ -355,10 +356,10 @@ class Supervisor:
             elif op == "stop":
                 turn = self._turn
                 if turn is not None and turn.turn == _int(message["turn"]):
-                    self._stop("stopped", str(message.get("reason", "stopped")))
+                    self._stop(Outcome.STOPPED, str(message.get("reason", Outcome.STOPPED.value)))
             elif op == "shutdown":
                 self._closing = True
-                self._stop("stopped", "shutdown")
+                self._stop(Outcome.STOPPED, SHUTDOWN)
             else:
                 raise ValueError(f"unknown op {op!r}")
         except (ValueError, KeyError, TypeError) as exc:
@@ -387,7 +388,7 @@ class Supervisor:
             return
         started_at = self._now()
         if started_at >= deadline - self._grace:
-            self._emit(kind="spawn_failed", turn=turn, exit_code=None, how="fenced",
+            self._emit(kind="spawn_failed", turn=turn, exit_code=None, how=Outcome.FENCED.value,
                        error=f"not started: {argv[0]!r} would be past its SIGTERM moment")
             return
         environment = dict(os.environ)
@@ -442,11 +443,11 @@ class Supervisor:
             return
         if not turn.term_sent and now >= turn.term_at:
             turn.term_sent = True
-            turn.how = turn.how or "fenced"
+            turn.how = turn.how or Outcome.FENCED.value
             self._killpg(turn.pid, signal.SIGTERM)
         if not turn.kill_sent and now >= turn.kill_at:
             turn.kill_sent = True
-            turn.how = turn.how or "fenced"
+            turn.how = turn.how or Outcome.FENCED.value
             self._killpg(turn.pid, signal.SIGKILL)
 
     @staticmethod
@@ -510,7 +511,7 @@ class Supervisor:
             signame = _signal_name(-code)
             code = 128 - code
         self._emit(kind="exited", turn=turn.turn, pid=turn.pid, exit_code=code, signal=signame,
-                   how=turn.how or "exited", reason=turn.reason,
+                   how=turn.how or Outcome.EXITED.value, reason=turn.reason,
                    duration_s=round(self._now() - turn.started_at, 6))
         self._spare_due = self._now() + _SPARE_DELAY_S
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from enqueue.documents import DONE, GRANTED, RUNNING, LeaderDoc
+from enqueue.outcomes import Outcome
 from enqueue.rotation import rotation_after_finish, successor
 from enqueue.scheduler import grant
 
@@ -65,11 +66,11 @@ def lost_reason(doc: LeaderDoc | None, me: str, turn: int) -> str | None:
     nobody can vouch for it any more.
     """
     if doc is None:
-        return "revoked"
+        return Outcome.REVOKED
     if not doc.holds(me, turn) or doc.status != RUNNING:
-        return "revoked"
+        return Outcome.REVOKED
     if doc.skip_turn == turn:
-        return "skipped"
+        return Outcome.SKIPPED
     return None
 
 

@@ -30,6 +30,7 @@ from typing import Any, Mapping
 from enqueue import documents as docs
 from enqueue.documents import RUNNING, Heartbeat, LeaderDoc, SitesDoc
 from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
+from enqueue.observed import Revisions, revision_of
 
 log = logging.getLogger("enqueue.agent")
 
@@ -49,7 +50,7 @@ class View:
         self.heartbeats: dict[str, Heartbeat | None] = {}
         self.liveness = Liveness(stale_s)
         self.max_turn_seen = 0
-        self._generations: dict[str, int] = {}
+        self.revisions = Revisions()
         self._reported: dict[str, str] = {}
 
     # ------------------------------------------------------------------ whom to follow
@@ -93,8 +94,10 @@ class View:
 
     def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, now: float, *, from_feed: bool = False) -> bool:
         """Take one document's current content into the view; False when it was a feed's stale news."""
-        if not self._newer(doc_id, raw, from_feed=from_feed):
+        rev = revision_of(raw)
+        if from_feed and self.revisions.is_older(doc_id, rev):
             return False
+        self.revisions.observe(doc_id, rev, now)
         if doc_id == self.leader_doc:
             self._absorb_leader(raw, now)
         elif doc_id == self.sites_doc:
@@ -111,18 +114,9 @@ class View:
 
     def own_beat(self, hb: Heartbeat, rev: str, now: float) -> None:
         """Take in my own heartbeat, just written as revision ``rev``."""
-        self._newer(docs.heartbeat_id(self.me), {"_rev": rev}, from_feed=False)
+        self.revisions.observe(docs.heartbeat_id(self.me), rev, now)
         self.heartbeats[self.me] = hb
         self.liveness.observe(self.me, rev, now)
-
-    def _newer(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool) -> bool:
-        gen = generation(raw)
-        if gen is None:
-            return True
-        if from_feed and gen < self._generations.get(doc_id, 0):
-            return False
-        self._generations[doc_id] = gen
-        return True
 
     def _absorb_leader(self, raw: Mapping[str, Any] | None, now: float) -> None:
         parsed, problems = docs.parse_leader(raw, self.leader_doc)
@@ -130,10 +124,7 @@ class View:
         if parsed is None:
             if raw is None and self.leader_raw is not None:
                 log.warning("leader doc %s is missing", self.leader_doc)
-            old_rev = None if self.leader_raw is None else self.leader_raw.get("_rev")
-            new_rev = None if raw is None else raw.get("_rev")
-            if self.invalid_leader_since is None or old_rev != new_rev:
-                self.invalid_leader_since = now
+            self.invalid_leader_since = self.revisions.since(self.leader_doc)
         else:
             self.invalid_leader_since = None
         self.leader = parsed
@@ -151,12 +142,3 @@ class View:
         self._reported[doc_id] = rev
         what = "does not parse, treated as invalid" if invalid else "has problems"
         log.warning("document %s (rev %s) %s: %s", doc_id, rev or "?", what, "; ".join(problems))
-
-
-def generation(raw: Mapping[str, Any] | None) -> int | None:
-    """The generation of a document revision ("7-ab12..." -> 7); None when unknown."""
-    rev = raw.get("_rev") if isinstance(raw, Mapping) else None
-    try:
-        return int(str(rev).split("-", 1)[0])
-    except ValueError:
-        return None

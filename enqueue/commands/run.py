@@ -244,7 +244,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def start_agent(settings: AgentSettings) -> int:
     """Hand ``settings`` to the agent and return its exit code."""
-    from enqueue.agent import run_agent  # loaded here so that the other commands start without it
+    from enqueue.agent_process import run_agent  # loaded here so that the other commands start without it
 
     return run_agent(settings)
 

@@ -27,7 +27,7 @@ database = enqueue
 
 
 class FakeAgent:
-    """Stands in for ``enqueue.agent``: records the settings, returns or raises what it is told."""
+    """Stands in for ``enqueue.agent_process``: records the settings, returns or raises what it is told."""
 
     def __init__(self) -> None:
         self.settings: Optional[AgentSettings] = None
@@ -41,9 +41,9 @@ class FakeAgent:
 @pytest.fixture
 def agent(monkeypatch) -> FakeAgent:
     fake = FakeAgent()
-    module = types.ModuleType("enqueue.agent")
+    module = types.ModuleType("enqueue.agent_process")
     module.run_agent = fake.run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "enqueue.agent", module)
+    monkeypatch.setitem(sys.modules, "enqueue.agent_process", module)
     return fake
 
 

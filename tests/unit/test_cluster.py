@@ -20,9 +20,8 @@ from typing import Any, Iterator, List
 
 import pytest
 
-from enqueue import agent as agent_module
+from enqueue import agent_process
 from enqueue import cli, logs
-from enqueue.agent import Agent
 from enqueue.config import load_agent_settings
 from enqueue.errors import EXIT_CLUSTER_REFUSED, ClusterRefused
 
@@ -95,7 +94,7 @@ def settings(config: str, **overrides: Any):
 def test_the_agent_refuses_a_database_with_several_copies_before_any_write(config, copies) -> None:
     store = ClusterStore(copies)
     with pytest.raises(ClusterRefused) as caught:
-        Agent(settings(config), store).run()
+        agent_process.run(settings(config), store)
     message = str(caught.value)
     assert f"n={copies}" in message and "\n" not in message
     assert caught.value.exit_code == EXIT_CLUSTER_REFUSED == 6
@@ -105,7 +104,7 @@ def test_the_agent_refuses_a_database_with_several_copies_before_any_write(confi
 def test_one_copy_is_not_refused(config) -> None:
     store = ClusterStore(1)
     with pytest.raises(Proceeded):
-        Agent(settings(config), store).run()
+        agent_process.run(settings(config), store)
 
 
 @pytest.mark.parametrize("how", ["flag", "file"])
@@ -119,7 +118,7 @@ def test_the_opt_in_lets_the_agent_go_on(config, how) -> None:
     assert s.allow_cluster is True
     store = ClusterStore(3)
     with pytest.raises(Proceeded):
-        Agent(s, store).run()
+        agent_process.run(s, store)
     assert store.calls[:2] == ["check", "copies"]
 
 
@@ -129,7 +128,7 @@ def test_allow_cluster_is_off_by_default(config) -> None:
 
 def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    monkeypatch.setattr(agent_process, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--", sys.executable, "-c", "pass"])
     out, err = capsys.readouterr()
     assert code == EXIT_CLUSTER_REFUSED
@@ -143,7 +142,7 @@ def test_the_command_line_exits_6_with_one_line_and_no_secret(config, monkeypatc
 
 def test_the_command_line_opt_in_reaches_the_first_write(config, monkeypatch, capsys) -> None:
     store = ClusterStore(3)
-    monkeypatch.setattr(agent_module, "open_store", lambda connection: store)
+    monkeypatch.setattr(agent_process, "open_store", lambda connection: store)
     code = cli.main(["run", config, "alpha", "--allow-cluster", "--", sys.executable, "-c", "pass"])
     err = capsys.readouterr().err
     # The fake store's first write fails the run on purpose: proof the check let it through.

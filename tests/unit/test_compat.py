@@ -35,9 +35,9 @@ class Recorder:
 @pytest.fixture
 def agent(monkeypatch) -> Recorder:
     recorder = Recorder()
-    module = types.ModuleType("enqueue.agent")
+    module = types.ModuleType("enqueue.agent_process")
     module.run_agent = recorder.run_agent  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "enqueue.agent", module)
+    monkeypatch.setitem(sys.modules, "enqueue.agent_process", module)
     return recorder
 
 

@@ -11,6 +11,7 @@ import threading
 from typing import Any, Iterator
 
 from enqueue.errors import Unreachable
+from enqueue.events import DocChanged, FeedFailed, FeedResumed
 from enqueue.feed import FeedWatcher
 from enqueue.store import ChangeBatch
 
@@ -63,7 +64,7 @@ def test_changes_are_delivered_in_order_and_the_position_carries_over_a_reopen()
     w.follow(("a",))
     w.start(since=4)
     try:
-        assert collect(events, 2) == [("changes", {"a": {"v": 1}}), ("changes", {"a": {"v": 2}})]
+        assert collect(events, 2) == [DocChanged("a", {"v": 1}), DocChanged("a", {"v": 2})]
         assert feed.opened.get(timeout=5) == ("a",)
         assert feed.opened.get(timeout=5) == ("a",)  # the first feed ended: it is opened again
     finally:
@@ -95,7 +96,7 @@ def test_a_failing_feed_is_reported_once_and_its_recovery_once() -> None:
     w.follow(("a",))
     w.start(since=1)
     try:
-        assert collect(events, 3) == [("watch_error", down), ("watch_ok", None), ("changes", {"a": None})]
+        assert collect(events, 3) == [FeedFailed(down), FeedResumed(), DocChanged("a", None)]
     finally:
         shut(w, feed)
     assert events.empty()

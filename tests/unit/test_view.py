@@ -8,7 +8,7 @@ import pytest
 
 from enqueue import documents as docs
 from enqueue.documents import DONE, GRANTED, RUNNING, WAITING, Heartbeat, LeaderDoc
-from enqueue.view import View, generation
+from enqueue.view import View
 
 LEADER, SITES = "enqueue_leader", "enqueue_sites"
 STALE = 30.0
@@ -35,12 +35,6 @@ def registry(*names: str) -> dict:
     body = docs.render_sites(docs.new_sites_doc(SITES), {n: {"heartbeat_doc": docs.heartbeat_id(n)} for n in names})
     body["_rev"] = "1-r"
     return body
-
-
-@pytest.mark.parametrize("rev, gen", [("7-ab12", 7), ("12-x", 12), (None, None), ("garbage", None)])
-def test_generation(rev, gen) -> None:
-    assert generation({"_rev": rev}) == gen
-    assert generation(None) is None
 
 
 def test_the_feeds_stale_news_is_dropped_but_a_read_is_always_taken(view: View) -> None:

@@ -1,0 +1,167 @@
+"""Leadership as one agent practises it: campaign, lead (grant, revoke, publish the rotation), repair, resign.
+
+The decisions are the pure functions of enqueue.election and
+enqueue.scheduler; this module does their I/O through ``SharedDocs``.
+
+Guarantees
+----------
+* A campaign looks at the leader's heartbeat itself (and the leader doc)
+  before it calls the leader stale: a cached view may lag.
+* A running turn is taken away only after its holder's silence is confirmed
+  on a fresh read of its heartbeat; the record of a turn taken away is
+  queued right after the write that ended it.
+* A leader doc that is missing or does not parse is rewritten only once it
+  has been so for ``heartbeat_stale`` (every command started under its old
+  content is dead by then), at the highest turn known, keeping an admin's
+  pause and the old content under ``repaired_from``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable
+
+from enqueue import documents as docs
+from enqueue import election, scheduler
+from enqueue.documents import TurnRecord
+from enqueue.outcomes import Outcome
+
+if TYPE_CHECKING:
+    from enqueue.config import Timing
+    from enqueue.records import RecordQueue
+    from enqueue.shared_docs import SharedDocs
+    from enqueue.store import Store
+
+log = logging.getLogger("enqueue.agent")
+
+
+class Leadership:
+    """Site ``me``'s part in electing a leader and, while it leads, in running the rotation."""
+
+    def __init__(self, me: str, timing: Timing, shared: SharedDocs, records: RecordQueue, store: Store,
+                 rng: random.Random, now_text: Callable[[], str]) -> None:
+        self.me = me
+        self.t = timing
+        self.shared = shared
+        self.view = shared.view
+        self.records = records
+        self.store = store
+        self.rng = rng
+        self._now_text = now_text
+        self.campaign_not_before = 0.0
+
+    def vacancy(self, now: float) -> str | None:
+        """Why the leadership is open by my view at ``now``, or None while a live leader holds it."""
+        assert self.view.leader is not None
+        return election.vacancy(self.view.leader, self.view.heartbeats, self.view.stale_map(now))
+
+    def may_campaign(self, now: float) -> bool:
+        """Another site leads (or nobody does), I may try again by now, and the leadership is open."""
+        assert self.view.leader is not None
+        return self.view.leader.leader != self.me and now >= self.campaign_not_before and \
+            self.vacancy(now) is not None
+
+    def campaign(self, now: float) -> bool:
+        """Claim the leadership by compare-and-swap; on losing, wait ``conflict_delay`` (jittered)."""
+        assert self.view.leader is not None
+        if self.view.leader.leader is not None:
+            self.shared.reread(docs.heartbeat_id(self.view.leader.leader))
+            self.shared.reread(self.view.leader_doc)
+            if self.view.leader is None or self.vacancy(now) is None:
+                return True
+        why = self.vacancy(now)
+        if self.shared.cas_leader(election.claim(self.view.leader, self.me, self._now_text())):
+            log.info("elected leader (term %d): %s", self.view.leader.leader_term, why)
+            return True
+        self.campaign_not_before = now + election.conflict_wait(self.t.conflict_delay_s, self.rng)
+        return True
+
+    def lead(self, now: float) -> bool:
+        """Make the leader doc what the scheduler says it should be; True when something was written."""
+        assert self.view.leader is not None and self.view.registry is not None
+        if self.shared.need_full_read:
+            # A new leader (or a new site) has heartbeats not read yet: read them before judging anyone.
+            return True
+        view = self.view
+        p = scheduler.plan(view.leader, view.registry.sites, view.heartbeats, view.stale_map(now), self.me,
+                           self._now_text())
+        if p is None:
+            return False
+        if p.revoked_running:
+            # Taking a running turn away rests on silence: confirm it on a fresh read.
+            before = self.view.liveness.rev(p.revoked_site)
+            self.shared.reread(docs.heartbeat_id(p.revoked_site))
+            if self.view.liveness.rev(p.revoked_site) != before:
+                return True
+        if not self.shared.cas_leader(p.doc):
+            return True
+        log.info("%s", p.reason)
+        if p.revoked_site is not None:
+            self.records.add(
+                TurnRecord(
+                    turn=p.revoked_turn,
+                    site=p.revoked_site,
+                    how=Outcome.REVOKED if p.revoked_running else Outcome.NOT_STARTED,
+                    leader=self.me,
+                    ended_at=self._now_text(),
+                    note=p.reason,
+                )
+            )
+        return True
+
+    def repair_due_at(self) -> float | None:
+        """When a missing or broken leader doc may be rewritten; None while it parses."""
+        since = self.view.invalid_leader_since
+        return None if since is None else since + self.t.heartbeat_stale_s
+
+    def repair(self, now: float) -> bool:
+        """Rewrite a leader doc that does not parse, once it has been so for ``heartbeat_stale``."""
+        raw = self.view.leader_raw or {}
+        due = self.repair_due_at()
+        if due is None or now < due:
+            return False
+        known = self.view.max_turn_seen
+        for rec in self.store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
+            parsed, _ = docs.parse_turn_record(rec)
+            if parsed is not None:
+                known = max(known, parsed.turn)
+        old_turn = raw.get("turn")
+        if isinstance(old_turn, int) and not isinstance(old_turn, bool) and old_turn >= 0:
+            known = max(known, old_turn)
+        # An admin's pause survives the repair; a pause flag that does not parse reads as set.
+        paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
+        reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None
+        fresh = replace(
+            docs.new_leader_doc(self.view.leader_doc),
+            rev=raw.get("_rev"),
+            leader=self.me,
+            turn=known,
+            paused=paused,
+            paused_reason=reason,
+            last_how=Outcome.REPAIRED,
+            updated_by=self.me,
+            updated_at=self._now_text(),
+            raw={"repaired_from": {k: v for k, v in raw.items() if not k.startswith("_")}},
+        )
+        if self.shared.cas_leader(fresh):
+            log.warning(
+                "rewrote leader doc %s, which was missing or did not parse, at turn %d; old content kept under "
+                "'repaired_from'",
+                self.view.leader_doc,
+                known,
+            )
+        return True
+
+    def resign(self) -> None:
+        """Step down if I lead (one retry after a lost compare-and-swap): we are going."""
+        if self.view.leader is None:
+            return
+        new = election.resign(self.view.leader, self.me, self._now_text())
+        if new is not None and not self.shared.cas_leader(new):
+            new = election.resign(self.view.leader, self.me, self._now_text()) if self.view.leader else None
+            if new is not None:
+                self.shared.cas_leader(new)
+        if new is not None:
+            log.info("stepped down as leader")

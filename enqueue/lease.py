@@ -1,0 +1,184 @@
+"""The site's heartbeat and the lease it holds, in the manner of etcd's session.
+
+Every acknowledged heartbeat renews the site's lease: a command started (or
+still running) under it must be dead ``heartbeat_stale - heartbeat_delay``
+after that heartbeat was *sent* (``deadline``). Measuring from the sending,
+not the answer, keeps the deadline on the safe side of the leader's
+observation: the leader can have seen the new revision no earlier than it
+was sent, and takes a running turn away only after ``heartbeat_stale`` of
+observed silence.
+
+Also here, because they are all about who else holds or held this site's
+heartbeat:
+
+* twin detection: another agent (another ``instance``) writing this site's
+  heartbeat doc after this one started beating;
+* refusing to start while an agent of this site still runs on this host;
+* waiting out a previous agent's lease: a turn it left running may be ended
+  only once its lease, as it announced it, has run out.
+
+Guarantees
+----------
+* ``deadline()`` only ever grows, and only with an acknowledged beat.
+* A beat that fails (StoreError) changes neither the lease nor the deadline;
+  only the next beat's moment moves (the caller retries on its own pause).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from enqueue import documents as docs
+from enqueue.documents import IDLE, LEFT, WAITING, Heartbeat
+from enqueue.errors import Conflict, SiteInUse
+
+if TYPE_CHECKING:
+    from enqueue.clock import Clock
+    from enqueue.config import Timing
+    from enqueue.store import Store
+
+log = logging.getLogger("enqueue.agent")
+
+# How many heartbeat round trips of lease must be left to confirm a turn and start its command on it.
+START_ROUND_TRIPS = 3
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who this agent is: what its heartbeat says, and how to tell whether a pid here is a live agent.
+
+    ``agent_alive(pid)`` answers whether process ``pid`` on this host is an
+    enqueue agent that still runs (the real one asks the process table; a
+    simulation answers from its own agents).
+    """
+
+    instance: str
+    host: str
+    pid: int
+    agent_alive: Callable[[int], bool]
+
+
+class Lease:
+    """Site ``me``'s heartbeat doc, the lease it holds, and what it shows of other agents of the site."""
+
+    def __init__(self, me: str, timing: Timing, store: Store, clock: Clock, identity: Identity) -> None:
+        self.me = me
+        self.t = timing
+        self.store = store
+        self.clock = clock
+        self.identity = identity
+        self.state = WAITING
+        self.message: str | None = None
+        self.beat_count = 0
+        self.rev: str | None = None
+        self.last_ack_sent: float | None = None
+        self.round_trip_s = 0.0
+        self.next_beat_at = 0.0
+        self.twin_seen_at: float | None = None
+        # A turn this agent did not start may be left over from an earlier agent's lease: wait that out.
+        self.orphans_safe_at = clock.monotonic() + timing.heartbeat_stale_s - timing.heartbeat_delay_s
+
+    def beat(self, *, repeat: bool, turn: int | None, now_text: str, extra: Mapping[str, Any]) -> Heartbeat:
+        """Write my heartbeat; on success the lease runs from the moment it was sent. Returns what was written."""
+        sent = self.clock.monotonic()
+        self.next_beat_at = sent + self.t.heartbeat_delay_s
+        self.beat_count += 1
+        hb = Heartbeat(
+            site=self.me,
+            state=self.state,
+            repeat=repeat,
+            host=self.identity.host,
+            pid=self.identity.pid,
+            instance=self.identity.instance,
+            beat=self.beat_count,
+            time=now_text,
+            turn=turn,
+            message=self.message,
+            rev=self.rev,
+            heartbeat_delay_s=self.t.heartbeat_delay_s,
+            heartbeat_stale_s=self.t.heartbeat_stale_s,
+        )
+        body = docs.render_heartbeat(hb, dict(extra))
+        for _ in range(3):
+            try:
+                body["_rev"] = self.store.put(body)
+                break
+            except Conflict:
+                # Only I write this document; an admin's edit or my previous run's is overwritten.
+                current = self.store.get(docs.heartbeat_id(self.me))
+                if current is None:
+                    body.pop("_rev", None)
+                else:
+                    body["_rev"] = current["_rev"]
+        else:
+            raise Conflict(f"heartbeat {docs.heartbeat_id(self.me)} keeps changing under this agent")
+        self.rev = body["_rev"]
+        self.last_ack_sent = sent
+        self.round_trip_s = self.clock.monotonic() - sent
+        return replace(hb, rev=self.rev)
+
+    def set_state(self, state: str, repeat: bool) -> bool:
+        """Change what I say I want; True when the leader must know at once (beat now).
+
+        Between running and waiting with --repeat, a site wants turns all the
+        same, so the next regular heartbeat carries the change: an extra write
+        in the middle of a handoff would only slow the handoff down.
+        """
+        if state == self.state:
+            return False
+        before = Heartbeat(self.me, state=self.state, repeat=repeat).wants_turn
+        self.state = state
+        return state in (IDLE, LEFT) or Heartbeat(self.me, state=state, repeat=repeat).wants_turn != before
+
+    def deadline(self) -> float:
+        """When my command must be dead unless another heartbeat is acknowledged."""
+        assert self.last_ack_sent is not None
+        return self.last_ack_sent + self.t.heartbeat_stale_s - self.t.heartbeat_delay_s
+
+    def too_short_to_start(self, now: float) -> bool:
+        """The lease's SIGTERM moment is too close to confirm a turn and start its command on it.
+
+        The supervisor refuses a command once that moment has passed, and
+        renewing is safe only before the confirm (after it, a late heartbeat
+        could land after the leader took the turn away for silence): so beat
+        first unless the lease outlasts the confirm's round trip with room.
+        """
+        term_at = self.deadline() - self.t.kill_grace_s
+        return term_at - now <= START_ROUND_TRIPS * self.round_trip_s
+
+    # ------------------------------------------------------------------ other agents of my site
+
+    def saw_own_doc(self, raw: Mapping[str, Any], hb: Heartbeat | None, now: float) -> None:
+        """Take in my heartbeat doc as read: its revision, and whether a twin wrote it."""
+        self.rev = raw.get("_rev")
+        if hb is None or self.beat_count == 0 or hb.instance in (None, self.identity.instance) or hb.state == LEFT:
+            return
+        if self.twin_seen_at is None or now - self.twin_seen_at >= self.t.heartbeat_stale_s:
+            log.error("another agent runs as site %s (host %s, pid %s): run each site once; this agent will not "
+                      "end turns it did not start while the other one beats", self.me, hb.host, hb.pid)
+        self.twin_seen_at = now
+
+    def twin_beating(self, now: float) -> bool:
+        """A twin wrote my heartbeat doc within the last ``heartbeat_stale``."""
+        return self.twin_seen_at is not None and now - self.twin_seen_at < self.t.heartbeat_stale_s
+
+    def refuse_local_twin(self, previous: Heartbeat | None) -> None:
+        """Raise SiteInUse when an agent of my site still runs on this very host."""
+        me = self.identity
+        hb = previous
+        if hb is None or hb.state == LEFT or hb.host != me.host or not hb.pid or hb.pid == me.pid:
+            return
+        if me.agent_alive(hb.pid):
+            raise SiteInUse(f"site {self.me} already has an agent on this host (pid {hb.pid}); run each site once")
+
+    def wait_out_previous(self, previous: Heartbeat | None, now: float) -> None:
+        """Leave a turn an earlier agent of my site left running alone for that agent's lease, if longer than mine."""
+        lease = previous.lease_s if previous is not None and previous.instance != self.identity.instance else None
+        if lease is not None:
+            self.orphans_safe_at = max(self.orphans_safe_at, now + lease)
+
+    def orphans_safe(self, now: float) -> bool:
+        """A turn this agent did not start may be ended now: no earlier lease and no twin can still hold it."""
+        return now >= self.orphans_safe_at and not self.twin_beating(now)

@@ -1,0 +1,257 @@
+"""The site's own turn: confirm it and start the command, notice losing it, finish it, end orphans.
+
+The command runs only between a successful confirm (``status: running``,
+written by compare-and-swap *before* the command starts) and the command's
+end, under a supervisor that kills it by the deadline of the lease
+(enqueue.lease), extended with every acknowledged heartbeat.
+
+Guarantees
+----------
+* At most one ``TurnInProgress``; a turn's command is asked to start once.
+* The record of a finished turn is written before the write that marks the
+  turn done, so a turn marked done always has one: an agent killed between
+  the two writes leaves a recorded turn that the leader takes back once this
+  site is stale, never a finished turn without a record.
+* A turn the leader doc says this site runs, though this agent never
+  started it, is ended only once every lease that could have started it has
+  run out and no twin of this site beats (``Lease.orphans_safe``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from enqueue import turns
+from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
+from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
+from enqueue.outcomes import Outcome, after_revocation
+
+if TYPE_CHECKING:
+    from enqueue.clock import Clock
+    from enqueue.config import AgentSettings
+    from enqueue.lease import Lease
+    from enqueue.records import RecordQueue
+    from enqueue.shared_docs import SharedDocs
+
+log = logging.getLogger("enqueue.agent")
+
+
+class CommandRunner(Protocol):
+    """What the agent asks of the command's supervisor (enqueue.runner is the real one).
+
+    It answers through events (``RunnerReport``) handed to ``Agent.handle``:
+    every ``start`` by ``StartFailed``, or ``CommandStarted`` then
+    ``CommandEnded``, or ``SupervisorDied``. The command must be dead by the
+    deadline (a monotonic moment) even if the agent is frozen or gone.
+    """
+
+    def start(self, turn: int, argv: list[str], env: dict[str, str], deadline: float) -> None:
+        """Run ``argv`` (with ``env`` added) as ``turn``; dead by ``deadline``. Returns at once."""
+
+    def extend(self, deadline: float) -> None:
+        """Move the running command's deadline later (ignored once its SIGTERM moment has passed)."""
+
+    def stop(self, reason: str) -> None:
+        """End the running command now (SIGTERM, SIGKILL after the grace); ``reason`` comes back."""
+
+    def close(self) -> None:
+        """Stop any command with the grace policy and let the supervisor go."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How the command of a turn ended, as the runner reported it (or as the agent decided)."""
+
+    exit_code: int | None
+    how: str
+    error: str | None = None
+    duration_s: float | None = None
+
+
+@dataclass
+class TurnInProgress:
+    """The turn this agent confirmed, from the confirm until it is marked done (or found lost)."""
+
+    turn: int
+    started_mono: float
+    started_text: str | None
+    stop_sent: str | None = None
+    pid: int | None = None
+    ending: Ending | None = None
+
+    @property
+    def command_may_run(self) -> bool:
+        """Its command may still be alive: no ending reported yet."""
+        return self.ending is None
+
+
+class OwnTurn:
+    """Site ``me``'s own turns: at most one in progress."""
+
+    def __init__(self, settings: AgentSettings, shared: SharedDocs, records: RecordQueue, runner: CommandRunner,
+                 clock: Clock, lease: Lease, *, set_state: Callable[[str], None], beat: Callable[[], None],
+                 now_text: Callable[[], str]) -> None:
+        self.s = settings
+        self.me = settings.site
+        self.shared = shared
+        self.view = shared.view
+        self.records = records
+        self.runner = runner
+        self.clock = clock
+        self.lease = lease
+        self._set_state = set_state
+        self._beat = beat
+        self._now_text = now_text
+        self.current: TurnInProgress | None = None
+        self.recorded_turn: int | None = None
+        self.turns_done = 0
+        self.last_exit_code: int | None = None
+
+    @property
+    def command_may_run(self) -> bool:
+        """A turn of mine is in progress and its command has not been reported ended."""
+        return self.current is not None and self.current.command_may_run
+
+    def extend(self, deadline: float) -> None:
+        """The lease was renewed: a running command may live until ``deadline``."""
+        if self.current is not None:
+            self.runner.extend(deadline)
+
+    def confirm_and_start(self) -> bool:
+        """Confirm the turn granted to me and start its command; True when the view changed."""
+        assert self.view.leader is not None
+        turn = self.view.leader.turn
+        if self.lease.too_short_to_start(self.clock.monotonic()):
+            self._beat()
+        if not self.shared.cas_leader(turns.confirm(self.view.leader, self.me, self._now_text())):
+            log.debug("confirm of turn %d lost a race", turn)
+            return True
+        log.debug("confirmed turn %d", turn)
+        self.current = TurnInProgress(turn, self.clock.monotonic(), self.view.leader.started_at)
+        if self.view.leader.skip_turn == turn:
+            # An admin skipped this turn before it started: end it without running anything.
+            log.info("turn %d was skipped before it started", turn)
+            self.current.ending = Ending(None, Outcome.SKIPPED, None, 0.0)
+            return True
+        env = {
+            "ENQUEUE_SITE": self.me,
+            "ENQUEUE_TURN": str(turn),
+            "ENQUEUE_LEADER": self.view.leader.leader or "",
+        }
+        self.runner.start(turn, list(self.s.command), env, self.lease.deadline())
+        log.info("started turn %d: %s", turn, " ".join(self.s.command))
+        self._set_state(RUNNING)
+        return False
+
+    def check_still_mine(self) -> None:
+        """Stop my running command if the leader doc says my turn is over (revoked, skipped)."""
+        assert self.current is not None
+        reason = turns.lost_reason(self.view.leader, self.me, self.current.turn)
+        if reason is not None:
+            self.stop_command(reason)
+
+    def stop_command(self, reason: str) -> None:
+        """Ask the runner to stop my command, once per reason."""
+        cur = self.current
+        if cur is None or cur.stop_sent == reason:
+            return
+        cur.stop_sent = reason
+        if reason == Outcome.REVOKED:
+            log.error("turn %d is no longer mine: stopping the command now", cur.turn)
+        else:
+            log.info("stopping the command of turn %d (%s)", cur.turn, reason)
+        self.runner.stop(reason)
+
+    def on_runner(self, ev: RunnerReport) -> None:
+        """Take in what the runner reported about my command."""
+        cur = self.current
+        if isinstance(ev, CommandStarted):
+            if cur is not None and ev.turn == cur.turn:
+                cur.pid = ev.pid
+            return
+        if isinstance(ev, SupervisorDied):
+            log.error("the command supervisor died: %s", ev.error or "no reason given")
+            if cur is not None and cur.ending is None:
+                cur.ending = Ending(None, Outcome.SUPERVISOR_DIED, ev.error, None)
+            return
+        log.debug("command of turn %s ended: %s", ev.turn, ev.how)
+        if cur is None or ev.turn != cur.turn:
+            return
+        if isinstance(ev, StartFailed):
+            log.error("turn %d: %s", ev.turn, ev.error)
+            cur.ending = Ending(ev.exit_code, Outcome.FAILED_TO_START, ev.error,
+                                self.clock.monotonic() - cur.started_mono)
+            return
+        assert isinstance(ev, CommandEnded)
+        how = ev.how or Outcome.EXITED
+        if how == Outcome.STOPPED and cur.stop_sent:
+            how = cur.stop_sent
+        duration = ev.duration_s if ev.duration_s is not None else self.clock.monotonic() - cur.started_mono
+        cur.ending = Ending(ev.exit_code, how, ev.error, duration)
+
+    def finish(self, *, repeat: bool) -> bool:
+        """End my turn: write its record, then mark it done (passing the next turn on) if still mine."""
+        cur = self.current
+        assert cur is not None and cur.ending is not None
+        end = cur.ending
+        duration = end.duration_s if end.duration_s is not None else self.clock.monotonic() - cur.started_mono
+        mine = turns.still_mine(self.view.leader, self.me, cur.turn)
+        if self.recorded_turn != cur.turn:
+            self.records.write_now(
+                TurnRecord(
+                    turn=cur.turn,
+                    site=self.me,
+                    how=end.how if mine else after_revocation(end.how),
+                    exit_code=end.exit_code,
+                    host=self.lease.identity.host,
+                    leader=self.view.leader.leader if self.view.leader else None,
+                    started_at=cur.started_text,
+                    ended_at=self._now_text(),
+                    duration_s=duration,
+                    note=end.error if mine else "the turn was taken away before the command ended; " + (end.error or ""),
+                )
+            )
+            self.recorded_turn = cur.turn
+        if mine:
+            assert self.view.leader is not None
+            new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, repeat, self._now_text())
+            if not self.shared.cas_leader(new):
+                return True
+            log.info("finished turn %d: %s, exit code %s, %.3f s", cur.turn, end.how, end.exit_code, duration)
+            if nxt is not None:
+                log.info("granted %s turn %d", nxt, cur.turn + 1)
+        else:
+            log.error("turn %d was taken away while its command ran (%s, exit code %s)", cur.turn, end.how,
+                      end.exit_code)
+            self.lease.message = f"turn {cur.turn} was revoked while running"
+        self.current = None
+        self.turns_done += 1
+        self.last_exit_code = end.exit_code
+        self._set_state(WAITING if repeat else IDLE)
+        return True
+
+    def end_orphaned(self, now: float) -> bool:
+        """End a turn the leader doc says I run, though this agent never started it.
+
+        That is a previous agent of this site that crashed mid-turn, or a
+        confirm whose reply was lost. Its command may still be alive under
+        its old lease; only once that has run out is it safe to mark the
+        turn done and let the next one begin.
+        """
+        if not self.lease.orphans_safe(now):
+            return False
+        assert self.view.leader is not None
+        turn = self.view.leader.turn
+        new, nxt = turns.finish(self.view.leader, self.me, None, Outcome.ABANDONED, bool(self.s.repeat),
+                                self._now_text())
+        if not self.shared.cas_leader(new):
+            return True
+        log.warning("ended turn %d, which an earlier agent of this site left running", turn)
+        if nxt is not None:
+            log.info("granted %s turn %d", nxt, turn + 1)
+        self.records.add(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED, host=self.lease.identity.host,
+                                    ended_at=self._now_text(),
+                                    note="an earlier agent of this site stopped without ending its turn"))
+        return True

@@ -1,0 +1,160 @@
+"""Reading and writing the shared documents: the I/O between the store and the agent's ``View``.
+
+Every write to a shared document is a compare-and-swap on the revision the
+agent last read. A 409 means the view is old: the document is re-read and
+the caller decides again from scratch.
+
+Guarantees
+----------
+* What is read or written lands in the view at once (``absorb``); a write
+  that lost its compare-and-swap leaves the view with the server's current
+  revision of that document.
+* ``watched_ids`` is what the changes feed must follow. When it gains a
+  document, a full read is due (``need_full_read``): the feed only delivers
+  changes made after it follows a document.
+* After a failure (``Outage.note``) the database is tried again no sooner
+  than ``retry_s`` later; the outage is logged once when it starts and once
+  when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from enqueue import documents as docs
+from enqueue.documents import Heartbeat, LeaderDoc
+from enqueue.errors import ClusterRefused, Conflict
+
+if TYPE_CHECKING:
+    from enqueue.clock import Clock
+    from enqueue.store import Store
+    from enqueue.view import View
+
+log = logging.getLogger("enqueue.agent")
+
+_RETRY_MIN_S = 0.2
+
+
+def refuse_cluster(store: Store, allowed: bool) -> None:
+    """Raise ClusterRefused for a database that keeps several copies, unless the operator allowed it."""
+    store.check()
+    copies = store.copies()
+    if copies > 1 and not allowed:
+        raise ClusterRefused(
+            f"{store.describe()} keeps {copies} copies (n={copies}); on a cluster a 409 is no "
+            "compare-and-swap, so two sites could both win a turn. Use a database with n=1 "
+            "(PUT /db?n=1) or see the README's section on clusters"
+        )
+
+
+class Outage:
+    """Whether the database is out of reach, since when, and when to try it again."""
+
+    def __init__(self, heartbeat_delay_s: float) -> None:
+        self.retry_s = max(_RETRY_MIN_S, min(heartbeat_delay_s / 4, 5.0))
+        self.since: float | None = None
+        self.retry_at = 0.0
+
+    def note(self, exc: Exception, now: float) -> None:
+        """A request failed at ``now``: wait ``retry_s`` before the next try."""
+        if self.since is None:
+            self.since = now
+            log.warning("%s; retrying", exc)
+        self.retry_at = now + self.retry_s
+
+    def over(self, now: float) -> None:
+        """A step went through: the outage, if there was one, is over."""
+        if self.since is not None:
+            log.info("database reachable again after %.1f s", now - self.since)
+            self.since = None
+
+
+class SharedDocs:
+    """Site ``me``'s reads and compare-and-swap writes of the leader doc, the registry and heartbeats."""
+
+    def __init__(self, store: Store, view: View, clock: Clock,
+                 on_own_heartbeat: Callable[[Mapping[str, Any], Heartbeat | None, float], None]) -> None:
+        self.store = store
+        self.view = view
+        self.clock = clock
+        self.me = view.me
+        self._on_own_heartbeat = on_own_heartbeat
+        self.need_full_read = False
+        self.watched_ids: tuple[str, ...] = ()
+
+    def read_all(self) -> None:
+        """Read every document I follow, and the holder's heartbeat, in one request.
+
+        Read again when what I read changed whom I follow (I became leader,
+        the registry named new sites); a new holder waits for the next read.
+        """
+        for _ in range(3):
+            followed = self.view.watched_ids()
+            ids = self.view.read_ids()
+            found = self.store.get_many(list(ids))
+            for doc_id in ids:
+                self.absorb(doc_id, found.get(doc_id))
+            if self.view.watched_ids() == followed:
+                break
+        self.need_full_read = False
+
+    def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool = False) -> None:
+        """Take one document's current content into the view (a feed's stale news excepted)."""
+        now = self.clock.monotonic()
+        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed):
+            return
+        if doc_id == docs.heartbeat_id(self.me) and raw is not None:
+            self._on_own_heartbeat(raw, self.view.heartbeats.get(self.me), now)
+        watched = self.view.watched_ids()
+        if watched != self.watched_ids:
+            if any(i not in self.watched_ids for i in watched):
+                self.need_full_read = True
+            self.watched_ids = watched
+
+    def reread(self, doc_id: str) -> None:
+        """Read one document again, now."""
+        self.absorb(doc_id, self.store.get(doc_id))
+
+    def create_if_absent(self, body: dict) -> None:
+        """Create a document unless it exists (whatever it holds)."""
+        try:
+            self.store.put(body)
+            log.info("created %s", body["_id"])
+        except Conflict:
+            pass
+
+    def cas_leader(self, new: LeaderDoc) -> bool:
+        """Write ``new`` over the leader doc revision it came from; on 409 re-read and return False."""
+        body = docs.render_leader(new)
+        try:
+            rev = self.store.put(body)
+        except Conflict:
+            self.reread(self.view.leader_doc)
+            return False
+        body["_rev"] = rev
+        self.absorb(self.view.leader_doc, body)
+        return True
+
+    def register(self, now_text: str) -> None:
+        """Add me to the registry (rewriting one that does not parse), until the view shows me in it."""
+        sites_doc = self.view.sites_doc
+        while self.view.registry is None or self.me not in self.view.registry.sites:
+            current = self.view.registry or docs.new_sites_doc(sites_doc)
+            entry = {"heartbeat_doc": docs.heartbeat_id(self.me), "drained": False, "added_at": now_text}
+            body = docs.render_sites(current, {self.me: entry})
+            if self.view.registry is None:
+                raw = self.store.get(sites_doc)
+                if raw is not None:
+                    # The registry does not parse: keep what it held for the admin, start a clean one.
+                    body = docs.render_sites(docs.new_sites_doc(sites_doc), {self.me: entry})
+                    body["_rev"] = raw["_rev"]
+                    body["repaired_from"] = {k: v for k, v in raw.items() if not k.startswith("_")}
+                    log.warning("rewrote registry %s, which did not parse; its old content is kept under "
+                                "'repaired_from'", sites_doc)
+            try:
+                body["_rev"] = self.store.put(body)
+                self.absorb(sites_doc, body)
+                log.info("added site %s to the registry", self.me)
+            except Conflict:
+                self.reread(sites_doc)
