@@ -12,8 +12,9 @@ and keeps their rules (see enqueue.supervisor):
 * ``stop(reason)`` sends SIGTERM now and SIGKILL a grace later (or at the
   deadline, if sooner); the first cause to end a turn is the one reported;
 * the agent gone (crashed) stops the command like ``stop`` (``agent-gone``);
-* events come back as the real runner's: ``started``, then ``exited`` with
-  exit code, how and the duration on the host's clock.
+* it reports what the real driver hands the agent: ``CommandStarted``, then
+  ``CommandEnded`` with exit code, how and the duration on the host's
+  clock, or ``StartFailed``; always later, never inside the call.
 
 Every command's true life (start and death in true time, its turn, who ran
 it) goes into the shared ``Ledger``, which checks at each start that nothing
@@ -26,7 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from enqueue.runner import RunnerEvent
+from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed
+from enqueue.outcomes import Outcome
 
 from tools.simulation.world import SiteClock, World
 
@@ -87,7 +89,7 @@ class SimRunner:
     """One agent instance's supervisor, simulated."""
 
     def __init__(self, world: World, ledger: Ledger, clock: SiteClock, site: str, instance: str,
-                 kill_grace_s: float, deliver: Callable[[RunnerEvent], None]) -> None:
+                 kill_grace_s: float, deliver: Callable[[RunnerReport], object]) -> None:
         self.world = world
         self.ledger = ledger
         self.clock = clock
@@ -113,11 +115,11 @@ class SimRunner:
         self.settle(self.world.now)
         local = self.clock.monotonic()
         if self.closed or self.current is not None:
-            self._emit_later(RunnerEvent(kind="spawn_failed", turn=turn, error="not started: busy or closed"))
+            self._emit_later(StartFailed(turn=turn, error="not started: busy or closed"))
             return
         if local >= deadline - self.kill_grace_s:
             self.world.note(self.site, f"runner refuses turn {turn}: past its SIGTERM moment")
-            self._emit_later(RunnerEvent(kind="spawn_failed", turn=turn, how="fenced",
+            self._emit_later(StartFailed(turn=turn, how=Outcome.FENCED.value,
                                          error="not started: past its SIGTERM moment"))
             return
         assert str(turn) == env.get("ENQUEUE_TURN"), (turn, env)
@@ -135,7 +137,7 @@ class SimRunner:
         self.world.note(self.site, f"command of turn {turn} starts (runs {duration:.2f} s unless stopped)")
         self.ledger.starting(cmd, self.world.now)
         self.current = cmd
-        self._emit_later(RunnerEvent(kind="started", turn=turn, pid=10000 + turn))
+        self._emit_later(CommandStarted(turn=turn, pid=10000 + turn))
         self._wake_at_next()
 
     def extend(self, deadline: float) -> None:
@@ -213,8 +215,8 @@ class SimRunner:
         self.world.note(self.site, f"command of turn {cmd.turn} dead ({how}, exit {code})")
         if not self.closed:
             duration = (at - cmd.start) * self.clock.rate
-            self._emit_at(at, RunnerEvent(kind="exited", turn=cmd.turn, pid=10000 + cmd.turn, exit_code=code,
-                                          how=how, reason=cmd.reason, duration_s=round(duration, 6)))
+            self._emit_at(at, CommandEnded(turn=cmd.turn, exit_code=code, how=how, reason=cmd.reason,
+                                           duration_s=round(duration, 6)))
 
     def _wake_at_next(self) -> None:
         """Schedule one tick at the next moment the command's state can change by itself."""
@@ -240,12 +242,12 @@ class SimRunner:
         self._wake_at_next()
         return True
 
-    def _emit_later(self, event: RunnerEvent) -> None:
+    def _emit_later(self, event: RunnerReport) -> None:
         self._emit_at(self.world.now, event)
 
-    def _emit_at(self, moment: float, event: RunnerEvent) -> None:
+    def _emit_at(self, moment: float, event: RunnerReport) -> None:
         # The supervisor's report reaches the agent a moment after the fact.
         self._deliver_at(moment + self.world.rng.uniform(0.0005, 0.005), event)
 
-    def _deliver_at(self, moment: float, event: RunnerEvent) -> None:
-        self.world.at(moment, lambda: False if self.closed else self._deliver(event), f"runner event {event.kind}")
+    def _deliver_at(self, moment: float, event: RunnerReport) -> None:
+        self.world.at(moment, lambda: False if self.closed else self._deliver(event), f"runner {type(event).__name__}")

@@ -12,18 +12,19 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterator, List, Optional
+from typing import Callable, Dict, FrozenSet, Iterator, List, Optional
 
 from enqueue import documents as docs
 from enqueue.clock import format_time
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_TIME_FORMAT, Timing
+from enqueue.events import DocChanged
 
 from tools.simulation.admin import Admin
 from tools.simulation.driver import AgentProcess
 from tools.simulation.faults import ADMIN_FAULTS, ALL_FAULTS, FaultRates, Schedule
 from tools.simulation.invariants import Judge, TurnBook
 from tools.simulation.runner import Ledger
-from tools.simulation.stand_in_store import StandInStore
+from tools.simulation.watched_store import WatchedStore
 from tools.simulation.world import SiteClock, World
 
 SITE_NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
@@ -85,8 +86,7 @@ class Simulation:
         self.schedule = Schedule(enabled=options.faults, rates=options.rates)
         self.ledger = Ledger()
         self.book = TurnBook()
-        self.store = StandInStore()
-        self.store.on_change = self._changed
+        self.store = WatchedStore(seed, self._changed)
         self._leader_raw: Optional[dict] = None
         self.current: Optional[AgentProcess] = None
         self.sites: List[Site] = []
@@ -179,6 +179,13 @@ class Simulation:
             delay = self.world.rng.uniform(0.05, 1.5 * self.timing.heartbeat_stale_s)
         self.world.after(delay, lambda: self._start(site), f"restart {site.name}")
 
+    def agent_alive(self, site: Site) -> Callable[[int], bool]:
+        """Whether a pid on ``site``'s host is a live agent (what the process table would say)."""
+        def alive(pid: int) -> bool:
+            proc = site.process
+            return proc is not None and proc.alive and proc.pid == pid
+        return alive
+
     # -- the store tells -------------------------------------------------------------
 
     def _changed(self, doc_id: str, body: Optional[dict]) -> None:
@@ -191,7 +198,7 @@ class Simulation:
             self.book.record_changed(body, writer, world.now)
         for site in self.sites:
             proc = site.process
-            if proc is None or not proc.alive or not proc.feed.started or doc_id not in proc.feed.ids:
+            if proc is None or doc_id not in proc.watched_ids:
                 continue
             if self.schedule.on("feed-miss") and world.rng.random() < 0.05:
                 self.schedule.count("feed-miss")
@@ -202,7 +209,7 @@ class Simulation:
                 lag += world.rng.uniform(0.0, 2 * self.timing.heartbeat_delay_s)
             moment = max(world.now + lag, proc.feed_free_at)
             proc.feed_free_at = moment
-            world.at(moment, lambda p=proc, d={doc_id: body}: p.deliver(("changes", d)), f"feed to {proc.name}")
+            world.at(moment, lambda p=proc, e=DocChanged(doc_id, body): p.deliver(e), f"feed to {proc.name}")
 
     # -- faults ---------------------------------------------------------------------
 
