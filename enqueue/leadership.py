@@ -9,11 +9,18 @@ Guarantees
   before it calls the leader stale: a cached view may lag.
 * A running turn is taken away only after its holder's silence is confirmed
   on a fresh read of its heartbeat; the record of a turn taken away is
-  queued right after the write that ended it.
+  written before the write that ends it.
 * A leader doc that is missing or does not parse is rewritten only once it
   has been so for ``heartbeat_stale`` (every command started under its old
-  content is dead by then), at the highest turn known, keeping an admin's
-  pause and the old content under ``repaired_from``.
+  content is dead by then), above every turn this agent, a heartbeat (the
+  turn it runs, and ``turn_seen``: the highest turn its agent saw) or a turn
+  record knows (``highest_turn_known``), keeping an admin's pause and the old
+  content under ``repaired_from``. A fresh leader doc (turn 0) is only ever created
+  on a database that never held a heartbeat or a turn record
+  (``never_used``).
+* The turn number a rewrite starts from gets a record (``repaired``) before
+  the rewrite when it has none, naming the site a heartbeat says runs it
+  (else the repairing site), so a later repair starts above it.
 """
 
 from __future__ import annotations
@@ -21,12 +28,13 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from enqueue import documents as docs
 from enqueue import election, scheduler
 from enqueue.documents import TurnRecord
 from enqueue.outcomes import Outcome
+from enqueue.site_names import is_site_name
 
 if TYPE_CHECKING:
     from enqueue.config import Timing
@@ -35,6 +43,47 @@ if TYPE_CHECKING:
     from enqueue.store import Store
 
 log = logging.getLogger("enqueue.agent")
+
+#: The heartbeat field that carries the highest turn number its agent has seen.
+TURN_SEEN = "turn_seen"
+
+
+def never_used(store: Store) -> bool:
+    """The database holds no heartbeat and no turn record: no turn was ever granted in it."""
+    return not store.list_prefix(docs.HEARTBEAT_PREFIX, limit=1) and not store.list_prefix(docs.TURN_PREFIX, limit=1)
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def highest_turn_known(store: Store, seen: int, leader_raw: Mapping[str, Any]) -> tuple[int, str | None]:
+    """The turn a rewritten leader doc starts from, and who held it if a heartbeat says.
+
+    Above every turn this agent saw, any heartbeat names (the turn it runs,
+    the highest its agent saw) and the lost document held, and one above the
+    newest turn record: every turn has its record before the write that
+    ends it (and so before the next grant), so only the turn in progress
+    when the document was lost can be missing from the records, and it may
+    have been confirmed by an agent that is gone. The holder is the site
+    whose heartbeat says it runs that turn (None when no heartbeat does).
+    """
+    known, holder = seen, None
+    old = _number(leader_raw.get("turn"))
+    if old is not None:
+        known = max(known, old)
+    for rec in store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
+        parsed, _ = docs.parse_turn_record(rec)
+        if parsed is not None:
+            known = max(known, parsed.turn + 1)
+    for raw in store.list_prefix(docs.HEARTBEAT_PREFIX):
+        running, saw = _number(raw.get("turn")), _number(raw.get(TURN_SEEN))
+        known = max(known, running or 0, saw or 0)
+    for raw in store.list_prefix(docs.HEARTBEAT_PREFIX):
+        site = raw.get("site")
+        if _number(raw.get("turn")) == known and is_site_name(site):
+            holder = site
+    return known, holder
 
 
 class Leadership:
@@ -95,11 +144,11 @@ class Leadership:
             self.shared.reread(docs.heartbeat_id(p.revoked_site))
             if self.view.liveness.rev(p.revoked_site) != before:
                 return True
-        if not self.shared.cas_leader(p.doc):
-            return True
-        log.info("%s", p.reason)
         if p.revoked_site is not None:
-            self.records.add(
+            # The record goes before the write that ends the turn: a lost answer or a crash in between
+            # cannot leave the turn over without one. Should the write then lose its race, the site
+            # that ran the turn adds its own report to this record when it ends it (enqueue.records).
+            self.records.write_now(
                 TurnRecord(
                     turn=p.revoked_turn,
                     site=p.revoked_site,
@@ -109,6 +158,9 @@ class Leadership:
                     note=p.reason,
                 )
             )
+        if not self.shared.cas_leader(p.doc):
+            return True
+        log.info("%s", p.reason)
         return True
 
     def repair_due_at(self) -> float | None:
@@ -122,14 +174,15 @@ class Leadership:
         due = self.repair_due_at()
         if due is None or now < due:
             return False
-        known = self.view.max_turn_seen
-        for rec in self.store.list_prefix(docs.TURN_PREFIX, limit=1, descending=True):
-            parsed, _ = docs.parse_turn_record(rec)
-            if parsed is not None:
-                known = max(known, parsed.turn)
-        old_turn = raw.get("turn")
-        if isinstance(old_turn, int) and not isinstance(old_turn, bool) and old_turn >= 0:
-            known = max(known, old_turn)
+        known, holder = highest_turn_known(self.store, self.view.max_turn_seen, raw)
+        if known > 0 and self.store.get(docs.turn_record_id(known)) is None:
+            # The rewrite ends that turn, if one was in progress: its record goes first, and it keeps the
+            # number taken for the next repair (which starts above the newest record).
+            note = f"the leader doc {self.view.leader_doc} was missing or did not parse; it was rewritten after " \
+                   "heartbeat_stale" + ("" if holder else "; no heartbeat names a site running this turn, the site "
+                                        "written here is the one that repaired it")
+            self.records.write_now(TurnRecord(turn=known, site=holder or self.me, how=Outcome.REPAIRED,
+                                              leader=self.me, ended_at=self._now_text(), note=note))
         # An admin's pause survives the repair; a pause flag that does not parse reads as set.
         paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
         reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None

@@ -8,10 +8,11 @@ end, under a supervisor that kills it by the deadline of the lease
 Guarantees
 ----------
 * At most one ``TurnInProgress``; a turn's command is asked to start once.
-* The record of a finished turn is written before the write that marks the
-  turn done, so a turn marked done always has one: an agent killed between
-  the two writes leaves a recorded turn that the leader takes back once this
-  site is stale, never a finished turn without a record.
+* The record of a turn is written before the write that marks the turn
+  done, on every path that ends one (finishing it, ending an orphan; the
+  leader's revocation does the same), so a turn marked done always has one:
+  an agent killed between the two writes, or a write whose answer is lost,
+  leaves a recorded turn, never a finished turn without a record.
 * A turn the leader doc says this site runs, though this agent never
   started it, is ended only once every lease that could have started it has
   run out and no twin of this site beats (``Lease.orphans_safe``).
@@ -246,12 +247,13 @@ class OwnTurn:
         turn = self.view.leader.turn
         new, nxt = turns.finish(self.view.leader, self.me, None, Outcome.ABANDONED, bool(self.s.repeat),
                                 self._now_text())
+        # The record goes before the write that ends the turn (see ``finish``).
+        self.records.write_now(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED,
+                                          host=self.lease.identity.host, ended_at=self._now_text(),
+                                          note="an earlier agent of this site stopped without ending its turn"))
         if not self.shared.cas_leader(new):
             return True
         log.warning("ended turn %d, which an earlier agent of this site left running", turn)
         if nxt is not None:
             log.info("granted %s turn %d", nxt, turn + 1)
-        self.records.add(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED, host=self.lease.identity.host,
-                                    ended_at=self._now_text(),
-                                    note="an earlier agent of this site stopped without ending its turn"))
         return True

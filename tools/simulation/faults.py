@@ -27,7 +27,7 @@ admins
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, List, Optional, TypeVar
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
 
 from enqueue.errors import Conflict, Unreachable
 
@@ -84,12 +84,26 @@ class Schedule:
     active: bool = True
     cut_off_until: Dict[str, float] = field(default_factory=dict)
     counts: Dict[str, int] = field(default_factory=dict)
+    # Faults aimed by a test: (site, the call's description starts with, fault, only when true); the first
+    # call that matches gets the fault, once, whether or not the schedule is active.
+    aimed: List[Tuple[str, str, str, Callable[[], bool]]] = field(default_factory=list)
 
     def on(self, name: str) -> bool:
         return self.active and name in self.enabled
 
     def count(self, name: str) -> None:
         self.counts[name] = self.counts.get(name, 0) + 1
+
+    def aim(self, site: str, call: str, fault: str, when: Callable[[], bool] = lambda: True) -> None:
+        """Give ``fault`` to the next call of ``site`` whose description starts with ``call``."""
+        self.aimed.append((site, call, fault, when))
+
+    def aimed_at(self, site: str, what: str) -> Optional[str]:
+        for i, (s, call, fault, when) in enumerate(self.aimed):
+            if s == site and what.startswith(call) and when():
+                del self.aimed[i]
+                return fault
+        return None
 
 
 T = TypeVar("T")
@@ -149,8 +163,8 @@ class FaultyStore:
         if self._schedule.cut_off_until.get(self.site, -1.0) > world.now:
             raise Unreachable(f"{self.describe()}: {what}: cut off (simulated partition)")
         rng = world.rng
-        fault = None
-        if schedule.active:
+        fault = schedule.aimed_at(self.site, what)
+        if fault is None and schedule.active:
             r = rng.random()
             for name, rate in (("crash", rates.crash), ("lost-write", rates.lost_write),
                                ("lost-answer", rates.lost_answer), ("slow", rates.slow)):
@@ -158,7 +172,9 @@ class FaultyStore:
                     fault = name
                     break
                 r -= rate
-        if fault == "crash" and rng.random() < 0.5:
+        if fault == "crash":
+            fault = "crash-before" if rng.random() < 0.5 else "crash-after"
+        if fault == "crash-before":
             self._crash(what, "before")
         if fault == "lost-write":
             schedule.count(fault)
@@ -178,12 +194,12 @@ class FaultyStore:
             if fault == "lost-answer":
                 schedule.count(fault)
                 raise Unreachable(f"{self.describe()}: {what}: answer lost (simulated)") from None
-            if fault == "crash":
+            if fault == "crash-after":
                 self._crash(what, "after a refused")
             raise
         finally:
             world.writer = None
-        if fault == "crash":
+        if fault == "crash-after":
             self._crash(what, "after")
         if fault == "lost-answer":
             schedule.count(fault)
