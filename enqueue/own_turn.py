@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from enqueue import turns
+from enqueue.clock import format_time
 from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
 from enqueue.outcomes import Outcome, after_revocation
@@ -69,6 +71,8 @@ class Ending:
     how: str
     error: str | None = None
     duration_s: float | None = None
+    ended_text: str | None = None
+    """When the command ended (the documents' time format), from its own end, not from when it is written."""
 
 
 @dataclass
@@ -189,8 +193,11 @@ class OwnTurn:
         how = ev.how or Outcome.EXITED
         if how == Outcome.STOPPED and cur.stop_sent:
             how = cur.stop_sent
-        duration = ev.duration_s if ev.duration_s is not None else self.clock.monotonic() - cur.started_mono
-        cur.ending = Ending(ev.exit_code, how, ev.error, duration)
+        now = self.clock.monotonic()
+        duration = ev.duration_s if ev.duration_s is not None else now - cur.started_mono
+        # The report may reach a frozen or busy agent late: date the end by the command's own duration.
+        ended = self.clock.now() - timedelta(seconds=max(0.0, now - (cur.started_mono + duration)))
+        cur.ending = Ending(ev.exit_code, how, ev.error, duration, format_time(ended, self.s.time_format))
 
     def finish(self, *, repeat: bool) -> bool:
         """End my turn: write its record, then mark it done (passing the next turn on) if still mine."""
@@ -209,7 +216,7 @@ class OwnTurn:
                     host=self.lease.identity.host,
                     leader=self.view.leader.leader if self.view.leader else None,
                     started_at=cur.started_text,
-                    ended_at=self._now_text(),
+                    ended_at=end.ended_text or self._now_text(),
                     duration_s=duration,
                     note=end.error if mine else "the turn was taken away before the command ended; " + (end.error or ""),
                 )

@@ -141,7 +141,7 @@ class Judge:
         for t, raw in sorted(self.records.items()):
             rec, _ = docs.parse_turn_record(raw)
             story = self.book.stories.get(t)
-            if rec is None or story is None:
+            if rec is None or story is None or t in self.removed:
                 continue
             cmd = by_turn.get(t)
             report = raw.get("runner_report")

@@ -122,7 +122,7 @@ class Simulation:
                       fault_counts=dict(self.schedule.counts))
 
     def violations(self) -> List[str]:
-        return self.ledger.violations + self.book.violations + self.extra_violations
+        return list(dict.fromkeys(self.ledger.violations + self.book.violations + self.extra_violations))
 
     def violation(self, text: str) -> None:
         self.world.note("CHECK", text.splitlines()[0])
