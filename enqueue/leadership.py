@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from enqueue import documents as docs
 from enqueue import election, scheduler
 from enqueue.documents import TurnRecord
+from enqueue.errors import Conflict
 from enqueue.outcomes import Outcome
 from enqueue.site_names import is_site_name
 
@@ -146,8 +147,7 @@ class Leadership:
                 return True
         if p.revoked_site is not None:
             # The record goes before the write that ends the turn: a lost answer or a crash in between
-            # cannot leave the turn over without one. Should the write then lose its race, the site
-            # that ran the turn adds its own report to this record when it ends it (enqueue.records).
+            # cannot leave the turn over without one.
             self.records.write_now(
                 TurnRecord(
                     turn=p.revoked_turn,
@@ -159,9 +159,27 @@ class Leadership:
                 )
             )
         if not self.shared.cas_leader(p.doc):
+            if p.revoked_site is not None:
+                self._withdraw_record(p.revoked_turn)
             return True
         log.info("%s", p.reason)
         return True
+
+    def _withdraw_record(self, turn: int | None) -> None:
+        """Delete my record of taking ``turn`` away, written before a write that then lost its race.
+
+        Best effort: a record left behind (this agent dies first, the delete
+        fails) is completed by the site's own report when it ends the turn.
+        """
+        if turn is None:
+            return
+        raw = self.store.get(docs.turn_record_id(turn))
+        if raw is None or raw.get("leader") != self.me or raw.get("host") is not None or "runner_report" in raw:
+            return
+        try:
+            self.store.delete(raw)
+        except Conflict:
+            pass
 
     def repair_due_at(self) -> float | None:
         """When a missing or broken leader doc may be rewritten; None while it parses."""

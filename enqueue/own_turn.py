@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from enqueue import documents as docs
 from enqueue import turns
 from enqueue.clock import format_time
 from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
@@ -254,10 +255,13 @@ class OwnTurn:
         turn = self.view.leader.turn
         new, nxt = turns.finish(self.view.leader, self.me, None, Outcome.ABANDONED, bool(self.s.repeat),
                                 self._now_text())
-        # The record goes before the write that ends the turn (see ``finish``).
-        self.records.write_now(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED,
-                                          host=self.lease.identity.host, ended_at=self._now_text(),
-                                          note="an earlier agent of this site stopped without ending its turn"))
+        # The record goes before the write that ends the turn (see ``finish``); an earlier agent that
+        # wrote it and died before marking the turn done said what happened: keep its record as it is.
+        existing = self.shared.store.get(docs.turn_record_id(turn))
+        if existing is None or existing.get("host") is None:
+            self.records.write_now(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED,
+                                              host=self.lease.identity.host, ended_at=self._now_text(),
+                                              note="an earlier agent of this site stopped without ending its turn"))
         if not self.shared.cas_leader(new):
             return True
         log.warning("ended turn %d, which an earlier agent of this site left running", turn)

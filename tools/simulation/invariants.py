@@ -87,12 +87,15 @@ class TurnBook:
             if first is None or first.ended_at is not None:
                 self.stories[t] = TurnStory(t, after.running or "?", now)
 
-    def record_changed(self, new: Optional[dict], writer: str, now: float) -> None:
-        if new is None:
+    def record_changed(self, doc_id: str, new: Optional[dict], writer: str, now: float) -> None:
+        number = doc_id[len(docs.TURN_PREFIX):]
+        story = self.stories.get(int(number)) if number.isdigit() else None
+        if story is None:
             return
-        turn = new.get("turn")
-        story = self.stories.get(turn) if isinstance(turn, int) else None
-        if story is not None and story.recorded_at is None:
+        if new is None:
+            # Deleted (an admin's are left out of the record check; an agent's must be written again).
+            story.recorded_at = story.recorded_by = None
+        elif story.recorded_at is None:
             story.recorded_at, story.recorded_by = now, writer
 
 

