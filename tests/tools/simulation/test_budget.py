@@ -8,7 +8,7 @@ from tools.simulation.faults import parse_faults
 from tools.simulation.simulation import DEFAULT_FAULTS, Options, Simulation
 
 SEEDS = range(1, 201)
-STEPS = 1000
+STEPS = 800
 
 
 def test_every_invariant_holds_on_the_default_budget() -> None:
