@@ -32,11 +32,10 @@ SITE_NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "
 # The protocol's durations in the simulation: the chaos harness's defaults.
 TIMING = Timing(heartbeat_delay_s=1.0, heartbeat_stale_s=4.0, conflict_delay_s=1.0, kill_grace_s=0.5)
 #: The fault classes of the default budget (tests/tools/simulation/test_budget.py), ``--faults`` syntax.
-#: Left out, because the real agent still fails with them (see docs/GUARANTEES.md): ``init`` (an
-#: admin's 'enqueue init' on a database whose leader doc was deleted creates it at turn 0),
-#: ``lost-answer`` (a lost answer to a confirm is taken for an earlier agent's turn, and ends it as
-#: abandoned), ``delete-leader`` and ``garble-leader``.
-DEFAULT_FAULTS = "all,-init,-lost-answer,-delete-leader,-garble-leader"
+#: Left out, because the real agent still fails with them (see docs/GUARANTEES.md): ``lost-answer`` (a
+#: lost answer to a confirm is taken for an earlier agent's turn and ended as abandoned), and
+#: ``delete-leader`` and ``garble-leader`` (a rare reuse of a turn number after repeated deletions).
+DEFAULT_FAULTS = "all,-lost-answer,-delete-leader,-garble-leader"
 # Clock rates lie within 1 +- this: two hosts then differ by less than heartbeat_delay / heartbeat_stale.
 RATE_SPREAD = 0.1
 
