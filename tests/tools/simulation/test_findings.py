@@ -121,3 +121,18 @@ def test_a_record_written_late_says_when_the_command_ended() -> None:
                                   lambda cmd: _site(sim, cmd.site).process.freeze(3.0))
     assert _judged(sim) == []
     assert done
+
+
+def test_init_after_the_leader_doc_was_deleted_while_a_turn_runs_reuses_no_turn() -> None:
+    sim = Simulation(5, QUIET)
+
+    def act(cmd: Command) -> None:
+        sim.world.writer = "admin"
+        sim.store.delete(sim.store.get(DEFAULT_LEADER_DOC))
+        sim.admin.init([s.name for s in sim.sites])
+        sim.world.writer = None
+
+    done = _when_a_command_starts(sim, lambda cmd: cmd.start > 5.0 and cmd.natural_end - cmd.start > 1.0, act)
+    assert _judged(sim) == []
+    assert done
+    assert sim.store.get(DEFAULT_LEADER_DOC) is not None  # rebuilt by the agents
