@@ -8,10 +8,11 @@ end, under a supervisor that kills it by the deadline of the lease
 Guarantees
 ----------
 * At most one ``TurnInProgress``; a turn's command is asked to start once.
-* The record of a finished turn is written before the write that marks the
-  turn done, so a turn marked done always has one: an agent killed between
-  the two writes leaves a recorded turn that the leader takes back once this
-  site is stale, never a finished turn without a record.
+* The record of a turn is written before the write that marks the turn
+  done, on every path that ends one (finishing it, ending an orphan; the
+  leader's revocation does the same), so a turn marked done always has one:
+  an agent killed between the two writes, or a write whose answer is lost,
+  leaves a recorded turn, never a finished turn without a record.
 * A turn the leader doc says this site runs, though this agent never
   started it, is ended only once every lease that could have started it has
   run out and no twin of this site beats (``Lease.orphans_safe``).
@@ -21,9 +22,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from enqueue import documents as docs
 from enqueue import turns
+from enqueue.clock import format_time
 from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
 from enqueue.outcomes import Outcome, after_revocation
@@ -68,6 +72,8 @@ class Ending:
     how: str
     error: str | None = None
     duration_s: float | None = None
+    ended_text: str | None = None
+    """When the command ended (the documents' time format), from its own end, not from when it is written."""
 
 
 @dataclass
@@ -188,8 +194,11 @@ class OwnTurn:
         how = ev.how or Outcome.EXITED
         if how == Outcome.STOPPED and cur.stop_sent:
             how = cur.stop_sent
-        duration = ev.duration_s if ev.duration_s is not None else self.clock.monotonic() - cur.started_mono
-        cur.ending = Ending(ev.exit_code, how, ev.error, duration)
+        now = self.clock.monotonic()
+        duration = ev.duration_s if ev.duration_s is not None else now - cur.started_mono
+        # The report may reach a frozen or busy agent late: date the end by the command's own duration.
+        ended = self.clock.now() - timedelta(seconds=max(0.0, now - (cur.started_mono + duration)))
+        cur.ending = Ending(ev.exit_code, how, ev.error, duration, format_time(ended, self.s.time_format))
 
     def finish(self, *, repeat: bool) -> bool:
         """End my turn: write its record, then mark it done (passing the next turn on) if still mine."""
@@ -209,7 +218,7 @@ class OwnTurn:
                     host=self.lease.identity.host,
                     leader=self.view.leader.leader if self.view.leader else None,
                     started_at=cur.started_text,
-                    ended_at=self._now_text(),
+                    ended_at=end.ended_text or self._now_text(),
                     duration_s=duration,
                     note=end.error if mine else taken + (end.error or ""),
                 )
@@ -247,12 +256,16 @@ class OwnTurn:
         turn = self.view.leader.turn
         new, nxt = turns.finish(self.view.leader, self.me, None, Outcome.ABANDONED, bool(self.s.repeat),
                                 self._now_text())
+        # The record goes before the write that ends the turn (see ``finish``); an earlier agent that
+        # wrote it and died before marking the turn done said what happened: keep its record as it is.
+        existing = self.shared.store.get(docs.turn_record_id(turn))
+        if existing is None or existing.get("host") is None:
+            self.records.write_now(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED,
+                                              host=self.lease.identity.host, ended_at=self._now_text(),
+                                              note="an earlier agent of this site stopped without ending its turn"))
         if not self.shared.cas_leader(new):
             return True
         log.warning("ended turn %d, which an earlier agent of this site left running", turn)
         if nxt is not None:
             log.info("granted %s turn %d", nxt, turn + 1)
-        self.records.add(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED, host=self.lease.identity.host,
-                                    ended_at=self._now_text(),
-                                    note="an earlier agent of this site stopped without ending its turn"))
         return True
