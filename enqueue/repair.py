@@ -58,8 +58,8 @@ def resume_turn(seen: int, old: Optional[Mapping[str, Any]], newest_record_turn:
     """
     trusted = max(_valid_turn(seen), _valid_turn(old.get("turn")) if isinstance(old, Mapping) else 0)
     claims = [_valid_turn(n) for n in heartbeat_turns]
-    if newest_record_turn is not None and 0 <= newest_record_turn < MAX_TURN:
-        claims.append(newest_record_turn + 1)
+    if newest_record_turn is not None and newest_record_turn >= 0:
+        claims.append(min(newest_record_turn + 1, MAX_TURN))
     claimed = max(claims, default=0)
     bound = max(trusted, min(revision_count(old), MAX_TURN)) if isinstance(old, Mapping) and old else MAX_TURN
     return max(trusted, min(claimed, bound))
