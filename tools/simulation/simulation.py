@@ -140,7 +140,8 @@ class Simulation:
         for raw in self.store.list_prefix(docs.TURN_PREFIX):
             if isinstance(raw.get("turn"), int):
                 records[raw["turn"]] = raw
-        judge = Judge(book=self.book, commands=self.ledger.commands, records=records, removed=self.admin.records_removed,
+        judge = Judge(book=self.book, commands=self.ledger.commands, records=records,
+                      removed=self.admin.records_removed,
                       end=self.world.now, record_within_s=self.record_within_s(),
                       walls={s.name: s.clock for s in self.sites}, instance_site=self.instances)
         for text in judge.records_missing() + judge.outcomes_wrong() + judge.stalls(self.healed_at,
