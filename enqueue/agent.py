@@ -220,7 +220,7 @@ class Agent:
         if own.current is not None:
             own.check_still_mine()
         elif turns.holds_running(view.leader, self.me):
-            return own.end_orphaned(now)
+            return own.adopt_own_confirm() or own.end_orphaned(now)
         elif not self.leaving.stopping and self.lease.state == WAITING and turns.granted_to_me(view.leader, self.me):
             if not self._drained():
                 return own.confirm_and_start()

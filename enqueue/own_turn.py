@@ -29,6 +29,7 @@ from enqueue import documents as docs
 from enqueue import turns
 from enqueue.clock import format_time
 from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
+from enqueue.errors import StoreError
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
 from enqueue.outcomes import Outcome, after_revocation
 
@@ -76,6 +77,15 @@ class Ending:
     """When the command ended (the documents' time format), from its own end, not from when it is written."""
 
 
+@dataclass(frozen=True)
+class UnansweredConfirm:
+    """A confirm whose answer never came: the turn, the ``started_at`` it wrote, the lease it was sent under."""
+
+    turn: int
+    started_text: str | None
+    deadline: float
+
+
 @dataclass
 class TurnInProgress:
     """The turn this agent confirmed, from the confirm until it is marked done (or found lost)."""
@@ -111,6 +121,7 @@ class OwnTurn:
         self._beat = beat
         self._now_text = now_text
         self.current: TurnInProgress | None = None
+        self.unanswered_confirm: UnansweredConfirm | None = None
         self.recorded_turn: int | None = None
         self.turns_done = 0
         self.last_exit_code: int | None = None
@@ -131,11 +142,38 @@ class OwnTurn:
         turn = self.view.leader.turn
         if self.lease.too_short_to_start(self.clock.monotonic()):
             self._beat()
-        if not self.shared.cas_leader(turns.confirm(self.view.leader, self.me, self._now_text())):
+        confirmed = turns.confirm(self.view.leader, self.me, self._now_text())
+        try:
+            won = self.shared.cas_leader(confirmed)
+        except StoreError:
+            # The answer may be lost after the write was applied: the next read tells (``adopt_own_confirm``).
+            self.unanswered_confirm = UnansweredConfirm(turn, confirmed.started_at, self.lease.deadline())
+            raise
+        if not won:
             log.debug("confirm of turn %d lost a race", turn)
             return True
         log.debug("confirmed turn %d", turn)
-        self.current = TurnInProgress(turn, self.clock.monotonic(), self.view.leader.started_at)
+        return self._start(turn, self.view.leader.started_at, self.lease.deadline())
+
+    def adopt_own_confirm(self) -> bool:
+        """The running turn the leader doc gives me is the one this agent confirmed without hearing back: run it.
+
+        It starts under the lease of the confirm (a heartbeat since must not
+        lengthen it), so the supervisor refuses it once that lease's SIGTERM
+        moment has passed, and the turn is then recorded as not started.
+        """
+        pending, self.unanswered_confirm = self.unanswered_confirm, None
+        doc = self.view.leader
+        if pending is None or doc is None or not doc.holds(self.me, pending.turn) or \
+                doc.started_at != pending.started_text or doc.updated_by != self.me:
+            return False
+        log.info("the confirm of turn %d went through though its answer was lost: starting it", pending.turn)
+        self._start(pending.turn, pending.started_text, pending.deadline)
+        return True
+
+    def _start(self, turn: int, started_text: str | None, deadline: float) -> bool:
+        assert self.view.leader is not None
+        self.current = TurnInProgress(turn, self.clock.monotonic(), started_text)
         if self.view.leader.skip_turn == turn:
             # An admin skipped this turn before it started: end it without running anything.
             log.info("turn %d was skipped before it started", turn)
@@ -146,7 +184,7 @@ class OwnTurn:
             "ENQUEUE_TURN": str(turn),
             "ENQUEUE_LEADER": self.view.leader.leader or "",
         }
-        self.runner.start(turn, list(self.s.command), env, self.lease.deadline())
+        self.runner.start(turn, list(self.s.command), env, deadline)
         log.info("started turn %d: %s", turn, " ".join(self.s.command))
         self._set_state(RUNNING)
         return False

@@ -26,6 +26,8 @@ from enqueue.commands.skip import skipping
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_SITES_DOC
 from enqueue.errors import Conflict
 
+from tools.simulation.watched_store import WatchedStore
+
 ADMIN = "admin"
 PRUNE_KEEP = 3
 
@@ -33,7 +35,7 @@ PRUNE_KEEP = 3
 class Admin:
     """An admin at the console of the shared database."""
 
-    def __init__(self, store: object, rng: random.Random, now_text: Callable[[], str]) -> None:
+    def __init__(self, store: WatchedStore, rng: random.Random, now_text: Callable[[], str]) -> None:
         self.store = store
         self.rng = rng
         self.now_text = now_text
@@ -41,12 +43,12 @@ class Admin:
         self.records_removed: Set[int] = set()
 
     def _leader(self) -> Optional[docs.LeaderDoc]:
-        doc, _ = docs.parse_leader(self.store.get(DEFAULT_LEADER_DOC), DEFAULT_LEADER_DOC)  # type: ignore[attr-defined]
+        doc, _ = docs.parse_leader(self.store.get(DEFAULT_LEADER_DOC), DEFAULT_LEADER_DOC)
         return doc
 
     def _put(self, body: Dict) -> bool:
         try:
-            self.store.put(body)  # type: ignore[attr-defined]
+            self.store.put(body)
             return True
         except Conflict:
             return False
@@ -78,7 +80,7 @@ class Admin:
         return f"skip turn {doc.turn}" if new is not None and self._put(docs.render_leader(new)) else None
 
     def _registry(self) -> Optional[docs.SitesDoc]:
-        parsed, _ = docs.parse_sites(self.store.get(DEFAULT_SITES_DOC), DEFAULT_SITES_DOC)  # type: ignore[attr-defined]
+        parsed, _ = docs.parse_sites(self.store.get(DEFAULT_SITES_DOC), DEFAULT_SITES_DOC)
         return parsed
 
     def drain(self, sites: List[str]) -> Optional[str]:
@@ -103,7 +105,7 @@ class Admin:
                         return
 
     def prune(self, sites: List[str]) -> Optional[str]:
-        records = sorted(self.store.list_prefix(docs.TURN_PREFIX), key=lambda d: d["_id"])  # type: ignore[attr-defined]
+        records = sorted(self.store.list_prefix(docs.TURN_PREFIX), key=lambda d: d["_id"])
         old = records[:max(0, len(records) - PRUNE_KEEP)]
         for doc in old:
             self._removed(doc)
@@ -122,17 +124,17 @@ class Admin:
     # -- by hand ----------------------------------------------------------------------
 
     def _delete(self, doc_id: str) -> bool:
-        raw = self.store.get(doc_id)  # type: ignore[attr-defined]
+        raw = self.store.get(doc_id)
         if raw is None:
             return False
         try:
-            self.store.delete(raw)  # type: ignore[attr-defined]
+            self.store.delete(raw)
             return True
         except Conflict:
             return False
 
     def _garble(self, doc_id: str) -> bool:
-        raw = self.store.get(doc_id)  # type: ignore[attr-defined]
+        raw = self.store.get(doc_id)
         if raw is None:
             return False
         body = {"_id": doc_id, "_rev": raw["_rev"], "edited": "by hand", "turn": "forty-two", "sites": "none"}
@@ -151,7 +153,7 @@ class Admin:
         return "garble the registry" if self._garble(DEFAULT_SITES_DOC) else None
 
     def delete_record(self, sites: List[str]) -> Optional[str]:
-        records = self.store.list_prefix(docs.TURN_PREFIX)  # type: ignore[attr-defined]
+        records = self.store.list_prefix(docs.TURN_PREFIX)
         if not records:
             return None
         doc = self.rng.choice(records)

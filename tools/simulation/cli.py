@@ -73,7 +73,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 break
     elapsed = time.monotonic() - started
     ran = seeds.index(failed[-1].seed) + 1 if failed and not args.keep_going else len(seeds)
-    print(f"seeds: {ran} run, {len(failed)} failed{' (' + ', '.join(str(r.seed) for r in failed) + ')' if failed else ''}; "
+    which = f" ({', '.join(str(r.seed) for r in failed)})" if failed else ""
+    print(f"seeds: {ran} run, {len(failed)} failed{which}; "
           f"steps: {steps}; {steps / elapsed if elapsed > 0 else 0.0:.0f} steps/s; {elapsed:.1f} s; "
           f"faults: {','.join(sorted(faults)) if faults != frozenset(ALL_FAULTS) else 'all'}")
     return EXIT_FAILED if failed else EXIT_OK

@@ -31,6 +31,7 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
 
 from enqueue.errors import Conflict, Unreachable
 
+from tools.simulation.watched_store import WatchedStore
 from tools.simulation.world import World
 
 STORE_FAULTS = ("lost-answer", "lost-write", "slow", "crash")
@@ -112,7 +113,7 @@ T = TypeVar("T")
 class FaultyStore:
     """One agent instance's way to the database: every call may fail the way the schedule says."""
 
-    def __init__(self, store: object, world: World, schedule: Schedule, site: str, instance: str,
+    def __init__(self, store: WatchedStore, world: World, schedule: Schedule, site: str, instance: str,
                  on_crash: Callable[[], None]) -> None:
         self._store = store
         self._world = world
@@ -122,7 +123,7 @@ class FaultyStore:
         self._on_crash = on_crash
 
     def describe(self) -> str:
-        return self._store.describe()  # type: ignore[attr-defined]
+        return self._store.describe()
 
     def close(self) -> None:
         pass
@@ -130,31 +131,31 @@ class FaultyStore:
     # -- reads --------------------------------------------------------------
 
     def check(self) -> dict:
-        return self._call("check", False, lambda: self._store.check())  # type: ignore[attr-defined]
+        return self._call("check", False, lambda: self._store.check())
 
     def copies(self) -> int:
-        return self._call("copies", False, lambda: self._store.copies())  # type: ignore[attr-defined]
+        return self._call("copies", False, lambda: self._store.copies())
 
     def current_seq(self) -> object:
-        return self._call("current_seq", False, lambda: self._store.current_seq())  # type: ignore[attr-defined]
+        return self._call("current_seq", False, lambda: self._store.current_seq())
 
     def get(self, doc_id: str) -> Optional[dict]:
-        return self._call(f"get {doc_id}", False, lambda: self._store.get(doc_id))  # type: ignore[attr-defined]
+        return self._call(f"get {doc_id}", False, lambda: self._store.get(doc_id))
 
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:
-        return self._call("get_many", False, lambda: self._store.get_many(doc_ids))  # type: ignore[attr-defined]
+        return self._call("get_many", False, lambda: self._store.get_many(doc_ids))
 
     def list_prefix(self, prefix: str, *, limit: Optional[int] = None, descending: bool = False) -> List[dict]:
         return self._call(f"list {prefix}", False,
-                          lambda: self._store.list_prefix(prefix, limit=limit, descending=descending))  # type: ignore[attr-defined]
+                          lambda: self._store.list_prefix(prefix, limit=limit, descending=descending))
 
     # -- writes -------------------------------------------------------------
 
     def put(self, doc: dict) -> str:
-        return self._call(f"put {doc.get('_id')}", True, lambda: self._store.put(doc))  # type: ignore[attr-defined]
+        return self._call(f"put {doc.get('_id')}", True, lambda: self._store.put(doc))
 
     def delete(self, doc: dict) -> None:
-        return self._call(f"delete {doc.get('_id')}", True, lambda: self._store.delete(doc))  # type: ignore[attr-defined]
+        return self._call(f"delete {doc.get('_id')}", True, lambda: self._store.delete(doc))
 
     # -- the faults ---------------------------------------------------------
 

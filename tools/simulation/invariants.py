@@ -33,6 +33,7 @@ from enqueue.config import DEFAULT_TIME_FORMAT
 from enqueue.steering import parse_time
 
 from tools.simulation.runner import Command
+from tools.simulation.world import SiteClock
 
 # A record's ended_at is written to the second: allow for the rounding and for the report's way to the agent.
 ENDED_AT_TOLERANCE_S = 1.5
@@ -116,7 +117,7 @@ class Judge:
     removed: Set[int]
     end: float
     record_within_s: float
-    walls: Dict[str, object]  # site -> SiteClock (for ended_at)
+    walls: Dict[str, SiteClock]  # each site's clocks, to read a record's ended_at
     instance_site: Dict[str, str]
     time_format: str = DEFAULT_TIME_FORMAT
 
@@ -153,7 +154,8 @@ class Judge:
             exit_code = report.get("exit_code") if own else rec.exit_code
             base = how.replace(" after revocation", "")
             if cmd is None and (base in ("exited", "fenced", "stopped") or exit_code is not None):
-                out.append(f"[outcome] record of turn {t} says '{how}' (exit code {exit_code}) but its command never ran")
+                out.append(f"[outcome] record of turn {t} says '{how}' (exit code {exit_code}) but its command "
+                           "never ran")
             if cmd is not None and base == "not started":
                 out.append(f"[outcome] record of turn {t} says 'not started' but {cmd.describe()}")
             if cmd is not None and cmd.end is not None and cmd.how == "exited" and base == "exited" \
@@ -163,7 +165,8 @@ class Judge:
             own_end = story.ended_by is not None and story.ended_by == story.confirmed_by \
                 and story.ended_how not in ("revoked", "not started", "displaced", "superseded", "repaired")
             if own_end and ("revok" in how):
-                out.append(f"[false-alarm] record of turn {t} says '{how}', but its own agent {story.ended_by} ended it "
+                out.append(f"[false-alarm] record of turn {t} says '{how}', but its own agent {story.ended_by} "
+                           f"ended it "
                            f"('{story.ended_how}')")
             if base == "abandoned" and story.recorded_by is not None and story.recorded_by == story.confirmed_by:
                 out.append(f"[false-alarm] record of turn {t} says 'abandoned' though the agent that wrote it, "
@@ -172,7 +175,7 @@ class Judge:
                 written = parse_time(rec.ended_at, self.time_format)
                 clock = self.walls.get(cmd.site)
                 if written is not None and clock is not None:
-                    true_end: _dt.datetime = clock.wall_at(cmd.end)  # type: ignore[attr-defined]
+                    true_end: _dt.datetime = clock.wall_at(cmd.end)
                     off = abs((written - true_end).total_seconds())
                     if off > ENDED_AT_TOLERANCE_S:
                         out.append(f"[ended-at] record of turn {t} says it ended at {rec.ended_at}, its command ended "
@@ -190,10 +193,12 @@ class Judge:
             if end <= idle_from:
                 continue
             if start > idle_from and start - idle_from > bound_s:
-                out.append(f"[progress] no command from {idle_from:.3f} to {start:.3f} ({start - idle_from:.1f} s) after the "
+                out.append(f"[progress] no command from {idle_from:.3f} to {start:.3f} ({start - idle_from:.1f} s) "
+                           f"after the "
                            f"faults healed at {healed_at:.3f}; the bound is {bound_s:.1f} s")
             idle_from = max(idle_from, end)
         if self.end - idle_from > bound_s:
-            out.append(f"[progress] no command from {idle_from:.3f} to the end at {self.end:.3f} ({self.end - idle_from:.1f} s) "
+            out.append(f"[progress] no command from {idle_from:.3f} to the end at {self.end:.3f} "
+                       f"({self.end - idle_from:.1f} s) "
                        f"after the faults healed at {healed_at:.3f}; the bound is {bound_s:.1f} s")
         return out

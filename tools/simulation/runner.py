@@ -74,7 +74,8 @@ class Ledger:
             runner.settle(now)
         for other in self.commands:
             if other.alive_at(now):
-                self.violations.append(f"[overlap] two commands alive at once: {other.describe()} and turn {cmd.turn} of "
+                self.violations.append(f"[overlap] two commands alive at once: {other.describe()} and turn "
+                                       f"{cmd.turn} of "
                                        f"{cmd.site} ({cmd.instance}) started at {now:.3f}")
         highest = max((c.turn for c in self.commands), default=0)
         if cmd.turn <= highest:

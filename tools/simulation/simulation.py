@@ -32,9 +32,10 @@ SITE_NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "
 # The protocol's durations in the simulation: the chaos harness's defaults.
 TIMING = Timing(heartbeat_delay_s=1.0, heartbeat_stale_s=4.0, conflict_delay_s=1.0, kill_grace_s=0.5)
 #: The fault classes of the default budget (tests/tools/simulation/test_budget.py), ``--faults`` syntax.
-#: Left out, because the real agent still fails with them (see docs/GUARANTEES.md): ``lost-answer`` (a
-#: lost answer to a confirm is taken for an earlier agent's turn and ended as abandoned), and
-#: ``delete-leader`` and ``garble-leader`` (a rare reuse of a turn number after repeated deletions).
+#: Left out, because the real agent still fails with them in a few seeds of 200 (docs/GUARANTEES.md,
+#: section 4): ``lost-answer`` (a turn recorded abandoned by the agent that confirmed it; a stall a
+#: second over the bound), ``delete-leader`` and ``garble-leader`` (a turn number handed out twice
+#: after repeated deletions, a record's ended_at off).
 DEFAULT_FAULTS = "all,-lost-answer,-delete-leader,-garble-leader"
 # Clock rates lie within 1 +- this: two hosts then differ by less than heartbeat_delay / heartbeat_stale.
 RATE_SPREAD = 0.1
@@ -139,7 +140,8 @@ class Simulation:
         for raw in self.store.list_prefix(docs.TURN_PREFIX):
             if isinstance(raw.get("turn"), int):
                 records[raw["turn"]] = raw
-        judge = Judge(book=self.book, commands=self.ledger.commands, records=records, removed=self.admin.records_removed,
+        judge = Judge(book=self.book, commands=self.ledger.commands, records=records,
+                      removed=self.admin.records_removed,
                       end=self.world.now, record_within_s=self.record_within_s(),
                       walls={s.name: s.clock for s in self.sites}, instance_site=self.instances)
         for text in judge.records_missing() + judge.outcomes_wrong() + judge.stalls(self.healed_at,

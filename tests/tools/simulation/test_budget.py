@@ -20,7 +20,8 @@ def test_every_invariant_holds_on_the_default_budget() -> None:
             failed.append((seed, result.violations[0].splitlines()[0]))
         faults.update(result.fault_counts)
         commands += result.commands
-    assert failed == [], f"{failed}; replay with: scripts/simulate --seed {failed[0][0]} --steps {STEPS} --faults '{DEFAULT_FAULTS}'"
+    assert failed == [], \
+        f"{failed}; replay with: scripts/simulate --seed {failed[0][0]} --steps {STEPS} --faults '{DEFAULT_FAULTS}'"
     # Not vacuous: every enabled fault struck, and turns kept going.
     assert set(options.faults) - {"clock-rate"} <= set(faults), sorted(set(options.faults) - set(faults))
     assert commands > 10 * len(SEEDS)

@@ -136,3 +136,18 @@ def test_init_after_the_leader_doc_was_deleted_while_a_turn_runs_reuses_no_turn(
     assert _judged(sim) == []
     assert done
     assert sim.store.get(DEFAULT_LEADER_DOC) is not None  # rebuilt by the agents
+
+
+def test_a_lost_answer_to_a_confirm_runs_the_turn_it_confirmed() -> None:
+    sim = Simulation(6, QUIET)
+
+    def confirming() -> bool:
+        doc = _leader(sim)
+        return sim.world.now > 3.0 and doc is not None and doc.running == "bravo" and \
+            doc.status == docs.GRANTED and doc.leader != "bravo"
+
+    sim.schedule.aim("bravo", "put enqueue_leader", "lost-answer", confirming)
+    assert _judged(sim) == []
+    assert not sim.schedule.aimed and sim.schedule.counts.get("lost-answer") == 1
+    records = [docs.parse_turn_record(raw)[0] for raw in sim.store.list_prefix(docs.TURN_PREFIX)]
+    assert all(r is not None and r.how != "abandoned" for r in records), records
