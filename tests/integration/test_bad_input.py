@@ -244,6 +244,10 @@ def test_the_server_down_mid_run_and_back(disk_server, tmp_path):
             for name in ("alpha", "bravo"):
                 s.start(name, sleep_s=0.1)
             s.wait_runs(3)
+            # Both agents past their start-up (an agent that cannot reach the server at start exits 3 at once).
+            wait_until("both sites registered", lambda: all(
+                (db.store.get(docs.heartbeat_id(name)) or {}).get("state") not in (None, "left")
+                for name in ("alpha", "bravo")))
             assert disk_server.devserver is not None
             disk_server.devserver.stop()
             time.sleep(STALE_S + DELAY_S)  # longer than heartbeat_stale: everybody looks gone to everybody
