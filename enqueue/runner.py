@@ -37,7 +37,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-import enqueue
 from enqueue.config import CONNECTION_ENV_PREFIX
 from enqueue.errors import EnqueueError
 from enqueue.outcomes import SHUTDOWN
@@ -90,7 +89,7 @@ class RunnerEvent:
 
 
 def _package_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(enqueue.__file__)))
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Runner:
