@@ -144,6 +144,7 @@ def test_two_sites_holding_turns_in_threads_never_overlap_and_get_increasing_num
     lock = threading.Lock()
     holding: list[str] = []
     overlaps: list[tuple[str, list[str]]] = []
+    ended_early: list[tuple] = []  # the leader doc said the turn was over while its block still ran
     taken: list[tuple[str, int]] = []
     done = {site: threading.Event() for site in ("alpha", "bravo")}
 
@@ -162,6 +163,9 @@ def test_two_sites_holding_turns_in_threads_never_overlap_and_get_increasing_num
                     # Hold the turn until the other site's agent waits for one, so the two contend.
                     wait_until(f"{other} waiting", lambda: other_waits(other), timeout_s=30)
                     t.check()
+                    doc = leader(database)
+                    if (doc.running, doc.turn, doc.status) != (site, t.number, docs.RUNNING):
+                        ended_early.append((site, t.number, doc.running, doc.turn, doc.status))
                     with lock:
                         holding.remove(site)
         finally:
@@ -173,7 +177,7 @@ def test_two_sites_holding_turns_in_threads_never_overlap_and_get_increasing_num
         thread.join(timeout=120)
     assert all(not thread.is_alive() for thread, _ in threads)
     assert [out.get("error") for _, out in threads] == [None, None]
-    assert overlaps == []
+    assert overlaps == [] and ended_early == []
     numbers = [number for _, number in taken]
     assert len(taken) == 6 and numbers == sorted(set(numbers)), taken
     for site, number in taken:
@@ -241,3 +245,18 @@ def test_a_stop_while_waiting_for_the_turn_raises_turn_lost_and_leaves(config_fi
     assert isinstance(out.get("error"), enqueue.TurnLost), out
     assert "ended before its turn began (exit code 143" in str(out["error"])
     assert heartbeat_state(database, "alpha") == docs.LEFT
+
+
+def test_a_turn_the_leader_takes_away_is_lost_and_recorded_as_revoked(config_file, database):
+    with enqueue.turn(config_file, "alpha", **FAST) as t:
+        body = database.store.get("enqueue_leader")
+        # What a leader writes when it takes the turn back and grants the next one.
+        body.update(turn=t.number + 1, running="bravo", status=docs.GRANTED)
+        database.store.put(body)
+        assert t.lost.wait(timeout=20)
+        assert t.reason == "revoked"
+        with pytest.raises(enqueue.TurnLost, match=r"\(revoked\)"):
+            t.check()
+    rec = record(database, t.number)
+    assert rec["site"] == "alpha" and rec["how"].startswith("revoked"), rec
+    assert leader(database).turn == t.number + 1
