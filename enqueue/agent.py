@@ -54,7 +54,7 @@ from enqueue.view import View
 if TYPE_CHECKING:
     from enqueue.clock import Clock
     from enqueue.config import AgentSettings
-    from enqueue.store import Store
+    from enqueue.store import Seq, Store
 
 log = logging.getLogger("enqueue.agent")
 
@@ -91,7 +91,7 @@ class Agent:
         self.leaving = Leaving(self.t.heartbeat_stale_s)
         self.outage = Outage(self.t.heartbeat_delay_s)
         self.refused_at_beat = 0
-        self.feed_since: object = None
+        self.feed_since: Seq | None = None
 
     # ------------------------------------------------------------------ the public face
 

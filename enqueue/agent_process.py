@@ -49,12 +49,14 @@ from enqueue.own_turn import CommandRunner
 from enqueue.runner import Runner, RunnerEvent
 
 if TYPE_CHECKING:
-    from enqueue.config import AgentSettings, Connection
+    from enqueue.config import AgentSettings
+    from enqueue.connection import Connection
     from enqueue.store import Store
 
 log = logging.getLogger("enqueue.agent")
 
 _FEED_HEARTBEAT_S = 1.0
+_KEEPER_LAG_MAX_S = 1.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # How soon a stop Event set from another thread reaches the agent (an Event cannot wake a select).
 _STOP_POLL_S = 0.1
@@ -84,14 +86,15 @@ class DrivenRunner(CommandRunner, Protocol):
 class SupervisedRunner:
     """The agent's ``CommandRunner`` on a real supervisor, replaced by a fresh one after it died."""
 
-    def __init__(self, kill_grace_s: float, deliver: Callable[[Event], None]) -> None:
+    def __init__(self, kill_grace_s: float, keeper_lag_s: float, deliver: Callable[[Event], None]) -> None:
         self._grace = kill_grace_s
+        self._keeper_lag_s = keeper_lag_s
         self._deliver = deliver
         self._runner: Runner | None = None
 
     def open(self) -> None:
         """Start a supervisor (again, after the last one died); raises RunnerError if it does not come up."""
-        self._runner = Runner(kill_grace_s=self._grace, on_event=self._on_event)
+        self._runner = Runner(kill_grace_s=self._grace, on_event=self._on_event, keeper_lag_s=self._keeper_lag_s)
 
     def _on_event(self, ev: RunnerEvent) -> None:
         report = report_of(ev)
@@ -223,6 +226,16 @@ def local_identity() -> Identity:
                     agent_alive=_agent_alive)
 
 
+def keeper_lag_s(heartbeat_delay_s: float) -> float:
+    """How long after the deadline the agent's process kills a command its supervisor has not reported ended.
+
+    The supervisor's own SIGKILL at the deadline is reported within
+    milliseconds; the leader may take the turn away no sooner than a
+    heartbeat after the deadline, so the lag stays well below that.
+    """
+    return min(_KEEPER_LAG_MAX_S, heartbeat_delay_s / 4)
+
+
 def drive(agent: Agent, inbox: Inbox, feed: FeedWatcher, runner: DrivenRunner, clock: Clock) -> int:
     """Step and feed the started agent until it has left; returns its exit code."""
     while True:
@@ -249,7 +262,10 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
     """
     clock = clock or SystemClock(settings.wall_clock_offset_s)
     inbox = Inbox()
-    runner = (make_runner or (lambda put: SupervisedRunner(settings.timing.kill_grace_s, put)))(inbox.put)
+    if make_runner is None:
+        def make_runner(put: Callable[[Event], None]) -> DrivenRunner:
+            return SupervisedRunner(settings.timing.kill_grace_s, keeper_lag_s(settings.timing.heartbeat_delay_s), put)
+    runner = make_runner(inbox.put)
     agent = Agent(settings, store, clock, runner, rng or random.Random(), local_identity())
     feed = FeedWatcher(store, beat_s=min(settings.timing.heartbeat_delay_s, _FEED_HEARTBEAT_S),
                        retry_s=agent.outage.retry_s, deliver=inbox.put)

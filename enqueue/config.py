@@ -23,73 +23,43 @@ Precedence, highest first: command-line flag, environment
 (``ENQUEUE_COUCHDB_*``, connection only; empty means unset), file, default.
 Secrets never come from the command line.
 
+This module builds the settings of ``enqueue run`` (``AgentSettings``) from
+the connection (``enqueue.connection``), the ``[enqueue]`` values and the
+flags; the durations and their rules are ``enqueue.timing``, the file itself
+``enqueue.config_file``.
+
 Invariants: every problem is a ``ConfigError`` with one line naming where the
 value came from (file, section and key; environment variable; flag) and what
 is wrong; no message contains a password, and every password is registered
-with ``enqueue.logs.register_secret`` as soon as it is read.
+with ``enqueue.logs.register_secret`` as soon as it is read. Not checked
+here: that the server can be reached or the documents exist.
 """
 
 from __future__ import annotations
 
-import configparser
 import datetime as _dt
-import logging
 import math
 import os
-import re
-import stat
-from dataclasses import dataclass, field
-from typing import Any, Mapping, NamedTuple, Optional
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
 
-from enqueue import hints
-from enqueue.config_file import misspelt_section, not_a_regular_file, read_file
-from enqueue.durations import format_duration, parse_duration
+from enqueue.config_file import ENQUEUE_SECTION
+from enqueue.connection import Connection, load_connection
+from enqueue.durations import format_duration
 from enqueue.errors import ConfigError
-from enqueue.logs import register_secret
+from enqueue.setting_values import RawValue, parse_bool_value, parse_duration_value
 from enqueue.site_names import validate_site_name
-from enqueue.urls import BadUrl, split_url
+from enqueue.timing import DEFAULT_KILL_GRACE_S, Timing, fitted_heartbeat_delay_s, max_kill_grace_s
 
 __all__ = [
-    "Connection",
-    "Timing",
     "AgentSettings",
-    "COUCHDB_SECTION",
-    "ENQUEUE_SECTION",
-    "COUCHDB_KEYS",
-    "ENQUEUE_KEYS",
-    "ENV_VARS",
     "OVERRIDE_KEYS",
     "DEFAULT_TIME_FORMAT",
     "DEFAULT_LEADER_DOC",
     "DEFAULT_SITES_DOC",
-    "DEFAULT_REQUEST_TIMEOUT_S",
-    "DEFAULT_KILL_GRACE_S",
-    "fitted_heartbeat_delay_s",
-    "load_connection",
     "load_agent_settings",
 ]
 
-log = logging.getLogger(__name__)
-
-COUCHDB_SECTION = "couchdb"
-ENQUEUE_SECTION = "enqueue"
-COUCHDB_KEYS = ("url", "database", "username", "password", "password_file", "ca_file", "request_timeout")
-ENQUEUE_KEYS = (
-    "heartbeat_delay", "heartbeat_stale", "conflict_delay", "kill_grace",
-    "repeat", "time_format", "leader_doc", "sites_doc", "allow_cluster",
-)
-#: Every environment variable of enqueue's connection settings starts so; none reaches the command.
-CONNECTION_ENV_PREFIX = "ENQUEUE_COUCHDB_"
-#: Environment variable for each ``[couchdb]`` key it can override.
-ENV_VARS = {
-    "url": "ENQUEUE_COUCHDB_URL",
-    "database": "ENQUEUE_COUCHDB_DATABASE",
-    "username": "ENQUEUE_COUCHDB_USERNAME",
-    "password": "ENQUEUE_COUCHDB_PASSWORD",
-    "password_file": "ENQUEUE_COUCHDB_PASSWORD_FILE",
-    "ca_file": "ENQUEUE_COUCHDB_CA_FILE",
-}
 #: Keys ``load_agent_settings`` accepts in ``overrides`` (None means "not given").
 OVERRIDE_KEYS = (
     "heartbeat_delay_s", "heartbeat_stale_s", "conflict_delay_s", "kill_grace_s",
@@ -99,131 +69,6 @@ OVERRIDE_KEYS = (
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_LEADER_DOC = "enqueue_leader"
 DEFAULT_SITES_DOC = "enqueue_sites"
-DEFAULT_REQUEST_TIMEOUT_S = 10.0
-DEFAULT_KILL_GRACE_S = 30.0
-
-# CouchDB's own rule for database names.
-_DATABASE_NAME = re.compile(r"[a-z][a-z0-9_$()+/-]*")
-_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where the shared database is and how to log in.
-
-    ``url`` never carries credentials (they are moved to ``username`` and
-    ``password``); it has no trailing slash. ``password`` is left out of
-    ``repr``. ``username`` and ``password`` are both set or both None.
-    """
-
-    url: str
-    database: str
-    username: Optional[str] = None
-    password: Optional[str] = field(default=None, repr=False)
-    ca_file: Optional[str] = None
-    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
-    #: Where each setting came from (``url``, ``database``, ``username``, ``password``), for messages:
-    #: ``/abs/cfg.ini: [couchdb] url`` or ``environment variable ENQUEUE_COUCHDB_URL``.
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if "@" in urlsplit(self.url).netloc:
-            raise ConfigError("the connection url must not carry credentials; use username and password")
-        if (self.username is None) != (self.password is None):
-            raise ConfigError("the connection needs both a username and a password, or neither")
-        if not (self.request_timeout_s > 0 and math.isfinite(self.request_timeout_s)):
-            raise ConfigError("request_timeout must be more than 0")
-
-    def describe(self) -> str:
-        """``database 'x' at URL``, for messages; never shows a secret."""
-        return f"database {self.database!r} at {self.url}"
-
-
-@dataclass(frozen=True)
-class Timing:
-    """The protocol's durations, in seconds, checked against each other on construction (docs/PROTOCOL.md §4).
-
-    Invariants (``ConfigError`` otherwise):
-
-    * every duration is finite, ``kill_grace_s >= 0`` and the others ``> 0``;
-    * ``heartbeat_stale_s > 2 * heartbeat_delay_s``: one late heartbeat must
-      not make a site stale, and a running site must be able to fence itself
-      (``heartbeat_stale - heartbeat_delay`` after its last acknowledged beat)
-      while at least one more beat could still have landed;
-    * ``kill_grace_s <= (heartbeat_stale_s - 2 * heartbeat_delay_s) / 2``: a
-      fenced command gets SIGTERM ``heartbeat_stale - heartbeat_delay -
-      kill_grace`` after its last acknowledged beat and SIGKILL the grace
-      later, one heartbeat before the leader may give the turn away, while
-      the SIGTERM moment stays more than one heartbeat, by half the slack,
-      after that beat, so the next on-time beat has time for its round trip.
-    """
-
-    heartbeat_delay_s: float = 600.0
-    heartbeat_stale_s: float = 1800.0
-    conflict_delay_s: float = 60.0
-    kill_grace_s: float = DEFAULT_KILL_GRACE_S
-
-    def __post_init__(self) -> None:
-        for name in ("heartbeat_delay_s", "heartbeat_stale_s", "conflict_delay_s", "kill_grace_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name[:-2]} must be a finite number of seconds, not {value!r}")
-            if value < 0 or (value == 0 and name != "kill_grace_s"):
-                raise ConfigError(f"{name[:-2]} must be more than 0" + (" or 0" if name == "kill_grace_s" else ""))
-        delay, stale, grace = self.heartbeat_delay_s, self.heartbeat_stale_s, self.kill_grace_s
-        if not stale > 2 * delay:
-            raise ConfigError(
-                f"heartbeat_stale ({format_duration(stale)}) must be more than 2 x heartbeat_delay "
-                f"(2 x {format_duration(delay)}): one late heartbeat must neither make a site stale "
-                f"nor make a running site stop its command"
-            )
-        if grace > max_kill_grace_s(delay, stale):
-            raise ConfigError(
-                f"kill_grace ({format_duration(grace)}) must be at most (heartbeat_stale - 2 x heartbeat_delay) / 2 "
-                f"({format_duration(max_kill_grace_s(delay, stale))}): a fenced command must be dead a heartbeat "
-                f"before the leader may give its turn away, and an on-time heartbeat must have time to be "
-                f"acknowledged before the command is told to stop"
-            )
-
-
-def max_kill_grace_s(delay_s: float, stale_s: float) -> float:
-    """The longest kill grace the timing allows (see ``Timing``); 0 when it allows none."""
-    return max(0.0, (stale_s - 2 * delay_s) / 2)
-
-
-def fitted_heartbeat_delay_s(delay_s: float, stale_s: float, kill_grace_s: Optional[float]) -> Optional[float]:
-    """A heartbeat delay shorter than ``delay_s`` that gives the timing its margin, or None when none is needed or exists.
-
-    The delay is the longest time between beats, so beating more often never
-    weakens a promise: it only widens the slack ``stale - 2 x delay`` that
-    ``Timing`` needs. The slack kept is the kill grace plus room for the next
-    on-time beat's round trip before the SIGTERM moment; that room is the
-    grace, and never less than the grace a roomy configuration gets,
-    ``min(30 s, stale / 6)``, so even a grace of 0 leaves a margin.
-
-    ``kill_grace_s`` None means "not set": the grace is then that default,
-    and a timing whose slack leaves less than it (the original tool's
-    ``-d 10 -s 20``, say) is fitted. A grace that is set is the user's
-    choice: only a timing ``Timing`` refuses is fitted. None when nothing
-    needs fitting, or when no positive delay is left (a grace of half
-    ``heartbeat_stale`` or more): ``Timing`` then refuses as before.
-    """
-    default_grace = min(DEFAULT_KILL_GRACE_S, stale_s / 6)
-    if kill_grace_s is None:
-        if max_kill_grace_s(delay_s, stale_s) >= default_grace:
-            return None
-        grace = default_grace
-    else:
-        if stale_s > 2 * delay_s and kill_grace_s <= max_kill_grace_s(delay_s, stale_s):
-            return None
-        grace = kill_grace_s
-    fitted = (stale_s - grace - max(grace, default_grace)) / 2
-    while fitted > 0 and grace > max_kill_grace_s(fitted, stale_s):  # rounding must not undo the fit
-        fitted = math.nextafter(fitted, 0.0)
-    return fitted if 0 < fitted < delay_s else None
 
 
 @dataclass(frozen=True)
@@ -261,117 +106,6 @@ class AgentSettings:
             raise ConfigError(f"leader_doc and sites_doc must differ (both are {self.leader_doc!r})")
 
 
-# --------------------------------------------------------------------------- reading
-
-
-class _Value(NamedTuple):
-    """A raw setting and where it came from, for error messages and relative paths."""
-
-    text: str
-    where: str  # "cfg.ini: [couchdb] url", "environment variable ENQUEUE_COUCHDB_URL", "--time-format"
-    base_dir: Optional[str]  # directory relative paths are resolved against; None: the working directory
-
-
-def _section_values(
-    parser: configparser.ConfigParser, path: str, section: str, known: tuple[str, ...]
-) -> dict[str, _Value]:
-    """The non-empty values of ``section``; an unknown key is an error."""
-    misspelt_section(parser, path, section)
-    if not parser.has_section(section):
-        return {}
-    base_dir = os.path.dirname(os.path.abspath(path))
-    values: dict[str, _Value] = {}
-    for key, text in parser.items(section, raw=True):
-        if key not in known:
-            raise ConfigError(f"{path}: [{section}] {key}: unknown key; known keys: {', '.join(known)}")
-        if key == "password":
-            register_secret(text.strip())
-        if text.strip():
-            values[key] = _Value(text.strip(), f"{path}: [{section}] {key}", base_dir)
-    return values
-
-
-def _env_value(environ: Mapping[str, str], key: str) -> Optional[_Value]:
-    name = ENV_VARS[key]
-    text = environ.get(name, "")
-    if key == "password":
-        register_secret(text)
-    else:
-        text = text.strip()
-    return _Value(text, f"environment variable {name}", None) if text else None
-
-
-def _resolve_path(value: _Value) -> str:
-    path = os.path.expanduser(value.text)
-    if value.base_dir and not os.path.isabs(path):
-        path = os.path.join(value.base_dir, path)
-    return path
-
-
-def _readable_by_others(path: str) -> bool:
-    try:
-        return bool(os.stat(path).st_mode & (stat.S_IRGRP | stat.S_IROTH))
-    except OSError:
-        return False
-
-
-def _read_password_file(value: _Value) -> str:
-    path = _resolve_path(value)
-    kind = not_a_regular_file(path)
-    if kind is not None:
-        raise ConfigError(f"{value.where}: password file {path} is {kind}, not a file holding the password")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            password = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{value.where}: password file {path} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"{value.where}: password file {path} is not readable (permission denied)") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{value.where}: password file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{value.where}: cannot read password file {path}: {exc.strerror or exc}") from None
-    # Only the line ending an editor adds is dropped; other whitespace may be part of the password.
-    password = password.rstrip("\r\n")
-    register_secret(password)
-    if not password:
-        raise ConfigError(f"{value.where}: password file {path} is empty")
-    if "\n" in password:
-        raise ConfigError(f"{value.where}: password file {path} holds more than one line")
-    if _readable_by_others(path):
-        log.warning("password file %s can be read by group or others; consider chmod 600", path)
-    return password
-
-
-def _parse_url(value: _Value) -> tuple[str, Optional[str], Optional[str]]:
-    """Split a server URL into (url without credentials, username, password)."""
-    try:
-        url = split_url(value.text)
-    except BadUrl as exc:
-        raise ConfigError(f"{value.where}: {exc}") from None
-    register_secret(url.password)
-    register_secret(url.raw_password)
-    return url.base, url.username, url.password
-
-
-def _parse_duration(value: _Value, *, allow_zero: bool = False) -> float:
-    try:
-        seconds = parse_duration(value.text)
-    except ValueError as exc:
-        raise ConfigError(f"{value.where}: {exc}") from None
-    if seconds == 0 and not allow_zero:
-        raise ConfigError(f"{value.where}: must be more than 0")
-    return seconds
-
-
-def _parse_bool(value: _Value) -> bool:
-    states = configparser.ConfigParser.BOOLEAN_STATES
-    try:
-        return states[value.text.lower()]
-    except KeyError:
-        raise ConfigError(f"{value.where}: {value.text!r} is not true/false, yes/no, on/off or 1/0") from None
-
-
 def _check_doc_id(text: str, where: str) -> str:
     if not text:
         raise ConfigError(f"{where}: must not be empty")
@@ -390,142 +124,6 @@ def _check_time_format(text: str, where: str) -> str:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {text!r} cannot be read back by strptime ({exc})") from None
     return text
-
-
-def load_connection(
-    config_path: str, environ: Mapping[str, str] = os.environ
-) -> tuple[Connection, dict[str, str]]:
-    """Read ``[couchdb]`` (with ``ENQUEUE_COUCHDB_*`` overrides) and the raw ``[enqueue]`` values.
-
-    Returns the connection and ``{key: text}`` of the non-empty ``[enqueue]``
-    keys, unparsed but checked to be known keys. Raises ``ConfigError``;
-    messages name the file by its absolute path, wherever it was run from.
-    """
-    config_path = os.path.abspath(config_path)
-    parser = read_file(config_path)
-    file_values = _section_values(parser, config_path, COUCHDB_SECTION, COUCHDB_KEYS)
-    enqueue_values = _section_values(parser, config_path, ENQUEUE_SECTION, ENQUEUE_KEYS)
-
-    env_values = {key: v for key in ENV_VARS if (v := _env_value(environ, key)) is not None}
-
-    def pick(key: str) -> Optional[_Value]:
-        return env_values.get(key) or file_values.get(key)
-
-    def required(key: str) -> _Value:
-        value = pick(key)
-        if value is None:
-            if not parser.has_section(COUCHDB_SECTION):
-                found = ", ".join(f"[{name}]" for name in parser.sections()) or "none"
-                raise ConfigError(
-                    f"{config_path}: section [{COUCHDB_SECTION}] not found (sections in the file: {found}); "
-                    f"it needs {key} (or set {ENV_VARS[key]})"
-                )
-            raise ConfigError(
-                f"{config_path}: [{COUCHDB_SECTION}] {key}: missing (required; "
-                f"or set {ENV_VARS[key]})"
-            )
-        return value
-
-    url, url_username, url_password = _parse_url(required("url"))
-    if url_password and not env_values.get("url") and _readable_by_others(config_path):
-        log.warning("%s holds a password in its url and can be read by group or others", config_path)
-    if url_username or url_password:
-        log.warning(
-            "credentials in the CouchDB url are discouraged; use username and password_file "
-            "in [%s] or the ENQUEUE_COUCHDB_* environment variables", COUCHDB_SECTION,
-        )
-
-    database_value = required("database")
-    if not _DATABASE_NAME.fullmatch(database_value.text):
-        raise ConfigError(
-            f"{database_value.where}: {database_value.text!r} is not a CouchDB database name "
-            f"(a lowercase letter, then a-z, 0-9, _ $ ( ) + - /)"
-        )
-
-    password = _pick_password(config_path, file_values, env_values)
-    username_value = pick("username")
-    username = username_value.text if username_value else url_username
-    if password is None:
-        password = url_password
-    if username and password is None:
-        raise ConfigError(
-            f"{config_path}: [{COUCHDB_SECTION}] username {username!r} has no password "
-            f"(set password_file, or {ENV_VARS['password_file']} or {ENV_VARS['password']})"
-        )
-    if password is not None and not username:
-        raise ConfigError(
-            f"{config_path}: [{COUCHDB_SECTION}] a password is set but no username "
-            f"(set username or {ENV_VARS['username']})"
-        )
-    if password is not None and url.startswith("http://") and urlsplit(url).hostname not in _LOOPBACK_HOSTS:
-        log.warning("the CouchDB password is sent over plain http to %s; prefer https", url)
-
-    ca_file: Optional[str] = None
-    ca_value = pick("ca_file")
-    if ca_value is not None:
-        ca_file = _resolve_path(ca_value)
-        if not os.path.isfile(ca_file) or not os.access(ca_file, os.R_OK):
-            raise ConfigError(f"{ca_value.where}: CA file {ca_file} does not exist or is not readable")
-        if not url.startswith("https://"):
-            log.warning("ca_file %s is only used for https URLs, and the url is %s", ca_file, url)
-
-    timeout_value = file_values.get("request_timeout")
-    request_timeout_s = _parse_duration(timeout_value) if timeout_value else DEFAULT_REQUEST_TIMEOUT_S
-
-    url_value = required("url")
-    sources = {"url": url_value.where, "database": database_value.where}
-    if username_value is not None:
-        sources["username"] = username_value.where
-    elif url_username:
-        sources["username"] = url_value.where
-    password_source = _password_source(file_values, env_values)
-    if password_source is not None:
-        sources["password"] = password_source
-    elif url_password is not None:
-        sources["password"] = f"the password in the url ({url_value.where})"
-    connection = Connection(
-        url=url,
-        database=database_value.text,
-        username=username or None,
-        password=password,
-        ca_file=ca_file,
-        request_timeout_s=request_timeout_s,
-        sources=sources,
-    )
-    hints.remember(connection)
-    return connection, {key: value.text for key, value in enqueue_values.items()}
-
-
-def _password_source(file_values: Mapping[str, _Value], env_values: Mapping[str, _Value]) -> Optional[str]:
-    """Where the password was read, as ``_pick_password`` chose it: a password file by its path, or a setting."""
-    for values in (env_values, file_values):
-        if values.get("password_file"):
-            return f"password file {_resolve_path(values['password_file'])} ({values['password_file'].where})"
-        if values.get("password"):
-            return values["password"].where
-    return None
-
-
-def _pick_password(
-    config_path: str, file_values: Mapping[str, _Value], env_values: Mapping[str, _Value]
-) -> Optional[str]:
-    """The password from the environment, else the file; never both forms from one source."""
-    for values, source in ((env_values, "environment"), (file_values, "file")):
-        inline, from_file = values.get("password"), values.get("password_file")
-        if inline and from_file:
-            if source == "environment":
-                raise ConfigError(f"set {ENV_VARS['password']} or {ENV_VARS['password_file']}, not both")
-            raise ConfigError(f"{config_path}: [{COUCHDB_SECTION}] set password or password_file, not both")
-        if from_file:
-            return _read_password_file(from_file)
-        if inline:
-            if source == "file" and _readable_by_others(config_path):
-                log.warning(
-                    "%s holds a password and can be read by group or others; chmod 600 it "
-                    "or move the password to a password_file", config_path,
-                )
-            return inline.text
-    return None
 
 
 def load_agent_settings(
@@ -555,7 +153,7 @@ def load_agent_settings(
 
     connection, raw = load_connection(config_path, environ)
     shown = os.path.abspath(config_path)
-    file_values = {key: _Value(text, f"{shown}: [{ENQUEUE_SECTION}] {key}", None) for key, text in raw.items()}
+    file_values = {key: RawValue(text, f"{shown}: [{ENQUEUE_SECTION}] {key}", None) for key, text in raw.items()}
 
     def flag_name(key: str) -> str:
         return "--" + (key[:-2] if key.endswith("_s") else key).replace("_", "-")
@@ -565,18 +163,18 @@ def load_agent_settings(
         allow_zero = key == "kill_grace"
         given = overrides.get(key + "_s")
         if isinstance(given, str):
-            return _parse_duration(_Value(given, flag_name(key), None), allow_zero=allow_zero), flag_name(key)
+            return parse_duration_value(RawValue(given, flag_name(key), None), allow_zero=allow_zero), flag_name(key)
         if given is not None:
             return float(given), flag_name(key)
         if key in file_values:
-            return _parse_duration(file_values[key], allow_zero=allow_zero), f"[{ENQUEUE_SECTION}] {key}"
+            return parse_duration_value(file_values[key], allow_zero=allow_zero), f"[{ENQUEUE_SECTION}] {key}"
         return default, "default"
 
-    def text(key: str, default: str) -> _Value:
+    def text(key: str, default: str) -> RawValue:
         given = overrides.get(key)
         if given is not None:
-            return _Value(str(given), flag_name(key), None)
-        return file_values.get(key) or _Value(default, f"default {key}", None)
+            return RawValue(str(given), flag_name(key), None)
+        return file_values.get(key) or RawValue(default, f"default {key}", None)
 
     delay, delay_from = duration("heartbeat_delay", Timing.heartbeat_delay_s)
     stale, stale_from = duration("heartbeat_stale", Timing.heartbeat_stale_s)
@@ -599,14 +197,14 @@ def load_agent_settings(
     if overrides.get("repeat") is not None:
         repeat = bool(overrides["repeat"])
     elif "repeat" in file_values:
-        repeat = _parse_bool(file_values["repeat"])
+        repeat = parse_bool_value(file_values["repeat"])
     else:
         repeat = False
 
     if overrides.get("allow_cluster") is not None:
         allow_cluster = bool(overrides["allow_cluster"])
     elif "allow_cluster" in file_values:
-        allow_cluster = _parse_bool(file_values["allow_cluster"])
+        allow_cluster = parse_bool_value(file_values["allow_cluster"])
     else:
         allow_cluster = False
 

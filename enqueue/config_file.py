@@ -6,7 +6,13 @@ itself might hold a password). A UTF-8 byte order mark is skipped; anything
 but a regular file (a directory, a FIFO that would block the reader) is
 refused before it is opened. ``misspelt_section`` turns a section spelt
 almost like one of ours into an error instead of silently ignoring it as a
-foreign section.
+foreign section. ``section_values`` gives the non-empty values of one of
+our sections, each with the file, section and key it came from, and
+refuses a key it does not know; a password is registered for redaction
+as soon as it is read.
+
+Not here: what a value means (``enqueue.connection``, ``enqueue.config``),
+nor the environment or flags that may override it.
 """
 
 from __future__ import annotations
@@ -18,8 +24,21 @@ import stat
 from typing import Optional
 
 from enqueue.errors import ConfigError
+from enqueue.logs import register_secret
+from enqueue.setting_values import RawValue
 
-__all__ = ["read_file", "not_a_regular_file", "misspelt_section"]
+__all__ = [
+    "COUCHDB_SECTION", "ENQUEUE_SECTION", "COUCHDB_KEYS", "ENQUEUE_KEYS",
+    "read_file", "not_a_regular_file", "misspelt_section", "section_values",
+]
+
+COUCHDB_SECTION = "couchdb"
+ENQUEUE_SECTION = "enqueue"
+COUCHDB_KEYS = ("url", "database", "username", "password", "password_file", "ca_file", "request_timeout")
+ENQUEUE_KEYS = (
+    "heartbeat_delay", "heartbeat_stale", "conflict_delay", "kill_grace",
+    "repeat", "time_format", "leader_doc", "sites_doc", "allow_cluster",
+)
 
 
 def not_a_regular_file(path: str) -> Optional[str]:
@@ -94,3 +113,22 @@ def misspelt_section(parser: configparser.ConfigParser, path: str, section: str)
     if close:
         raise ConfigError(f"{path}: section [{section}] not found; the file has [{close[0]}]: "
                           f"did you mean [{section}]?")
+
+
+def section_values(
+    parser: configparser.ConfigParser, path: str, section: str, known: tuple[str, ...]
+) -> dict[str, RawValue]:
+    """The non-empty values of ``section``; an unknown key is an error."""
+    misspelt_section(parser, path, section)
+    if not parser.has_section(section):
+        return {}
+    base_dir = os.path.dirname(os.path.abspath(path))
+    values: dict[str, RawValue] = {}
+    for key, text in parser.items(section, raw=True):
+        if key not in known:
+            raise ConfigError(f"{path}: [{section}] {key}: unknown key; known keys: {', '.join(known)}")
+        if key == "password":
+            register_secret(text.strip())
+        if text.strip():
+            values[key] = RawValue(text.strip(), f"{path}: [{section}] {key}", base_dir)
+    return values

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from enqueue import errors
 from enqueue.clock import SystemClock
-from enqueue.config import Connection
+from enqueue.connection import Connection
 from enqueue.couchdb_http import WRITE_SECURITY, AlreadyExists, DocMissing, HttpSession, one_line
 from enqueue.store import ChangeBatch, Seq
 from enqueue.urls import BadUrl, split_url

@@ -23,7 +23,7 @@ __all__ = ["Origins", "advice", "explain", "remember", "forget"]
 
 
 class Origins(Protocol):
-    """What advice needs of a connection (``enqueue.config.Connection`` has it)."""
+    """What advice needs of a connection (``enqueue.connection.Connection`` has it)."""
 
     url: str
     database: str

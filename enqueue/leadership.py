@@ -29,10 +29,10 @@ from enqueue.documents import TurnRecord
 from enqueue.outcomes import Outcome
 
 if TYPE_CHECKING:
-    from enqueue.config import Timing
     from enqueue.records import RecordQueue
     from enqueue.shared_docs import SharedDocs
     from enqueue.store import Store
+    from enqueue.timing import Timing
 
 log = logging.getLogger("enqueue.agent")
 

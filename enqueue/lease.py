@@ -36,8 +36,8 @@ from enqueue.errors import Conflict, SiteInUse
 
 if TYPE_CHECKING:
     from enqueue.clock import Clock
-    from enqueue.config import Timing
     from enqueue.store import Store
+    from enqueue.timing import Timing
 
 log = logging.getLogger("enqueue.agent")
 

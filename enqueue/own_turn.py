@@ -198,6 +198,7 @@ class OwnTurn:
         end = cur.ending
         duration = end.duration_s if end.duration_s is not None else self.clock.monotonic() - cur.started_mono
         mine = turns.still_mine(self.view.leader, self.me, cur.turn)
+        taken = "the turn was taken away before the command ended; "
         if self.recorded_turn != cur.turn:
             self.records.write_now(
                 TurnRecord(
@@ -210,7 +211,7 @@ class OwnTurn:
                     started_at=cur.started_text,
                     ended_at=self._now_text(),
                     duration_s=duration,
-                    note=end.error if mine else "the turn was taken away before the command ended; " + (end.error or ""),
+                    note=end.error if mine else taken + (end.error or ""),
                 )
             )
             self.recorded_turn = cur.turn

@@ -15,6 +15,13 @@ Guarantees
   on top of the first.
 * The deadline is kept by the supervisor: the command is dead by ``deadline``
   even if this process is frozen or killed (see ``enqueue.supervisor``).
+* The deadline has a second keeper here, on the reader thread, so it holds
+  while the agent's own thread waits on the database: if the command's
+  group is not reported ended ``keeper_lag_s`` after the deadline (the
+  supervisor frozen or starved), the runner SIGKILLs the group itself, once.
+  It tracks the deadline as the supervisor does (``extend`` is final once
+  the SIGTERM moment has passed), so it never acts before the supervisor
+  would have; the command's end is then reported as ``fenced``.
 * ``supervisor_died`` is reported once if the supervisor goes away without
   ``close()``. A command it ran is then dead: the kernel kills its main
   process with the supervisor, the runner SIGKILLs the rest of its group.
@@ -30,16 +37,18 @@ import json
 import logging
 import math
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from enqueue.config import CONNECTION_ENV_PREFIX
+from enqueue.connection import CONNECTION_ENV_PREFIX
 from enqueue.errors import EnqueueError
-from enqueue.outcomes import SHUTDOWN
+from enqueue.outcomes import SHUTDOWN, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +109,18 @@ class Runner:
         kill_grace_s: float,
         on_event: Callable[[RunnerEvent], None],
         python: str = sys.executable,
+        keeper_lag_s: float = 1.0,
     ) -> None:
         """Start the supervisor and wait until it answers; raises RunnerError
         if it does not come up."""
         if kill_grace_s < 0:
             raise ValueError("kill_grace_s must not be negative")
+        if keeper_lag_s < 0:
+            raise ValueError("keeper_lag_s must not be negative")
         self.kill_grace_s = kill_grace_s
+        self.keeper_lag_s = keeper_lag_s
+        self._deadline: Optional[float] = None
+        self._killed_turn: Optional[int] = None
         self._on_event = on_event
         self._lock = threading.Lock()
         self._close_lock = threading.Lock()
@@ -177,6 +192,7 @@ class Runner:
             if not gone:
                 self._busy = True
                 self._turn = turn
+                self._deadline = deadline
                 self._send({"op": "start", "turn": turn, "argv": list(argv), "env": dict(env),
                             "deadline": deadline})
         if gone:
@@ -191,6 +207,10 @@ class Runner:
         with self._lock:
             if self._busy and not self._gone:
                 self._send({"op": "extend", "turn": self._turn, "deadline": deadline})
+                # As the supervisor does: later only, and final once the SIGTERM moment has passed.
+                current = self._deadline
+                if current is not None and deadline > current and time.monotonic() < current - self.kill_grace_s:
+                    self._deadline = deadline
 
     def stop(self, reason: str) -> None:
         """End the running turn now (SIGTERM, SIGKILL after the grace period);
@@ -237,10 +257,38 @@ class Runner:
 
     # -- reader thread ------------------------------------------------------
 
+    def _keeper_at(self) -> Optional[float]:
+        """When the running command is killed from here unless reported ended; None when nothing to keep."""
+        with self._lock:
+            if not self._busy or self._pid is None or self._deadline is None or self._killed_turn == self._turn:
+                return None
+            return self._deadline + self.keeper_lag_s
+
+    def _keep_deadline(self) -> None:
+        """The deadline's second keeper: SIGKILL a group whose end is overdue (the supervisor did not act)."""
+        with self._lock:
+            if not self._busy or self._pid is None or self._deadline is None or self._killed_turn == self._turn:
+                return
+            late = time.monotonic() - self._deadline
+            if late < self.keeper_lag_s:
+                return
+            self._killed_turn, pgid = self._turn, self._pid
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        log.error("runner: turn %s outlived its deadline by %.1f s with no word from the supervisor; killed its "
+                  "process group %d from the agent", self._killed_turn, late, pgid)
+
     def _read_events(self, fd: int) -> None:
         buffer = b""
         try:
             while True:
+                keeper_at = self._keeper_at()
+                wait = None if keeper_at is None else max(0.0, keeper_at - time.monotonic())
+                if not select.select([fd], [], [], wait)[0]:
+                    self._keep_deadline()
+                    continue
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     break
@@ -263,13 +311,16 @@ class Runner:
         if kind == "ready":
             self._ready.set()
             return
+        how = fields.get("how")
+        if kind == "exited" and how == Outcome.EXITED and fields.get("turn") == self._killed_turn:
+            how = Outcome.FENCED.value  # the second keeper killed it at its deadline
         event = RunnerEvent(
             kind=kind,
             turn=fields.get("turn"),
             pid=fields.get("pid"),
             exit_code=fields.get("exit_code"),
             signal=fields.get("signal"),
-            how=fields.get("how"),
+            how=how,
             error=fields.get("error"),
             duration_s=fields.get("duration_s"),
             reason=fields.get("reason"),

@@ -34,12 +34,12 @@ from enqueue.config import (
     DEFAULT_LEADER_DOC,
     DEFAULT_SITES_DOC,
     DEFAULT_TIME_FORMAT,
-    Connection,
-    Timing,
     load_agent_settings,
 )
+from enqueue.connection import Connection
 from enqueue.errors import EXIT_FAILURE, Conflict, EnqueueError, Forbidden
 from enqueue.store import Store
+from enqueue.timing import Timing
 
 __all__ = [
     "AdminSettings",

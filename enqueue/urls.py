@@ -1,6 +1,6 @@
 """Server URLs: the one place a URL is split into where the server is and the credentials it carries.
 
-The configuration (enqueue.config) and the CouchDB driver
+The connection settings (enqueue.connection) and the CouchDB driver
 (enqueue.couchdb_store) both take ``http(s)://[user:password@]host[:port][/path]``
 and split it here, so they agree on what a valid URL is. No message raised
 here contains the user information of the URL.

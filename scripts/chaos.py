@@ -85,7 +85,7 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from enqueue import documents as docs  # noqa: E402
-from enqueue.config import DEFAULT_REQUEST_TIMEOUT_S  # noqa: E402
+from enqueue.connection import DEFAULT_REQUEST_TIMEOUT_S  # noqa: E402
 from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer, DevServerError  # noqa: E402
 from enqueue.durations import parse_duration  # noqa: E402

@@ -19,13 +19,11 @@ from typing import Any, Optional, Sequence
 
 from enqueue import site_names
 from enqueue.config import (
-    DEFAULT_KILL_GRACE_S,
     DEFAULT_LEADER_DOC,
     DEFAULT_SITES_DOC,
     DEFAULT_TIME_FORMAT,
     OVERRIDE_KEYS,
     AgentSettings,
-    Timing,
     load_agent_settings,
 )
 from enqueue.durations import format_duration, parse_duration
@@ -42,6 +40,7 @@ from enqueue.errors import (
     UsageError,
 )
 from enqueue.logs import add_logging_arguments
+from enqueue.timing import DEFAULT_KILL_GRACE_S, Timing
 from enqueue.usage import OneLineParser
 
 log = logging.getLogger("enqueue.run")

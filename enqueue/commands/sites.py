@@ -32,11 +32,11 @@ from typing import Any, Mapping, Optional
 from enqueue import documents as docs
 from enqueue import steering, table
 from enqueue.clock import SystemClock
-from enqueue.config import Timing
 from enqueue.durations import format_age, format_duration
 from enqueue.errors import EXIT_SITE_IN_USE, Conflict, UsageError
 from enqueue.logs import add_logging_arguments
 from enqueue.store import Store
+from enqueue.timing import Timing
 
 NAME = "sites"
 HELP = "list the registered sites; drain, undrain or remove one"

@@ -30,7 +30,7 @@ import secrets
 from typing import Any, Optional
 
 from enqueue import security, table
-from enqueue.config import Connection, load_connection
+from enqueue.connection import Connection, load_connection
 from enqueue.errors import EXIT_OK, ConfigError, Conflict, DatabaseMissing, EnqueueError
 from enqueue.logs import register_secret
 from enqueue.site_names import validate_site_name

@@ -262,7 +262,7 @@ def _process(pid: int):
 def test_a_slow_server_does_not_waste_turns(sites, database, tmp_path):
     """Every request of alpha's takes about half a heartbeat (a slow CouchDB, docs/PROTOCOL.md §6.1).
 
-    Found: ``Agent._confirm_and_start`` beat first only when the lease's
+    Found: the agent (``OwnTurn.confirm_and_start`` now) beat first only when the lease's
     SIGTERM moment had already passed, then confirmed (one round trip) and
     started the command under the lease it had. When the lease had a little
     time left, the confirm's round trip used it up: the supervisor refused to
@@ -292,5 +292,58 @@ def test_a_slow_server_does_not_waste_turns(sites, database, tmp_path):
         wait_until("three turns of alpha's", lambda: alpha.log().count("finished turn") >= 3, timeout_s=60)
         assert "failed to start" not in alpha.log(), alpha.log()[-1500:]
     finally:
+        sites.stop_all()
+        proxy.close()
+
+
+def test_a_frozen_supervisor_of_an_agent_cut_off_from_the_server_does_not_let_its_command_outlive_its_lease(
+        sites, database, tmp_path):
+    """The command's supervisor stopped alone (``kill -STOP`` of that one process, or starved of CPU), then its
+    agent cut off from the server.
+
+    Found: the supervisor keeps the deadline, and a frozen one keeps none;
+    the agent, alive, knowing the command's process group and its deadline,
+    never killed it. Its beats failed, the leader took the turn away after
+    ``heartbeat_stale`` of silence, and the next site's command started
+    while the old one still ran.
+
+    Now: the agent is the deadline's second keeper. Once the deadline has
+    passed (by a quarter heartbeat) without word from the supervisor that
+    the command ended, it kills the group itself, still a heartbeat before
+    the leader may give the turn away.
+    """
+    from tools.chaos.network import BlackholeProxy
+
+    port = int(database.server.url.rsplit(":", 1)[1])
+    proxy = BlackholeProxy(port)
+    supervisor = None
+    try:
+        cut = Sites(config=database.config_file(tmp_path / "cut"), workdir=tmp_path)
+        config = tmp_path / "cut" / "enqueue.ini"
+        config.write_text(config.read_text().replace(database.server.url, f"http://127.0.0.1:{proxy.port}"))
+        bravo = sites.start("bravo", sleep_s=0.1)
+        wait_until("bravo leading", lambda: (database.store.get("enqueue_leader") or {}).get("leader") == "bravo")
+        alpha = cut.start("alpha", sleep_s=30)
+        sites.agents["alpha"] = alpha
+        run = wait_until("alpha's command running",
+                         lambda: next((r for r in sites.report().runs if r.site == "alpha"), None), timeout_s=30)
+        supervisor = next(p for p in psutil.Process(alpha.proc.pid).children()
+                          if any("enqueue.supervisor" in part for part in p.cmdline()))
+        supervisor.suspend()
+        proxy.cut()
+        # A probe that finds another's lock held writes "overlap" and then waits for the lock.
+        report = wait_until("bravo's next turn", lambda: (lambda rep: rep if rep.overlaps or any(
+            r.site == "bravo" and r.start_ns > run.start_ns for r in rep.runs) else None)(sites.report()),
+            timeout_s=30)
+        assert report.overlaps == [], report.overlaps
+        assert "killed its process group" in alpha.log(), alpha.log()[-2000:]
+        assert bravo.proc.poll() is None
+    finally:
+        if supervisor is not None:
+            try:
+                supervisor.resume()
+            except psutil.NoSuchProcess:
+                pass
+        proxy.heal()
         sites.stop_all()
         proxy.close()

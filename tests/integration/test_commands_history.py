@@ -130,6 +130,13 @@ def test_timeline_of_real_turns_is_an_svg_with_a_lane_per_site(enqueue_cli, data
     assert [r.get("class") for r in lanes["bravo"]] == ["bar failed"]
     assert lanes["bravo"][0].find("s:title", NS).text.startswith("turn 2, bravo: exited, exit code 3; started ")
 
+    assert not [r for r in root.iter(f"{{{NS['s']}}}rect") if r.get("class") == "pause"]
+    assert enqueue_cli("pause", "--reason", "maintenance").code == 0
+    assert enqueue_cli("history", "--timeline", svg_path).code == 0
+    shaded = [r for r in ET.parse(svg_path).getroot().iter(f"{{{NS['s']}}}rect") if r.get("class") == "pause"]
+    assert len(shaded) == 1
+    assert shaded[0].find("s:title", NS).text.endswith(" UTC (reason: maintenance), still paused")
+
     html_path = tmp_path / "turns.html"
     assert enqueue_cli("history", "--timeline", html_path, "--site", "bravo").code == 0
     page = html_path.read_text()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enqueue.commands import users
-from enqueue.config import Connection
+from enqueue.connection import Connection
 
 
 def test_users_list_aligns_its_columns(couch_server, tmp_path):

@@ -14,7 +14,7 @@ import pytest
 import enqueue
 from enqueue import documents as docs
 from enqueue.documents import WAITING
-from enqueue.errors import Unreachable
+from enqueue.errors import Conflict, Unreachable
 from enqueue.lease import Lease
 from tests.support.agents import STALE_S, wait_until
 from tests.support.commands import enqueue_cli  # noqa: F401  (fixture)
@@ -249,10 +249,16 @@ def test_a_stop_while_waiting_for_the_turn_raises_turn_lost_and_leaves(config_fi
 
 def test_a_turn_the_leader_takes_away_is_lost_and_recorded_as_revoked(config_file, database):
     with enqueue.turn(config_file, "alpha", **FAST) as t:
-        body = database.store.get("enqueue_leader")
-        # What a leader writes when it takes the turn back and grants the next one.
-        body.update(turn=t.number + 1, running="bravo", status=docs.GRANTED)
-        database.store.put(body)
+        # What a leader writes when it takes the turn back and grants the next one (a compare-and-swap:
+        # the agent may write the leader doc in between, then read and write again).
+        while True:
+            body = database.store.get("enqueue_leader")
+            body.update(turn=t.number + 1, running="bravo", status=docs.GRANTED)
+            try:
+                database.store.put(body)
+                break
+            except Conflict:
+                continue
         assert t.lost.wait(timeout=20)
         assert t.reason == "revoked"
         with pytest.raises(enqueue.TurnLost, match=r"\(revoked\)"):

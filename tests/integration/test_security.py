@@ -28,7 +28,7 @@ import pytest
 from enqueue import documents as docs
 from enqueue import cli, errors, logs, records, security
 from enqueue.commands import users
-from enqueue.config import Connection
+from enqueue.connection import Connection
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
 from tests.support import servers

@@ -13,8 +13,8 @@ import pytest
 
 from enqueue import __version__, cli, logs
 from enqueue.commands import run
-from enqueue.config import Timing
 from enqueue.errors import EnqueueError, Unreachable
+from enqueue.timing import Timing
 from tests.support.fake_agent import CONFIG, FakeAgent, agent, config  # noqa: F401  (fixtures)
 from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 

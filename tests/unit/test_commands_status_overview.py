@@ -9,8 +9,9 @@ import pytest
 from enqueue import documents as docs
 from enqueue.commands import status_overview as overview
 from enqueue.commands import status_text
-from enqueue.config import Connection, Timing
+from enqueue.connection import Connection
 from enqueue.steering import AdminSettings, parse_time
+from enqueue.timing import Timing
 
 NOW = _dt.datetime(2026, 5, 1, 12, 0, 0, tzinfo=_dt.timezone.utc)
 SETTINGS = AdminSettings(connection=Connection(url="http://127.0.0.1:5984", database="db"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from enqueue import compat
-from enqueue.config import Timing
+from enqueue.timing import Timing
 from tests.support.fake_agent import agent, config  # noqa: F401  (fixtures)
 from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 

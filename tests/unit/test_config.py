@@ -2,58 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import builtins
-import itertools
-import os
-import textwrap
-from pathlib import Path
-from typing import Optional
-
 import pytest
 
-from enqueue import logs
-from enqueue.config import (
-    AgentSettings,
-    Connection,
-    Timing,
-    fitted_heartbeat_delay_s,
-    load_agent_settings,
-    load_connection,
-)
+from enqueue.config import load_agent_settings
+from enqueue.connection import Connection
 from enqueue.errors import ConfigError
+from enqueue.timing import Timing
+from tests.support.config_files import COUCH, GOOD, SECRET, settings, write
 from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
-
-SECRET = "S3cret-value-42"
-
-GOOD = f"""
-[couchdb]
-url = http://127.0.0.1:5984/   ; a comment after the value
-database = enqueue
-username = site_alpha
-password = {SECRET}
-
-[enqueue]
-heartbeat_delay = 1
-heartbeat_stale = 5
-
-[some_other_tool]
-anything = goes
-"""
-
-
-def write(tmp_path: Path, text: str, name: str = "enqueue.ini", mode: int = 0o600) -> str:
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(text))
-    path.chmod(mode)
-    return str(path)
-
-
-def settings(path: str, overrides: Optional[dict] = None, environ: Optional[dict] = None,
-             site: str = "alpha", command: Optional[list] = None) -> AgentSettings:
-    return load_agent_settings(path, site, command or ["true"], overrides or {}, environ or {})
 
 
 # --------------------------------------------------------------------------- the good path
@@ -152,21 +110,6 @@ def test_timings_with_room_are_not_fitted(tmp_path, enqueue: str) -> None:
     assert s.notes == ()
 
 
-def test_a_fitted_delay_always_makes_a_valid_timing_with_the_margin() -> None:
-    seconds = [0.5, 1, 2, 5, 10, 30, 60, 100, 300, 600, 1200, 1800, 3600]
-    for delay, stale in itertools.product(seconds, seconds):
-        for grace in (None, 0.0, 0.1, 1.0, 30.0, 300.0):
-            fitted = fitted_heartbeat_delay_s(delay, stale, grace)
-            if fitted is None:
-                continue
-            default_grace = min(30.0, stale / 6)
-            effective_grace = default_grace if grace is None else grace
-            assert 0 < fitted < delay
-            Timing(heartbeat_delay_s=fitted, heartbeat_stale_s=stale, kill_grace_s=effective_grace)
-            slack = stale - 2 * fitted
-            assert slack == pytest.approx(effective_grace + max(effective_grace, default_grace))
-
-
 def test_flags_beat_file(tmp_path) -> None:
     path = write(tmp_path, GOOD)
     s = settings(path, {
@@ -190,107 +133,8 @@ def test_flag_can_turn_repeat_off(tmp_path) -> None:
     assert settings(path, {"repeat": False}).repeat is False
 
 
-def test_environment_beats_file(tmp_path) -> None:
-    pw_file = tmp_path / "pw"
-    pw_file.write_text("from-env-file\n")
-    pw_file.chmod(0o600)
-    ca = tmp_path / "ca.pem"
-    ca.write_text("x")
-    env = {
-        "ENQUEUE_COUCHDB_URL": "https://other.example:6984",
-        "ENQUEUE_COUCHDB_DATABASE": "other",
-        "ENQUEUE_COUCHDB_USERNAME": "site_beta",
-        "ENQUEUE_COUCHDB_PASSWORD_FILE": str(pw_file),
-        "ENQUEUE_COUCHDB_CA_FILE": str(ca),
-    }
-    connection, _ = load_connection(write(tmp_path, GOOD), env)
-    assert connection == Connection("https://other.example:6984", "other", "site_beta", "from-env-file", str(ca))
-
-
-def test_environment_password(tmp_path) -> None:
-    connection, _ = load_connection(write(tmp_path, GOOD), {"ENQUEUE_COUCHDB_PASSWORD": "envpw"})
-    assert connection.password == "envpw"
-
-
-def test_empty_environment_variable_is_unset(tmp_path) -> None:
-    connection, _ = load_connection(write(tmp_path, GOOD), {"ENQUEUE_COUCHDB_URL": ""})
-    assert connection.url == "http://127.0.0.1:5984"
-
-
-def test_environment_supplies_missing_section(tmp_path) -> None:
-    env = {"ENQUEUE_COUCHDB_URL": "http://127.0.0.1:5984", "ENQUEUE_COUCHDB_DATABASE": "enqueue"}
-    connection, raw = load_connection(write(tmp_path, "[enqueue]\nrepeat = on\n"), env)
-    assert connection.describe() == "database 'enqueue' at http://127.0.0.1:5984"
-    assert raw == {"repeat": "on"}
-
-
-def test_password_file_relative_to_config(tmp_path) -> None:
-    (tmp_path / "secret.txt").write_text(SECRET + "\n")
-    (tmp_path / "secret.txt").chmod(0o600)
-    path = write(tmp_path, GOOD.replace(f"password = {SECRET}", "password_file = secret.txt"))
-    assert settings(path).connection.password == SECRET
-    assert logs.redact(SECRET) == logs.REDACTED
-
-
-def test_credentials_in_url_are_moved_out(tmp_path, caplog) -> None:
-    path = write(tmp_path, "[couchdb]\nurl = http://bob:p%40ss@127.0.0.1:5984\ndatabase = enqueue\n")
-    with caplog.at_level(logging.WARNING):
-        connection, _ = load_connection(path, {})
-    assert connection.url == "http://127.0.0.1:5984"
-    assert (connection.username, connection.password) == ("bob", "p@ss")
-    assert "discouraged" in caplog.text
-    assert logs.redact("p@ss") == logs.REDACTED
-
-
-def test_default_section_and_foreign_sections_are_ignored(tmp_path) -> None:
-    path = write(tmp_path, "[DEFAULT]\ncolour = blue\n" + GOOD)
-    assert settings(path).connection.database == "enqueue"
-
-
-def test_password_is_not_in_repr(tmp_path) -> None:
-    s = settings(write(tmp_path, GOOD))
-    assert SECRET not in repr(s) and SECRET not in s.connection.describe()
-
-
-def test_password_registered_for_redaction(tmp_path) -> None:
-    settings(write(tmp_path, GOOD))
-    assert logs.redact(f"x {SECRET} y") == "x *** y"
-
-
-# --------------------------------------------------------------------------- warnings
-
-
-def test_warns_when_file_with_password_is_readable_by_others(tmp_path, caplog) -> None:
-    path = write(tmp_path, GOOD, mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="enqueue.config"):
-        settings(path)
-    assert "can be read by group or others" in caplog.text
-    assert SECRET not in caplog.text
-
-
-def test_no_warning_for_private_file(tmp_path, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="enqueue.config"):
-        settings(write(tmp_path, GOOD, mode=0o600))
-    assert "read by group" not in caplog.text
-
-
-def test_no_warning_for_readable_file_without_password(tmp_path, caplog) -> None:
-    path = write(tmp_path, "[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n", mode=0o644)
-    with caplog.at_level(logging.WARNING, logger="enqueue.config"):
-        settings(path)
-    assert "read by group" not in caplog.text
-
-
-def test_warns_about_password_over_plain_http_to_remote_host(tmp_path, caplog) -> None:
-    path = write(tmp_path, GOOD.replace("127.0.0.1", "db.example"))
-    with caplog.at_level(logging.WARNING, logger="enqueue.config"):
-        settings(path)
-    assert "plain http" in caplog.text
-
-
 # --------------------------------------------------------------------------- errors
 
-COUCH = "[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n"
 
 # (id, file text or None for "no file", environment, expected text in the message)
 BAD_FILES = [
@@ -361,91 +205,6 @@ def test_bad_configuration(tmp_path, text: str, environ: dict, expected: str) ->
     assert info.value.exit_code == 2
 
 
-def test_password_never_in_syntax_error(tmp_path) -> None:
-    path = write(tmp_path, COUCH + f"password {SECRET}\n")
-    with pytest.raises(ConfigError) as info:
-        settings(path)
-    assert SECRET not in str(info.value)
-
-
-def test_password_never_in_unknown_key_error(tmp_path) -> None:
-    path = write(tmp_path, COUCH + f"passwd = {SECRET}\n")
-    with pytest.raises(ConfigError) as info:
-        settings(path)
-    assert SECRET not in str(info.value) and "passwd" in str(info.value)
-
-
-def test_password_never_in_url_error(tmp_path) -> None:
-    path = write(tmp_path, COUCH.replace("http://127.0.0.1:5984", f"http://bob:{SECRET}@127.0.0.1:59x4"))
-    with pytest.raises(ConfigError) as info:
-        settings(path)
-    assert SECRET not in str(info.value)
-
-
-def test_password_never_in_url_error_when_the_at_sign_is_missing(tmp_path) -> None:
-    # Without the '@' urllib reads the password as the port and quotes it in its own message.
-    path = write(tmp_path, COUCH.replace("http://127.0.0.1:5984", f"http://bob:{SECRET}/127.0.0.1"))
-    with pytest.raises(ConfigError, match=r"\[couchdb\] url: not a valid URL") as info:
-        settings(path)
-    assert SECRET not in str(info.value)
-
-
-def test_missing_file(tmp_path) -> None:
-    path = str(tmp_path / "nothere.ini")
-    with pytest.raises(ConfigError, match="nothere.ini: no such configuration file"):
-        settings(path)
-
-
-def test_directory_is_not_a_file(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="is a directory"):
-        settings(str(tmp_path))
-
-
-def deny_reading(path: str, monkeypatch) -> None:
-    """Make ``path`` unreadable: by its mode, and, for root (who reads everything), by refusing to open it."""
-    os.chmod(path, 0o000)
-    if os.geteuid() != 0:
-        return
-    real_open = builtins.open
-
-    def refusing_open(file, *args, **kwargs):
-        if os.path.abspath(str(file)) == os.path.abspath(path):
-            raise PermissionError(13, "Permission denied", str(file))
-        return real_open(file, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "open", refusing_open)
-
-
-def test_unreadable_file(tmp_path, monkeypatch) -> None:
-    path = write(tmp_path, GOOD)
-    deny_reading(path, monkeypatch)
-    with pytest.raises(ConfigError, match="cannot read the configuration file"):
-        settings(path)
-
-
-def test_unreadable_password_file(tmp_path, monkeypatch) -> None:
-    secret_file = tmp_path / "pw"
-    secret_file.write_text("x")
-    deny_reading(str(secret_file), monkeypatch)
-    path = write(tmp_path, COUCH + "username = bob\npassword_file = pw\n")
-    with pytest.raises(ConfigError, match=r"\[couchdb\] password_file: password file .* not readable"):
-        settings(path)
-
-
-def test_empty_password_file(tmp_path) -> None:
-    (tmp_path / "pw").write_text("\n")
-    path = write(tmp_path, COUCH + "username = bob\npassword_file = pw\n")
-    with pytest.raises(ConfigError, match="is empty"):
-        settings(path)
-
-
-def test_not_utf8(tmp_path) -> None:
-    path = tmp_path / "bad.ini"
-    path.write_bytes(b"[couchdb]\nurl = \xff\n")
-    with pytest.raises(ConfigError, match="not UTF-8"):
-        settings(str(path))
-
-
 @pytest.mark.parametrize("site", ["", "-alpha", "_alpha", ".a", "al pha", "al/pha", "é", "x" * 65])
 def test_bad_site_names(tmp_path, site: str) -> None:
     with pytest.raises(ConfigError, match="SITENAME .* is invalid"):
@@ -469,82 +228,3 @@ def test_bad_flag_values(tmp_path) -> None:
         settings(path, {"colour": "blue"})
 
 
-# --------------------------------------------------------------------------- Timing on its own
-
-
-@pytest.mark.parametrize(
-    "kwargs, expected",
-    [
-        ({"heartbeat_delay_s": 0}, "heartbeat_delay must be more than 0"),
-        ({"conflict_delay_s": -1}, "conflict_delay must be more than 0"),
-        ({"kill_grace_s": -1}, "kill_grace must be more than 0 or 0"),
-        ({"heartbeat_stale_s": float("inf")}, "heartbeat_stale must be a finite number"),
-        ({"heartbeat_stale_s": 1200}, "heartbeat_stale (20 min) must be more than 2 x heartbeat_delay"),
-        ({"heartbeat_stale_s": 1230, "kill_grace_s": 31}, "kill_grace (31 s) must be at most"),
-    ],
-)
-def test_timing_rules(kwargs: dict, expected: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Timing(**kwargs)
-    assert expected in str(info.value)
-    assert "\n" not in str(info.value)
-
-
-def test_timing_edge_cases_allowed() -> None:
-    timing = Timing(heartbeat_delay_s=10, heartbeat_stale_s=20.001, kill_grace_s=0)
-    assert (timing.heartbeat_stale_s, timing.kill_grace_s) == (20.001, 0)
-    assert Timing(heartbeat_delay_s=10, heartbeat_stale_s=50, kill_grace_s=15).kill_grace_s == 15
-
-
-def test_a_relative_path_is_shown_absolute(tmp_path, monkeypatch) -> None:
-    (tmp_path / "etc").mkdir()
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError) as info:
-        settings("etc/alpha.ini")
-    assert str(info.value) == f"{tmp_path}/etc/alpha.ini: no such configuration file"
-    write(tmp_path / "etc", "[couchdb]\nurl = http://127.0.0.1:5984\n", name="alpha.ini")
-    with pytest.raises(ConfigError) as info:
-        settings("etc/alpha.ini")
-    assert str(info.value).startswith(f"{tmp_path}/etc/alpha.ini: [couchdb] database: missing")
-
-
-def test_a_utf8_byte_order_mark_is_accepted(tmp_path) -> None:
-    path = tmp_path / "bom.ini"
-    path.write_bytes(b"\xef\xbb\xbf[couchdb]\nurl = http://127.0.0.1:5984\ndatabase = enqueue\n")
-    assert settings(str(path)).connection.database == "enqueue"
-
-
-@pytest.mark.parametrize("kind", ["fifo", "directory"])
-def test_a_password_file_that_is_a_fifo_or_a_directory_is_refused_at_once(tmp_path, kind) -> None:
-    target = tmp_path / "alpha.password"
-    if kind == "fifo":
-        os.mkfifo(target)  # opening it to read would block until somebody writes
-    else:
-        target.mkdir()
-    path = write(tmp_path, COUCH + f"username = alpha\npassword_file = {target}\n")
-    with pytest.raises(ConfigError) as info:
-        settings(path)
-    shown = "a FIFO" if kind == "fifo" else "a directory"
-    assert str(info.value) == (f"{path}: [couchdb] password_file: password file {target} is {shown}, "
-                               "not a file holding the password")
-
-
-def test_a_configuration_file_that_is_a_fifo_is_refused_at_once(tmp_path) -> None:
-    fifo = tmp_path / "enqueue.ini"
-    os.mkfifo(fifo)
-    with pytest.raises(ConfigError, match="is a FIFO, not a configuration file"):
-        settings(str(fifo))
-
-
-def test_the_connection_says_where_each_setting_came_from(tmp_path) -> None:
-    password_file = tmp_path / "alpha.password"
-    password_file.write_text(SECRET + "\n")
-    password_file.chmod(0o600)
-    path = write(tmp_path, COUCH + f"username = alpha\npassword_file = {password_file.name}\n")
-    conn = settings(path, environ={"ENQUEUE_COUCHDB_DATABASE": "other"}).connection
-    assert conn.sources == {
-        "url": f"{path}: [couchdb] url",
-        "database": "environment variable ENQUEUE_COUCHDB_DATABASE",
-        "username": f"{path}: [couchdb] username",
-        "password": f"password file {password_file} ({path}: [couchdb] password_file)",
-    }

@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from enqueue import config
+from enqueue import config, config_file, connection, timing
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "enqueue.example.ini"
 
@@ -15,8 +15,8 @@ def test_the_example_loads_and_its_values_are_the_defaults(tmp_path) -> None:
     path = tmp_path / "enqueue.ini"
     shutil.copy(EXAMPLE, path)
     settings = config.load_agent_settings(str(path), "alpha", ["true"], environ={})
-    assert settings.connection.request_timeout_s == config.DEFAULT_REQUEST_TIMEOUT_S
-    assert settings.timing == config.Timing()
+    assert settings.connection.request_timeout_s == connection.DEFAULT_REQUEST_TIMEOUT_S
+    assert settings.timing == timing.Timing()
     assert (settings.time_format, settings.leader_doc, settings.sites_doc, settings.repeat) == (
         config.DEFAULT_TIME_FORMAT, config.DEFAULT_LEADER_DOC, config.DEFAULT_SITES_DOC, False)
 
@@ -26,5 +26,5 @@ def test_the_example_documents_every_key() -> None:
     sections = re.split(r"^\[(\w+)\]$", text, flags=re.MULTILINE)
     keys = {name: set(re.findall(r"^#? ?(\w+) = ", body, flags=re.MULTILINE))
             for name, body in zip(sections[1::2], sections[2::2])}
-    assert keys[config.COUCHDB_SECTION] == set(config.COUCHDB_KEYS)
-    assert keys[config.ENQUEUE_SECTION] == set(config.ENQUEUE_KEYS)
+    assert keys[config_file.COUCHDB_SECTION] == set(config_file.COUCHDB_KEYS)
+    assert keys[config_file.ENQUEUE_SECTION] == set(config_file.ENQUEUE_KEYS)

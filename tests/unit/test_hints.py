@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enqueue import errors, hints
-from enqueue.config import Connection
+from enqueue.connection import Connection
 
 CFG = "/etc/enqueue/alpha.ini"
 

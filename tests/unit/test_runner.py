@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import psutil
 import pytest
 
-from enqueue import config
+from enqueue import connection
 from enqueue.runner import Runner, RunnerError, RunnerEvent
 from tests.support.processes import TIMEOUT, Fifo, no_leftovers, wait_gone  # noqa: F401  (fixture)
 
@@ -217,7 +217,7 @@ def test_environment_is_the_agents_plus_the_additions(
 def test_the_command_gets_none_of_enqueues_connection_settings(
     monkeypatch: pytest.MonkeyPatch, make_runner: Callable[..., Driven], tmp_path: Path
 ) -> None:
-    for name in (*config.ENV_VARS.values(), "ENQUEUE_COUCHDB_SOMETHING_NEW"):
+    for name in (*connection.ENV_VARS.values(), "ENQUEUE_COUCHDB_SOMETHING_NEW"):
         monkeypatch.setenv(name, "secret-" + name)
     monkeypatch.setenv("ENQUEUE_COUCHDB_URL", "https://alpha:hunter2@couch.example.org")
     monkeypatch.setenv("ENQUEUE_TEST_INHERITED", "from-agent")
@@ -232,7 +232,7 @@ def test_the_command_gets_none_of_enqueues_connection_settings(
     assert not any("secret-" in v or "hunter2" in v for v in seen.values())
     assert (seen["ENQUEUE_TURN"], seen["ENQUEUE_SITE"], seen["ENQUEUE_LEADER"]) == ("3", "alpha", "bravo")
     assert seen["ENQUEUE_TEST_INHERITED"] == "from-agent"
-    assert all(name.startswith(config.CONNECTION_ENV_PREFIX) for name in config.ENV_VARS.values())
+    assert all(name.startswith(connection.CONNECTION_ENV_PREFIX) for name in connection.ENV_VARS.values())
 
 
 def test_command_not_found_is_127(driven: Driven) -> None:
@@ -388,6 +388,35 @@ def test_a_dead_supervisor_is_reported_and_its_command_group_killed(driven: Driv
     driven.runner.start(2, ["true"], {}, time.monotonic() + 5)
     refused = driven.next("spawn_failed")
     assert refused.turn == 2 and "supervisor is gone" in (refused.error or "")
+
+
+def test_a_frozen_supervisor_is_backed_by_the_runner_killing_the_group_past_the_deadline(
+        make_runner: Callable[..., Driven]) -> None:
+    """The supervisor stopped alone keeps no deadline; the runner, in the agent's process, kills the group itself."""
+    driven = make_runner()
+    driven.runner.keeper_lag_s = 0.1
+    deadline = driven.start(1, ["sleep", "30"], 0.6)
+    command = psutil.Process(driven.next("started").pid)
+    os.kill(driven.runner.supervisor_pid, signal.SIGSTOP)
+    try:
+        # The supervisor cannot reap it: dead shows as a zombie.
+        end = time.monotonic() + 0.6 + 3.0
+        while command.status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < end, "the command outlived its deadline with its supervisor frozen"
+            time.sleep(0.005)
+        assert time.monotonic() >= deadline + 0.1
+    finally:
+        os.kill(driven.runner.supervisor_pid, signal.SIGCONT)
+    exited = driven.next("exited")
+    assert (exited.turn, exited.how, exited.exit_code) == (1, "fenced", 137)
+
+
+def test_the_second_keeper_never_acts_on_a_deadline_the_supervisor_keeps(driven: Driven) -> None:
+    driven.runner.keeper_lag_s = 0.0
+    driven.start(1, ["sleep", "30"], 0.5)
+    driven.next("started")
+    exited = driven.next("exited")
+    assert (exited.how, exited.exit_code) == ("fenced", 143), "the supervisor's SIGTERM came first"
 
 
 # -- the agent frozen, killed, interrupted ----------------------------------------

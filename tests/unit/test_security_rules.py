@@ -124,7 +124,7 @@ def finished(doc: LeaderDoc, me: str, repeat: bool) -> dict:
 
 
 def repaired(raw: dict, me: str, turn: int) -> dict:
-    """What the agent writes over a leader doc that does not parse (agent._maybe_repair_leader)."""
+    """What the agent writes over a leader doc that does not parse (Leadership.repair in enqueue.leadership)."""
     fresh = replace(
         docs.new_leader_doc(LEADER_ID),
         rev=raw.get("_rev"),

@@ -58,12 +58,12 @@ from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
 from enqueue import documents as docs
+from enqueue.config import DEFAULT_LEADER_DOC
 
 __all__ = ["NetnsError", "NetnsPlan", "NetnsNetwork", "ProxyNetwork", "BlackholeProxy", "LostAnswer",
            "REQUEST_KINDS", "netns_available", "request_kind"]
 
 REQUEST_KINDS = ("heartbeat", "leader", "record", "feed")
-LEADER_DOC_ID = "enqueue_leader"
 _REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|PUT|POST|DELETE|HEAD|COPY) (\S+) HTTP/1\.[01]\r\n")
 
 
@@ -78,7 +78,7 @@ def request_kind(method: str, target: str) -> Optional[str]:
     doc_id = urllib.parse.unquote(parts[1])
     if doc_id.startswith(docs.HEARTBEAT_PREFIX):
         return "heartbeat"
-    if doc_id == LEADER_DOC_ID:
+    if doc_id == DEFAULT_LEADER_DOC:
         return "leader"
     if doc_id.startswith(docs.TURN_PREFIX):
         return "record"

@@ -1,0 +1,98 @@
+"""A site's heartbeat doc: proof of life, what the site wants, and the timing it runs with (docs/PROTOCOL.md §2).
+
+Guarantees: ``parse_heartbeat`` never raises; a bad ``state`` makes the site
+want nothing, and a timing that is not a positive number reads as not
+announced. ``render_heartbeat`` carries the ``_rev`` it replaces. Not here:
+when a heartbeat is stale (``enqueue.liveness``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from enqueue.documents.fields import Fields
+from enqueue.documents.ids import RUNNING, SCHEMA_VERSION, SITE_STATES, WAITING, heartbeat_id
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A site's own document: proof of life and what the site wants."""
+
+    site: str
+    state: str | None = None
+    repeat: bool = False
+    host: str | None = None
+    pid: int | None = None
+    instance: str | None = None
+    beat: int = 0
+    time: str | None = None
+    turn: int | None = None
+    message: str | None = None
+    rev: str | None = None
+    # The timing the site's agent runs with, announced so that a leader with
+    # other settings still waits out this site's lease (None: not announced).
+    heartbeat_delay_s: float | None = None
+    heartbeat_stale_s: float | None = None
+
+    @property
+    def wants_turn(self) -> bool:
+        """The site asks for a turn now, or right after the one it is running."""
+        return self.state == WAITING or (self.state == RUNNING and self.repeat)
+
+    @property
+    def lease_s(self) -> float | None:
+        """How long after sending an acknowledged beat this site's command may live; None if not announced."""
+        if self.heartbeat_delay_s is None or self.heartbeat_stale_s is None:
+            return None
+        return max(0.0, self.heartbeat_stale_s - self.heartbeat_delay_s)
+
+
+def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat | None, list[str]]:
+    """Parse a heartbeat; a bad ``state`` makes the site want nothing, never a crash."""
+    if raw is None:
+        return None, []
+    if not isinstance(raw, Mapping):
+        return None, ["document is not an object"]
+    f = Fields(raw)
+    hb = Heartbeat(
+        site=site,
+        state=f.choice("state", SITE_STATES),
+        repeat=f.flag("repeat"),
+        host=f.text("host"),
+        pid=f.integer("pid", None),
+        instance=f.text("instance"),
+        beat=f.integer("beat") or 0,
+        time=f.text("time"),
+        turn=f.integer("turn", None),
+        message=f.text("message"),
+        rev=raw.get("_rev"),
+        heartbeat_delay_s=f.seconds("heartbeat_delay_s"),
+        heartbeat_stale_s=f.seconds("heartbeat_stale_s"),
+    )
+    return hb, f.problems
+
+
+def render_heartbeat(hb: Heartbeat, extra: Mapping[str, Any] = {}) -> dict[str, Any]:
+    """The stored form of a heartbeat, carrying the ``_rev`` it replaces."""
+    out: dict[str, Any] = {
+        "_id": heartbeat_id(hb.site),
+        "type": "enqueue_heartbeat",
+        "schema": SCHEMA_VERSION,
+        "site": hb.site,
+        "state": hb.state,
+        "repeat": hb.repeat,
+        "host": hb.host,
+        "pid": hb.pid,
+        "instance": hb.instance,
+        "beat": hb.beat,
+        "time": hb.time,
+        "turn": hb.turn,
+        "message": hb.message,
+        "heartbeat_delay_s": hb.heartbeat_delay_s,
+        "heartbeat_stale_s": hb.heartbeat_stale_s,
+    }
+    out.update(extra)
+    if hb.rev is not None:
+        out["_rev"] = hb.rev
+    return out

@@ -1,0 +1,155 @@
+"""The agent as a state machine: driven by hand on the in-memory store under a fake clock.
+
+No thread, no process, no real time: each test calls ``start``, ``step``
+and ``handle`` itself, plays the runner's part, and checks the documents the
+agent left in the store and the calls it made to its runner.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from dataclasses import dataclass, field
+
+import pytest
+
+from enqueue import documents as docs
+from enqueue.agent import Agent, Left
+from enqueue.clock import FakeClock
+from enqueue.config import AgentSettings, Connection, Timing
+from enqueue.events import CommandEnded, CommandStarted, StopRequested
+from enqueue.lease import Identity
+from enqueue.memory_store import MemoryStore
+
+TIMING = Timing(heartbeat_delay_s=0.5, heartbeat_stale_s=2.0, conflict_delay_s=0.2, kill_grace_s=0.3)
+
+
+@dataclass
+class FakeRunner:
+    """Records what the agent asks; the test answers through ``Agent.handle``."""
+
+    calls: list[tuple] = field(default_factory=list)
+
+    def start(self, turn: int, argv: list[str], env: dict[str, str], deadline: float) -> None:
+        self.calls.append(("start", turn, tuple(argv), env["ENQUEUE_TURN"], deadline))
+
+    def extend(self, deadline: float) -> None:
+        self.calls.append(("extend", deadline))
+
+    def stop(self, reason: str) -> None:
+        self.calls.append(("stop", reason))
+
+    def close(self) -> None:
+        self.calls.append(("close",))
+
+    def named(self, name: str) -> list[tuple]:
+        return [c for c in self.calls if c[0] == name]
+
+
+def make_agent(store: MemoryStore, clock: FakeClock, site: str = "alpha", *, repeat: bool = False,
+               runner: FakeRunner | None = None) -> tuple[Agent, FakeRunner]:
+    settings = AgentSettings(site=site, command=["work", "--hard"], connection=Connection("http://127.0.0.1:9", "x"),
+                             timing=TIMING, repeat=repeat)
+    runner = runner or FakeRunner()
+    identity = Identity(instance=f"{site}-1", host="hostA", pid=100, agent_alive=lambda pid: False)
+    return Agent(settings, store, clock, runner, random.Random(7), identity), runner
+
+
+def leader(store: MemoryStore) -> docs.LeaderDoc:
+    parsed, _ = docs.parse_leader(store.get("enqueue_leader"), "enqueue_leader")
+    assert parsed is not None
+    return parsed
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore("enqueue")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def test_a_lone_agent_elects_itself_runs_one_turn_under_its_lease_records_it_and_leaves(store, clock) -> None:
+    agent, runner = make_agent(store, clock)
+    agent.start(clock.monotonic())
+    assert "enqueue_leader" in agent.watched_ids
+    assert agent.step(clock.monotonic()) is None
+    [start] = runner.named("start")
+    assert start[1:4] == (1, ("work", "--hard"), "1")
+    assert start[4] == agent.lease.deadline() == agent.lease.last_ack_sent + 2.0 - 0.5
+    doc = leader(store)
+    assert (doc.leader, doc.running, doc.status, doc.turn) == ("alpha", "alpha", docs.RUNNING, 1)
+    agent.handle(CommandStarted(1, 4242))
+    clock.advance(0.1)
+    agent.handle(CommandEnded(1, 0, "exited", duration_s=0.1))
+    left = agent.step(clock.monotonic())
+    assert left == Left(0)
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(1)))
+    assert record is not None and (record.site, record.how, record.exit_code) == ("alpha", "exited", 0)
+    assert leader(store).status == docs.DONE
+    hb, _ = docs.parse_heartbeat(store.get(docs.heartbeat_id("alpha")), "alpha")
+    assert hb is not None and hb.state == docs.LEFT
+
+
+def test_every_acknowledged_heartbeat_extends_the_running_commands_deadline(store, clock) -> None:
+    agent, runner = make_agent(store, clock, repeat=True)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    assert runner.named("start")
+    wake = agent.next_wake()
+    assert wake == agent.lease.next_beat_at
+    clock.advance(wake - clock.monotonic())
+    agent.step(clock.monotonic())
+    [extend] = runner.named("extend")
+    assert extend[1] == agent.lease.deadline() == clock.monotonic() + 1.5
+
+
+def test_a_stop_request_stops_the_command_then_the_agent_leaves_with_128_plus_the_signal(store, clock) -> None:
+    agent, runner = make_agent(store, clock, repeat=True)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    agent.handle(CommandStarted(1, 4242))
+    agent.handle(StopRequested(signal.SIGINT))
+    agent.handle(StopRequested(signal.SIGTERM))
+    assert runner.named("stop") == [("stop", "stopped")]
+    assert agent.step(clock.monotonic()) is None, "the command has not been reported ended yet"
+    agent.handle(CommandEnded(1, 143, "stopped", reason="stopped"))
+    assert agent.step(clock.monotonic()) == Left(128 + signal.SIGTERM)
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(1)))
+    assert record is not None and record.how == "stopped"
+    assert leader(store).leader is None, "a leaving leader steps down"
+
+
+def test_two_agents_on_one_store_take_turns_in_order_under_a_fake_clock(store, clock) -> None:
+    """A small deterministic drive: the runner ends each command 0.1 s after it started.
+
+    No feed delivers changes here, so bravo, started first, learns of alpha
+    at its next heartbeat's read and may take a few turns alone before that.
+    """
+    agents = {}
+    ends: dict[str, tuple[float, int]] = {}
+    for site in ("bravo", "alpha"):
+        agent, runner = make_agent(store, clock, site, repeat=True)
+        agent.start(clock.monotonic())
+        agents[site] = (agent, runner)
+    order: list[str] = []
+    for _ in range(400):
+        now = clock.monotonic()
+        for site, (agent, runner) in agents.items():
+            if site in ends and ends[site][0] <= now:
+                agent.handle(CommandEnded(ends.pop(site)[1], 0, "exited", duration_s=0.1))
+            before = len(runner.named("start"))
+            assert agent.step(now) is None
+            for call in runner.named("start")[before:]:
+                assert not ends, f"{site} started turn {call[1]} while another command ran"
+                order.append(site)
+                ends[site] = (now + 0.1, call[1])
+        moments = [a.next_wake() for a, _ in agents.values()] + [at for at, _ in ends.values()]
+        clock.advance(max(0.0, min(moments) - clock.monotonic()))
+        if "alpha" in order and len(order) - order.index("alpha") >= 6:
+            break
+    first = order.index("alpha")
+    assert order[first:first + 6] == ["alpha", "bravo"] * 3, order
+    assert leader(store).turn == len(order)
