@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from enqueue import documents as docs
-from enqueue import security, turns
+from enqueue import leadership, security, turns
 from enqueue.clock import format_time
 from enqueue.documents import LEFT, WAITING
 from enqueue.errors import AuthFailed, Conflict, EnqueueError, Forbidden, SiteLockedOut, StoreError
@@ -108,7 +108,10 @@ class Agent:
         ``feed_since`` is then the feed position to follow from.
         """
         refuse_cluster(self.store, self.s.allow_cluster)
-        self.shared.create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)))
+        # Only a database that never held a turn gets a fresh leader doc here; anywhere else a missing
+        # one is rebuilt by the repair, once every lease it could have granted has run out.
+        if leadership.never_used(self.store):
+            self.shared.create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)))
         self.shared.create_if_absent(docs.render_sites(docs.new_sites_doc(self.s.sites_doc)))
         # Take the feed position before reading, so no change falls between the two.
         self.feed_since = self.store.current_seq()
@@ -217,7 +220,7 @@ class Agent:
         if own.current is not None:
             own.check_still_mine()
         elif turns.holds_running(view.leader, self.me):
-            return own.end_orphaned(now)
+            return own.adopt_own_confirm() or own.end_orphaned(now)
         elif not self.leaving.stopping and self.lease.state == WAITING and turns.granted_to_me(view.leader, self.me):
             if not self._drained():
                 return own.confirm_and_start()
@@ -251,7 +254,8 @@ class Agent:
         """Write my heartbeat; on success, extend my command's deadline from the moment it was sent."""
         cur = self.own.current
         hb = self.lease.beat(repeat=self._repeat(), turn=None if cur is None else cur.turn, now_text=self._now_text(),
-                             extra={"last_exit_code": self.own.last_exit_code, "turns_done": self.own.turns_done})
+                             extra={"last_exit_code": self.own.last_exit_code, "turns_done": self.own.turns_done,
+                                    leadership.TURN_SEEN: self.view.max_turn_seen})
         assert hb.rev is not None
         self.view.own_beat(hb, hb.rev, self.clock.monotonic())
         self.own.extend(self.lease.deadline())

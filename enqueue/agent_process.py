@@ -50,7 +50,6 @@ from enqueue.runner import Runner, RunnerEvent
 
 if TYPE_CHECKING:
     from enqueue.config import AgentSettings
-    from enqueue.connection import Connection
     from enqueue.store import Store
 
 log = logging.getLogger("enqueue.agent")

@@ -9,11 +9,18 @@ Guarantees
   before it calls the leader stale: a cached view may lag.
 * A running turn is taken away only after its holder's silence is confirmed
   on a fresh read of its heartbeat; the record of a turn taken away is
-  queued right after the write that ended it.
+  written before the write that ends it.
 * A leader doc that is missing or does not parse is rewritten only once it
   has been so for ``heartbeat_stale`` (every command started under its old
-  content is dead by then), at the highest turn known, keeping an admin's
-  pause and the old content under ``repaired_from``.
+  content is dead by then), above every turn this agent, a heartbeat (the
+  turn it runs, and ``turn_seen``: the highest turn its agent saw) or a turn
+  record knows (``highest_turn_known``), keeping an admin's pause and the old
+  content under ``repaired_from``. A fresh leader doc (turn 0) is only ever created
+  on a database that never held a heartbeat or a turn record
+  (``never_used``).
+* The turn number a rewrite starts from gets a record (``repaired``) before
+  the rewrite when it has none, naming the site a heartbeat says runs it
+  (else the repairing site), so a later repair starts above it.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import replace
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from enqueue import documents as docs
 from enqueue import election, repair, scheduler
 from enqueue.documents import TurnRecord
+from enqueue.errors import Conflict
 from enqueue.outcomes import Outcome
+from enqueue.site_names import is_site_name
 
 if TYPE_CHECKING:
     from enqueue.records import RecordQueue
@@ -35,6 +44,47 @@ if TYPE_CHECKING:
     from enqueue.timing import Timing
 
 log = logging.getLogger("enqueue.agent")
+
+#: The heartbeat field that carries the highest turn number its agent has seen.
+TURN_SEEN = "turn_seen"
+
+
+def never_used(store: Store) -> bool:
+    """The database holds no heartbeat and no turn record: no turn was ever granted in it."""
+    return not store.list_prefix(docs.HEARTBEAT_PREFIX, limit=1) and not store.list_prefix(docs.TURN_PREFIX, limit=1)
+
+
+def _number(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def highest_turn_known(store: Store, seen: int, leader_raw: Mapping[str, Any] | None,
+                       prefix: str = docs.TURN_PREFIX) -> tuple[int, str | None]:
+    """The turn a rewritten leader doc starts from, and who held it if a heartbeat says.
+
+    What the numbers may be is ``repair.resume_turn``'s rule: what this agent
+    saw and the old document's own turn, plus what heartbeats name (the turn
+    a site runs, the highest its agent saw) and one above the newest turn
+    record of this document set, bounded by the old document's revision
+    count when it is still there. Every turn has its record before the write
+    that ends it (and so before the next grant), so only the turn in
+    progress when the document was lost can be missing from the records,
+    and it may have been confirmed by an agent that is gone. The holder is
+    the site whose heartbeat says it runs that turn (None when none does).
+    """
+    newest = None
+    for rec in store.list_prefix(prefix, limit=1, descending=True):
+        parsed, _ = docs.parse_turn_record(rec)
+        newest = parsed.turn if parsed is not None else None
+    heartbeats = store.list_prefix(docs.HEARTBEAT_PREFIX)
+    claims = [n for raw in heartbeats for n in (_number(raw.get("turn")), _number(raw.get(TURN_SEEN))) if n is not None]
+    known = repair.resume_turn(seen, leader_raw, newest, claims)
+    holder = None
+    for raw in heartbeats:
+        site = raw.get("site")
+        if _number(raw.get("turn")) == known and is_site_name(site):
+            holder = site
+    return known, holder
 
 
 class Leadership:
@@ -95,11 +145,10 @@ class Leadership:
             self.shared.reread(docs.heartbeat_id(p.revoked_site))
             if self.view.liveness.rev(p.revoked_site) != before:
                 return True
-        if not self.shared.cas_leader(p.doc):
-            return True
-        log.info("%s", p.reason)
         if p.revoked_site is not None:
-            self.records.add(
+            # The record goes before the write that ends the turn: a lost answer or a crash in between
+            # cannot leave the turn over without one.
+            self.records.write_now(
                 TurnRecord(
                     turn=p.revoked_turn,
                     site=p.revoked_site,
@@ -109,7 +158,28 @@ class Leadership:
                     note=p.reason,
                 )
             )
+        if not self.shared.cas_leader(p.doc):
+            if p.revoked_site is not None:
+                self._withdraw_record(p.revoked_turn)
+            return True
+        log.info("%s", p.reason)
         return True
+
+    def _withdraw_record(self, turn: int | None) -> None:
+        """Delete my record of taking ``turn`` away, written before a write that then lost its race.
+
+        Best effort: a record left behind (this agent dies first, the delete
+        fails) is completed by the site's own report when it ends the turn.
+        """
+        if turn is None:
+            return
+        raw = self.store.get(docs.turn_record_id(turn))
+        if raw is None or raw.get("leader") != self.me or raw.get("host") is not None or "runner_report" in raw:
+            return
+        try:
+            self.store.delete(raw)
+        except Conflict:
+            pass
 
     def repair_due_at(self) -> float | None:
         """When a missing or broken leader doc may be rewritten; None while it parses."""
@@ -122,11 +192,16 @@ class Leadership:
         due = self.repair_due_at()
         if due is None or now < due:
             return False
-        newest = None
-        for rec in self.store.list_prefix(docs.turn_prefix(self.view.leader_doc), limit=1, descending=True):
-            parsed, _ = docs.parse_turn_record(rec)
-            newest = parsed.turn if parsed is not None else None
-        known = repair.resume_turn(self.view.max_turn_seen, self.view.leader_raw, newest)
+        prefix = docs.turn_prefix(self.view.leader_doc)
+        known, holder = highest_turn_known(self.store, self.view.max_turn_seen, self.view.leader_raw, prefix)
+        if known > 0 and self.store.get(docs.turn_record_id(known, prefix)) is None:
+            # The rewrite ends that turn, if one was in progress: its record goes first, and it keeps the
+            # number taken for the next repair (which starts above the newest record).
+            note = f"the leader doc {self.view.leader_doc} was missing or did not parse; it was rewritten after " \
+                   "heartbeat_stale" + ("" if holder else "; no heartbeat names a site running this turn, the site "
+                                        "written here is the one that repaired it")
+            self.records.write_now(TurnRecord(turn=known, site=holder or self.me, how=Outcome.REPAIRED,
+                                              leader=self.me, ended_at=self._now_text(), note=note))
         # An admin's pause survives the repair; a pause flag that does not parse reads as set.
         paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
         reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None

@@ -8,10 +8,11 @@ end, under a supervisor that kills it by the deadline of the lease
 Guarantees
 ----------
 * At most one ``TurnInProgress``; a turn's command is asked to start once.
-* The record of a finished turn is written before the write that marks the
-  turn done, so a turn marked done always has one: an agent killed between
-  the two writes leaves a recorded turn that the leader takes back once this
-  site is stale, never a finished turn without a record.
+* The record of a turn is written before the write that marks the turn
+  done, on every path that ends one (finishing it, ending an orphan; the
+  leader's revocation does the same), so a turn marked done always has one:
+  an agent killed between the two writes, or a write whose answer is lost,
+  leaves a recorded turn, never a finished turn without a record.
 * A turn the leader doc says this site runs, though this agent never
   started it, is ended only once every lease that could have started it has
   run out and no twin of this site beats (``Lease.orphans_safe``).
@@ -21,10 +22,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from enqueue import documents as docs
 from enqueue import turns
+from enqueue.clock import format_time
 from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
+from enqueue.errors import StoreError
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
 from enqueue.outcomes import Outcome, after_revocation
 
@@ -68,6 +73,17 @@ class Ending:
     how: str
     error: str | None = None
     duration_s: float | None = None
+    ended_text: str | None = None
+    """When the command ended (the documents' time format), from its own end, not from when it is written."""
+
+
+@dataclass(frozen=True)
+class UnansweredConfirm:
+    """A confirm whose answer never came: the turn, the ``started_at`` it wrote, the lease it was sent under."""
+
+    turn: int
+    started_text: str | None
+    deadline: float
 
 
 @dataclass
@@ -105,6 +121,7 @@ class OwnTurn:
         self._beat = beat
         self._now_text = now_text
         self.current: TurnInProgress | None = None
+        self.unanswered_confirm: UnansweredConfirm | None = None
         self.recorded_turn: int | None = None
         self.turns_done = 0
         self.last_exit_code: int | None = None
@@ -125,11 +142,38 @@ class OwnTurn:
         turn = self.view.leader.turn
         if self.lease.too_short_to_start(self.clock.monotonic()):
             self._beat()
-        if not self.shared.cas_leader(turns.confirm(self.view.leader, self.me, self._now_text())):
+        confirmed = turns.confirm(self.view.leader, self.me, self._now_text())
+        try:
+            won = self.shared.cas_leader(confirmed)
+        except StoreError:
+            # The answer may be lost after the write was applied: the next read tells (``adopt_own_confirm``).
+            self.unanswered_confirm = UnansweredConfirm(turn, confirmed.started_at, self.lease.deadline())
+            raise
+        if not won:
             log.debug("confirm of turn %d lost a race", turn)
             return True
         log.debug("confirmed turn %d", turn)
-        self.current = TurnInProgress(turn, self.clock.monotonic(), self.view.leader.started_at)
+        return self._start(turn, self.view.leader.started_at, self.lease.deadline())
+
+    def adopt_own_confirm(self) -> bool:
+        """The running turn the leader doc gives me is the one this agent confirmed without hearing back: run it.
+
+        It starts under the lease of the confirm (a heartbeat since must not
+        lengthen it), so the supervisor refuses it once that lease's SIGTERM
+        moment has passed, and the turn is then recorded as not started.
+        """
+        pending, self.unanswered_confirm = self.unanswered_confirm, None
+        doc = self.view.leader
+        if pending is None or doc is None or not doc.holds(self.me, pending.turn) or \
+                doc.started_at != pending.started_text or doc.updated_by != self.me:
+            return False
+        log.info("the confirm of turn %d went through though its answer was lost: starting it", pending.turn)
+        self._start(pending.turn, pending.started_text, pending.deadline)
+        return True
+
+    def _start(self, turn: int, started_text: str | None, deadline: float) -> bool:
+        assert self.view.leader is not None
+        self.current = TurnInProgress(turn, self.clock.monotonic(), started_text)
         if self.view.leader.skip_turn == turn:
             # An admin skipped this turn before it started: end it without running anything.
             log.info("turn %d was skipped before it started", turn)
@@ -140,7 +184,7 @@ class OwnTurn:
             "ENQUEUE_TURN": str(turn),
             "ENQUEUE_LEADER": self.view.leader.leader or "",
         }
-        self.runner.start(turn, list(self.s.command), env, self.lease.deadline())
+        self.runner.start(turn, list(self.s.command), env, deadline)
         log.info("started turn %d: %s", turn, " ".join(self.s.command))
         self._set_state(RUNNING)
         return False
@@ -188,8 +232,11 @@ class OwnTurn:
         how = ev.how or Outcome.EXITED
         if how == Outcome.STOPPED and cur.stop_sent:
             how = cur.stop_sent
-        duration = ev.duration_s if ev.duration_s is not None else self.clock.monotonic() - cur.started_mono
-        cur.ending = Ending(ev.exit_code, how, ev.error, duration)
+        now = self.clock.monotonic()
+        duration = ev.duration_s if ev.duration_s is not None else now - cur.started_mono
+        # The report may reach a frozen or busy agent late: date the end by the command's own duration.
+        ended = self.clock.now() - timedelta(seconds=max(0.0, now - (cur.started_mono + duration)))
+        cur.ending = Ending(ev.exit_code, how, ev.error, duration, format_time(ended, self.s.time_format))
 
     def finish(self, *, repeat: bool) -> bool:
         """End my turn: write its record, then mark it done (passing the next turn on) if still mine."""
@@ -209,7 +256,7 @@ class OwnTurn:
                     host=self.lease.identity.host,
                     leader=self.view.leader.leader if self.view.leader else None,
                     started_at=cur.started_text,
-                    ended_at=self._now_text(),
+                    ended_at=end.ended_text or self._now_text(),
                     duration_s=duration,
                     note=end.error if mine else taken + (end.error or ""),
                 )
@@ -247,12 +294,16 @@ class OwnTurn:
         turn = self.view.leader.turn
         new, nxt = turns.finish(self.view.leader, self.me, None, Outcome.ABANDONED, bool(self.s.repeat),
                                 self._now_text())
+        # The record goes before the write that ends the turn (see ``finish``); an earlier agent that
+        # wrote it and died before marking the turn done said what happened: keep its record as it is.
+        existing = self.shared.store.get(docs.turn_record_id(turn))
+        if existing is None or existing.get("host") is None:
+            self.records.write_now(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED,
+                                              host=self.lease.identity.host, ended_at=self._now_text(),
+                                              note="an earlier agent of this site stopped without ending its turn"))
         if not self.shared.cas_leader(new):
             return True
         log.warning("ended turn %d, which an earlier agent of this site left running", turn)
         if nxt is not None:
             log.info("granted %s turn %d", nxt, turn + 1)
-        self.records.add(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED, host=self.lease.identity.host,
-                                    ended_at=self._now_text(),
-                                    note="an earlier agent of this site stopped without ending its turn"))
         return True

@@ -42,13 +42,15 @@
 # Options (the environment variable in brackets sets the default, so a
 # systemd EnvironmentFile can configure the loop):
 #   -m, --monitor CMD      [ENQUEUE_LOOP_MONITOR]  monitoring command, run with bash -c (default: none)
-#   -p, --pause SECONDS    [ENQUEUE_LOOP_PAUSE]    pause between iterations (default: 60)
+#   -p, --pause DURATION   [ENQUEUE_LOOP_PAUSE]    pause between iterations (default: 60s)
 #   -l, --log FILE         [ENQUEUE_LOOP_LOG]      also append the loop's lines to FILE
 #   -e, --enqueue PROGRAM  [ENQUEUE_LOOP_ENQUEUE]  the enqueue program, split on spaces (default: enqueue)
 #   -o, --run-option OPT   an option for 'enqueue run' (repeatable), e.g. -o --log-file=/var/log/enqueue/alpha.log
 #   -n, --iterations N     stop after N iterations (default: until stopped)
-#       --retry-delay SECONDS  [ENQUEUE_LOOP_RETRY_DELAY]  first wait after 'database unreachable' (default: 30)
-#       --retry-max SECONDS    [ENQUEUE_LOOP_RETRY_MAX]    longest such wait (default: 1800)
+#       --retry-delay DURATION [ENQUEUE_LOOP_RETRY_DELAY]  first wait after 'database unreachable' (default: 30s)
+#       --retry-max DURATION   [ENQUEUE_LOOP_RETRY_MAX]    longest such wait (default: 30m)
+#   A DURATION is a number with a unit, 30s, 2m, 1h (0.5m too); a bare number
+#   is seconds here, as it always was for this script.
 #   -h, --help             show this text
 #
 # Exit codes: 0 stopped by a signal or after --iterations; 2 usage error of
@@ -106,10 +108,17 @@ site=$2
 shift 2
 [ "${1:-}" = "--" ] && shift
 [ $# -ge 1 ] || die_usage "SUBMIT_CMD is required after CONFIG SITE"
-[[ $pause =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--pause must be a number of seconds, not '$pause'"
+# seconds OPTION VALUE: VALUE (30s, 2m, 1h, or a bare number of seconds) in seconds, or a usage error.
+seconds() {
+    [[ $2 =~ ^([0-9]+(\.[0-9]+)?)([smh]?)$ ]] ||
+        die_usage "$1 must be a duration such as 30s, 2m or 1h, not '$2'"
+    awk -v n="${BASH_REMATCH[1]}" -v unit="${BASH_REMATCH[3]}" 'BEGIN {
+        f = (unit == "m") ? 60 : (unit == "h") ? 3600 : 1; printf "%g", n * f }'
+}
+pause=$(seconds --pause "$pause") || exit 2
 [[ $iterations =~ ^[0-9]+$ ]] || die_usage "--iterations must be a whole number, not '$iterations'"
-[[ $retry_delay =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--retry-delay must be a number of seconds, not '$retry_delay'"
-[[ $retry_max =~ ^[0-9]+(\.[0-9]+)?$ ]] || die_usage "--retry-max must be a number of seconds, not '$retry_max'"
+retry_delay=$(seconds --retry-delay "$retry_delay") || exit 2
+retry_max=$(seconds --retry-max "$retry_max") || exit 2
 read -r -a enqueue_cmd <<< "$enqueue_program"
 [ ${#enqueue_cmd[@]} -ge 1 ] || die_usage "--enqueue is empty"
 

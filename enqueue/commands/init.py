@@ -6,7 +6,10 @@ Steps, each idempotent (running ``init`` again changes nothing and says so):
    credentials; without them one line says so and the exit code is 4;
 2. the leader doc and the sites doc, as first created (nobody leads, no
    turn granted, nobody registered): written only if absent, so an existing
-   production state is never touched;
+   production state is never touched; and a missing leader doc only on a
+   database that never held a heartbeat or a turn record: elsewhere a fresh
+   one would hand out turn numbers again, so the agents rebuild it instead
+   (once every lease has run out, above every turn known) and init says so;
 3. the access rules (``_security`` and the ``validate_doc_update`` design
    document) through ``install_security``.
 
@@ -29,6 +32,7 @@ from typing import Any, Optional
 from enqueue import documents as docs
 from enqueue import placement, security, steering
 from enqueue.errors import AuthFailed, ClusterRefused, Conflict, DatabaseMissing, Forbidden, StoreError
+from enqueue.leadership import never_used
 from enqueue.logs import add_logging_arguments
 from enqueue.store import Store
 
@@ -107,6 +111,16 @@ def create_document(store: Store, body: dict) -> bool:
         return False
 
 
+#: What init says of a missing leader doc on a database that held turns.
+LEADER_DOC_LEFT_TO_AGENTS = ("missing, not created: this database held turns, so the agents rebuild it above every "
+                             "turn known, once heartbeat_stale has passed")
+
+
+def may_create_leader_doc(store: Store) -> bool:
+    """A missing leader doc may be created fresh (turn 0): the database never held a heartbeat or a turn record."""
+    return never_used(store)
+
+
 def install_security(store: Store, settings: steering.AdminSettings) -> list[str]:
     """Install the database's access rules; one line per thing done.
 
@@ -145,7 +159,9 @@ def execute(args: argparse.Namespace) -> int:
             ("sites doc", settings.sites_doc, sites, docs.parse_sites),
         )
         for what, doc_id, body, parse in steps:
-            if create_document(store, body):
+            if doc_id == settings.leader_doc and not may_create_leader_doc(store):
+                print(f"{what} {doc_id}: {LEADER_DOC_LEFT_TO_AGENTS}")
+            elif create_document(store, body):
                 print(f"{what} {doc_id}: created")
             else:
                 print(f"{what} {doc_id}: already existed{_existing_problems(store, doc_id, parse)}")

@@ -135,6 +135,21 @@ def test_usage_errors_exit_2(tmp_path):
         assert expected in help_text, expected
 
 
+def test_the_pause_and_the_back_off_take_durations(tmp_path):
+    fake = tmp_path / "fake-enqueue"
+    fake.write_text("#!/bin/sh\nexit 2\n")
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", str(LOOP), "--enqueue", str(fake), "--log", str(tmp_path / "loop.log"),
+                             "--pause", "1.5m", "--retry-delay", "2m", "--retry-max", "1h", "cfg.ini", "alpha", "--",
+                             "true"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert messages(tmp_path)[0].startswith("started: config cfg.ini, pause 90 s"), messages(tmp_path)
+    for option in ("--pause", "--retry-delay", "--retry-max"):
+        bad = subprocess.run(["bash", str(LOOP), option, "2 min", "cfg.ini", "alpha", "true"],
+                             capture_output=True, text=True, timeout=10)
+        assert bad.returncode == 2 and f"{option} must be a duration such as 30s" in bad.stderr, bad.stderr
+
+
 # --------------------------------------------------------------------------- enqueue run's own exit codes
 
 

@@ -1,0 +1,91 @@
+"""``scripts/simulate``: run seeds, print what failed with its trace, and the figures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import List, Optional, Sequence
+
+from tools.simulation.faults import ALL_FAULTS, FaultSpecError, parse_faults
+from tools.simulation.simulation import SITE_NAMES, Options, Result, Simulation
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scripts/simulate",
+        description="Run the real agents on an in-memory database under faults, deterministically by seed, "
+                    "and check every invariant after every step.",
+        epilog="Exit codes: 0 every invariant held; 1 one failed (the seed and its trace are printed); "
+               "2 bad arguments. Fault names: " + ", ".join(ALL_FAULTS),
+    )
+    p.add_argument("--seeds", type=_positive, default=100, metavar="N", help="run seeds 1..N (default 100)")
+    p.add_argument("--seed", type=int, metavar="S", help="run only seed S (replays a failure exactly)")
+    p.add_argument("--steps", type=_positive, default=Options.steps, metavar="M",
+                   help=f"steps per seed (default {Options.steps})")
+    p.add_argument("--sites", type=_positive, default=Options.sites, metavar="K",
+                   help=f"sites, at most {len(SITE_NAMES)} (default {Options.sites})")
+    p.add_argument("--faults", default="all", metavar="SPEC",
+                   help="fault classes: 'all', 'none', names, '-name' to leave one out, comma-separated "
+                        "(default all)")
+    p.add_argument("--trace-lines", type=_positive, default=120, metavar="L",
+                   help="lines of trace printed for a failing seed (default 120)")
+    p.add_argument("--keep-going", action="store_true", help="run every seed even after one failed")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.sites > len(SITE_NAMES):
+        print(f"simulate: --sites {args.sites}: at most {len(SITE_NAMES)} sites; use a smaller number",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        faults = parse_faults(args.faults)
+    except FaultSpecError as exc:
+        print(f"simulate: --faults {args.faults!r}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    options = Options(sites=args.sites, steps=args.steps, faults=faults)
+    seeds: List[int] = [args.seed] if args.seed is not None else list(range(1, args.seeds + 1))
+    started = time.monotonic()
+    steps = 0
+    failed: List[Result] = []
+    for seed in seeds:
+        result = Simulation(seed, options).run()
+        steps += result.steps
+        if not result.ok:
+            failed.append(result)
+            report_failure(result, options, args.trace_lines)
+            if not args.keep_going:
+                break
+    elapsed = time.monotonic() - started
+    ran = seeds.index(failed[-1].seed) + 1 if failed and not args.keep_going else len(seeds)
+    which = f" ({', '.join(str(r.seed) for r in failed)})" if failed else ""
+    print(f"seeds: {ran} run, {len(failed)} failed{which}; "
+          f"steps: {steps}; {steps / elapsed if elapsed > 0 else 0.0:.0f} steps/s; {elapsed:.1f} s; "
+          f"faults: {','.join(sorted(faults)) if faults != frozenset(ALL_FAULTS) else 'all'}")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def report_failure(result: Result, options: Options, trace_lines: int) -> None:
+    print(f"seed {result.seed} FAILED after {result.steps} steps ({result.true_time:.3f} s of simulated time):")
+    for text in result.violations:
+        print(f"  violation: {text}")
+    print(f"  trace (last {min(trace_lines, len(result.trace))} lines; true time, who, what):")
+    for line in result.trace[-trace_lines:]:
+        print(f"    {line}")
+    replay = f"scripts/simulate --seed {result.seed} --steps {options.steps} --sites {options.sites}"
+    print(f"  replay: {replay}")

@@ -1,0 +1,204 @@
+"""What must hold, checked while the simulation runs and at its end.
+
+``TurnBook`` follows every applied write to the leader doc and to the turn
+records (the store tells it, with the writer), so it knows each turn's true
+story: granted when and to whom, confirmed by which agent, ended by which
+write, recorded by whom. With the commands' true lives from the runners'
+``Ledger`` it checks:
+
+* safety, at every step: no two commands alive at once, fencing tokens
+  started once and increasing (``Ledger``), no turn number granted again
+  once a grant of it was confirmed or recorded;
+* records, at the end: every turn that is over has its record (unless an
+  admin deleted or pruned it), written at the latest ``record_within_s``
+  after the turn ended;
+* outcomes, at the end: a record says what truly happened: a command that
+  never ran is not recorded as exited, fenced or stopped (nor one that ran
+  as not started); an exit code is the command's own; a turn its own site
+  ended is not recorded as revoked; a turn is not recorded as abandoned by
+  the very agent that confirmed it; and a record its runner wrote gives the
+  command's true end (``ended_at``, to the second);
+* progress, at the end: after the faults heal, no stretch without a command
+  lasts longer than ``progress_bound_s``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Set
+
+from enqueue import documents as docs
+from enqueue.config import DEFAULT_TIME_FORMAT
+from enqueue.steering import parse_time
+
+from tools.simulation.runner import Command
+from tools.simulation.world import SiteClock
+
+# A record's ended_at is written to the second: allow for the rounding and for the report's way to the agent.
+ENDED_AT_TOLERANCE_S = 1.5
+
+
+@dataclass
+class TurnStory:
+    turn: int
+    granted_to: str
+    granted_at: float
+    confirmed_by: Optional[str] = None
+    ended_at: Optional[float] = None
+    ended_by: Optional[str] = None
+    ended_how: Optional[str] = None
+    recorded_at: Optional[float] = None
+    recorded_by: Optional[str] = None
+
+
+@dataclass
+class TurnBook:
+    stories: Dict[int, TurnStory] = field(default_factory=dict)
+    violations: List[str] = field(default_factory=list)
+    highest_granted: int = 0
+
+    def leader_changed(self, old: Optional[dict], new: Optional[dict], writer: str, now: float) -> None:
+        before, _ = docs.parse_leader(old, docs_id(old, new))
+        after, _ = docs.parse_leader(new, docs_id(old, new))
+        if before is not None and before.turn_active:
+            t = before.turn
+            story = self.stories.get(t)
+            ended = after is None or after.turn != t or after.status == docs.DONE
+            if story is not None and story.ended_at is None and ended:
+                story.ended_at, story.ended_by = now, writer
+                story.ended_how = after.last_how if after is not None and after.turn == t else \
+                    "displaced" if after is None else (after.last_how or "superseded")
+            if (story is not None and after is not None and after.turn == t and before.status == docs.GRANTED
+                    and after.status == docs.RUNNING):
+                story.confirmed_by = writer
+        if after is not None and after.status == docs.GRANTED and (before is None or before.turn != after.turn
+                                                                   or before.status != docs.GRANTED):
+            t = after.turn
+            first = self.stories.get(t)
+            if first is not None and (first.confirmed_by is not None or first.recorded_at is not None):
+                # A grant nobody confirmed or recorded may be lost with a leader doc an admin destroyed
+                # and its number given again: no command ran under it. Any other repeat is a reuse.
+                self.violations.append(
+                    f"[token] turn {t} granted to {after.running} by {writer} at {now:.3f}, though it was granted to "
+                    f"{first.granted_to} at {first.granted_at:.3f} and "
+                    + (f"confirmed by {first.confirmed_by}" if first.confirmed_by else "recorded")
+                    + " (a fencing token handed out twice)")
+            self.highest_granted = max(self.highest_granted, t)
+            if first is None or first.ended_at is not None:
+                self.stories[t] = TurnStory(t, after.running or "?", now)
+
+    def record_changed(self, doc_id: str, new: Optional[dict], writer: str, now: float) -> None:
+        number = doc_id[len(docs.TURN_PREFIX):]
+        story = self.stories.get(int(number)) if number.isdigit() else None
+        if story is None:
+            return
+        if new is None:
+            # Deleted (an admin's are left out of the record check; an agent's must be written again).
+            story.recorded_at = story.recorded_by = None
+        elif story.recorded_at is None:
+            story.recorded_at, story.recorded_by = now, writer
+
+
+def docs_id(old: Optional[dict], new: Optional[dict]) -> str:
+    for body in (new, old):
+        if body is not None and "_id" in body:
+            return str(body["_id"])
+    return "?"
+
+
+@dataclass
+class Judge:
+    """The end-of-run checks, over the book, the commands and the records left in the database."""
+
+    book: TurnBook
+    commands: List[Command]
+    records: Dict[int, dict]
+    removed: Set[int]
+    end: float
+    record_within_s: float
+    walls: Dict[str, SiteClock]  # each site's clocks, to read a record's ended_at
+    instance_site: Dict[str, str]
+    time_format: str = DEFAULT_TIME_FORMAT
+
+    def records_missing(self) -> List[str]:
+        out = []
+        for t, story in sorted(self.book.stories.items()):
+            if story.ended_at is None or t in self.removed or story.ended_how == "displaced":
+                # A turn in progress when an admin deleted or garbled the leader doc is recorded by its
+                # site when it notices, or by the repair when a heartbeat names its site: not always.
+                continue
+            if story.recorded_at is not None and story.recorded_at <= story.ended_at + self.record_within_s:
+                continue
+            if story.recorded_at is None and story.ended_at > self.end - self.record_within_s:
+                continue
+            late = "" if story.recorded_at is None else f" until {story.recorded_at:.3f}"
+            out.append(f"[record] turn {t} of {story.granted_to} ended at {story.ended_at:.3f} ({story.ended_how}, "
+                       f"written by {story.ended_by}) without a record{late}")
+        return out
+
+    def outcomes_wrong(self) -> List[str]:
+        out = []
+        by_turn: Dict[int, Command] = {}
+        for cmd in self.commands:
+            by_turn.setdefault(cmd.turn, cmd)
+        for t, raw in sorted(self.records.items()):
+            rec, _ = docs.parse_turn_record(raw)
+            story = self.book.stories.get(t)
+            if rec is None or story is None or t in self.removed:
+                continue
+            cmd = by_turn.get(t)
+            report = raw.get("runner_report")
+            own = isinstance(report, dict) and isinstance(report.get("how"), str)
+            how = report["how"] if own else rec.how
+            exit_code = report.get("exit_code") if own else rec.exit_code
+            base = how.replace(" after revocation", "")
+            if cmd is None and (base in ("exited", "fenced", "stopped") or exit_code is not None):
+                out.append(f"[outcome] record of turn {t} says '{how}' (exit code {exit_code}) but its command "
+                           "never ran")
+            if cmd is not None and base == "not started":
+                out.append(f"[outcome] record of turn {t} says 'not started' but {cmd.describe()}")
+            if cmd is not None and cmd.end is not None and cmd.how == "exited" and base == "exited" \
+                    and exit_code != cmd.exit_code:
+                out.append(f"[outcome] record of turn {t} says exit code {exit_code}, the command exited with "
+                           f"{cmd.exit_code}")
+            own_end = story.ended_by is not None and story.ended_by == story.confirmed_by \
+                and story.ended_how not in ("revoked", "not started", "displaced", "superseded", "repaired")
+            if own_end and ("revok" in how):
+                out.append(f"[false-alarm] record of turn {t} says '{how}', but its own agent {story.ended_by} "
+                           f"ended it "
+                           f"('{story.ended_how}')")
+            if base == "abandoned" and story.recorded_by is not None and story.recorded_by == story.confirmed_by:
+                out.append(f"[false-alarm] record of turn {t} says 'abandoned' though the agent that wrote it, "
+                           f"{story.recorded_by}, confirmed the turn itself")
+            if cmd is not None and cmd.end is not None and story.recorded_by == cmd.instance and rec.ended_at:
+                written = parse_time(rec.ended_at, self.time_format)
+                clock = self.walls.get(cmd.site)
+                if written is not None and clock is not None:
+                    true_end: _dt.datetime = clock.wall_at(cmd.end)
+                    off = abs((written - true_end).total_seconds())
+                    if off > ENDED_AT_TOLERANCE_S:
+                        out.append(f"[ended-at] record of turn {t} says it ended at {rec.ended_at}, its command ended "
+                                   f"{off:.1f} s {'earlier' if written > true_end else 'later'} "
+                                   f"({true_end.strftime(self.time_format)})")
+        return out
+
+    def stalls(self, healed_at: Optional[float], bound_s: float) -> List[str]:
+        if healed_at is None:
+            return []
+        spans = sorted((c.start, c.end if c.end is not None else self.end) for c in self.commands)
+        idle_from = healed_at
+        out = []
+        for start, end in spans:
+            if end <= idle_from:
+                continue
+            if start > idle_from and start - idle_from > bound_s:
+                out.append(f"[progress] no command from {idle_from:.3f} to {start:.3f} ({start - idle_from:.1f} s) "
+                           f"after the "
+                           f"faults healed at {healed_at:.3f}; the bound is {bound_s:.1f} s")
+            idle_from = max(idle_from, end)
+        if self.end - idle_from > bound_s:
+            out.append(f"[progress] no command from {idle_from:.3f} to the end at {self.end:.3f} "
+                       f"({self.end - idle_from:.1f} s) "
+                       f"after the faults healed at {healed_at:.3f}; the bound is {bound_s:.1f} s")
+        return out

@@ -1,0 +1,96 @@
+"""Deliberately broken variants of the real agent, to show the simulation catches each.
+
+Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
+enqueue.view, enqueue.shared_docs, enqueue.agent), applied for the length of
+a ``with`` block: the simulation then runs the real code with that one rule
+broken. ``VARIANTS`` names each with the invariant it must trip.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, ContextManager, Dict, FrozenSet, Iterator
+from unittest import mock
+
+from enqueue import leadership as leadership_module
+from enqueue import view as view_module
+from enqueue.documents import HEARTBEAT_PREFIX
+from enqueue.lease import Lease
+from enqueue.own_turn import OwnTurn
+from enqueue.shared_docs import SharedDocs
+
+
+@contextmanager
+def record_after_the_ending_write() -> Iterator[None]:
+    """The finishing site marks its turn done first and writes the record on its next step."""
+    real_finish = OwnTurn.finish
+
+    def finish(self: OwnTurn, *, repeat: bool) -> bool:
+        self.records.write_now = self.records.pending.append  # type: ignore[method-assign]
+        try:
+            return real_finish(self, repeat=repeat)
+        finally:
+            del self.records.write_now
+
+    with mock.patch.object(OwnTurn, "finish", finish):
+        yield
+
+
+@contextmanager
+def revoke_before_the_lease_ran_out() -> Iterator[None]:
+    """The leader takes a running turn away after half of heartbeat_stale of silence, inside the holder's lease."""
+    def silence(own_stale_s: float, holder: object) -> float:
+        return own_stale_s / 2
+
+    with mock.patch.object(view_module, "silence_to_revoke_s", silence):
+        yield
+
+
+@contextmanager
+def revoke_on_a_lagging_view() -> Iterator[None]:
+    """The leader (and a campaigner) act on the heartbeats they hold, without reading them again first."""
+    real_reread = SharedDocs.reread
+
+    def reread(self: SharedDocs, doc_id: str) -> None:
+        if not doc_id.startswith(HEARTBEAT_PREFIX):
+            real_reread(self, doc_id)
+
+    with mock.patch.object(SharedDocs, "reread", reread):
+        yield
+
+
+@contextmanager
+def orphan_ended_at_once() -> Iterator[None]:
+    """A restarted agent ends the turn its predecessor left at once, without waiting out that lease."""
+    with mock.patch.object(Lease, "orphans_safe", lambda self, now: True):
+        yield
+
+
+@contextmanager
+def fresh_leader_doc_at_start() -> Iterator[None]:
+    """An agent that starts and finds no leader doc creates a fresh one at turn 0, whatever turns ran before."""
+    with mock.patch.object(leadership_module, "never_used", lambda store: True):
+        yield
+
+
+@dataclass(frozen=True)
+class Variant:
+    patch: Callable[[], ContextManager[None]]
+    trips: FrozenSet[str]  # the kinds of violation that show it
+    faults: str  # the fault classes it is run under (``--faults`` syntax)
+
+
+_BASE = "slow,feed-lag,feed-miss,freeze,partition,kill,stop,clock-rate,pause,drain,skip"
+
+#: Every variant; the default test suite proves the ones in ``CAUGHT_FAST`` (each within a few seconds).
+VARIANTS: Dict[str, Variant] = {
+    "record-after-the-ending-write": Variant(record_after_the_ending_write, frozenset({"record"}), _BASE + ",crash"),
+    "fresh-leader-doc-at-start": Variant(fresh_leader_doc_at_start, frozenset({"token", "overlap"}),
+                                         _BASE + ",delete-leader"),
+    "revoke-before-the-lease-ran-out": Variant(revoke_before_the_lease_ran_out, frozenset({"overlap"}), _BASE),
+    "revoke-on-a-lagging-view": Variant(revoke_on_a_lagging_view, frozenset({"overlap"}), _BASE),
+    "orphan-ended-at-once": Variant(orphan_ended_at_once, frozenset({"overlap"}), _BASE),
+}
+
+CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out")
