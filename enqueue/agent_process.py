@@ -17,6 +17,9 @@ Guarantees
   write a byte to the same pipe; the driver waits on the pipe alone.
 * Whatever happens, the feed is stopped and the runner closed (which stops
   any command with the grace policy) before ``run`` returns or raises.
+* ``run`` touches signal handlers only when asked (``catch_signals``, the
+  main thread only), so it can run in any thread; a ``stop`` Event set from
+  any thread stops the agent as SIGTERM would.
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import signal
 import socket
 import threading
 import uuid
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import psutil
 
@@ -42,6 +45,7 @@ from enqueue.events import (CommandEnded, CommandStarted, Event, RunnerReport, S
 from enqueue.feed import FeedWatcher
 from enqueue.lease import Identity
 from enqueue.outcomes import Outcome
+from enqueue.own_turn import CommandRunner
 from enqueue.runner import Runner, RunnerEvent
 
 if TYPE_CHECKING:
@@ -53,6 +57,8 @@ log = logging.getLogger("enqueue.agent")
 _FEED_HEARTBEAT_S = 1.0
 _KEEPER_LAG_MAX_S = 1.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How soon a stop Event set from another thread reaches the agent (an Event cannot wake a select).
+_STOP_POLL_S = 0.1
 
 
 def report_of(ev: RunnerEvent) -> RunnerReport | None:
@@ -67,6 +73,13 @@ def report_of(ev: RunnerEvent) -> RunnerReport | None:
     if ev.kind == "supervisor_died":
         return SupervisorDied(ev.turn, ev.error)
     return None
+
+
+class DrivenRunner(CommandRunner, Protocol):
+    """A ``CommandRunner`` the driver can (re)open: at the start, and after its supervisor died."""
+
+    def open(self) -> None:
+        """Be ready to start commands; raises EnqueueError when it cannot."""
 
 
 class SupervisedRunner:
@@ -148,6 +161,28 @@ class Inbox:
                 signal.signal(sig, handler)
             signal.set_wakeup_fd(previous_fd)
 
+    @contextmanager
+    def relaying(self, stop: threading.Event | None) -> Iterator[None]:
+        """While the block runs, ``stop`` being set (from any thread) arrives as ``StopRequested(SIGTERM)``."""
+        if stop is None:
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                if stop.wait(_STOP_POLL_S):
+                    self.put(StopRequested(signal.SIGTERM))
+                    return
+
+        watcher = threading.Thread(target=watch, name="enqueue-stop", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
+
     def wait(self, timeout_s: float) -> list[Event]:
         """Every event there is, waiting up to ``timeout_s`` for the first one."""
         if not self._events and not self._signals:
@@ -200,7 +235,7 @@ def keeper_lag_s(heartbeat_delay_s: float) -> float:
     return min(_KEEPER_LAG_MAX_S, heartbeat_delay_s / 4)
 
 
-def drive(agent: Agent, inbox: Inbox, feed: FeedWatcher, runner: SupervisedRunner, clock: Clock) -> int:
+def drive(agent: Agent, inbox: Inbox, feed: FeedWatcher, runner: DrivenRunner, clock: Clock) -> int:
     """Step and feed the started agent until it has left; returns its exit code."""
     while True:
         left = agent.step(clock.monotonic())
@@ -214,16 +249,27 @@ def drive(agent: Agent, inbox: Inbox, feed: FeedWatcher, runner: SupervisedRunne
         feed.follow(agent.watched_ids)
 
 
-def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: random.Random | None = None) -> int:
-    """Run a site's agent on ``store`` until it is done; returns the exit code (errors raise EnqueueError)."""
+def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: random.Random | None = None, *,
+        catch_signals: bool = True, stop: threading.Event | None = None,
+        make_runner: Callable[[Callable[[Event], None]], DrivenRunner] | None = None) -> int:
+    """Run a site's agent on ``store`` until it is done; returns the exit code (errors raise EnqueueError).
+
+    ``catch_signals``: SIGTERM and SIGINT stop the agent while it runs (main
+    thread only; the previous handlers are put back). ``stop``: once set, the
+    agent stops as on SIGTERM (exit code 143). ``make_runner``: the runner,
+    made from the inbox's ``put`` (default: the real supervisor).
+    """
     clock = clock or SystemClock(settings.wall_clock_offset_s)
     inbox = Inbox()
-    runner = SupervisedRunner(settings.timing.kill_grace_s, keeper_lag_s(settings.timing.heartbeat_delay_s), inbox.put)
+    if make_runner is None:
+        def make_runner(put: Callable[[Event], None]) -> DrivenRunner:
+            return SupervisedRunner(settings.timing.kill_grace_s, keeper_lag_s(settings.timing.heartbeat_delay_s), put)
+    runner = make_runner(inbox.put)
     agent = Agent(settings, store, clock, runner, rng or random.Random(), local_identity())
     feed = FeedWatcher(store, beat_s=min(settings.timing.heartbeat_delay_s, _FEED_HEARTBEAT_S),
                        retry_s=agent.outage.retry_s, deliver=inbox.put)
     try:
-        with inbox.catching_signals():
+        with inbox.catching_signals() if catch_signals else nullcontext(), inbox.relaying(stop):
             try:
                 agent.start(clock.monotonic())
                 runner.open()
@@ -237,12 +283,15 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
         inbox.close()
 
 
-def run_agent(settings: AgentSettings) -> int:
-    """Run a site's agent until it is done; returns the exit code (errors raise EnqueueError)."""
+def run_agent(settings: AgentSettings, **options: Any) -> int:
+    """Run a site's agent until it is done; returns the exit code (errors raise EnqueueError).
+
+    ``options`` are ``run``'s keywords (``catch_signals``, ``stop``, ``make_runner``).
+    """
     from enqueue.couchdb_store import open_store  # the CouchDB client loads only when an agent runs
 
     store = open_store(settings.connection)
     try:
-        return run(settings, store)
+        return run(settings, store, **options)
     finally:
         store.close()

@@ -84,3 +84,10 @@ class SiteInUse(EnqueueError):
     """Another agent already runs as this site on this host."""
 
     exit_code = EXIT_SITE_IN_USE
+
+
+class TurnLost(EnqueueError):
+    """In-process code's turn is no longer its own (``enqueue.turn``): fenced, revoked, skipped or stopped.
+
+    Raised by ``Turn.check()``, and by ``enqueue.turn`` when the agent ends before the turn begins.
+    """

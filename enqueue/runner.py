@@ -46,7 +46,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-import enqueue
 from enqueue.connection import CONNECTION_ENV_PREFIX
 from enqueue.errors import EnqueueError
 from enqueue.outcomes import SHUTDOWN, Outcome
@@ -99,7 +98,7 @@ class RunnerEvent:
 
 
 def _package_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(enqueue.__file__)))
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Runner:
