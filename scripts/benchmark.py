@@ -2,7 +2,7 @@
 """Benchmarks: handoff latency and failover time, printed as figures.
 
     scripts/benchmark [--turns 200] [--sites N] [--delay 0.5s] [--stale 2s] [--url URL]
-                      [--etcd] [--skip-failover] [--max-seconds 300]
+                      [--etcd] [--skip-failover] [--max-seconds 300] [--breakdown]
 
 Handoff latency is measured from the commands' own records: one command's
 end to the next command's start, for a trivial shell command (two `date`
@@ -27,6 +27,11 @@ local etcd (Debian packages etcd-server and etcd-client; loopback only) with
 the same numbers of looping clients, measured the same way (a client's CPU
 is its shell loop's and its etcdctl processes'), and printed beside ours.
 
+With --breakdown the agents log at debug level and the 3-site run's handoffs
+are split into their stages (the finishing site's writes, the changes feed and
+the next site's confirm, the start message, the exec and the command's first
+line), from the agents' log times and the commands' own records.
+
 Every run is bounded (--max-seconds) and ends every process it started.
 Nothing here asserts: it prints figures to compare.
 """
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import threading
 import shutil
@@ -45,6 +51,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
@@ -198,6 +205,36 @@ def measure(fig: Figures, report: checker.Report, launched_ns: int, sites: list[
     mb = {k: v / 2**20 for k, v in watched.rss.items()}
     fig.agent_rss_mb, fig.supervisor_rss_mb, fig.server_rss_mb = mb.get("client"), mb.get("supervisor"), mb.get("server")
     return fig
+
+
+_LOGGED = re.compile(r"^(\S+Z) \S+ \w+ (finished turn|confirmed turn|started turn) (\d+)")
+
+
+def breakdown(workdir: Path, log: Path) -> list[str]:
+    """Where the handoffs of a run went, from the agents' debug logs (to the ms) and the commands' records."""
+    at: dict[tuple[str, int], float] = {}
+    for path in workdir.glob("agent-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            m = _LOGGED.match(line)
+            if m:
+                moment = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+                at[(m.group(2), int(m.group(3)))] = moment.timestamp()
+    stages: dict[str, list[float]] = {
+        "command's end -> the finishing site's done + grant answered (record, then compare-and-swap)": [],
+        "-> the next site's confirm answered (changes feed, confirm compare-and-swap)": [],
+        "-> the start message sent to the supervisor": [],
+        "-> the command's first line (supervisor, exec, the shell forks date)": [],
+    }
+    runs = [r for r in checker.read(str(log)).runs if r.end_ns and r.turn.isdigit()]
+    for a, b in zip(runs, runs[1:]):
+        ta, tb = int(a.turn), int(b.turn)
+        keys = [("finished turn", ta), ("confirmed turn", tb), ("started turn", tb)]
+        if tb != ta + 1 or any(k not in at for k in keys):
+            continue
+        moments = [a.end_ns / 1e9, *(at[k] for k in keys), b.start_ns / 1e9]
+        for values, (x, y) in zip(stages.values(), zip(moments, moments[1:])):
+            values.append((y - x) * 1000)
+    return [f"  {name}: p50 {statistics.median(v):.1f} ms (n={len(v)})" for name, v in stages.items() if v]
 
 
 def table(figures: list[Figures]) -> str:
@@ -444,8 +481,8 @@ def main() -> int:
                    help="with N > 3, a second run with N sites on the same server (default 3: one run)")
     p.add_argument("--max-seconds", type=float, default=300.0,
                    help="bound on each run; a run that had not finished by then is measured as far as it got")
-    p.add_argument("--delay", default="0.5s", help="heartbeat delay for the failover runs (default 0.5s)")
-    p.add_argument("--stale", default="2s", help="heartbeat stale for the failover runs (default 2s)")
+    p.add_argument("--delay", default="0.5s", help="heartbeat delay of every agent (default 0.5s)")
+    p.add_argument("--stale", default="2s", help="heartbeat stale of every agent (default 2s)")
     p.add_argument("--failover-rounds", type=int, default=3)
     p.add_argument("--skip-failover", action="store_true")
     p.add_argument("--etcd", action="store_true", help="also measure etcdctl lock on the same command")
@@ -453,7 +490,12 @@ def main() -> int:
     p.add_argument("--agent-arg", action="append", default=[], dest="agent_args",
                    help="an extra option for every agent, e.g. --agent-arg=--log-level=debug")
     p.add_argument("--keep", action="store_true", help="keep the work directory (agents' logs)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="run the agents with debug logs and print where the 3-site handoffs went (log times are "
+                        "to the ms; the logging itself costs a little)")
     args = p.parse_args()
+    if args.breakdown:
+        args.agent_args.append("--log-level=debug")
     if args.sites < 2:
         p.error("--sites needs at least 2")
     counts = [3] + ([args.sites] if args.sites > 3 else [])
@@ -464,6 +506,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="enqueue-bench-"))
     server = None
     figures: list[Figures] = []
+    stages: list[str] = []
     try:
         if args.url:
             url = args.url
@@ -480,6 +523,10 @@ def main() -> int:
                 figures.append(handoff(bench, names(n), f"enqueue {n}", server.pid if server else None))
             finally:
                 bench.close()
+            if args.breakdown and n == 3:
+                stages = breakdown(workdir, workdir / "handoff-3.log")
+                for line in workdir.glob("agent-*.log"):
+                    line.unlink()
         if not args.skip_failover:
             bench = Bench(args, workdir, url)
             try:
@@ -501,6 +548,9 @@ def main() -> int:
             finally:
                 etcd.stop()
         print(table(figures))
+        if args.breakdown:
+            print("where a 3-site handoff went (medians):")
+            print("\n".join(stages) or "  no complete handoff in the logs")
         for f in figures:
             print(f"{f.label}: handoff {quantiles_of(f)}")
         load = os.getloadavg()
