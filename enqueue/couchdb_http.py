@@ -266,15 +266,16 @@ class HttpSession:
             return self.decode(raw, what)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def poll(self, url: str, what: str, poll_s: float) -> Tuple[bool, Any]:
-        """One longpoll GET: ``(True, decoded body)``, or ``(False, None)`` when the
-        server stayed silent past ``poll_s`` and the client ended the poll."""
+    def poll(self, url: str, what: str, poll_s: float, *, body: Optional[dict] = None) -> Tuple[bool, Any]:
+        """One longpoll request (a POST of ``body`` if given, else a GET): ``(True, decoded body)``,
+        or ``(False, None)`` when the server stayed silent past ``poll_s`` and the client ended the poll."""
         started = _clock.monotonic()
         # The server may hold back even the status line until the poll ends.
         self.pool.set_thread_timeout(poll_s + self._timeout_s)
         try:
             try:
-                _status, _headers, data = self.session.request("GET", url, credentials=self._credentials)
+                _status, _headers, data = self.session.request(
+                    "GET" if body is None else "POST", url, body=body, credentials=self._credentials)
             finally:
                 self.pool.set_thread_timeout(None)
             raw = self._read_poll_body(data, started + poll_s)
@@ -286,8 +287,8 @@ class HttpSession:
             return False, None
         return True, self.decode(raw, what)
 
-    def lines(self, url: str, what: str, silence_s: float) -> Iterator[bytes]:
-        """GET a streamed answer and yield it line by line as the server sends it.
+    def lines(self, url: str, what: str, silence_s: float, *, body: Optional[dict] = None) -> Iterator[bytes]:
+        """GET (or POST ``body`` for) a streamed answer and yield it line by line as the server sends it.
 
         Silence longer than ``silence_s`` raises Unreachable; the end of the
         answer ends the iteration. Closing the generator closes its
@@ -298,7 +299,8 @@ class HttpSession:
         data = None
         try:
             try:
-                _status, _headers, data = self.session.request("GET", url, credentials=self._credentials)
+                _status, _headers, data = self.session.request(
+                    "GET" if body is None else "POST", url, body=body, credentials=self._credentials)
             finally:
                 self.pool.set_thread_timeout(None)
             if not isinstance(data, couchdb.http.ResponseBody):

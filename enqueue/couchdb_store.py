@@ -352,11 +352,11 @@ class CouchStore:
             feed="longpoll" if longpoll else "normal",
             timeout=int(poll_s * 1000) if longpoll else None,
             filter="_doc_ids",
-            doc_ids=json.dumps(watched),
             include_docs=True,
             since=since,
         )
-        answered, answer = self._changes_http.poll(url, "wait for changes", poll_s)
+        # The ids go in the body: a thousand sites' ids no longer fit in a URL.
+        answered, answer = self._changes_http.poll(url, "wait for changes", poll_s, body={"doc_ids": watched})
         if not answered:
             return ChangeBatch({}, since)
         return self._batch_from(answer, set(watched), since)
@@ -382,14 +382,13 @@ class CouchStore:
             feed="continuous",
             heartbeat=max(1, int(heartbeat_s * 1000)),
             filter="_doc_ids",
-            doc_ids=json.dumps(watched),
             include_docs=True,
             since=since,
         )
         what = "follow changes"
         wanted = set(watched)
         seq = since
-        lines = self._changes_http.lines(url, what, heartbeat_s + self._timeout_s)
+        lines = self._changes_http.lines(url, what, heartbeat_s + self._timeout_s, body={"doc_ids": watched})
         with contextlib.closing(lines):
             for line in lines:
                 if not line.strip():

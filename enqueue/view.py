@@ -24,7 +24,9 @@ host's monotonic clock.
 
 from __future__ import annotations
 
+import bisect
 import logging
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from enqueue import documents as docs
@@ -33,6 +35,29 @@ from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_re
 from enqueue.observed import Revisions, revision_of
 
 log = logging.getLogger("enqueue.agent")
+
+
+@dataclass(frozen=True)
+class _Whom:
+    """Whom a view follows and reads, and what it was worked out from (the registry by identity)."""
+
+    registry: SitesDoc | None
+    leader: str | None
+    running: str | None
+    followed: frozenset[str]
+    watched: tuple[str, ...]
+    read: frozenset[str]
+    read_ids: tuple[str, ...]
+
+
+def _with_holder(watched: tuple[str, ...], extra: frozenset[str]) -> tuple[str, ...]:
+    """``watched`` (two named docs, then heartbeat ids in order) with the heartbeats of ``extra`` put in place."""
+    if not extra:
+        return watched
+    head, beats = list(watched[:2]), list(watched[2:])
+    for site in extra:
+        bisect.insort(beats, docs.heartbeat_id(site))
+    return (*head, *beats)
 
 
 class View:
@@ -52,27 +77,49 @@ class View:
         self.max_turn_seen = 0
         self.revisions = Revisions()
         self._reported: dict[str, str] = {}
+        self._whom_cache: _Whom | None = None
 
     # ------------------------------------------------------------------ whom to follow
 
     def _registered(self) -> Any:
         return self.registry.sites if self.registry else ()
 
-    def followed(self) -> set[str]:
-        """The sites whose heartbeats I follow on the changes feed."""
-        return followed_sites(self.leader, self._registered(), self.me)
+    def _whom(self) -> _Whom:
+        """Whom I follow and read, worked out again only when the leader, the holder or the registry changed.
 
-    def read(self) -> set[str]:
+        A heartbeat never changes whom I follow: taking one in (from a read
+        or the feed) costs no sort, so a full read stays linear in the
+        number of documents it reads.
+        """
+        leader = self.leader.leader if self.leader is not None else None
+        running = self.leader.running if self.leader is not None else None
+        whom = self._whom_cache
+        if whom is None or whom.registry is not self.registry or (whom.leader, whom.running) != (leader, running):
+            if whom is None or whom.registry is not self.registry or whom.leader != leader:
+                followed = frozenset(followed_sites(self.leader, self._registered(), self.me))
+                watched = (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(followed)))
+            else:
+                followed, watched = whom.followed, whom.watched
+            read = frozenset(read_sites(self.leader, self._registered(), self.me))
+            whom = _Whom(self.registry, leader, running, followed, watched, read, _with_holder(watched, read - followed))
+            self._whom_cache = whom
+        return whom
+
+    def followed(self) -> frozenset[str]:
+        """The sites whose heartbeats I follow on the changes feed."""
+        return self._whom().followed
+
+    def read(self) -> frozenset[str]:
         """The sites whose heartbeats a full read takes in (those followed and the turn holder)."""
-        return read_sites(self.leader, self._registered(), self.me)
+        return self._whom().read
 
     def watched_ids(self) -> tuple[str, ...]:
-        """The documents I follow on the changes feed."""
-        return (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(self.followed())))
+        """The documents I follow on the changes feed (the same tuple object until it changes)."""
+        return self._whom().watched
 
     def read_ids(self) -> tuple[str, ...]:
         """The documents a full read takes in."""
-        return (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(self.read())))
+        return self._whom().read_ids
 
     # ------------------------------------------------------------------ staleness
 

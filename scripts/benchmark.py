@@ -1,19 +1,38 @@
 #!/usr/bin/env python3
 """Benchmarks: handoff latency and failover time, printed as figures.
 
-    scripts/benchmark [--turns 200] [--sites 3] [--delay 0.5s] [--stale 2s] [--url URL]
-                      [--etcd] [--skip-failover]
+    scripts/benchmark [--turns 200] [--sites N] [--delay 0.5s] [--stale 2s] [--url URL]
+                      [--etcd] [--skip-failover] [--max-seconds 300] [--breakdown]
 
 Handoff latency is measured from the commands' own records: one command's
 end to the next command's start, for a trivial shell command (two `date`
-calls appending to a file). Failover is measured after SIGKILL of the
-leader (until the leader doc names a new one) and of the running agent
-(until the next command starts), with the given heartbeat timings.
+calls appending to a file). Every run is on 3 sites; with --sites N (N > 3) a
+second run in the same invocation has N sites on the same server, for the
+scale figure: the time from the first agent's launch until every site has had
+a turn, and the handoff gaps next to the 3-site ones. Failover (3 sites) is
+measured after SIGKILL of the leader (until the leader doc names a new one)
+and of the running agent (until the next command starts), with the given
+heartbeat timings.
+
+For every run it also measures, with psutil: the CPU time of a waiting agent
+per handoff it is not part of (its process's user+system CPU over the
+measured turns, divided by the handoffs in that window that neither ended nor
+started its command; the median over the agents that did not lead; the
+leader's CPU per handoff is given apart), the server's CPU per handoff (local
+servers only), and the largest resident memory of an agent, of its
+supervisor and of the server seen over the run.
 
 With --etcd, the same shell command is serialised by `etcdctl lock` against a
-local etcd (Debian packages etcd-server and etcd-client) with the same number
-of looping clients, and its handoff gaps are printed beside ours.
+local etcd (Debian packages etcd-server and etcd-client; loopback only) with
+the same numbers of looping clients, measured the same way (a client's CPU
+is its shell loop's and its etcdctl processes'), and printed beside ours.
 
+With --breakdown the agents log at debug level and the 3-site run's handoffs
+are split into their stages (the finishing site's writes, the changes feed and
+the next site's confirm, the start message, the exec and the command's first
+line), from the agents' log times and the commands' own records.
+
+Every run is bounded (--max-seconds) and ends every process it started.
 Nothing here asserts: it prints figures to compare.
 """
 
@@ -21,6 +40,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import statistics
+import threading
 import shutil
 import signal
 import socket
@@ -28,7 +50,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -45,15 +71,202 @@ PROBE_SH = (
 PROBE_SH_LONG = PROBE_SH.replace('; echo "end', '; sleep 5; echo "end')
 
 
-def quantiles(values: list[float]) -> str:
+def quantile_ms(values: list[float], p: float) -> float | None:
     if not values:
-        return "no samples"
+        return None
     v = sorted(values)
+    return v[min(len(v) - 1, int(p * len(v)))] * 1000
 
-    def q(p: float) -> float:
-        return v[min(len(v) - 1, int(p * len(v)))] * 1000
 
-    return f"n={len(v)} p50={q(0.5):.1f} ms p90={q(0.9):.1f} ms p99={q(0.99):.1f} ms max={v[-1] * 1000:.1f} ms"
+def cpu_s(proc: psutil.Process, with_children: bool = False) -> float:
+    """User+system CPU of ``proc`` (and, if asked, of its reaped and live children); 0 once it is gone."""
+    try:
+        t = proc.cpu_times()
+        total = t.user + t.system
+        if with_children:
+            total += t.children_user + t.children_system
+            for child in proc.children(recursive=True):
+                try:
+                    c = child.cpu_times()
+                    total += c.user + c.system
+                except psutil.Error:
+                    pass
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+@dataclass
+class Figures:
+    """What one run measured; None where it does not apply."""
+
+    label: str
+    sites: int
+    handoffs: int = 0
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    overlaps: int = 0
+    all_turned_s: float | None = None
+    turned: int = 0
+    waiting_cpu_ms: float | None = None
+    leader_cpu_ms: float | None = None
+    server_cpu_ms: float | None = None
+    agent_rss_mb: float | None = None
+    supervisor_rss_mb: float | None = None
+    server_rss_mb: float | None = None
+
+
+@dataclass
+class Watched:
+    """The processes of one run, their largest resident memory seen, and CPU snapshots."""
+
+    clients: dict[str, psutil.Process] = field(default_factory=dict)
+    server: psutil.Process | None = None
+    clients_with_children: bool = False
+    rss: dict[str, int] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, float]:
+        cpu = {site: cpu_s(p, self.clients_with_children) for site, p in self.clients.items()}
+        if self.server is not None:
+            cpu["<server>"] = cpu_s(self.server)
+        return cpu
+
+    def sample_memory(self) -> None:
+        """Note the largest RSS of each kind of process: client (agent / etcdctl), supervisor, server."""
+        for proc in list(self.clients.values()):
+            try:
+                kids = proc.children(recursive=True)
+                self._note("client", proc if not self.clients_with_children else None)
+                for kid in kids:
+                    line = " ".join(kid.cmdline())
+                    if "enqueue.supervisor" in line:
+                        self._note("supervisor", kid)
+                    elif "etcdctl" in line:
+                        self._note("client", kid)
+            except psutil.Error:
+                pass
+        if self.server is not None:
+            self._note("server", self.server)
+
+    def _note(self, kind: str, proc: psutil.Process | None) -> None:
+        if proc is None:
+            return
+        try:
+            self.rss[kind] = max(self.rss.get(kind, 0), proc.memory_info().rss)
+        except psutil.Error:
+            pass
+
+
+class MemorySampler:
+    """A thread sampling ``watched.sample_memory`` every ``period_s`` until stopped."""
+
+    def __init__(self, watched: Watched, period_s: float) -> None:
+        self.watched = watched
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, period_s: float) -> None:
+        while not self._stop.wait(period_s):
+            self.watched.sample_memory()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def measure(fig: Figures, report: checker.Report, launched_ns: int, sites: list[str],
+            window: tuple[int, int], cpu: tuple[dict[str, float], dict[str, float]], leader: str | None,
+            watched: Watched) -> Figures:
+    """Fill ``fig`` from the run's log and its CPU snapshots taken at ``window`` (unix ns) start and end."""
+    runs = report.runs
+    fig.overlaps = len(report.overlaps)
+    first: dict[str, int] = {}
+    for run in runs:
+        first.setdefault(run.site, run.start_ns)
+    fig.turned = len([s for s in sites if s in first])
+    if fig.turned == len(sites):
+        fig.all_turned_s = (max(first.values()) - launched_ns) / 1e9
+    fig.handoffs = len(report.gaps_s)
+    fig.p50_ms, fig.p90_ms = quantile_ms(report.gaps_s, 0.5), quantile_ms(report.gaps_s, 0.9)
+    pairs = [(a.site, b.site) for a, b in zip(runs, runs[1:]) if window[0] <= b.start_ns <= window[1]]
+    before, after = cpu
+    per_waiting = []
+    for site in sites:
+        used = after.get(site, 0.0) - before.get(site, 0.0)
+        apart = len([p for p in pairs if site not in p])
+        if site == leader:
+            fig.leader_cpu_ms = used * 1000 / len(pairs) if pairs else None
+        elif apart and site in before:
+            per_waiting.append(used * 1000 / apart)
+    fig.waiting_cpu_ms = statistics.median(per_waiting) if per_waiting else None
+    if "<server>" in before and pairs:
+        fig.server_cpu_ms = (after["<server>"] - before["<server>"]) * 1000 / len(pairs)
+    mb = {k: v / 2**20 for k, v in watched.rss.items()}
+    fig.agent_rss_mb, fig.supervisor_rss_mb, fig.server_rss_mb = mb.get("client"), mb.get("supervisor"), mb.get("server")
+    return fig
+
+
+_LOGGED = re.compile(r"^(\S+Z) \S+ \w+ (finished turn|confirmed turn|started turn) (\d+)")
+
+
+def breakdown(workdir: Path, log: Path) -> list[str]:
+    """Where the handoffs of a run went, from the agents' debug logs (to the ms) and the commands' records."""
+    at: dict[tuple[str, int], float] = {}
+    for path in workdir.glob("agent-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            m = _LOGGED.match(line)
+            if m:
+                moment = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+                at[(m.group(2), int(m.group(3)))] = moment.timestamp()
+    stages: dict[str, list[float]] = {
+        "command's end -> the finishing site's done + grant answered (record, then compare-and-swap)": [],
+        "-> the next site's confirm answered (changes feed, confirm compare-and-swap)": [],
+        "-> the start message sent to the supervisor": [],
+        "-> the command's first line (supervisor, exec, the shell forks date)": [],
+    }
+    runs = [r for r in checker.read(str(log)).runs if r.end_ns and r.turn.isdigit()]
+    for a, b in zip(runs, runs[1:]):
+        ta, tb = int(a.turn), int(b.turn)
+        keys = [("finished turn", ta), ("confirmed turn", tb), ("started turn", tb)]
+        if tb != ta + 1 or any(k not in at for k in keys):
+            continue
+        moments = [a.end_ns / 1e9, *(at[k] for k in keys), b.start_ns / 1e9]
+        for values, (x, y) in zip(stages.values(), zip(moments, moments[1:])):
+            values.append((y - x) * 1000)
+    return [f"  {name}: p50 {statistics.median(v):.1f} ms (n={len(v)})" for name, v in stages.items() if v]
+
+
+def table(figures: list[Figures]) -> str:
+    """The figures of every run, one column per run."""
+    def fmt(v: object, unit: str = "") -> str:
+        if v is None:
+            return "-"
+        return f"{v:.1f}{unit}" if isinstance(v, float) else f"{v}{unit}"
+
+    rows = [
+        ("sites", lambda f: fmt(f.sites)),
+        ("handoffs measured", lambda f: fmt(f.handoffs)),
+        ("handoff p50", lambda f: fmt(f.p50_ms, " ms")),
+        ("handoff p90", lambda f: fmt(f.p90_ms, " ms")),
+        ("overlaps", lambda f: fmt(f.overlaps)),
+        ("every site had a turn after", lambda f: fmt(f.all_turned_s, " s") if f.all_turned_s is not None
+         else f"{f.turned} of {f.sites} did"),
+        ("waiting client CPU per handoff", lambda f: f"{f.waiting_cpu_ms:.3f} ms" if f.waiting_cpu_ms is not None
+         else "-"),
+        ("leader CPU per handoff", lambda f: fmt(f.leader_cpu_ms, " ms")),
+        ("server CPU per handoff", lambda f: fmt(f.server_cpu_ms, " ms")),
+        ("client RSS, max (agent / etcdctl)", lambda f: fmt(f.agent_rss_mb, " MB")),
+        ("supervisor RSS, max", lambda f: fmt(f.supervisor_rss_mb, " MB")),
+        ("server RSS, max", lambda f: fmt(f.server_rss_mb, " MB")),
+    ]
+    width = max(len(r[0]) for r in rows)
+    cols = [[f.label] + [r[1](f) for r in rows] for f in figures]
+    widths = [max(len(c) for c in col) for col in cols]
+    lines = [" " * width + "  " + "  ".join(col[0].rjust(w) for col, w in zip(cols, widths))]
+    for i, (name, _) in enumerate(rows, start=1):
+        lines.append(name.ljust(width) + "  " + "  ".join(col[i].rjust(w) for col, w in zip(cols, widths)))
+    return "\n".join(lines)
 
 
 class Bench:
@@ -109,16 +322,35 @@ def wait_for(what: str, condition, timeout_s: float = 60.0):
     raise SystemExit(f"benchmark: timed out waiting for {what}")
 
 
-def handoff(bench: Bench, sites: list[str]) -> checker.Report:
-    log = bench.workdir / "handoff.log"
+def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None) -> Figures:
+    """Run ``sites`` until every one has had a turn and ``--turns`` handoffs followed the first five."""
+    log = bench.workdir / f"handoff-{len(sites)}.log"
+    watched = Watched(server=psutil.Process(server_pid) if server_pid else None)
+    launched_ns = time.time_ns()
     for site in sites:
         bench.start(site, log)
-    wait_for(f"{bench.args.turns} turns",
-             lambda: len([r for r in checker.read(str(log)).runs if r.end_ns]) >= bench.args.turns + 5, 600)
-    bench.stop()
+        watched.clients[site] = psutil.Process(bench.agents[site].pid)
+    sampler = MemorySampler(watched, max(0.25, len(sites) / 200))
+    deadline = time.monotonic() + bench.args.max_seconds
+    window_start: tuple[int, dict[str, float]] | None = None
+    try:
+        while time.monotonic() < deadline:
+            runs = [r for r in checker.read(str(log)).runs if r.end_ns]
+            if window_start is None and len(runs) >= 5:
+                window_start = (time.time_ns(), watched.snapshot())
+            if len(runs) >= bench.args.turns + 5 and len({r.site for r in runs}) == len(sites):
+                break
+            time.sleep(0.05)
+        window_end = (time.time_ns(), watched.snapshot())
+        leader = bench.leader()
+    finally:
+        sampler.stop()
+        bench.stop()
     report = checker.read(str(log))
     report.gaps_s = report.gaps_s[5:]  # the first turns include start-up and the first election
-    return report
+    start = window_start or window_end
+    return measure(Figures(label, len(sites)), report, launched_ns, sites, (start[0], window_end[0]),
+                   (start[1], window_end[1]), leader.leader if leader else None, watched)
 
 
 def failover(bench: Bench, sites: list[str], rounds: int) -> tuple[list[float], list[float]]:
@@ -150,47 +382,91 @@ def failover(bench: Bench, sites: list[str], rounds: int) -> tuple[list[float], 
     return leader_s, runner_s
 
 
-def etcd_handoff(workdir: Path, clients: int, turns: int) -> checker.Report | None:
-    etcd, etcdctl = shutil.which("etcd"), shutil.which("etcdctl")
-    if not etcd or not etcdctl:
-        print("etcd: not installed (apt-get install etcd-server etcd-client); skipped")
-        return None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        peer = s.getsockname()[1]
-    endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [etcd, "--data-dir", str(workdir / "etcd"), "--listen-client-urls", endpoint,
-         "--advertise-client-urls", endpoint, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    log = workdir / "etcd.log"
-    loops = []
-    try:
-        wait_for("etcd", lambda: subprocess.run([etcdctl, f"--endpoints={endpoint}", "endpoint", "health"],
+class Etcd:
+    """One etcd server on loopback ports, in its own session."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.etcd, self.etcdctl = shutil.which("etcd"), shutil.which("etcdctl")
+        self.workdir = workdir
+        self.server: subprocess.Popen | None = None
+        self.endpoint = ""
+
+    def start(self) -> bool:
+        if not self.etcd or not self.etcdctl:
+            print("etcd: not installed (apt-get install etcd-server etcd-client); skipped")
+            return False
+        port, peer = _free_port(), _free_port()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.server = subprocess.Popen(
+            [self.etcd, "--data-dir", str(self.workdir / "etcd"), "--listen-client-urls", self.endpoint,
+             "--advertise-client-urls", self.endpoint, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"default=http://127.0.0.1:{peer}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        wait_for("etcd", lambda: subprocess.run([self.etcdctl, f"--endpoints={self.endpoint}", "endpoint", "health"],
                                                 capture_output=True).returncode == 0, 30)
-        for i in range(clients):
-            env = {**os.environ, "ENQUEUE_SITE": f"c{i}", "ENQUEUE_TURN": "-", "ETCDCTL_API": "3"}
-            script = (f'while :; do "{etcdctl}" --endpoints={endpoint} lock bench -- /bin/sh -c \'{PROBE_SH}\' '
-                      f'"{log}" || exit 1; done')
+        return True
+
+    def stop(self) -> None:
+        if self.server is not None:
+            _kill_group(self.server)
+            self.server = None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def etcd_handoff(etcd: Etcd, clients: int, args: argparse.Namespace, label: str) -> Figures:
+    """The same command under `etcdctl lock`, ``clients`` shell loops taking turns, measured like ours."""
+    log = etcd.workdir / f"etcd-{clients}.log"
+    assert etcd.server is not None
+    watched = Watched(server=psutil.Process(etcd.server.pid), clients_with_children=True)
+    names = [f"c{i}" for i in range(clients)]
+    loops: list[subprocess.Popen] = []
+    launched_ns = time.time_ns()
+    lock = f"bench{clients}"
+    sampler = None
+    try:
+        for name in names:
+            env = {**os.environ, "ENQUEUE_SITE": name, "ENQUEUE_TURN": "-", "ETCDCTL_API": "3"}
+            script = (f'while :; do "{etcd.etcdctl}" --endpoints={etcd.endpoint} lock {lock} -- /bin/sh -c '
+                      f'\'{PROBE_SH}\' "{log}" || exit 1; done')
             loops.append(subprocess.Popen(["/bin/sh", "-c", script], env=env, start_new_session=True,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for("etcd turns", lambda: len(checker.read(str(log)).runs) >= turns + 5, 600)
+            watched.clients[name] = psutil.Process(loops[-1].pid)
+        sampler = MemorySampler(watched, max(0.25, clients / 200))
+        deadline = time.monotonic() + args.max_seconds
+        window_start = None
+        while time.monotonic() < deadline:
+            runs = [r for r in checker.read(str(log)).runs if r.end_ns]
+            if window_start is None and len(runs) >= 5:
+                window_start = (time.time_ns(), watched.snapshot())
+            if len(runs) >= args.turns + 5 and len({r.site for r in runs}) == clients:
+                break
+            time.sleep(0.05)
+        window_end = (time.time_ns(), watched.snapshot())
     finally:
-        for p in loops + [server]:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        if sampler is not None:
+            sampler.stop()
+        for p in loops:
+            _kill_group(p)
     report = checker.read(str(log))
     report.gaps_s = report.gaps_s[5:]
-    return report
+    start = window_start or window_end
+    return measure(Figures(label, clients), report, launched_ns, names, (start[0], window_end[0]),
+                   (start[1], window_end[1]), None, watched)
 
 
 def _interrupt(signum: int, _frame: object) -> None:
@@ -200,10 +476,13 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--turns", type=int, default=200)
-    p.add_argument("--sites", type=int, default=3)
-    p.add_argument("--delay", default="0.5s", help="heartbeat delay for the failover runs (default 0.5s)")
-    p.add_argument("--stale", default="2s", help="heartbeat stale for the failover runs (default 2s)")
+    p.add_argument("--turns", type=int, default=200, help="handoffs to measure per run (default 200)")
+    p.add_argument("--sites", type=int, default=3,
+                   help="with N > 3, a second run with N sites on the same server (default 3: one run)")
+    p.add_argument("--max-seconds", type=float, default=300.0,
+                   help="bound on each run; a run that had not finished by then is measured as far as it got")
+    p.add_argument("--delay", default="0.5s", help="heartbeat delay of every agent (default 0.5s)")
+    p.add_argument("--stale", default="2s", help="heartbeat stale of every agent (default 2s)")
     p.add_argument("--failover-rounds", type=int, default=3)
     p.add_argument("--skip-failover", action="store_true")
     p.add_argument("--etcd", action="store_true", help="also measure etcdctl lock on the same command")
@@ -211,33 +490,71 @@ def main() -> int:
     p.add_argument("--agent-arg", action="append", default=[], dest="agent_args",
                    help="an extra option for every agent, e.g. --agent-arg=--log-level=debug")
     p.add_argument("--keep", action="store_true", help="keep the work directory (agents' logs)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="run the agents with debug logs and print where the 3-site handoffs went (log times are "
+                        "to the ms; the logging itself costs a little)")
     args = p.parse_args()
-    names = [f"site{chr(ord('a') + i)}" for i in range(args.sites)]
+    if args.breakdown:
+        args.agent_args.append("--log-level=debug")
+    if args.sites < 2:
+        p.error("--sites needs at least 2")
+    counts = [3] + ([args.sites] if args.sites > 3 else [])
+
+    def names(n: int) -> list[str]:
+        return [f"site{i:03d}" for i in range(n)]
+
     workdir = Path(tempfile.mkdtemp(prefix="enqueue-bench-"))
     server = None
+    figures: list[Figures] = []
+    stages: list[str] = []
     try:
         if args.url:
             url = args.url
         else:
             server = DevServer().start()
             url = server.url
+        load = os.getloadavg()
         print(f"server: {'given URL' if args.url else 'embedded pouchdb-server (in memory)'}; "
-              f"{args.sites} sites; trivial shell command; {os.cpu_count()} CPUs")
-        bench = Bench(args, workdir, url)
-        try:
-            report = handoff(bench, names)
-            print(f"enqueue handoff: {quantiles(report.gaps_s)}; overlaps: {len(report.overlaps)}")
-            if not args.skip_failover:
-                leader_s, runner_s = failover(bench, names, args.failover_rounds)
-                print(f"failover after SIGKILL of the leader (delay {args.delay}, stale {args.stale}): "
-                      + ", ".join(f"{s:.2f} s" for s in leader_s))
-                print("next command after SIGKILL of the running agent: " + ", ".join(f"{s:.2f} s" for s in runner_s))
-        finally:
-            bench.close()
+              f"runs of {', '.join(map(str, counts))} sites; trivial shell command; {os.cpu_count()} CPUs; "
+              f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+        for n in counts:
+            bench = Bench(args, workdir, url)
+            try:
+                figures.append(handoff(bench, names(n), f"enqueue {n}", server.pid if server else None))
+            finally:
+                bench.close()
+            if args.breakdown and n == 3:
+                stages = breakdown(workdir, workdir / "handoff-3.log")
+                for line in workdir.glob("agent-*.log"):
+                    line.unlink()
+        if not args.skip_failover:
+            bench = Bench(args, workdir, url)
+            try:
+                leader_s, runner_s = failover(bench, names(3), args.failover_rounds)
+            finally:
+                bench.close()
+            print(f"failover after SIGKILL of the leader (delay {args.delay}, stale {args.stale}): "
+                  + ", ".join(f"{s:.2f} s" for s in leader_s))
+            print("next command after SIGKILL of the running agent: " + ", ".join(f"{s:.2f} s" for s in runner_s))
+        if server is not None:
+            server.stop()
+            server = None
         if args.etcd:
-            etcd = etcd_handoff(workdir, args.sites, args.turns)
-            if etcd is not None:
-                print(f"etcdctl lock handoff: {quantiles(etcd.gaps_s)}; overlaps: {len(etcd.overlaps)}")
+            etcd = Etcd(workdir)
+            try:
+                if etcd.start():
+                    for n in counts:
+                        figures.append(etcd_handoff(etcd, n, args, f"etcd {n}"))
+            finally:
+                etcd.stop()
+        print(table(figures))
+        if args.breakdown:
+            print("where a 3-site handoff went (medians):")
+            print("\n".join(stages) or "  no complete handoff in the logs")
+        for f in figures:
+            print(f"{f.label}: handoff {quantiles_of(f)}")
+        load = os.getloadavg()
+        print(f"load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     finally:
         if server is not None:
             server.stop()
@@ -246,6 +563,10 @@ def main() -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def quantiles_of(f: Figures) -> str:
+    return f"p50 {f.p50_ms:.1f} ms, p90 {f.p90_ms:.1f} ms over {f.handoffs}" if f.p50_ms is not None else "no samples"
 
 
 if __name__ == "__main__":

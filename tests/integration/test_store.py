@@ -505,6 +505,25 @@ def test_changes_from_an_old_position_report_each_document_once_at_its_latest_ve
         follower.stop()
 
 
+def test_the_changes_of_two_thousand_watched_documents_are_waited_on_and_followed(backend):
+    """A leader follows every site's heartbeat: 2,000 ids do not fit in a URL, the feed must take them all the same."""
+    store = backend.store
+    ids = [f"enqueue_heartbeat:a-site-of-a-large-fleet-{i:04d}" for i in range(2000)]
+    since = store.current_seq()
+    store.put({"_id": "not-watched"})
+    store.put({"_id": ids[-1], "beat": 1})
+    batch = store.wait_changes(ids, since, 10.0)
+    assert list(batch.docs) == [ids[-1]]
+    follower = Follower(store, ids, batch.last_seq)
+    try:
+        store.put({"_id": "not-watched-either"})
+        store.put({"_id": ids[0], "beat": 1})
+        assert follower.next_change().docs == {ids[0]: store.get(ids[0])}
+    finally:
+        follower.stop()
+    assert follower.error is None
+
+
 def test_a_pending_wait_does_not_hold_up_reads_and_writes(backend):
     store = backend.store
     since = store.current_seq()
