@@ -71,7 +71,7 @@ def request_kind(method: str, target: str) -> Optional[str]:
     """Which kind of request ``method target`` is (one of ``REQUEST_KINDS``), None for any other."""
     path = urllib.parse.urlsplit(target).path
     parts = path.strip("/").split("/")
-    if method == "GET" and parts and parts[-1] == "_changes":
+    if method in ("GET", "POST") and parts and parts[-1] == "_changes":  # POST: the ids in the body
         return "feed"
     if method != "PUT" or len(parts) != 2:
         return None
@@ -505,7 +505,7 @@ class BlackholeProxy:
                     return data
             # A change (a JSON line) in the feed's answer: cut it here, after the headers and beats before it.
             brace = body.find(b"{")
-            if brace >= 0 and self._doom(pair, "feed", "GET _changes"):
+            if brace >= 0 and self._doom(pair, "feed", "_changes"):
                 keep = len(data) - len(body)
                 # Back to the start of the chunk that holds the change (its size line).
                 cut = body.rfind(b"\r\n", 0, brace)
