@@ -58,12 +58,12 @@ from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
 from enqueue import documents as docs
-from enqueue.config import DEFAULT_LEADER_DOC
 
 __all__ = ["NetnsError", "NetnsPlan", "NetnsNetwork", "ProxyNetwork", "BlackholeProxy", "LostAnswer",
            "REQUEST_KINDS", "netns_available", "request_kind"]
 
 REQUEST_KINDS = ("heartbeat", "leader", "record", "feed")
+LEADER_DOC_ID = "enqueue_leader"
 _REQUEST_LINE = re.compile(rb"(?:^|\r\n)(GET|PUT|POST|DELETE|HEAD|COPY) (\S+) HTTP/1\.[01]\r\n")
 
 
@@ -71,14 +71,14 @@ def request_kind(method: str, target: str) -> Optional[str]:
     """Which kind of request ``method target`` is (one of ``REQUEST_KINDS``), None for any other."""
     path = urllib.parse.urlsplit(target).path
     parts = path.strip("/").split("/")
-    if method in ("GET", "POST") and parts and parts[-1] == "_changes":  # the ids filter may be a POST body
+    if method in ("GET", "POST") and parts and parts[-1] == "_changes":  # POST: the ids in the body
         return "feed"
     if method != "PUT" or len(parts) != 2:
         return None
     doc_id = urllib.parse.unquote(parts[1])
     if doc_id.startswith(docs.HEARTBEAT_PREFIX):
         return "heartbeat"
-    if doc_id == DEFAULT_LEADER_DOC:
+    if doc_id == LEADER_DOC_ID:
         return "leader"
     if doc_id.startswith(docs.TURN_PREFIX):
         return "record"

@@ -251,7 +251,7 @@ def put(conn: "http.client.HTTPConnection", doc_id: str, body: str = '{"a":1}') 
         ("PUT", "/enqueue/enqueue_leader", "leader"),
         ("PUT", "/enqueue/enqueue_turn%3A000000000042", "record"),
         ("GET", "/enqueue/_changes?feed=continuous&heartbeat=500", "feed"),
-        ("POST", "/enqueue/_changes?feed=continuous&filter=_doc_ids&heartbeat=500", "feed"),
+        ("POST", "/enqueue/_changes?feed=continuous&filter=_doc_ids", "feed"),
         ("GET", "/enqueue/enqueue_leader", None),
         ("PUT", "/enqueue/enqueue_sites", None),
         ("POST", "/enqueue/_all_docs?include_docs=true", None),
