@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import secrets
 import subprocess
@@ -12,22 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from enqueue import errors, hints, logs
+from enqueue import errors, hints
 from tests.support.commands import Cli
+from tests.support.log_state import logging_restored
 
 
 @pytest.fixture(autouse=True)
 def _restore_logging_and_forget_the_connection():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
-    logs._forget_secrets()
-    logs.set_site(None)
+    with logging_restored():
+        yield
     hints.forget()
 
 
