@@ -28,7 +28,6 @@ import pytest
 from enqueue import cli
 from enqueue import documents as docs
 from enqueue.couchdb_store import CouchStore
-from enqueue.devserver import DevServer
 from enqueue.errors import EXIT_AUTH, EXIT_DATABASE_MISSING, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.support import servers
 from tests.support.agents import DELAY_S, STALE_S, Sites, sites, wait_until  # noqa: F401  (fixture: sites)
@@ -122,15 +121,8 @@ def test_the_server_down_at_start_exits_3_with_one_line(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def admin_server(couch_server) -> Iterator[servers.CouchServer]:
     """A server with an admin account: the session's if it has one, else an embedded one of our own."""
-    if couch_server.username is not None:
-        yield couch_server
-        return
-    server = DevServer(admin_user="admin", admin_password="right-" + os.urandom(6).hex())
-    server.start()
-    try:
-        yield servers.CouchServer(server.url, server.admin_user, server.admin_password, "embedded", devserver=server)
-    finally:
-        server.stop()
+    with servers.with_admin(couch_server) as server:
+        yield server
 
 
 def test_a_wrong_password_exits_4_with_one_line_and_no_secret(admin_server, tmp_path, capsys):

@@ -14,7 +14,6 @@ from typing import Iterator
 import pytest
 
 from enqueue import documents as docs
-from enqueue.devserver import DevServer
 from tests.support import servers
 from tests.support.agents import DELAY, GRACE, STALE, Sites, wait_until
 from tools.chaos import probe
@@ -200,15 +199,8 @@ def test_a_missing_database_stops_the_loop_with_exit_5(couch_server, tmp_path, f
 @pytest.fixture
 def admin_server(couch_server) -> Iterator[servers.CouchServer]:
     """A server that checks passwords: the session's if it does, else an embedded one of our own."""
-    if couch_server.username is not None:
-        yield couch_server
-        return
-    server = DevServer(admin_user="admin", admin_password="right-" + os.urandom(6).hex())
-    server.start()
-    try:
-        yield servers.CouchServer(server.url, server.admin_user, server.admin_password, "embedded", devserver=server)
-    finally:
-        server.stop()
+    with servers.with_admin(couch_server) as server:
+        yield server
 
 
 def test_refused_credentials_stop_the_loop_with_exit_4(admin_server, tmp_path, finish):

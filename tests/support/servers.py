@@ -15,7 +15,8 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Set
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional, Set
 
 from enqueue import errors
 from enqueue.couchdb_store import CouchStore
@@ -105,6 +106,20 @@ def create_database(server: CouchServer) -> Database:
 
 
 # ---------------------------------------------------------------- selection
+
+
+@contextmanager
+def with_admin(server: CouchServer) -> Iterator[CouchServer]:
+    """A server that has an admin account and checks passwords: ``server`` if it does, else an embedded one."""
+    if server.username is not None:
+        yield server
+        return
+    own = DevServer(admin_user="admin", admin_password="right-" + os.urandom(6).hex())
+    own.start()
+    try:
+        yield CouchServer(own.url, own.admin_user, own.admin_password, "embedded", devserver=own)
+    finally:
+        own.stop()
 
 
 def start_server() -> CouchServer:
