@@ -271,13 +271,8 @@ class HttpSession:
         or ``(False, None)`` when the server stayed silent past ``poll_s`` and the client ended the poll."""
         started = _clock.monotonic()
         # The server may hold back even the status line until the poll ends.
-        self.pool.set_thread_timeout(poll_s + self._timeout_s)
         try:
-            try:
-                _status, _headers, data = self.session.request(
-                    "GET" if body is None else "POST", url, body=body, credentials=self._credentials)
-            finally:
-                self.pool.set_thread_timeout(None)
+            data = self._send_waiting(url, body, poll_s + self._timeout_s)
             raw = self._read_poll_body(data, started + poll_s)
         except couchdb.http.HTTPError as exc:
             raise self._http_error(exc, what, None) from None
@@ -287,6 +282,16 @@ class HttpSession:
             return False, None
         return True, self.decode(raw, what)
 
+    def _send_waiting(self, url: str, body: Optional[dict], timeout_s: float) -> Any:
+        """Send a GET (or a POST of ``body``) whose answer may be slow to start; its socket waits ``timeout_s``."""
+        self.pool.set_thread_timeout(timeout_s)
+        try:
+            _status, _headers, data = self.session.request(
+                "GET" if body is None else "POST", url, body=body, credentials=self._credentials)
+        finally:
+            self.pool.set_thread_timeout(None)
+        return data
+
     def lines(self, url: str, what: str, silence_s: float, *, body: Optional[dict] = None) -> Iterator[bytes]:
         """GET (or POST ``body`` for) a streamed answer and yield it line by line as the server sends it.
 
@@ -295,14 +300,9 @@ class HttpSession:
         connection, which is never handed back to the pool (a stream is never
         read to its end).
         """
-        self.pool.set_thread_timeout(silence_s)
         data = None
         try:
-            try:
-                _status, _headers, data = self.session.request(
-                    "GET" if body is None else "POST", url, body=body, credentials=self._credentials)
-            finally:
-                self.pool.set_thread_timeout(None)
+            data = self._send_waiting(url, body, silence_s)
             if not isinstance(data, couchdb.http.ResponseBody):
                 return
             resp, conn = data.resp, data.conn

@@ -532,10 +532,8 @@ class Harness:
         return Fault("restart-server", None, start, time.time_ns(), f"down {down:.2f} s before restart",
                      from_heal=True)
 
-    def fault_partition(self) -> Fault:
-        site = self.pick_mixed()
-        hold = self.args.stale * self.rng.uniform(0.5, 2.0)
-        start = time.time_ns()
+    def cut_off(self, site: Site, hold: float) -> None:
+        """Cut ``site`` off from the server for ``hold`` seconds; healed even if the wait is interrupted."""
         self.network.cut(site.index)
         site.cut = True
         try:
@@ -543,6 +541,12 @@ class Harness:
         finally:
             self.network.heal(site.index)
             site.cut = False
+
+    def fault_partition(self) -> Fault:
+        site = self.pick_mixed()
+        hold = self.args.stale * self.rng.uniform(0.5, 2.0)
+        start = time.time_ns()
+        self.cut_off(site, hold)
         return Fault("partition", site.name, start, time.time_ns(), f"cut off for {hold:.2f} s")
 
     def fault_clock_offset(self) -> Fault:
@@ -773,13 +777,7 @@ class Harness:
             return None
         try:
             self.wait(0.1)
-            self.network.cut(site.index)
-            site.cut = True
-            try:
-                self.wait(hold)
-            finally:
-                self.network.heal(site.index)
-                site.cut = False
+            self.cut_off(site, hold)
         finally:
             self._thaw(site)
         return Fault("stop-supervisor-partition", site.name, start, time.time_ns(),
