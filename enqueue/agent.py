@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING
 from enqueue import documents as docs
 from enqueue import leadership, security, turns
 from enqueue.clock import format_time
-from enqueue.documents import LEFT, WAITING
+from enqueue.durations import format_duration
+from enqueue.documents import LEFT, NOT_READY
 from enqueue.errors import AuthFailed, Conflict, EnqueueError, Forbidden, SiteLockedOut, StoreError
-from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed, StopRequested
+from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed, SideCommandEnded, StopRequested
 from enqueue.leadership import Leadership
 from enqueue.lease import Identity, Lease
 from enqueue.leaving import Leaving
@@ -48,6 +49,7 @@ from enqueue.outcomes import Outcome
 from enqueue.own_turn import CommandRunner, OwnTurn
 from enqueue.records import RecordQueue
 from enqueue.shared_docs import Outage, SharedDocs, refuse_cluster
+from enqueue.side_steps import READY_COMMAND, READY_RETRY_S, SidePlan, SideRunner, SideSteps
 from enqueue.timers import Timers
 from enqueue.view import View
 
@@ -74,7 +76,7 @@ class Agent:
     """One site's agent; see the module docstring for how it is driven."""
 
     def __init__(self, settings: AgentSettings, store: Store, clock: Clock, runner: CommandRunner,
-                 rng: random.Random, identity: Identity) -> None:
+                 rng: random.Random, identity: Identity, side_runner: SideRunner | None = None) -> None:
         self.s = settings
         self.t = settings.timing
         self.me = settings.site
@@ -92,6 +94,11 @@ class Agent:
         self.outage = Outage(self.t.heartbeat_delay_s)
         self.refused_at_beat = 0
         self.feed_since: Seq | None = None
+        self.side = SideSteps(SidePlan(settings.between, settings.between_every_s, settings.ready,
+                                       min(READY_RETRY_S, self.t.heartbeat_delay_s)))
+        self.side_runner = side_runner
+        if self.side.plan.any and side_runner is None:
+            raise ValueError("--between and --ready need a side runner")
 
     # ------------------------------------------------------------------ the public face
 
@@ -120,6 +127,8 @@ class Agent:
         self.lease.refuse_local_twin(previous)
         self.lease.wait_out_previous(previous, self.clock.monotonic())
         self.shared.register(self._now_text())
+        # Say from the first beat that a side command comes before any turn.
+        self.lease.state, self.lease.not_ready = self._side_state()
         self._beat()
         log.info("registered as site %s on %s (pid %d), %s", self.me, self.lease.identity.host,
                  self.lease.identity.pid, "taking turns until stopped" if self.s.repeat else "waiting for one turn")
@@ -138,6 +147,11 @@ class Agent:
             self.leaving.request(event.signum)
             if self.own.command_may_run:
                 self.own.stop_command(Outcome.STOPPED)
+            if self.side.running is not None and self.side_runner is not None:
+                log.info("stopping the %s command", self.side.running)
+                self.side_runner.stop()
+        elif isinstance(event, SideCommandEnded):
+            self._side_ended(event)
         else:
             self.own.on_runner(event)
 
@@ -162,6 +176,7 @@ class Agent:
         t.set("orphans", self.lease.orphans_safe_at)
         t.set("give up", self.leaving.give_up_at)
         t.set("repair", self.leadership.repair_due_at())
+        t.set("side", self.side.next_due_at() if self._side_steps_go_on() else None)
         t.replace_group("stale ", {site: self.view.stale_at(site) for site in self.view.followed()})
         if now >= self.lease.next_beat_at and now >= self.outage.retry_at:
             return now
@@ -216,14 +231,20 @@ class Agent:
         view, own = self.view, self.own
         # 1. My own turn first: finishing it hands over, which is the fast path.
         if own.current is not None and own.current.ending is not None:
-            return own.finish(repeat=self._repeat())
+            again = own.finish(repeat=self._repeat(), next_state=self.side.state_after_turn())
+            if own.current is None:
+                self.side.turn_ended()
+            return again
         if own.current is not None:
             own.check_still_mine()
         elif turns.holds_running(view.leader, self.me):
             return own.adopt_own_confirm() or own.end_orphaned(now)
-        elif not self.leaving.stopping and self.lease.state == WAITING and turns.granted_to_me(view.leader, self.me):
+        elif self._wants_turn_now() and turns.granted_to_me(view.leader, self.me):
             if not self._drained():
                 return own.confirm_and_start()
+        # 1b. Outside a turn: the side commands (--between, --ready), with the state they make me say.
+        if own.current is None and self._side_steps_go_on():
+            self._side_step(now)
         # 2. The registry: a site missing from it (broken, deleted, or an entry removed) registers again.
         if not self.leaving.stopping and (view.registry is None or self.me not in view.registry.sites):
             log.warning("site %s is not in the registry %s: registering again (to retire a site, stop its agent "
@@ -246,6 +267,49 @@ class Agent:
 
     def _repeat(self) -> bool:
         return bool(self.s.repeat) and not self.leaving.stopping
+
+    def _wants_turn_now(self) -> bool:
+        """Whether I take a turn granted to me now: the one rule (``wants_turn``) on what my heartbeat says."""
+        return not self.leaving.stopping and docs.wants_turn(self.lease.state, self._repeat())
+
+    # ------------------------------------------------------------------ side commands (enqueue.side_steps)
+
+    def _side_steps_go_on(self) -> bool:
+        """Side commands run while I take part: not once stopping, nor after a run-once agent's turn."""
+        return self.side.plan.any and not self.leaving.stopping and (bool(self.s.repeat) or self.own.turns_done == 0)
+
+    def _side_state(self) -> tuple[str, str | None]:
+        """The state I say outside a turn, and the ``not_ready`` line that goes with it."""
+        state = self.side.state()
+        return state, (self.side.not_ready_line or "checking") if state == NOT_READY else None
+
+    def _side_step(self, now: float) -> None:
+        """Start the side command that is due, if any, and say the state that follows."""
+        name = self.side.due(now)
+        if name is not None:
+            assert self.side_runner is not None
+            self.side.started(name, now)
+            log.info("running the %s command: %s", name, self.side.command_line(name))
+            self.side_runner.start(name, self.side.command_line(name), {"ENQUEUE_SITE": self.me})
+        state, self.lease.not_ready = self._side_state()
+        self._set_state(state)
+
+    def _side_ended(self, ev: SideCommandEnded) -> None:
+        """Take in the end of a side command; the next step says the state that follows."""
+        if ev.name != self.side.running:
+            return
+        took = "" if ev.duration_s is None else f" after {ev.duration_s:.1f} s"
+        if ev.name != READY_COMMAND:
+            log.info("the %s command exited with code %s%s", ev.name, ev.exit_code, took)
+        elif ev.exit_code == 0:
+            log.info("ready: the ready command exited with code 0%s", took)
+        else:
+            log.warning("not ready: the ready command exited with code %s%s: %s; checking again in %s",
+                        ev.exit_code, took, ev.first_line or "(no output)",
+                        format_duration(self.side.plan.ready_every_s))
+        self.side.ended(ev.name, ev.exit_code, ev.first_line)
+        # Only the field: the next heartbeat carries it (``handle`` writes nothing).
+        self.lease.not_ready = self._side_state()[1]
 
     def _now_text(self) -> str:
         return format_time(self.clock.now(), self.s.time_format)

@@ -16,7 +16,8 @@ Guarantees
 * Threads (the feed, the runner's reader) append to the same inbox and
   write a byte to the same pipe; the driver waits on the pipe alone.
 * Whatever happens, the feed is stopped and the runner closed (which stops
-  any command with the grace policy) before ``run`` returns or raises.
+  any command with the grace policy), and so is the runner of the side
+  commands (``--between``, ``--ready``), before ``run`` returns or raises.
 * ``run`` touches signal handlers only when asked (``catch_signals``, the
   main thread only), so it can run in any thread; a ``stop`` Event set from
   any thread stops the agent as SIGTERM would.
@@ -47,6 +48,7 @@ from enqueue.lease import Identity
 from enqueue.outcomes import Outcome
 from enqueue.own_turn import CommandRunner
 from enqueue.runner import Runner, RunnerEvent
+from enqueue.side_command import SideCommandRunner
 
 if TYPE_CHECKING:
     from enqueue.config import AgentSettings
@@ -265,7 +267,9 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
         def make_runner(put: Callable[[Event], None]) -> DrivenRunner:
             return SupervisedRunner(settings.timing.kill_grace_s, keeper_lag_s(settings.timing.heartbeat_delay_s), put)
     runner = make_runner(inbox.put)
-    agent = Agent(settings, store, clock, runner, rng or random.Random(), local_identity())
+    side_runner = SideCommandRunner(settings.timing.kill_grace_s, inbox.put) if settings.between or settings.ready \
+        else None
+    agent = Agent(settings, store, clock, runner, rng or random.Random(), local_identity(), side_runner)
     feed = FeedWatcher(store, beat_s=min(settings.timing.heartbeat_delay_s, _FEED_HEARTBEAT_S),
                        retry_s=agent.outage.retry_s, deliver=inbox.put)
     try:
@@ -279,6 +283,8 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
             finally:
                 feed.stop()
                 runner.close()
+                if side_runner is not None:
+                    side_runner.close()
     finally:
         inbox.close()
 

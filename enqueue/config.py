@@ -64,6 +64,7 @@ __all__ = [
 OVERRIDE_KEYS = (
     "heartbeat_delay_s", "heartbeat_stale_s", "conflict_delay_s", "kill_grace_s",
     "repeat", "time_format", "leader_doc", "sites_doc", "wall_clock_offset_s", "allow_cluster",
+    "between", "between_every_s", "ready",
 )
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -82,7 +83,9 @@ class AgentSettings:
     database that keeps more than one copy (n > 1), where a 409 is no
     linearizable compare-and-swap (see docs/GUARANTEES.md); off by default.
     ``notes`` are lines for the agent to log at start-up (a heartbeat delay
-    fitted to the timing, see ``fitted_heartbeat_delay_s``).
+    fitted to the timing, see ``fitted_heartbeat_delay_s``). ``between`` and
+    ``ready`` are shell command lines run outside the site's turns
+    (enqueue.side_steps); ``between_every_s`` needs ``between``.
     """
 
     site: str
@@ -97,13 +100,35 @@ class AgentSettings:
     config_path: str = ""
     allow_cluster: bool = False
     notes: tuple[str, ...] = ()
+    between: Optional[str] = None
+    between_every_s: Optional[float] = None
+    ready: Optional[str] = None
 
     def __post_init__(self) -> None:
         validate_site_name(self.site)
         if not self.command:
             raise ConfigError("no command given to run")
+        _check_side_commands(self.between, self.between_every_s, self.ready)
         if self.leader_doc == self.sites_doc:
             raise ConfigError(f"leader_doc and sites_doc must differ (both are {self.leader_doc!r})")
+
+
+def _between_every(given: Any) -> Optional[float]:
+    if isinstance(given, str):
+        return parse_duration_value(RawValue(given, "--between-every", None))
+    return None if given is None else float(given)
+
+
+def _check_side_commands(between: Optional[str], between_every_s: Optional[float], ready: Optional[str]) -> None:
+    for option, line in (("--between", between), ("--ready", ready)):
+        if line is not None and not line.strip():
+            raise ConfigError(f"{option}: the command line is empty; give a shell command, or leave the option out")
+    if between_every_s is not None:
+        if between is None:
+            raise ConfigError("--between-every needs --between CMDLINE: it says how often that command runs "
+                              "again while the site waits")
+        if not (math.isfinite(between_every_s) and between_every_s > 0):
+            raise ConfigError("--between-every: must be a duration of more than 0")
 
 
 def _check_doc_id(text: str, where: str) -> str:
@@ -235,6 +260,9 @@ def load_agent_settings(
         config_path=config_path,
         allow_cluster=allow_cluster,
         notes=tuple(notes),
+        between=overrides.get("between"),
+        between_every_s=_between_every(overrides.get("between_every_s")),
+        ready=overrides.get("ready"),
     )
 
 

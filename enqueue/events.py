@@ -94,6 +94,16 @@ class StopRequested:
     signum: int
 
 
+@dataclass(frozen=True)
+class SideCommandEnded:
+    """The side command ``name`` (``between`` or ``ready``) ended with ``exit_code``; ``first_line`` of its output."""
+
+    name: str
+    exit_code: int | None
+    first_line: str | None = None
+    duration_s: float | None = None
+
+
 RunnerReport = Union[CommandStarted, CommandEnded, StartFailed, SupervisorDied]
 Event = Union[DocChanged, FeedFailed, FeedResumed, CommandStarted, CommandEnded, StartFailed, SupervisorDied,
-              StopRequested]
+              StopRequested, SideCommandEnded]

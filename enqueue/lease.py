@@ -71,6 +71,7 @@ class Lease:
         self.identity = identity
         self.state = WAITING
         self.message: str | None = None
+        self.not_ready: str | None = None
         self.beat_count = 0
         self.rev: str | None = None
         self.last_ack_sent: float | None = None
@@ -99,6 +100,7 @@ class Lease:
             rev=self.rev,
             heartbeat_delay_s=self.t.heartbeat_delay_s,
             heartbeat_stale_s=self.t.heartbeat_stale_s,
+            not_ready=self.not_ready,
         )
         body = docs.render_heartbeat(hb, dict(extra))
         for _ in range(3):
@@ -128,9 +130,9 @@ class Lease:
         """
         if state == self.state:
             return False
-        before = Heartbeat(self.me, state=self.state, repeat=repeat).wants_turn
+        before = docs.wants_turn(self.state, repeat)
         self.state = state
-        return state in (IDLE, LEFT) or Heartbeat(self.me, state=state, repeat=repeat).wants_turn != before
+        return state in (IDLE, LEFT) or docs.wants_turn(state, repeat) != before
 
     def deadline(self) -> float:
         """When my command must be dead unless another heartbeat is acknowledged."""

@@ -238,8 +238,12 @@ class OwnTurn:
         ended = self.clock.now() - timedelta(seconds=max(0.0, now - (cur.started_mono + duration)))
         cur.ending = Ending(ev.exit_code, how, ev.error, duration, format_time(ended, self.s.time_format))
 
-    def finish(self, *, repeat: bool) -> bool:
-        """End my turn: write its record, then mark it done (passing the next turn on) if still mine."""
+    def finish(self, *, repeat: bool, next_state: str = WAITING) -> bool:
+        """End my turn: write its record, then mark it done (passing the next turn on) if still mine.
+
+        With ``repeat`` I then say ``next_state``, and stay in the rotation I
+        pass on only if that state asks for a turn.
+        """
         cur = self.current
         assert cur is not None and cur.ending is not None
         end = cur.ending
@@ -264,7 +268,8 @@ class OwnTurn:
             self.recorded_turn = cur.turn
         if mine:
             assert self.view.leader is not None
-            new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, repeat, self._now_text())
+            stays = repeat and docs.wants_turn(next_state, repeat)
+            new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, stays, self._now_text())
             if not self.shared.cas_leader(new):
                 return True
             log.info("finished turn %d: %s, exit code %s, %.3f s", cur.turn, end.how, end.exit_code, duration)
@@ -277,7 +282,7 @@ class OwnTurn:
         self.current = None
         self.turns_done += 1
         self.last_exit_code = end.exit_code
-        self._set_state(WAITING if repeat else IDLE)
+        self._set_state(next_state if repeat else IDLE)
         return True
 
     def end_orphaned(self, now: float) -> bool:

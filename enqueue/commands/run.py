@@ -116,6 +116,29 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         "--wall-clock-offset", dest="wall_clock_offset_s", metavar="SECONDS", type=float,
         help="for testing clock skew: shift this site's wall clock by SECONDS (may be negative)",
     )
+    add_side_options(parser)
+
+
+def add_side_options(parser: argparse.ArgumentParser) -> None:
+    """The side commands of ``enqueue run``, run outside the site's turns (enqueue.side_steps)."""
+    group = parser.add_argument_group("side commands (shell command lines run outside this site's turns, "
+                                      "never exclusive; see docs/OPERATIONS.md)")
+    group.add_argument(
+        "--between", dest="between", metavar="CMDLINE",
+        help="run CMDLINE (with sh -c) before each wait for a turn: at the start and after every turn, e.g. "
+             "the monitoring step; the site says 'between' meanwhile and is offered no turn",
+    )
+    group.add_argument(
+        "--between-every", dest="between_every_s", metavar="DURATION", type=duration_arg,
+        help=f"also run the --between command again while waiting, whenever DURATION has passed since it last "
+             f"started (paused, drained, other sites' turns); {DURATION_HELP}",
+    )
+    group.add_argument(
+        "--ready", dest="ready", metavar="CMDLINE",
+        help="check CMDLINE (with sh -c) before each wait for a turn, after --between; while it exits non-zero "
+             "the site is 'not ready: <first line of its output>' in status, is offered no turn, and the "
+             "check runs again every 30 s (every heartbeat delay, if shorter)",
+    )
 
 
 def _takes_value(parser: argparse.ArgumentParser) -> dict[str, bool]:

@@ -174,6 +174,14 @@ def _turn_view(leader: docs.LeaderDoc, time_format: str, now: _dt.datetime) -> O
     )
 
 
+def _site_message(hb: docs.Heartbeat | None) -> str | None:
+    """The heartbeat's message for NOTE, after why the site is not ready when it says so."""
+    if hb is None:
+        return None
+    not_ready = f"not ready: {hb.not_ready or 'checking'}" if hb.state == docs.NOT_READY else None
+    return "; ".join(x for x in (not_ready, hb.message) if x) or None
+
+
 def _records_by_site(records: Iterable[Mapping[str, Any]], problems: list[str]) -> dict[str, list[docs.TurnRecord]]:
     by_site: dict[str, list[docs.TurnRecord]] = {}
     for raw in records:
@@ -306,7 +314,7 @@ def build(
                 last_duration_s=last.duration_s if last else None,
                 turns_taken=len(recs),
                 role=", ".join(roles) or None,
-                message=hb.message if hb else None,
+                message=_site_message(hb),
                 heartbeat_delay_s=hb.heartbeat_delay_s if hb else None,
                 heartbeat_stale_s=hb.heartbeat_stale_s if hb else None,
             )

@@ -21,14 +21,16 @@ names, so that the many modules that read documents keep one namespace
 
 from __future__ import annotations
 
-from enqueue.documents.heartbeat import Heartbeat, parse_heartbeat, render_heartbeat
+from enqueue.documents.heartbeat import Heartbeat, parse_heartbeat, render_heartbeat, wants_turn
 from enqueue.documents.ids import (
+    BETWEEN,
     DONE,
     GRANTED,
     HEARTBEAT_PREFIX,
     IDLE,
     LEFT,
     MAX_TURN,
+    NOT_READY,
     RUNNING,
     SCHEMA_VERSION,
     SITE_STATES,
@@ -46,10 +48,10 @@ from enqueue.documents.turn_record import TurnRecord, parse_turn_record, render_
 
 __all__ = [
     "DONE", "GRANTED", "HEARTBEAT_PREFIX", "IDLE", "LEFT", "MAX_TURN", "RUNNING", "SCHEMA_VERSION",
-    "SITE_STATES", "TURN_ID_DIGITS", "TURN_PREFIX", "TURN_STATES", "WAITING",
+    "SITE_STATES", "TURN_ID_DIGITS", "TURN_PREFIX", "TURN_STATES", "WAITING", "BETWEEN", "NOT_READY",
     "heartbeat_id", "turn_prefix", "turn_record_id",
     "LeaderDoc", "new_leader_doc", "parse_leader", "render_leader",
     "SiteEntry", "SitesDoc", "new_sites_doc", "parse_sites", "render_sites",
-    "Heartbeat", "parse_heartbeat", "render_heartbeat",
+    "Heartbeat", "parse_heartbeat", "render_heartbeat", "wants_turn",
     "TurnRecord", "parse_turn_record", "render_turn_record",
 ]

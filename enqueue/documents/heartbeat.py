@@ -34,11 +34,13 @@ class Heartbeat:
     # other settings still waits out this site's lease (None: not announced).
     heartbeat_delay_s: float | None = None
     heartbeat_stale_s: float | None = None
+    # The first line of output of the readiness check that failed (state ``not_ready``), for status.
+    not_ready: str | None = None
 
     @property
     def wants_turn(self) -> bool:
-        """The site asks for a turn now, or right after the one it is running."""
-        return self.state == WAITING or (self.state == RUNNING and self.repeat)
+        """The site asks for a turn now, or right after the one it is running (``wants_turn``)."""
+        return wants_turn(self.state, self.repeat)
 
     @property
     def lease_s(self) -> float | None:
@@ -46,6 +48,16 @@ class Heartbeat:
         if self.heartbeat_delay_s is None or self.heartbeat_stale_s is None:
             return None
         return max(0.0, self.heartbeat_stale_s - self.heartbeat_delay_s)
+
+
+def wants_turn(state: str | None, repeat: bool) -> bool:
+    """The one rule for whether a site in ``state`` asks for a turn: waiting, or running with --repeat.
+
+    ``between`` (its side command runs), ``not_ready`` (its readiness check
+    has not passed), ``idle``, ``left`` and a state that does not parse ask
+    for none: the leader offers no turn then, and the site starts none.
+    """
+    return state == WAITING or (state == RUNNING and repeat)
 
 
 def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat | None, list[str]]:
@@ -69,6 +81,7 @@ def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat
         rev=raw.get("_rev"),
         heartbeat_delay_s=f.seconds("heartbeat_delay_s"),
         heartbeat_stale_s=f.seconds("heartbeat_stale_s"),
+        not_ready=f.text("not_ready"),
     )
     return hb, f.problems
 
@@ -92,6 +105,8 @@ def render_heartbeat(hb: Heartbeat, extra: Mapping[str, Any] = {}) -> dict[str, 
         "heartbeat_delay_s": hb.heartbeat_delay_s,
         "heartbeat_stale_s": hb.heartbeat_stale_s,
     }
+    if hb.not_ready is not None:
+        out["not_ready"] = hb.not_ready
     out.update(extra)
     if hb.rev is not None:
         out["_rev"] = hb.rev

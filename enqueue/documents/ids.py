@@ -28,7 +28,11 @@ TURN_STATES = (GRANTED, RUNNING, DONE)
 WAITING = "waiting"
 IDLE = "idle"
 LEFT = "left"
-SITE_STATES = (WAITING, RUNNING, IDLE, LEFT)
+#: Running its side command (``--between``) outside any turn: alive, wants no turn meanwhile.
+BETWEEN = "between"
+#: Its readiness check (``--ready``) has not passed yet: alive, wants no turn until it does.
+NOT_READY = "not_ready"
+SITE_STATES = (WAITING, RUNNING, IDLE, LEFT, BETWEEN, NOT_READY)
 
 
 def heartbeat_id(site: str) -> str:

@@ -17,7 +17,7 @@ from enqueue import documents as docs
 from enqueue.agent import Agent, Left
 from enqueue.clock import FakeClock
 from enqueue.config import AgentSettings, Connection, Timing
-from enqueue.events import CommandEnded, CommandStarted, StopRequested
+from enqueue.events import CommandEnded, CommandStarted, SideCommandEnded, StopRequested
 from enqueue.lease import Identity
 from enqueue.memory_store import MemoryStore
 
@@ -47,12 +47,29 @@ class FakeRunner:
 
 
 def make_agent(store: MemoryStore, clock: FakeClock, site: str = "alpha", *, repeat: bool = False,
-               runner: FakeRunner | None = None) -> tuple[Agent, FakeRunner]:
+               runner: FakeRunner | None = None, side_runner: FakeSideRunner | None = None,
+               **side: object) -> tuple[Agent, FakeRunner]:
     settings = AgentSettings(site=site, command=["work", "--hard"], connection=Connection("http://127.0.0.1:9", "x"),
-                             timing=TIMING, repeat=repeat)
+                             timing=TIMING, repeat=repeat, **side)  # type: ignore[arg-type]
     runner = runner or FakeRunner()
     identity = Identity(instance=f"{site}-1", host="hostA", pid=100, agent_alive=lambda pid: False)
-    return Agent(settings, store, clock, runner, random.Random(7), identity), runner
+    return Agent(settings, store, clock, runner, random.Random(7), identity, side_runner), runner
+
+
+@dataclass
+class FakeSideRunner:
+    """Records the side commands the agent asks for; the test answers with ``SideCommandEnded``."""
+
+    calls: list[tuple] = field(default_factory=list)
+
+    def start(self, name: str, command_line: str, env: dict[str, str]) -> None:
+        self.calls.append(("start", name, command_line, dict(env)))
+
+    def stop(self) -> None:
+        self.calls.append(("stop",))
+
+    def named(self, name: str) -> list[tuple]:
+        return [c for c in self.calls if c[0] == name]
 
 
 def leader(store: MemoryStore) -> docs.LeaderDoc:
@@ -153,3 +170,97 @@ def test_two_agents_on_one_store_take_turns_in_order_under_a_fake_clock(store, c
     first = order.index("alpha")
     assert order[first:first + 6] == ["alpha", "bravo"] * 3, order
     assert leader(store).turn == len(order)
+
+
+def heartbeat(store: MemoryStore, site: str = "alpha") -> docs.Heartbeat:
+    hb, _ = docs.parse_heartbeat(store.get(docs.heartbeat_id(site)), site)
+    assert hb is not None
+    return hb
+
+
+def test_between_runs_before_each_wait_and_no_turn_starts_while_it_runs(store, clock) -> None:
+    side = FakeSideRunner()
+    agent, runner = make_agent(store, clock, repeat=True, side_runner=side, between="check-jobs")
+    agent.start(clock.monotonic())
+    assert heartbeat(store).state == docs.BETWEEN, "the first beat already says it"
+    agent.step(clock.monotonic())
+    assert side.named("start") == [("start", "between", "check-jobs", {"ENQUEUE_SITE": "alpha"})]
+    assert leader(store).leader == "alpha", "it leads while between"
+    assert runner.named("start") == [] and leader(store).turn == 0, "no turn is offered to a site between"
+    clock.advance(1.0)
+    agent.step(clock.monotonic())
+    assert heartbeat(store).beat >= 2 and heartbeat(store).state == docs.BETWEEN, "it keeps beating"
+    agent.handle(SideCommandEnded("between", 3, None, 1.0))
+    agent.step(clock.monotonic())
+    assert [c[1] for c in runner.named("start")] == [1]
+    agent.handle(CommandEnded(1, 0, "exited", duration_s=0.1))
+    agent.step(clock.monotonic())
+    doc = leader(store)
+    assert (doc.status, doc.turn) == (docs.DONE, 1), "a lone site going between passes no turn to itself"
+    assert heartbeat(store).state == docs.BETWEEN
+    assert len(side.named("start")) == 2, "between runs again after the turn"
+
+
+def test_a_grant_that_arrives_while_between_is_not_started(store, clock) -> None:
+    side = FakeSideRunner()
+    agent, runner = make_agent(store, clock, "bravo", repeat=True, side_runner=side, between="check-jobs")
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    doc = store.get("enqueue_leader")
+    doc.update(turn=doc["turn"] + 1, running="bravo", status=docs.GRANTED, leader="zulu")
+    store.put(doc)
+    agent.step(clock.monotonic())
+    assert runner.named("start") == [] and leader(store).status == docs.GRANTED
+    agent.handle(SideCommandEnded("between", 0, None, 0.1))
+    agent.step(clock.monotonic())
+    assert len(runner.named("start")) == 1, "once waiting again, a grant that still stands is taken"
+
+
+def test_between_every_runs_it_again_while_waiting_paused(store, clock) -> None:
+    side = FakeSideRunner()
+    agent, runner = make_agent(store, clock, repeat=True, side_runner=side, between="check-jobs",
+                               between_every_s=5.0)
+    started = clock.monotonic()
+    agent.start(started)
+    doc = store.get("enqueue_leader")
+    doc["paused"] = True
+    store.put(doc)
+    agent.step(clock.monotonic())
+    agent.handle(SideCommandEnded("between", 0, None, 0.1))
+    agent.step(clock.monotonic())
+    assert heartbeat(store).state == docs.WAITING and len(side.named("start")) == 1
+    assert agent.next_wake() <= started + 5.0
+    clock.advance(started + 5.0 - clock.monotonic())
+    agent.step(clock.monotonic())
+    assert len(side.named("start")) == 2 and heartbeat(store).state == docs.BETWEEN, "written at once"
+    assert runner.named("start") == []
+
+
+def test_a_failing_ready_check_says_not_ready_with_its_first_line_until_it_passes(store, clock) -> None:
+    side = FakeSideRunner()
+    agent, runner = make_agent(store, clock, repeat=True, side_runner=side, ready="ssh -O check host")
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    assert side.named("start")[0][1:3] == ("ready", "ssh -O check host")
+    agent.handle(SideCommandEnded("ready", 255, "Control socket connect: No such file", 0.1))
+    clock.advance(0.5)
+    agent.step(clock.monotonic())
+    hb = heartbeat(store)
+    assert (hb.state, hb.not_ready) == (docs.NOT_READY, "Control socket connect: No such file")
+    assert runner.named("start") == [] and leader(store).turn == 0
+    assert len(side.named("start")) == 2, "checked again after the ready interval (the heartbeat delay here)"
+    agent.handle(SideCommandEnded("ready", 0, "Master running", 0.1))
+    agent.step(clock.monotonic())
+    assert heartbeat(store).state in (docs.WAITING, docs.RUNNING) and heartbeat(store).not_ready is None
+    assert len(runner.named("start")) == 1
+
+
+def test_a_stop_request_stops_the_side_command_and_the_agent_leaves(store, clock) -> None:
+    side = FakeSideRunner()
+    agent, runner = make_agent(store, clock, repeat=True, side_runner=side, between="check-jobs")
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    agent.handle(StopRequested(signal.SIGTERM))
+    assert side.named("stop") == [("stop",)]
+    assert agent.step(clock.monotonic()) == Left(128 + signal.SIGTERM)
+    assert heartbeat(store).state == docs.LEFT and len(side.named("start")) == 1

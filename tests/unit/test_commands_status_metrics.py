@@ -35,7 +35,7 @@ def test_every_value_is_exported_and_unknown_ones_are_left_out():
     # One series per state, 1 for the announced one.
     states = {labels[0][1]: value for (name, labels), value in got.items()
               if name == "enqueue_site_state" and ("site", "b") in labels}
-    assert states == {"waiting": 0, "running": 1, "idle": 0, "left": 0}
+    assert states == {"waiting": 0, "running": 1, "idle": 0, "left": 0, "between": 0, "not_ready": 0}
 
 
 def test_before_the_first_turn_there_is_no_turn_series():
