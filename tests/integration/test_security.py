@@ -365,6 +365,21 @@ def test_the_writes_a_site_makes_are_allowed_and_admins_may_do_the_rest(scene: S
         _restore(scene, before)
 
 
+def test_a_site_may_say_it_is_between_turns_or_not_ready(scene: Secured) -> None:
+    before = _snapshot(scene)
+    try:
+        alpha = scene.site("alpha")
+        for beat, state, extra in ((2, docs.BETWEEN, {}), (3, docs.NOT_READY, {"not_ready": "control master gone"})):
+            rev = scene.admin.get(docs.heartbeat_id("alpha"))["_rev"]
+            hb = docs.Heartbeat(site="alpha", state=state, beat=beat, rev=rev, **extra)
+            alpha.put(docs.render_heartbeat(hb))
+            stored, problems = docs.parse_heartbeat(scene.admin.get(docs.heartbeat_id("alpha")), "alpha")
+            assert problems == [] and stored is not None and (stored.state, stored.beat) == (state, beat)
+        assert stored.not_ready == "control master gone"
+    finally:
+        _restore(scene, before)
+
+
 def test_a_lost_race_is_a_conflict_even_where_the_server_judges_the_newer_revision(scene: Secured) -> None:
     """pouchdb-server validates against the current revision; the store still reports a lost swap as 409."""
     before = _snapshot(scene)
