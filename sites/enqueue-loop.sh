@@ -3,7 +3,22 @@
 #
 # usage: enqueue-loop.sh [options] CONFIG SITE [--] SUBMIT_CMD [ARGS...]
 #
-# Every iteration:
+# By default the loop runs one persistent agent for the site:
+#
+#   enqueue run CONFIG SITE --repeat --between MONITOR --between-every PAUSE -- SUBMIT_CMD...
+#
+# which runs the monitoring step (--monitor) before each wait for a turn and
+# again every --pause while the site waits (also while production is paused
+# or the site drained), takes a turn whenever the rotation comes to the site,
+# and logs each step's exit code in its own log (-o --log-file=...). The
+# site shows 'between' in 'enqueue status' while it monitors, and keeps its
+# heartbeat and its place throughout. The loop only restarts the agent when
+# it ends: 3 (database unreachable) after a back-off as below; 2, 4, 5, 6, 7
+# stop the loop with that code; anything else after --retry-delay.
+#
+#   2026-11-22T03:04:05Z enqueue-loop alpha: enqueue run exit 3 (database unreachable): next try in 60 s
+#
+# With --run-once the loop is the original one, every iteration:
 #   1. the monitoring step (--monitor): a shell command every site runs at
 #      every iteration, at the same time as the others -- it is NOT enqueued;
 #      it gets the loop's environment minus every ENQUEUE_COUCHDB_* variable;
@@ -42,11 +57,13 @@
 # Options (the environment variable in brackets sets the default, so a
 # systemd EnvironmentFile can configure the loop):
 #   -m, --monitor CMD      [ENQUEUE_LOOP_MONITOR]  monitoring command, run with bash -c (default: none)
-#   -p, --pause DURATION   [ENQUEUE_LOOP_PAUSE]    pause between iterations (default: 60s)
+#   -p, --pause DURATION   [ENQUEUE_LOOP_PAUSE]    how often the monitoring step runs again while the site
+#                          waits; with --run-once: the pause between iterations (default: 60s)
+#       --run-once         [ENQUEUE_LOOP_RUN_ONCE=yes]  the original loop: 'enqueue run --no-repeat' per iteration
 #   -l, --log FILE         [ENQUEUE_LOOP_LOG]      also append the loop's lines to FILE
 #   -e, --enqueue PROGRAM  [ENQUEUE_LOOP_ENQUEUE]  the enqueue program, split on spaces (default: enqueue)
 #   -o, --run-option OPT   an option for 'enqueue run' (repeatable), e.g. -o --log-file=/var/log/enqueue/alpha.log
-#   -n, --iterations N     stop after N iterations (default: until stopped)
+#   -n, --iterations N     (--run-once) stop after N iterations (default: until stopped)
 #       --retry-delay DURATION [ENQUEUE_LOOP_RETRY_DELAY]  first wait after 'database unreachable' (default: 30s)
 #       --retry-max DURATION   [ENQUEUE_LOOP_RETRY_MAX]    longest such wait (default: 30m)
 #   A DURATION is a number with a unit, 30s, 2m, 1h (0.5m too); a bare number
@@ -73,6 +90,8 @@ pause=${ENQUEUE_LOOP_PAUSE:-60}
 log_file=${ENQUEUE_LOOP_LOG:-}
 enqueue_program=${ENQUEUE_LOOP_ENQUEUE:-enqueue}
 iterations=0
+run_once=${ENQUEUE_LOOP_RUN_ONCE:-}
+[ "$run_once" = no ] && run_once=""
 retry_delay=${ENQUEUE_LOOP_RETRY_DELAY:-30}
 retry_max=${ENQUEUE_LOOP_RETRY_MAX:-1800}
 run_options=()
@@ -91,6 +110,7 @@ while [ $# -gt 0 ]; do
         --run-option=*) run_options+=("${1#*=}"); shift ;;
         -n|--iterations) [ $# -ge 2 ] || die_usage "$1 needs a value"; iterations=$2; shift 2 ;;
         --iterations=*) iterations=${1#*=}; shift ;;
+        --run-once) run_once=yes; shift ;;
         --retry-delay) [ $# -ge 2 ] || die_usage "$1 needs a value"; retry_delay=$2; shift 2 ;;
         --retry-delay=*) retry_delay=${1#*=}; shift ;;
         --retry-max) [ $# -ge 2 ] || die_usage "$1 needs a value"; retry_max=$2; shift 2 ;;
@@ -117,6 +137,7 @@ seconds() {
 }
 pause=$(seconds --pause "$pause") || exit 2
 [[ $iterations =~ ^[0-9]+$ ]] || die_usage "--iterations must be a whole number, not '$iterations'"
+[ -z "$run_once" ] && [ "$iterations" -gt 0 ] && die_usage "--iterations counts the iterations of --run-once"
 retry_delay=$(seconds --retry-delay "$retry_delay") || exit 2
 retry_max=$(seconds --retry-max "$retry_max") || exit 2
 read -r -a enqueue_cmd <<< "$enqueue_program"
@@ -180,6 +201,39 @@ backoff() {
     awk -v first="$retry_delay" -v most="$retry_max" -v pause="$pause" -v n="$1" 'BEGIN {
         d = first * 2 ^ (n - 1); if (d > most) d = most; if (d < pause) d = pause; printf "%g", d }'
 }
+
+# --- the persistent agent (the default): one 'enqueue run --repeat --between' until stopped.
+persistent() {
+    local side=() unreachable=0 wait_s reason
+    if [ -n "$monitor" ]; then
+        # The agent runs it with sh -c; the variable keeps the command line's bash quoting intact.
+        export ENQUEUE_LOOP_MONITOR_CMD=$monitor
+        # shellcheck disable=SC2016  # expanded by the side command's shell, not here
+        side=(--between 'exec bash -c "$ENQUEUE_LOOP_MONITOR_CMD"' --between-every "${pause}s")
+    fi
+    log "started: config $config, persistent agent, monitoring every ${pause} s while waiting, submission: $*"
+    while [ -z "$stop_signal" ]; do
+        run_step "${enqueue_cmd[@]}" run "$config" "$site" --repeat ${side[@]+"${side[@]}"} \
+            ${run_options[@]+"${run_options[@]}"} -- "$@"
+        [ -n "$stop_signal" ] && break
+        wait_s=$retry_delay
+        if reason=$(unfixable_reason "$rc"); then
+            log "enqueue run exit $rc ($reason): retrying cannot fix that, stopping with exit code $rc"
+            exit "$rc"
+        elif [ "$rc" -eq 3 ]; then
+            unreachable=$((unreachable + 1))
+            wait_s=$(backoff "$unreachable")
+            log "enqueue run exit 3 (database unreachable): next try in $wait_s s"
+        else
+            log "enqueue run exit $rc: starting it again in $wait_s s"
+            unreachable=0
+        fi
+        run_step sleep "$wait_s"
+    done
+    log "stopped by $stop_signal"
+    exit 0
+}
+[ -z "$run_once" ] && persistent "$@"
 
 # The submission runs as 'bash -c WRAPPER MARKER SUBMIT_CMD...': it creates
 # MARKER, then execs SUBMIT_CMD (same process, same process group, same exit

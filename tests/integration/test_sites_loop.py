@@ -26,8 +26,8 @@ def loop(config: Path, workdir: Path, *options: str, sleep_s: float = 0.1, exit_
          new_session: bool = False) -> subprocess.Popen:
     command = [sys.executable, probe.PATH, str(workdir / "probe.log"), "--sleep", str(sleep_s),
                "--exit", str(exit_code)]
-    argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(workdir / "loop.log"),
-            "-o", f"--heartbeat-delay={DELAY}", "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}",
+    argv = ["bash", str(LOOP), "--run-once", "--enqueue", f"{sys.executable} -m enqueue",
+            "--log", str(workdir / "loop.log"), "-o", f"--heartbeat-delay={DELAY}", "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}",
             *options, str(config), "alpha", "--", *command]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=new_session)
@@ -112,8 +112,8 @@ def test_the_monitor_runs_without_enqueues_connection_settings(config_file, data
     env = dict(os.environ, ENQUEUE_COUCHDB_PASSWORD_FILE="", ENQUEUE_COUCHDB_EXTRA="loop-secret",
                ENQUEUE_TEST_INHERITED="kept")
     printed = tmp_path / "monitor.env"
-    argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(tmp_path / "loop.log"),
-            "--monitor", f"env > {printed}", "--iterations", "1", "-o", f"--heartbeat-delay={DELAY}",
+    argv = ["bash", str(LOOP), "--run-once", "--enqueue", f"{sys.executable} -m enqueue",
+            "--log", str(tmp_path / "loop.log"), "--monitor", f"env > {printed}", "--iterations", "1", "-o", f"--heartbeat-delay={DELAY}",
             "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}", str(config_file), "alpha", "--", "true"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     finish(proc)
@@ -124,13 +124,15 @@ def test_the_monitor_runs_without_enqueues_connection_settings(config_file, data
 
 
 def test_usage_errors_exit_2(tmp_path):
-    for argv in ([], ["cfg", "alpha"], ["--pause", "soon", "cfg", "alpha", "true"], ["--bogus", "cfg", "a", "b"]):
+    for argv in ([], ["cfg", "alpha"], ["--pause", "soon", "cfg", "alpha", "true"], ["--bogus", "cfg", "a", "b"],
+                 ["--iterations", "2", "cfg", "alpha", "true"]):
         result = subprocess.run(["bash", str(LOOP), *argv], capture_output=True, text=True, timeout=10)
         assert result.returncode == 2, argv
         assert result.stderr.startswith("enqueue-loop.sh: ") and "(see --help)" in result.stderr
     help_text = subprocess.run(["bash", str(LOOP), "--help"], capture_output=True, text=True, timeout=10).stdout
     for expected in ("usage: enqueue-loop.sh [options] CONFIG SITE [--] SUBMIT_CMD", "--monitor", "--pause",
-                     "--log", "--enqueue", "--run-option", "--iterations", "ENQUEUE_LOOP_PAUSE"):
+                     "--log", "--enqueue", "--run-option", "--iterations", "ENQUEUE_LOOP_PAUSE", "--run-once",
+                     "--between MONITOR --between-every PAUSE"):
         assert expected in help_text, expected
 
 
@@ -138,7 +140,7 @@ def test_the_pause_and_the_back_off_take_durations(tmp_path):
     fake = tmp_path / "fake-enqueue"
     fake.write_text("#!/bin/sh\nexit 2\n")
     fake.chmod(0o755)
-    result = subprocess.run(["bash", str(LOOP), "--enqueue", str(fake), "--log", str(tmp_path / "loop.log"),
+    result = subprocess.run(["bash", str(LOOP), "--run-once", "--enqueue", str(fake), "--log", str(tmp_path / "loop.log"),
                              "--pause", "1.5m", "--retry-delay", "2m", "--retry-max", "1h", "cfg.ini", "alpha", "--",
                              "true"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -288,10 +290,14 @@ def test_enqueue_runs_own_codes_are_told_from_the_commands_even_for_a_clustered_
     fake = tmp_path / "fake-enqueue"
     fake.write_text("#!/bin/sh\necho 'enqueue: database keeps 3 copies' >&2\nexit 6\n")
     fake.chmod(0o755)
-    result = subprocess.run(["bash", str(LOOP), "--enqueue", str(fake), "--log", str(tmp_path / "loop.log"),
-                             "cfg.ini", "alpha", "--", "true"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 6, result.stdout + result.stderr
-    assert messages(tmp_path)[1:] == [unfixable(1, 6, "the database keeps several copies (n > 1)")]
+    for mode, stopped in (["--run-once"], unfixable(1, 6, "the database keeps several copies (n > 1)")), \
+            ([], "enqueue run exit 6 (the database keeps several copies (n > 1)): retrying cannot fix that, "
+                 "stopping with exit code 6"):
+        (tmp_path / "loop.log").unlink(missing_ok=True)
+        result = subprocess.run(["bash", str(LOOP), *mode, "--enqueue", str(fake), "--log", str(tmp_path / "loop.log"),
+                                 "cfg.ini", "alpha", "--", "true"], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 6, result.stdout + result.stderr
+        assert messages(tmp_path)[1:] == [stopped]
 
 
 def test_the_unit_restarts_on_failure_except_for_the_codes_the_loop_stops_with():
@@ -301,3 +307,53 @@ def test_the_unit_restarts_on_failure_except_for_the_codes_the_loop_stops_with()
     assert stops_with == {"2", "4", "5", "6", "7"}
     assert settings["Restart"] == "on-failure"
     assert set(settings["RestartPreventExitStatus"].split()) == stops_with
+
+
+# --------------------------------------------------------------------------- the persistent agent (the default)
+
+
+def persistent(config: Path, workdir: Path, site: str, *options: str) -> subprocess.Popen:
+    command = [sys.executable, probe.PATH, str(workdir / "probe.log"), "--sleep", "0.05"]
+    argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(workdir / f"loop-{site}.log"),
+            "-o", f"--heartbeat-delay={DELAY}", "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}",
+            "-o", f"--log-file={workdir / f'agent-{site}.log'}", *options, str(config), site, "--", *command]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_the_persistent_loop_and_a_kept_run_once_loop_take_turns_together(config_file, database, tmp_path, finish):
+    """alpha and charlie run the loop as shipped; bravo keeps a seed-style script: monitor, one turn, again."""
+    monitored = tmp_path / "monitor.log"
+    monitor = f"echo \"$ENQUEUE_SITE 'quoted'\" >> {monitored}"
+    loops = {site: persistent(config_file, tmp_path, site, "--monitor", monitor, "--pause", "1s")
+             for site in ("alpha", "charlie")}
+    for proc in loops.values():
+        finish(proc)
+    seed = (f"while true; do echo bravo >> {monitored}; {sys.executable} -m enqueue run {config_file} bravo "
+            f"-d {DELAY} -s {STALE} --kill-grace {GRACE} --no-repeat -- {sys.executable} {probe.PATH} "
+            f"{tmp_path / 'probe.log'} --sleep 0.05 || exit; done")
+    kept = subprocess.Popen(["bash", "-c", seed], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        sites = Sites(config_file, tmp_path)
+        report = wait_until("every site's turns", lambda: (lambda r: r if all(r.order.count(s) >= 3 for s in
+                            ("alpha", "bravo", "charlie")) else None)(sites.report()), timeout_s=60)
+        assert report.overlaps == [], report.overlaps
+        lines = monitored.read_text().splitlines()
+        assert lines.count("alpha 'quoted'") >= report.order.count("alpha"), "bash quoting kept, before every wait"
+        assert lines.count("bravo") >= report.order.count("bravo")
+        hb = database.store.get(docs.heartbeat_id("alpha"))
+        assert hb["state"] in (docs.WAITING, docs.RUNNING, docs.BETWEEN) and hb["repeat"] is True
+        assert "the between command exited with code 0" in (tmp_path / "agent-alpha.log").read_text()
+    finally:
+        os.killpg(kept.pid, signal.SIGTERM)
+        kept.wait(timeout=30)
+        kept.stdout.close()
+    for site, proc in loops.items():
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, proc.stdout.read()
+        lines = (tmp_path / f"loop-{site}.log").read_text().splitlines()
+        assert lines[0].endswith(f"enqueue-loop {site}: started: config {config_file}, persistent agent, "
+                                 f"monitoring every 1 s while waiting, submission: {sys.executable} {probe.PATH} "
+                                 f"{tmp_path / 'probe.log'} --sleep 0.05"), lines
+        assert lines[-1].endswith("stopped by SIGTERM") and len(lines) == 2, lines
+        assert database.store.get(docs.heartbeat_id(site))["state"] == docs.LEFT

@@ -24,6 +24,7 @@ from enqueue.lease import Identity
 
 from tools.simulation.faults import AgentCrash, FaultyStore
 from tools.simulation.runner import SimRunner
+from tools.simulation.side_runner import SimSideRunner
 
 if TYPE_CHECKING:
     from tools.simulation.simulation import Simulation, Site
@@ -57,10 +58,17 @@ class AgentProcess:
             connection=Connection(url="http://simulated.invalid", database="sim"),
             timing=sim.timing,
             repeat=site.repeat,
+            between=site.side.between if site.side else None,
+            between_every_s=site.side.between_every_s if site.side else None,
+            ready=site.side.ready if site.side else None,
         )
+        self.side_runner = None if site.side is None else SimSideRunner(
+            sim.world, sim.ledger, self.name, self.deliver, lambda: sim.schedule.count("between"),
+            lambda: sim.healed_at is not None, sim.extra_violations)
         identity = Identity(instance=self.name, host=site.host, pid=self.pid, agent_alive=sim.agent_alive(site))
         self.agent = Agent(settings, self.store, site.clock, self.runner,  # type: ignore[arg-type]
-                           random.Random(sim.world.rng.getrandbits(32)), identity)
+                           random.Random(sim.world.rng.getrandbits(32)), identity,
+                           self.side_runner)  # type: ignore[arg-type]
 
     @property
     def watched_ids(self) -> tuple:

@@ -19,6 +19,9 @@ agents
     stop          SIGTERM to an agent; it leaves, and is started again
     partition     one agent cannot reach the database for a while
     clock-rate    the sites' clocks run at rates apart within the bound
+    between       sites run side commands outside their turns (--between,
+                  --between-every, --ready) of random lengths, and a
+                  readiness check fails now and then
 admins
     pause, drain, skip, delete-leader, garble-leader, delete-registry,
     garble-registry, delete-record, prune, init
@@ -36,7 +39,7 @@ from tools.simulation.world import World
 
 STORE_FAULTS = ("lost-answer", "lost-write", "slow", "crash")
 FEED_FAULTS = ("feed-lag", "feed-miss")
-AGENT_FAULTS = ("kill", "freeze", "stop", "partition", "clock-rate")
+AGENT_FAULTS = ("kill", "freeze", "stop", "partition", "clock-rate", "between")
 ADMIN_FAULTS = ("pause", "drain", "skip", "delete-leader", "garble-leader", "delete-registry", "garble-registry",
                 "delete-record", "prune", "init")
 ALL_FAULTS = STORE_FAULTS + FEED_FAULTS + AGENT_FAULTS + ADMIN_FAULTS

@@ -18,12 +18,14 @@ from enqueue import documents as docs
 from enqueue.clock import format_time
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_TIME_FORMAT, Timing
 from enqueue.events import DocChanged
+from enqueue.side_steps import SidePlan
 
 from tools.simulation.admin import Admin
 from tools.simulation.driver import AgentProcess
 from tools.simulation.faults import ADMIN_FAULTS, ALL_FAULTS, FaultRates, Schedule
 from tools.simulation.invariants import Judge, TurnBook
 from tools.simulation.runner import Ledger
+from tools.simulation.side_runner import draw_plan
 from tools.simulation.watched_store import WatchedStore
 from tools.simulation.world import SiteClock, World
 
@@ -81,6 +83,7 @@ class Site:
         self.repeat = True
         self.process: Optional[AgentProcess] = None
         self.runs = 0
+        self.side: Optional[SidePlan] = None
 
 
 class Simulation:
@@ -101,6 +104,9 @@ class Simulation:
             clock = SiteClock(self.world, rate, mono_origin=rng.uniform(1e3, 1e6),
                               wall_offset_s=rng.uniform(-6 * 3600, 6 * 3600))
             self.sites.append(Site(name, clock))
+        if "between" in options.faults:
+            for site in self.sites:
+                site.side = draw_plan(rng)
         self.admin_clock = SiteClock(self.world, 1.0, 0.0, 0.0)
         self.admin = Admin(self.store, rng, lambda: format_time(self.admin_clock.now(), DEFAULT_TIME_FORMAT))
         self.extra_violations: List[str] = []

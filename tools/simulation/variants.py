@@ -14,6 +14,7 @@ from typing import Callable, ContextManager, Dict, FrozenSet, Iterator
 from unittest import mock
 
 from enqueue import leadership as leadership_module
+from enqueue.agent import Agent
 from enqueue import view as view_module
 from enqueue.documents import HEARTBEAT_PREFIX
 from enqueue.lease import Lease
@@ -26,10 +27,10 @@ def record_after_the_ending_write() -> Iterator[None]:
     """The finishing site marks its turn done first and writes the record on its next step."""
     real_finish = OwnTurn.finish
 
-    def finish(self: OwnTurn, *, repeat: bool) -> bool:
+    def finish(self: OwnTurn, *, repeat: bool, **options: str) -> bool:
         self.records.write_now = self.records.pending.append  # type: ignore[method-assign]
         try:
-            return real_finish(self, repeat=repeat)
+            return real_finish(self, repeat=repeat, **options)
         finally:
             del self.records.write_now
 
@@ -74,6 +75,13 @@ def fresh_leader_doc_at_start() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def turn_taken_while_between() -> Iterator[None]:
+    """An agent takes a turn granted to it whatever its heartbeat says, also while its side command runs."""
+    with mock.patch.object(Agent, "_wants_turn_now", lambda self: not self.leaving.stopping):
+        yield
+
+
 @dataclass(frozen=True)
 class Variant:
     patch: Callable[[], ContextManager[None]]
@@ -91,6 +99,8 @@ VARIANTS: Dict[str, Variant] = {
     "revoke-before-the-lease-ran-out": Variant(revoke_before_the_lease_ran_out, frozenset({"overlap"}), _BASE),
     "revoke-on-a-lagging-view": Variant(revoke_on_a_lagging_view, frozenset({"overlap"}), _BASE),
     "orphan-ended-at-once": Variant(orphan_ended_at_once, frozenset({"overlap"}), _BASE),
+    "turn-taken-while-between": Variant(turn_taken_while_between, frozenset({"side"}), "slow,feed-lag,between"),
 }
 
-CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out")
+CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out",
+               "turn-taken-while-between")
