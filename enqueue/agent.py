@@ -12,9 +12,11 @@ and its lease (enqueue.lease), the site's own turn (enqueue.own_turn),
 leadership (enqueue.leadership), the reads and compare-and-swap writes of the
 shared documents (enqueue.shared_docs, into the ``View`` of enqueue.view),
 the records still owed (enqueue.records), the moments to wake up at
-(enqueue.timers). This module decides what is due, in order: my own turn
-first (finishing it hands over, which is the fast path), then the registry,
-then leadership, then whether to leave.
+(enqueue.timers), the side commands outside my turns (enqueue.side_steps).
+This module decides what is due, in order: my own turn first (finishing it
+hands over, which is the fast path), then the side commands, then the
+registry, then leadership, then whether to leave. Whether I take a turn
+granted to me is one rule on what my heartbeat says (``_wants_turn_now``).
 
 Guarantees
 ----------

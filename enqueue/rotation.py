@@ -1,7 +1,8 @@
 """Who is next: alphabetical turns among eligible sites (docs/PROTOCOL.md §3.4, §3.8).
 
 A site is *eligible* for a turn when it is registered, alive (not stale, not
-``left``), not drained, and wants a turn (waiting, or running with --repeat).
+``left``), not drained, and wants a turn (waiting, or running with --repeat;
+not while ``between`` or ``not_ready``: ``enqueue.documents.wants_turn``).
 The next site is the first eligible one after the last runner in
 alphabetical order, wrapping around; the last runner itself comes last, so a
 lone repeating site gets turn after turn.

@@ -166,6 +166,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--kill-after-handoff", type=float, default=0.5, metavar="P",
                    help="probability that kill-runner waits for the runner's handoff and kills just after it "
                         "(default 0.5)")
+    p.add_argument("--run-option", dest="run_options", action="append", default=[], metavar="OPT",
+                   help="one more option for every agent's 'enqueue run' (repeatable), for example "
+                        "--run-option='--between=sleep 0.3' --run-option=--between-every=2s")
     p.add_argument("--partition", choices=("auto", "netns", "proxy"), default="auto",
                    help="how to cut a site off: network namespaces (root), a black-hole proxy, or auto")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
@@ -317,7 +320,7 @@ class Harness:
         work = self.rng.uniform(*self.args.work)
         argv = [sys.executable, "-m", "enqueue", "run", str(self._config(site)), site.name,
                 "-d", f"{self.args.delay}s", "-s", f"{self.args.stale}s", "-c", f"{self.args.conflict}s",
-                "--kill-grace", f"{self.args.grace}s", "--repeat"]
+                "--kill-grace", f"{self.args.grace}s", "--repeat", *self.args.run_options]
         if site.offset_s:
             argv += ["--wall-clock-offset", f"{site.offset_s:.0f}"]
         argv += ["--", *probe.command(self.probe_log, "--sleep", f"{work:.3f}", "--sleep-file", self._sleep_file(site))]
