@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING
 from enqueue import documents as docs
 from enqueue import leadership, security, turns
 from enqueue.clock import format_time
-from enqueue.durations import format_duration
 from enqueue.documents import LEFT, NOT_READY
+from enqueue.durations import format_duration
 from enqueue.errors import AuthFailed, Conflict, EnqueueError, Forbidden, SiteLockedOut, StoreError
 from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed, SideCommandEnded, StopRequested
 from enqueue.leadership import Leadership

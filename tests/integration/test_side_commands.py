@@ -75,6 +75,8 @@ def test_three_sites_rotate_and_a_site_between_is_offered_no_turn(sites, enqueue
     row = site_row(enqueue_cli, "bravo")
     assert row["state"] == docs.BETWEEN and row["liveness"] == "alive", row
     assert "bravo" not in status(enqueue_cli)["rotation"]
+    [bravo_line] = [line for line in enqueue_cli("status").out.splitlines() if line.startswith("bravo ")]
+    assert bravo_line.split()[2] == "between", bravo_line
     assert turns_of(sites, "bravo") <= bravo_turns + 1, "no turn while between (one may have been granted before)"
     (tmp_path / "hold-bravo").unlink()
     wait_until("bravo's turns again", lambda: turns_of(sites, "bravo") >= bravo_turns + 2)
