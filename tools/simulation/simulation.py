@@ -143,9 +143,10 @@ class Simulation:
         judge = Judge(book=self.book, commands=self.ledger.commands, records=records,
                       removed=self.admin.records_removed,
                       end=self.world.now, record_within_s=self.record_within_s(),
-                      walls={s.name: s.clock for s in self.sites}, instance_site=self.instances)
-        for text in judge.records_missing() + judge.outcomes_wrong() + judge.stalls(self.healed_at,
-                                                                                    self.progress_bound_s()):
+                      walls={s.name: s.clock for s in self.sites}, instance_site=self.instances,
+                      admin_clock=self.admin_clock)
+        for text in judge.records_missing() + judge.outcomes_wrong() + judge.alarms_false() + \
+                judge.stalls(self.healed_at, self.progress_bound_s()):
             self.violation(text)
         del t
 
@@ -203,6 +204,8 @@ class Simulation:
             self._leader_raw = body
         elif doc_id.startswith(docs.TURN_PREFIX):
             self.book.record_changed(doc_id, body, writer, world.now)
+        elif doc_id.startswith(docs.HEARTBEAT_PREFIX):
+            self.book.heartbeat_changed(body, writer, world.now)
         for site in self.sites:
             proc = site.process
             if proc is None or doc_id not in proc.watched_ids:
