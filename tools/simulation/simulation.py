@@ -20,7 +20,7 @@ from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_TIME_FORMAT, Timing
 from enqueue.events import DocChanged
 
 from tools.simulation.admin import Admin
-from tools.simulation.driver import AgentProcess
+from tools.simulation.driver import AgentProcess, Site
 from tools.simulation.faults import ADMIN_FAULTS, ALL_FAULTS, FaultRates, Schedule
 from tools.simulation.invariants import Judge, TurnBook
 from tools.simulation.runner import Ledger
@@ -69,18 +69,6 @@ class Result:
     def kinds(self) -> FrozenSet[str]:
         """The kinds of invariant that failed (``overlap``, ``token``, ``record``, ``outcome``, ...)."""
         return frozenset(v[1:v.index("]")] for v in self.violations if v.startswith("["))
-
-
-class Site:
-    """One host: its name, its clocks, and the agent running there now."""
-
-    def __init__(self, name: str, clock: SiteClock) -> None:
-        self.name = name
-        self.clock = clock
-        self.host = f"host-{name}"
-        self.repeat = True
-        self.process: Optional[AgentProcess] = None
-        self.runs = 0
 
 
 class Simulation:
