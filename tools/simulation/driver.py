@@ -80,6 +80,8 @@ class AgentProcess:
         self._timer_generation = 0
         # The feed delivers in order: no delivery is due before the one scheduled last.
         self.feed_free_at = 0.0
+        # What reached the agent while it was frozen, in order: handed over when it thaws.
+        self._held: List[Event] = []
         self.store = FaultyStore(sim.store, sim.world, sim.schedule, site.name, self.name, on_crash=self._died)
         self.runner = SimRunner(sim.world, sim.ledger, site.clock, site.name, self.name, sim.timing.kill_grace_s,
                                 deliver=self.deliver)
@@ -112,7 +114,8 @@ class AgentProcess:
         if not self.alive:
             return False
         if self.frozen_until is not None and self.sim.world.now < self.frozen_until:
-            self.sim.world.at(self.frozen_until, lambda: self.deliver(event), f"{self.name} (frozen) news")
+            self._held.append(event)
+            self.sim.world.at(self.frozen_until, self._release, f"{self.name} (frozen) news")
             return False
         if isinstance(event, DocChanged) and not self.started:
             return False
@@ -132,11 +135,23 @@ class AgentProcess:
         self.sim.world.note(self.name, f"frozen for {seconds:.2f} s")
         self.frozen_until = self.sim.world.now + seconds
         self._schedule_wake(self.frozen_until)
+        self.sim.world.at(self.frozen_until, self._release, f"{self.name} (frozen) news")
 
     def thaw(self) -> None:
         if self.frozen_until is not None and self.frozen_until > self.sim.world.now:
             self.frozen_until = self.sim.world.now
             self._schedule_wake(self.sim.world.now)
+            self.sim.world.at(self.sim.world.now, self._release, f"{self.name} (thawed) news")
+
+    def _release(self) -> bool:
+        """Hand the agent, in order, what reached it while it was frozen (once it no longer is)."""
+        if not self.alive or not self._held or \
+                (self.frozen_until is not None and self.sim.world.now < self.frozen_until):
+            return False
+        held, self._held = self._held, []
+        for event in held:
+            self.deliver(event)
+        return True
 
     # -- the agent's loop, as its real driver runs it ---------------------------------
 
