@@ -50,11 +50,25 @@ class FakeRunner:
 
 
 class AnswerLosingStore(MemoryStore):
-    """A memory store that, once armed, applies the next put ``lose`` picks and loses its answer."""
+    """A memory store that, once armed, applies the next put ``lose`` picks and loses its answer.
+
+    ``meanwhile(doc)``, when set, runs before every put (another writer's move); deletions are counted.
+    """
 
     lose: Callable[[dict], bool] | None = None
+    meanwhile: Callable[[dict], None] | None = None
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.deleted: list[str] = []
+
+    def delete(self, doc: dict) -> None:
+        super().delete(doc)
+        self.deleted.append(doc["_id"])
 
     def put(self, doc: dict) -> str:
+        if self.meanwhile is not None:
+            self.meanwhile(doc)
         rev = super().put(doc)
         if self.lose is not None and self.lose(doc):
             self.lose = None
@@ -259,3 +273,45 @@ def test_a_deletion_the_feed_tells_of_late_stops_no_command_but_a_real_one_does(
     agent.handle(DocChanged("enqueue_leader", None))
     agent.step(clock.monotonic())
     assert runner.named("stop") == [("stop", "revoked")]
+
+
+def _leading_alpha_with_a_grant_to_a_site_that_left(store: AnswerLosingStore, clock: FakeClock) -> Agent:
+    """Alpha leads; turn 6 is granted to bravo, which has no heartbeat: alpha takes it back at its first step."""
+    store.put(docs.render_sites(docs.new_sites_doc("enqueue_sites"), {
+        "bravo": {"heartbeat_doc": docs.heartbeat_id("bravo"), "drained": False, "added_at": "-"}}))
+    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="alpha", leader_term=1, running="bravo",
+                                                status="granted", turn=6, rotation=("alpha", "bravo"))))
+    agent, _ = make_agent(store, clock, repeat=True)
+    agent.start(clock.monotonic())
+    return agent
+
+
+def _once_before_the_leader_doc_is_written(store: AnswerLosingStore, change: dict) -> None:
+    def meanwhile(doc: dict) -> None:
+        if doc.get("_id") == "enqueue_leader":
+            store.meanwhile = None
+            raw = store.get("enqueue_leader")
+            raw.update(change)
+            store.put(raw)
+    store.meanwhile = meanwhile
+
+
+def test_a_revocation_that_lost_its_race_to_another_leaders_keeps_the_record_that_one_relied_on(store,
+                                                                                               clock) -> None:
+    agent = _leading_alpha_with_a_grant_to_a_site_that_left(store, clock)
+    # Another leader takes turn 6 back first; its own record write found alpha's and added nothing.
+    _once_before_the_leader_doc_is_written(store, {"leader": "echo", "status": "done", "last_how": "not started",
+                                                   "updated_by": "echo"})
+    agent.step(clock.monotonic())
+    assert leader(store).leader == "echo" and leader(store).status == docs.DONE
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(6)))
+    assert record is not None and (record.site, record.how) == ("bravo", "not started"), "turn 6 ended: recorded"
+    assert docs.turn_record_id(6) not in store.deleted
+
+
+def test_a_revocation_that_lost_its_race_while_the_turn_goes_on_withdraws_its_record(store, clock) -> None:
+    agent = _leading_alpha_with_a_grant_to_a_site_that_left(store, clock)
+    # The write in between leaves turn 6 granted to bravo: alpha's record of ending it is false.
+    _once_before_the_leader_doc_is_written(store, {"paused": True, "updated_by": "admin"})
+    agent.step(clock.monotonic())
+    assert store.deleted[:1] == [docs.turn_record_id(6)]
