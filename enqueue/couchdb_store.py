@@ -220,6 +220,17 @@ class CouchStore:
             return None
         return doc if isinstance(doc, dict) else None
 
+    def deleted_rev(self, doc_id: str) -> Optional[str]:
+        """The tombstone's revision of a deleted document (``_all_docs`` lists it by key, marked deleted)."""
+        url = f"{self._db_url}/_all_docs"
+        answer = self._http.request("POST", url, body={"keys": [doc_id]}, read_only=True, what="read", doc_id=doc_id)
+        for row in (answer or {}).get("rows", []):
+            value = row.get("value") if isinstance(row, dict) else None
+            if row.get("key") == doc_id and isinstance(value, dict) and value.get("deleted") is True:
+                rev = value.get("rev")
+                return rev if isinstance(rev, str) else None
+        return None
+
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:
         """Every asked-for document in one request: id -> body, or None when missing or deleted."""
         ids = list(dict.fromkeys(doc_ids))
