@@ -104,8 +104,16 @@ class SharedDocs:
 
     def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool = False) -> None:
         """Take one document's current content into the view (a feed's stale news excepted)."""
+        # A missing leader doc is known by its tombstone's revision: a repair waits from its last change.
+        # The feed's news is taken in without a request; the next full read asks for the tombstone.
+        deleted_rev = None
+        if raw is None and doc_id == self.view.leader_doc:
+            if from_feed:
+                self.need_full_read = True
+            else:
+                deleted_rev = self.store.deleted_rev(doc_id)
         now = self.clock.monotonic()
-        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed):
+        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed, deleted_rev=deleted_rev):
             return
         if doc_id == docs.heartbeat_id(self.me) and raw is not None:
             self._on_own_heartbeat(raw, self.view.heartbeats.get(self.me), now)

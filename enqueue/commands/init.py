@@ -116,9 +116,10 @@ LEADER_DOC_LEFT_TO_AGENTS = ("missing, not created: this database held turns, so
                              "turn known, once heartbeat_stale has passed")
 
 
-def may_create_leader_doc(store: Store) -> bool:
-    """A missing leader doc may be created fresh (turn 0): the database never held a heartbeat or a turn record."""
-    return never_used(store)
+def may_create_leader_doc(store: Store, leader_doc: str) -> bool:
+    """A missing leader doc may be created fresh (turn 0): the database never held a heartbeat, a turn record
+    or the leader doc itself (a deletion leaves a tombstone)."""
+    return never_used(store, leader_doc)
 
 
 def install_security(store: Store, settings: steering.AdminSettings) -> list[str]:
@@ -159,7 +160,7 @@ def execute(args: argparse.Namespace) -> int:
             ("sites doc", settings.sites_doc, sites, docs.parse_sites),
         )
         for what, doc_id, body, parse in steps:
-            if doc_id == settings.leader_doc and not may_create_leader_doc(store):
+            if doc_id == settings.leader_doc and not may_create_leader_doc(store, doc_id):
                 print(f"{what} {doc_id}: {LEADER_DOC_LEFT_TO_AGENTS}")
             elif create_document(store, body):
                 print(f"{what} {doc_id}: created")
