@@ -133,4 +133,5 @@ VARIANTS: Dict[str, Variant] = {
                                                _BASE + ",crash,delete-leader"),
 }
 
-CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out")
+CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out",
+               "repair-waits-from-the-first-sighting")
