@@ -509,7 +509,8 @@ def summary(report: Mapping[str, Any]) -> str:
         f"{c['killed_without_end_line']} killed without an end line; median handoff {handoff}"
     )
     lines.append(
-        f"turns: {t['granted']} numbered ({t.get('skipped_by_repairs', 0)} skipped by repairs), {t['recorded']} recorded ({t['completed']} completed, "
+        f"turns: {t['granted']} numbered ({t.get('skipped_by_repairs', 0)} skipped by repairs), "
+        f"{t['recorded']} recorded ({t['completed']} completed, "
         f"{t['revoked']} revoked, {t['abandoned']} abandoned, {t['ended_otherwise']} ended otherwise), "
         f"{len(t['missing'])} missing"
     )
