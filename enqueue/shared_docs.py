@@ -109,12 +109,15 @@ class SharedDocs:
         The feed tells of a deletion without its revision, so news of one
         cannot be told from a late delivery (a backlog a frozen agent finds
         when it thaws, after the document was made again): a read settles it.
+        A missing leader doc is known by its tombstone's revision, so that a
+        repair waits from its last change.
         """
         if from_feed and raw is None:
             self.need_full_read = True
             return
+        deleted_rev = self.store.deleted_rev(doc_id) if raw is None and doc_id == self.view.leader_doc else None
         now = self.clock.monotonic()
-        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed):
+        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed, deleted_rev=deleted_rev):
             return
         if doc_id == docs.heartbeat_id(self.me) and raw is not None:
             self._on_own_heartbeat(raw, self.view.heartbeats.get(self.me), now)

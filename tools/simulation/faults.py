@@ -146,6 +146,9 @@ class FaultyStore:
     def get(self, doc_id: str) -> Optional[dict]:
         return self._call(f"get {doc_id}", False, lambda: self._store.get(doc_id))
 
+    def deleted_rev(self, doc_id: str) -> Optional[str]:
+        return self._call(f"deleted_rev {doc_id}", False, lambda: self._store.deleted_rev(doc_id))
+
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:
         return self._call("get_many", False, lambda: self._store.get_many(doc_ids))
 

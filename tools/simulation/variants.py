@@ -15,6 +15,7 @@ from typing import Callable, ContextManager, Dict, FrozenSet, Iterator
 from unittest import mock
 
 from enqueue import leadership as leadership_module
+from enqueue import repair as repair_module
 from enqueue import view as view_module
 from enqueue.documents import HEARTBEAT_PREFIX
 from enqueue.fenced_turn import FencedTurn
@@ -85,7 +86,42 @@ def deadline_extended_after_the_sigterm_moment() -> Iterator[None]:
 @contextmanager
 def fresh_leader_doc_at_start() -> Iterator[None]:
     """An agent that starts and finds no leader doc creates a fresh one at turn 0, whatever turns ran before."""
-    with mock.patch.object(leadership_module, "never_used", lambda store: True):
+    with mock.patch.object(leadership_module, "never_used", lambda store, leader_doc: True):
+        yield
+
+
+@contextmanager
+def repair_waits_from_the_first_sighting() -> Iterator[None]:
+    """A missing leader doc is one revision however often it is deleted: the repair's wait runs from the
+    first time the agent found it missing, and it rebuilds without reading it again."""
+    real_repair = leadership_module.Leadership.repair
+
+    def repair(self: leadership_module.Leadership, now: float) -> bool:
+        reread, self.shared.reread = self.shared.reread, lambda doc_id: None  # type: ignore[method-assign]
+        try:
+            return real_repair(self, now)
+        finally:
+            self.shared.reread = reread  # type: ignore[method-assign]
+
+    with mock.patch.object(SharedDocs, "absorb", _absorb_without_tombstones), \
+            mock.patch.object(leadership_module.Leadership, "repair", repair):
+        yield
+
+
+def _absorb_without_tombstones(self: SharedDocs, doc_id: str, raw: object, *, from_feed: bool = False) -> None:
+    now = self.clock.monotonic()
+    self.view.absorb(doc_id, raw, now, from_feed=from_feed)  # type: ignore[arg-type]
+
+
+@contextmanager
+def repair_resumes_above_the_claims() -> Iterator[None]:
+    """The repair resumes one above the newest record and the heartbeats' turns, not at the revision count."""
+    def resume(seen: int, old: object, replaced_rev: object, newest: object, heartbeat_turns: object = ()) -> int:
+        return real_resume(seen, old, None, newest, heartbeat_turns)  # type: ignore[arg-type]
+
+    real_resume = repair_module.resume_turn
+    with mock.patch.object(repair_module, "resume_turn", resume), \
+            mock.patch.object(repair_module, "revision_count", lambda rev: 0):
         yield
 
 
@@ -108,4 +144,11 @@ VARIANTS: Dict[str, Variant] = {
     "orphan-ended-at-once": Variant(orphan_ended_at_once, frozenset({"overlap"}), _BASE),
     "deadline-extended-after-the-sigterm-moment": Variant(deadline_extended_after_the_sigterm_moment,
                                                           frozenset({"overlap"}), _BASE + ",garble-leader"),
+    "repair-waits-from-the-first-sighting": Variant(repair_waits_from_the_first_sighting,
+                                                    frozenset({"token", "overlap"}), _BASE + ",delete-leader"),
+    "repair-resumes-above-the-claims": Variant(repair_resumes_above_the_claims, frozenset({"token", "overlap"}),
+                                               _BASE + ",crash,delete-leader"),
 }
+
+CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out",
+               "repair-waits-from-the-first-sighting")
