@@ -14,7 +14,7 @@ that overlaps a command of the same agent is a violation (``[side]``).
 from __future__ import annotations
 
 import random
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 from enqueue.events import Event, SideCommandEnded
 from enqueue.side_steps import READY_COMMAND, SidePlan
@@ -40,14 +40,14 @@ class SimSideRunner:
     """One agent instance's side commands, on the world's true time."""
 
     def __init__(self, world: World, ledger: Ledger, instance: str, deliver: Callable[[Event], bool],
-                 count: Callable[[], None], healed: Callable[[], bool], violations: List[str]) -> None:
+                 count: Callable[[], None], healed: Callable[[], bool], report: Callable[[str], None]) -> None:
         self.world = world
         self.ledger = ledger
         self.instance = instance
         self.deliver = deliver
         self.count = count
         self.healed = healed
-        self.violations = violations
+        self.report = report
         self._generation = 0
         self._running: Optional[tuple] = None  # (generation, name, started)
 
@@ -76,6 +76,6 @@ class SimSideRunner:
         for cmd in self.ledger.commands:
             if cmd.instance == self.instance and cmd.start < self.world.now and \
                     (cmd.end is None or cmd.end > started):
-                self.violations.append(f"[side] {self.instance}'s {name} command ran from {started:.3f} to "
+                self.report(f"[side] {self.instance}'s {name} command ran from {started:.3f} to "
                                        f"{self.world.now:.3f}, during its {cmd.describe()}")
         return self.deliver(SideCommandEnded(name, code, line, self.world.now - started))
