@@ -59,6 +59,11 @@ class ClusterStore:
         self.calls.append(f"list {prefix}")
         return []
 
+    def deleted_rev(self, doc_id: str) -> None:
+        # Read after the check too: whether a leader doc was ever deleted (it was not).
+        self.calls.append(f"deleted_rev {doc_id}")
+        return None
+
     def put(self, doc: dict) -> str:
         self.calls.append(f"put {doc.get('_id')}")
         raise Proceeded(doc.get("_id"))
