@@ -32,6 +32,7 @@ from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
 from enqueue.errors import StoreError
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
 from enqueue.outcomes import Outcome, after_revocation
+from enqueue.rotation import eligible_sites
 
 if TYPE_CHECKING:
     from enqueue.clock import Clock
@@ -264,12 +265,18 @@ class OwnTurn:
             self.recorded_turn = cur.turn
         if mine:
             assert self.view.leader is not None
-            new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, repeat, self._now_text())
+            led = self.view.leader.leader == self.me
+            # A leader that leaves after this turn hands its leadership on in the same write.
+            heirs = self._heirs() if led and not repeat else ()
+            new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, repeat, self._now_text(),
+                                    heirs)
             if not self.shared.cas_leader(new):
                 return True
             log.info("finished turn %d: %s, exit code %s, %.3f s", cur.turn, end.how, end.exit_code, duration)
             if nxt is not None:
                 log.info("granted %s turn %d", nxt, cur.turn + 1)
+            if led and new.leader != self.me:
+                log.info("handed the leadership to %s (term %d)", new.leader, new.leader_term)
         else:
             log.error("turn %d was taken away while its command ran (%s, exit code %s)", cur.turn, end.how,
                       end.exit_code)
@@ -279,6 +286,13 @@ class OwnTurn:
         self.last_exit_code = end.exit_code
         self._set_state(WAITING if repeat else IDLE)
         return True
+
+    def _heirs(self) -> tuple[str, ...]:
+        """The sites my leadership may go to as I leave: those I would publish as the rotation now."""
+        view = self.view
+        if view.registry is None:
+            return ()
+        return eligible_sites(view.registry.sites, view.heartbeats, view.stale_map(self.clock.monotonic()))
 
     def end_orphaned(self, now: float) -> bool:
         """End a turn the leader doc says I run, though this agent never started it.

@@ -45,6 +45,9 @@ RATE_SPREAD = 0.1
 class Options:
     sites: int = 4
     steps: int = 1500
+    #: How many of the sites (the last ones) run once per agent, the way the original site loop runs them:
+    #: the agent takes one turn and exits, and the loop starts the next one after a short monitoring step.
+    run_once: int = 0
     faults: FrozenSet[str] = frozenset(ALL_FAULTS)
     heal_fraction: float = 0.7
     timing: Timing = TIMING
@@ -61,6 +64,7 @@ class Result:
     commands: int
     turns: int
     fault_counts: Dict[str, int]
+    leader_term: int = 0
 
     @property
     def ok(self) -> bool:
@@ -96,11 +100,13 @@ class Simulation:
         self._leader_raw: Optional[dict] = None
         self.current: Optional[AgentProcess] = None
         self.sites: List[Site] = []
-        for name in SITE_NAMES[:options.sites]:
+        for number, name in enumerate(SITE_NAMES[:options.sites]):
             rate = 1.0 + rng.uniform(-RATE_SPREAD, RATE_SPREAD) if "clock-rate" in options.faults else 1.0
             clock = SiteClock(self.world, rate, mono_origin=rng.uniform(1e3, 1e6),
                               wall_offset_s=rng.uniform(-6 * 3600, 6 * 3600))
-            self.sites.append(Site(name, clock))
+            site = Site(name, clock)
+            site.repeat = number < options.sites - options.run_once
+            self.sites.append(site)
         self.admin_clock = SiteClock(self.world, 1.0, 0.0, 0.0)
         self.admin = Admin(self.store, rng, lambda: format_time(self.admin_clock.now(), DEFAULT_TIME_FORMAT))
         self.extra_violations: List[str] = []
@@ -123,9 +129,10 @@ class Simulation:
                     break
         if not self.violations():
             self._final_checks()
+        term = (self._leader_raw or {}).get("leader_term")
         return Result(seed=world.seed, steps=world.steps, true_time=world.now, violations=self.violations(),
                       trace=list(world.trace), commands=len(self.ledger.commands), turns=len(self.book.stories),
-                      fault_counts=dict(self.schedule.counts))
+                      fault_counts=dict(self.schedule.counts), leader_term=term if isinstance(term, int) else 0)
 
     def violations(self) -> List[str]:
         return list(dict.fromkeys(self.ledger.violations + self.book.violations + self.extra_violations))
@@ -180,7 +187,10 @@ class Simulation:
     def process_ended(self, proc: AgentProcess) -> None:
         """An agent exited or died: a site loop (or an operator) starts it again a little later."""
         site = proc.site
-        if self.healed_at is not None:
+        if not site.repeat and proc.exit_code is not None:
+            # A run-once agent that ended: the loop runs its monitoring step, then the next agent.
+            delay = self.world.rng.uniform(0.01, 0.3)
+        elif self.healed_at is not None:
             delay = 0.05
         else:
             delay = self.world.rng.uniform(0.05, 1.5 * self.timing.heartbeat_stale_s)

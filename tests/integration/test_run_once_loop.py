@@ -1,0 +1,119 @@
+"""The original site loop, one run-once agent per iteration, against the real server.
+
+A run-once agent that leads hands its leadership on in the write that ends
+its turn (docs/PROTOCOL.md §3.3.5), so a loop needs no election per turn;
+an heir that dies is taken over as any dead leader; ``--max-wait`` sends a
+loop back to monitoring with exit 75.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from enqueue import documents as docs
+from tests.support.agents import CONFLICT, DELAY, GRACE, STALE, STALE_S, Sites, sites, wait_until  # noqa: F401
+from tools.chaos import probe
+
+LOOP = Path(__file__).resolve().parents[2] / "sites" / "enqueue-loop.sh"
+NAMES = ("alpha", "bravo", "charlie")
+
+
+def leader_doc(database) -> docs.LeaderDoc:
+    parsed, _ = docs.parse_leader(database.store.get("enqueue_leader"), "enqueue_leader")
+    assert parsed is not None
+    return parsed
+
+
+def heartbeat(database, site: str) -> docs.Heartbeat:
+    hb, _ = docs.parse_heartbeat(database.store.get(docs.heartbeat_id(site)), site)
+    assert hb is not None
+    return hb
+
+
+@pytest.fixture
+def loops() -> Iterator[list[subprocess.Popen]]:
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def start_loop(config: Path, workdir: Path, site: str, *options: str, sleep_s: float = 0.1) -> subprocess.Popen:
+    command = [sys.executable, probe.PATH, str(workdir / "probe.log"), "--sleep", str(sleep_s)]
+    argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(workdir / f"loop-{site}.log"),
+            "-o", f"--heartbeat-delay={DELAY}", "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}",
+            "-o", f"--conflict-delay={CONFLICT}", "-o", f"--log-file={workdir / f'agent-{site}.log'}",
+            *options, str(config), site, "--", *command]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def agent_lines(workdir: Path, pattern: str) -> list[str]:
+    found = []
+    for site in NAMES:
+        path = workdir / f"agent-{site}.log"
+        if path.exists():
+            found += [line for line in path.read_text().splitlines() if re.search(pattern, line)]
+    return found
+
+
+def test_a_loop_of_run_once_agents_hands_the_leadership_on_instead_of_electing_every_turn(
+        config_file, database, tmp_path, loops):
+    # Each turn lasts long enough for the other two loops to be back and waiting when it ends (an agent
+    # takes a second or more to start on a busy machine): then its leader has somebody to hand on to.
+    for site in NAMES:
+        loops.append(start_loop(config_file, tmp_path, site, "--pause", "0.05", "--iterations", "4", sleep_s=2.0))
+    for proc in loops:
+        assert proc.wait(timeout=180) == 0, proc.stdout.read()
+    report = probe_report(tmp_path)
+    assert report.overlaps == [] and len(report.runs) == 12
+    handed = agent_lines(tmp_path, r"handed the leadership to")
+    elected = agent_lines(tmp_path, r"elected leader")
+    # Without the handoff, every leader's turn ends in a step-down and an election follows it.
+    assert len(handed) >= 6, (handed, elected)
+    assert len(elected) <= 3, (handed, elected)
+    # Every heir led: it wrote the leader doc as leader before it left (it published the rotation, or ended
+    # its turn) -- the term only grows by the handoffs and the few elections.
+    assert leader_doc(database).leader_term <= len(handed) + len(elected)
+
+
+def probe_report(workdir: Path):
+    from tools.chaos import checker
+    return checker.read(str(workdir / "probe.log"))
+
+
+def test_an_heir_that_dies_is_taken_over_by_an_election_and_its_turn_taken_back(sites, database, tmp_path):
+    gate = tmp_path / "go"
+    sites.start("alpha", repeat=False, command=["bash", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"])
+    wait_until("alpha's turn", lambda: database.store.get("enqueue_leader") and
+               leader_doc(database).running == "alpha" and leader_doc(database).status == docs.RUNNING)
+    assert leader_doc(database).leader == "alpha"
+    sites.start("bravo", repeat=False, sleep_s=60)
+    sites.start("charlie", repeat=False, sleep_s=0.1)
+    wait_until("bravo and charlie waiting", lambda: all(
+        database.store.get(docs.heartbeat_id(s)) and heartbeat(database, s).state == docs.WAITING
+        for s in ("bravo", "charlie")))
+    gate.touch()
+    assert sites.agents["alpha"].wait() == 0
+    handed = leader_doc(database)
+    # One write ended alpha's turn, granted bravo the next and made it the leader.
+    assert (handed.leader, handed.running, handed.turn) == ("bravo", "bravo", 2)
+    wait_until("bravo's command", lambda: any(r.site == "bravo" for r in sites.report().runs))
+    sites.agents["bravo"].signal(signal.SIGKILL)
+    sites.agents["bravo"].wait()
+    wait_until("charlie elected", lambda: leader_doc(database).leader == "charlie", timeout_s=STALE_S * 4)
+    assert leader_doc(database).leader_term == handed.leader_term + 1
+    assert sites.agents["charlie"].wait(timeout_s=STALE_S * 6) == 0
+    record = database.store.get(docs.turn_record_id(2))
+    assert record["site"] == "bravo" and record["how"] == "revoked"
+    report = sites.report()
+    assert [r.site for r in report.runs] == ["bravo", "charlie"] and report.overlaps == []
