@@ -97,6 +97,8 @@ class AgentSettings:
     config_path: str = ""
     allow_cluster: bool = False
     notes: tuple[str, ...] = ()
+    max_wait_s: float | None = None
+    """Run-once only: leave (exit 75) when no turn of mine started within this long of the start."""
 
     def __post_init__(self) -> None:
         validate_site_name(self.site)
@@ -104,6 +106,9 @@ class AgentSettings:
             raise ConfigError("no command given to run")
         if self.leader_doc == self.sites_doc:
             raise ConfigError(f"leader_doc and sites_doc must differ (both are {self.leader_doc!r})")
+        if self.max_wait_s is not None and self.repeat:
+            raise ConfigError("--max-wait is for an agent that runs once; with --repeat it would never end "
+                              "(leave out one of them)")
 
 
 def _check_doc_id(text: str, where: str) -> str:

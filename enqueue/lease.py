@@ -71,6 +71,7 @@ class Lease:
         self.identity = identity
         self.state = WAITING
         self.message: str | None = None
+        self.left_because: str | None = None
         self.beat_count = 0
         self.rev: str | None = None
         self.last_ack_sent: float | None = None
@@ -99,6 +100,7 @@ class Lease:
             rev=self.rev,
             heartbeat_delay_s=self.t.heartbeat_delay_s,
             heartbeat_stale_s=self.t.heartbeat_stale_s,
+            left_because=self.left_because if self.state == LEFT else None,
         )
         body = docs.render_heartbeat(hb, dict(extra))
         for _ in range(3):

@@ -117,3 +117,56 @@ def test_an_heir_that_dies_is_taken_over_by_an_election_and_its_turn_taken_back(
     assert record["site"] == "bravo" and record["how"] == "revoked"
     report = sites.report()
     assert [r.site for r in report.runs] == ["bravo", "charlie"] and report.overlaps == []
+
+
+# --------------------------------------------------------------------------- --max-wait
+
+
+def pause(config: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "enqueue", "pause", str(config), "--reason", "test"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_no_turn_within_max_wait_leaves_cleanly_and_exits_75_with_one_line(config_file, database, tmp_path):
+    pause(config_file)
+    argv = [sys.executable, "-m", "enqueue", "run", str(config_file), "alpha", "-d", DELAY, "-s", STALE,
+            "--kill-grace", GRACE, "--max-wait", "1s", "--log-file", str(tmp_path / "agent.log"), "--", "true"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 75, result.stderr
+    assert result.stderr.splitlines() == [
+        "enqueue: site alpha got no turn within 1 s (--max-wait): it left the rotation (a site loop goes on with its "
+        "next iteration)"]
+    hb = heartbeat(database, "alpha")
+    assert (hb.state, hb.left_because) == (docs.LEFT, docs.LEFT_MAX_WAIT)
+    # It elected itself (nobody else runs) and stepped down as it left.
+    assert leader_doc(database).leader is None
+    assert database.store.list_prefix(docs.TURN_PREFIX) == []
+
+
+def test_max_wait_is_refused_with_repeat(config_file):
+    argv = [sys.executable, "-m", "enqueue", "run", str(config_file), "alpha", "--repeat", "--max-wait", "1s", "--",
+            "true"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "--max-wait" in result.stderr
+
+
+def test_a_loop_with_max_wait_keeps_monitoring_while_production_is_paused(config_file, database, tmp_path, loops):
+    pause(config_file)
+    monitored = tmp_path / "monitor.out"
+    loops.append(start_loop(config_file, tmp_path, "alpha", "--monitor", f"echo checked >> {monitored}",
+                            "--pause", "0.05", "--max-wait", "1s", "--iterations", "3"))
+    assert loops[0].wait(timeout=120) == 0, loops[0].stdout.read()
+    assert monitored.read_text() == "checked\n" * 3
+    lines = [line.split(": ", 1)[1] for line in (tmp_path / "loop-alpha.log").read_text().splitlines()]
+    assert lines[1:] == [
+        "iteration 1: monitor exit 0",
+        "iteration 1: no turn within --max-wait (enqueue run exit 75): going on with the next iteration",
+        "iteration 2: monitor exit 0",
+        "iteration 2: no turn within --max-wait (enqueue run exit 75): going on with the next iteration",
+        "iteration 3: monitor exit 0",
+        "iteration 3: no turn within --max-wait (enqueue run exit 75): going on with the next iteration",
+        "done after 3 iterations",
+    ]
+    assert not (tmp_path / "probe.log").exists()
