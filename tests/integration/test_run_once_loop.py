@@ -8,6 +8,7 @@ loop back to monitoring with exit 75.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -170,3 +171,34 @@ def test_a_loop_with_max_wait_keeps_monitoring_while_production_is_paused(config
         "done after 3 iterations",
     ]
     assert not (tmp_path / "probe.log").exists()
+
+
+# --------------------------------------------------------------------------- status between iterations
+
+
+def status_of(config: Path, site: str) -> dict:
+    result = subprocess.run([sys.executable, "-m", "enqueue", "status", str(config), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return next(s for s in json.loads(result.stdout)["sites"] if s["name"] == site)
+
+
+def test_status_tells_a_loop_between_iterations_from_a_stopped_site(config_file, database, tmp_path, loops):
+    # A site loop counts as between iterations for its heartbeat_stale after its agent left: long here, so
+    # that the status command (seconds to start on a busy machine) is sure to look within it.
+    loops.append(start_loop(config_file, tmp_path, "alpha", "-o", "--heartbeat-stale=60s", "--pause", "30",
+                            sleep_s=1.0))
+    wait_until("alpha's first turn to end", lambda: database.store.get(docs.heartbeat_id("alpha")) and
+               heartbeat(database, "alpha").state == docs.LEFT, timeout_s=60)
+    between = status_of(config_file, "alpha")
+    assert (between["liveness"], between["state"], between["left_because"]) == ("looping", "left", "turn done")
+    loops[0].send_signal(signal.SIGTERM)
+    assert loops[0].wait(timeout=60) == 0
+    # A loop stopped between iterations leaves the heartbeat of its last agent: stop it during a wait instead.
+    loops.append(start_loop(config_file, tmp_path, "alpha", "--pause", "30", sleep_s=60))
+    wait_until("alpha's second agent running", lambda: heartbeat(database, "alpha").state == docs.RUNNING,
+               timeout_s=60)
+    loops[1].send_signal(signal.SIGTERM)
+    assert loops[1].wait(timeout=60) == 0
+    stopped = status_of(config_file, "alpha")
+    assert (stopped["liveness"], stopped["state"], stopped["left_because"]) == ("left", "left", "stopped")
