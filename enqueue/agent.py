@@ -40,9 +40,10 @@ from typing import TYPE_CHECKING
 from enqueue import documents as docs
 from enqueue import leadership, security, turns
 from enqueue.clock import format_time
-from enqueue.documents import LEFT, NOT_READY
+from enqueue.documents import LEFT, LEFT_MAX_WAIT, LEFT_STOPPED, LEFT_TURN_DONE, NOT_READY, WAITING
 from enqueue.durations import format_duration
-from enqueue.errors import AuthFailed, Conflict, EnqueueError, Forbidden, SiteLockedOut, StoreError
+from enqueue.errors import (EXIT_NO_TURN, AuthFailed, Conflict, EnqueueError, Forbidden, NoTurnInTime, SiteLockedOut,
+                            StoreError)
 from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed, SideCommandEnded, StopRequested
 from enqueue.leadership import Leadership
 from enqueue.lease import Identity, Lease
@@ -69,9 +70,10 @@ _STEPS_PER_CALL = 50
 
 @dataclass(frozen=True)
 class Left:
-    """The agent is done; the process exits with ``exit_code``."""
+    """The agent is done; the process exits with ``exit_code`` (``error``: said in one line, then exits)."""
 
     exit_code: int
+    error: EnqueueError | None = None
 
 
 class Agent:
@@ -101,6 +103,7 @@ class Agent:
         self.side_runner = side_runner
         if self.side.plan.any and side_runner is None:
             raise ValueError("--between and --ready need a side runner")
+        self.wait_ends_at: float | None = None
 
     # ------------------------------------------------------------------ the public face
 
@@ -132,6 +135,8 @@ class Agent:
         # Say from the first beat that a side command comes before any turn.
         self.lease.state, self.lease.not_ready = self._side_state()
         self._beat()
+        if self.s.max_wait_s is not None:
+            self.wait_ends_at = self.clock.monotonic() + self.s.max_wait_s
         log.info("registered as site %s on %s (pid %d), %s", self.me, self.lease.identity.host,
                  self.lease.identity.pid, "taking turns until stopped" if self.s.repeat else "waiting for one turn")
 
@@ -177,6 +182,7 @@ class Agent:
         t.set("campaign", self.leadership.campaign_not_before)
         t.set("orphans", self.lease.orphans_safe_at)
         t.set("give up", self.leaving.give_up_at)
+        t.set("max wait", self.wait_ends_at if self._may_give_up() else None)
         t.set("repair", self.leadership.repair_due_at())
         t.set("side", self.side.next_due_at() if self._side_steps_go_on() else None)
         t.replace_group("stale ", {site: self.view.stale_at(site) for site in self.view.followed()})
@@ -263,7 +269,14 @@ class Agent:
         # 4. Done?
         if own.current is None and (self.leaving.stopping or (not self.s.repeat and own.turns_done > 0)):
             return self._leave()
+        if self.wait_ends_at is not None and now >= self.wait_ends_at and self._may_give_up():
+            return self._leave(gave_up=True)
         return False
+
+    def _may_give_up(self) -> bool:
+        """Run-once with --max-wait, and no turn of mine has started or is on record as running."""
+        return self.wait_ends_at is not None and self.own.current is None and self.own.turns_done == 0 and \
+            not turns.holds_running(self.view.leader, self.me)
 
     # ------------------------------------------------------------------ heartbeat and state
 
@@ -337,8 +350,10 @@ class Agent:
 
     # ------------------------------------------------------------------ leaving
 
-    def _leave(self) -> Left:
-        """Step down, say ``left``, and be done. Each write is tried once: we are going."""
+    def _leave(self, *, gave_up: bool = False) -> Left:
+        """Step down, say ``left`` (and why), and be done. Each write is tried once: we are going."""
+        self.lease.left_because = LEFT_STOPPED if self.leaving.stopping else \
+            LEFT_MAX_WAIT if gave_up else LEFT_TURN_DONE
         try:
             self.records.flush()
         except EnqueueError as exc:
@@ -350,4 +365,9 @@ class Agent:
             log.info("left")
         except EnqueueError as exc:
             log.warning("could not say goodbye cleanly: %s", exc)
+        if gave_up:
+            assert self.s.max_wait_s is not None
+            return Left(EXIT_NO_TURN, NoTurnInTime(
+                f"site {self.me} got no turn within {format_duration(self.s.max_wait_s)} (--max-wait): it left the "
+                "rotation (a site loop goes on with its next iteration)"))
         return Left(self.leaving.exit_code(self.own.last_exit_code))

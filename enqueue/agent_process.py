@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 import psutil
 
-from enqueue.agent import Agent
+from enqueue.agent import Agent, Left
 from enqueue.clock import Clock, SystemClock
 from enqueue.events import (CommandEnded, CommandStarted, Event, RunnerReport, StartFailed, StopRequested,
                             SupervisorDied)
@@ -237,12 +237,12 @@ def keeper_lag_s(heartbeat_delay_s: float) -> float:
     return min(_KEEPER_LAG_MAX_S, heartbeat_delay_s / 4)
 
 
-def drive(agent: Agent, inbox: Inbox, feed: FeedWatcher, runner: DrivenRunner, clock: Clock) -> int:
-    """Step and feed the started agent until it has left; returns its exit code."""
+def drive(agent: Agent, inbox: Inbox, feed: FeedWatcher, runner: DrivenRunner, clock: Clock) -> Left:
+    """Step and feed the started agent until it has left; returns how it left."""
     while True:
         left = agent.step(clock.monotonic())
         if left is not None:
-            return left.exit_code
+            return left
         feed.follow(agent.watched_ids)
         for event in inbox.wait(max(0.0, agent.next_wake() - clock.monotonic())):
             agent.handle(event)
@@ -279,7 +279,7 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
                 runner.open()
                 feed.follow(agent.watched_ids)
                 feed.start(agent.feed_since)
-                return drive(agent, inbox, feed, runner, clock)
+                left = drive(agent, inbox, feed, runner, clock)
             finally:
                 feed.stop()
                 runner.close()
@@ -287,6 +287,9 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
                     side_runner.close()
     finally:
         inbox.close()
+    if left.error is not None:
+        raise left.error
+    return left.exit_code
 
 
 def run_agent(settings: AgentSettings, **options: Any) -> int:

@@ -103,6 +103,8 @@ class AgentSettings:
     between: Optional[str] = None
     between_every_s: Optional[float] = None
     ready: Optional[str] = None
+    max_wait_s: float | None = None
+    """Run-once only: leave (exit 75) when no turn of mine started within this long of the start."""
 
     def __post_init__(self) -> None:
         validate_site_name(self.site)
@@ -111,6 +113,9 @@ class AgentSettings:
         _check_side_commands(self.between, self.between_every_s, self.ready)
         if self.leader_doc == self.sites_doc:
             raise ConfigError(f"leader_doc and sites_doc must differ (both are {self.leader_doc!r})")
+        if self.max_wait_s is not None and self.repeat:
+            raise ConfigError("--max-wait is for an agent that runs once; with --repeat it would never end "
+                              "(leave out one of them)")
 
 
 def _between_every(given: Any) -> Optional[float]:

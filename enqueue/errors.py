@@ -16,6 +16,7 @@ EXIT_AUTH = 4
 EXIT_DATABASE_MISSING = 5
 EXIT_CLUSTER_REFUSED = 6
 EXIT_SITE_IN_USE = 7
+EXIT_NO_TURN = 75  # EX_TEMPFAIL: try again later
 EXIT_NOT_EXECUTABLE = 126
 EXIT_NOT_FOUND = 127
 
@@ -78,6 +79,12 @@ class ClusterRefused(EnqueueError):
     """The database keeps several copies, where a 409 is no compare-and-swap."""
 
     exit_code = EXIT_CLUSTER_REFUSED
+
+
+class NoTurnInTime(EnqueueError):
+    """A run-once agent got no turn within --max-wait; it left cleanly, and a site loop goes on."""
+
+    exit_code = EXIT_NO_TURN
 
 
 class SiteInUse(EnqueueError):

@@ -72,6 +72,7 @@ class Lease:
         self.state = WAITING
         self.message: str | None = None
         self.not_ready: str | None = None
+        self.left_because: str | None = None
         self.beat_count = 0
         self.rev: str | None = None
         self.last_ack_sent: float | None = None
@@ -101,6 +102,7 @@ class Lease:
             heartbeat_delay_s=self.t.heartbeat_delay_s,
             heartbeat_stale_s=self.t.heartbeat_stale_s,
             not_ready=self.not_ready,
+            left_because=self.left_because if self.state == LEFT else None,
         )
         body = docs.render_heartbeat(hb, dict(extra))
         for _ in range(3):

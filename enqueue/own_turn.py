@@ -32,6 +32,7 @@ from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
 from enqueue.errors import StoreError
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
 from enqueue.outcomes import Outcome, after_revocation
+from enqueue.rotation import eligible_sites
 
 if TYPE_CHECKING:
     from enqueue.clock import Clock
@@ -293,7 +294,11 @@ class OwnTurn:
         if mine:
             assert self.view.leader is not None
             stays = repeat and docs.wants_turn(next_state, repeat)
-            new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, stays, self._now_text())
+            led = self.view.leader.leader == self.me
+            # A leader that leaves after this turn hands its leadership on in the same write.
+            heirs = self._heirs() if led and not repeat else ()
+            new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, stays, self._now_text(),
+                                    heirs)
             try:
                 won = self.shared.cas_leader(new)
             except StoreError:
@@ -305,6 +310,8 @@ class OwnTurn:
             log.info("finished turn %d: %s, exit code %s, %.3f s", cur.turn, end.how, end.exit_code, duration)
             if nxt is not None:
                 log.info("granted %s turn %d", nxt, cur.turn + 1)
+            if led and new.leader != self.me:
+                log.info("handed the leadership to %s (term %d)", new.leader, new.leader_term)
         else:
             self._not_mine(cur.turn, end, duration)
         self.unanswered_finish = None
@@ -336,6 +343,13 @@ class OwnTurn:
             log.error("turn %d was taken away while its command ran (%s, exit code %s)", turn, end.how,
                       end.exit_code)
             self.lease.message = f"turn {turn} was revoked while running"
+
+    def _heirs(self) -> tuple[str, ...]:
+        """The sites my leadership may go to as I leave: those I would publish as the rotation now."""
+        view = self.view
+        if view.registry is None:
+            return ()
+        return eligible_sites(view.registry.sites, view.heartbeats, view.stale_map(self.clock.monotonic()))
 
     def end_orphaned(self, now: float) -> bool:
         """End a turn the leader doc says I run, though this agent never started it.

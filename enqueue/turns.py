@@ -7,6 +7,9 @@
   the next turn along the leader's published rotation, so a handoff costs one
   write (docs/PROTOCOL.md §3.8). The leader decided who is in the rotation; the
   finishing site may only take itself out (when it does not repeat).
+* ``hand_leadership``: a finishing site that leads and is about to leave
+  (run-once) names a live waiting site as leader in that same write, so no
+  election follows its turn (docs/PROTOCOL.md §3.3.5).
 * ``lost_reason``: why a command that runs here must stop now.
 
 Pure functions of the leader doc.
@@ -15,10 +18,11 @@ Pure functions of the leader doc.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Collection
 
 from enqueue.documents import DONE, GRANTED, RUNNING, LeaderDoc
 from enqueue.outcomes import Outcome
-from enqueue.rotation import rotation_after_finish, successor
+from enqueue.rotation import next_after, rotation_after_finish, successor
 from enqueue.scheduler import grant
 
 
@@ -34,12 +38,15 @@ def confirm(doc: LeaderDoc, me: str, now_text: str) -> LeaderDoc:
 
 
 def finish(
-    doc: LeaderDoc, me: str, exit_code: int | None, how: str, i_repeat: bool, now_text: str
+    doc: LeaderDoc, me: str, exit_code: int | None, how: str, i_repeat: bool, now_text: str,
+    heirs: Collection[str] = (),
 ) -> tuple[LeaderDoc, str | None]:
     """``doc`` with my running turn done, and the next turn passed on if one may be.
 
     Returns the new doc and the site the next turn went to (None when paused
-    or nobody is in the rotation: the leader grants later).
+    or nobody is in the rotation: the leader grants later). ``heirs``: the
+    sites a leader that is leaving may hand its leadership to
+    (``hand_leadership``); empty when this agent stays.
     """
     rotation = rotation_after_finish(me, doc.rotation, i_repeat)
     done = replace(
@@ -54,9 +61,27 @@ def finish(
         updated_at=now_text,
     )
     nxt = None if doc.paused else successor(me, doc.rotation, i_repeat)
-    if nxt is None:
-        return done, None
-    return grant(done, nxt, rotation, me, now_text), nxt
+    if nxt is not None:
+        done = grant(done, nxt, rotation, me, now_text)
+    return hand_leadership(done, me, nxt, heirs), nxt
+
+
+def hand_leadership(doc: LeaderDoc, me: str, nxt: str | None, heirs: Collection[str]) -> LeaderDoc:
+    """``doc`` with my leadership handed to one of ``heirs``, if I lead and one is there.
+
+    ``heirs`` are the sites the leaving leader sees alive and waiting (the
+    rotation it would publish, ``rotation.eligible_sites``). The heir is
+    ``nxt``, the site granted the next turn, when it is one of them (it is
+    busy with the leader doc already), else the first heir after me in
+    alphabetical order. The term grows by one, as at an election. Leadership
+    protects nothing by itself (docs/PROTOCOL.md §3.3.4): this only spares
+    the election that would follow my step-down.
+    """
+    candidates = [site for site in heirs if site != me]
+    if doc.leader != me or not candidates:
+        return doc
+    heir = nxt if nxt in candidates else next_after(me, candidates)
+    return replace(doc, leader=heir, leader_term=doc.leader_term + 1)
 
 
 def lost_reason(doc: LeaderDoc | None, me: str, turn: int) -> str | None:

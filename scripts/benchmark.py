@@ -2,7 +2,7 @@
 """Benchmarks: handoff latency and failover time, printed as figures.
 
     scripts/benchmark [--turns 200] [--sites N] [--delay 0.5s] [--stale 2s] [--url URL]
-                      [--etcd] [--skip-failover] [--max-seconds 300] [--breakdown]
+                      [--etcd] [--loop] [--skip-failover] [--max-seconds 300] [--breakdown]
 
 Handoff latency is measured from the commands' own records: one command's
 end to the next command's start, for a trivial shell command (two `date`
@@ -26,6 +26,19 @@ With --etcd, the same shell command is serialised by `etcdctl lock` against a
 local etcd (Debian packages etcd-server and etcd-client; loopback only) with
 the same numbers of looping clients, measured the same way (a client's CPU
 is its shell loop's and its etcdctl processes'), and printed beside ours.
+
+With --loop the same 3 sites also run the original way, in the same
+invocation: each in sites/enqueue-loop.sh, one run-once agent per iteration
+(`enqueue run` without --repeat), a 0.05 s monitoring step and no pause, and
+their handoffs are printed beside the --repeat ones, with the elections, the
+leadership handoffs and the leader term the loop's agents went through. It
+runs twice: with the trivial command, where a handoff of the loop mostly
+waits for the start-up of the next agent (nobody else is waiting when a
+turn ends: an agent takes longer to start than the others' turns last),
+and with a command that holds its turn for --loop-hold (default 1s), so
+that the other sites' agents are back and waiting when a turn ends, next
+to --repeat with that same command: the handoff itself, loop against
+--repeat.
 
 With --breakdown the agents log at debug level and the 3-site run's handoffs
 are split into their stages (the finishing site's writes, the changes feed and
@@ -61,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from enqueue import documents as docs  # noqa: E402
 from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer  # noqa: E402
+from enqueue.durations import parse_duration  # noqa: E402
 from tools.chaos import checker  # noqa: E402
 
 PROBE_SH = (
@@ -322,13 +336,18 @@ def wait_for(what: str, condition, timeout_s: float = 60.0):
     raise SystemExit(f"benchmark: timed out waiting for {what}")
 
 
-def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None) -> Figures:
+def holding(seconds: float) -> str:
+    """The trivial command, holding its turn for ``seconds`` between its two lines."""
+    return PROBE_SH.replace('; echo "end', f'; sleep {seconds:g}; echo "end')
+
+
+def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None, probe: str = PROBE_SH) -> Figures:
     """Run ``sites`` until every one has had a turn and ``--turns`` handoffs followed the first five."""
-    log = bench.workdir / f"handoff-{len(sites)}.log"
+    log = bench.workdir / f"handoff-{len(sites)}-{label.replace(' ', '-')}.log"
     watched = Watched(server=psutil.Process(server_pid) if server_pid else None)
     launched_ns = time.time_ns()
     for site in sites:
-        bench.start(site, log)
+        bench.start(site, log, probe)
         watched.clients[site] = psutil.Process(bench.agents[site].pid)
     sampler = MemorySampler(watched, max(0.25, len(sites) / 200))
     deadline = time.monotonic() + bench.args.max_seconds
@@ -351,6 +370,53 @@ def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None) 
     start = window_start or window_end
     return measure(Figures(label, len(sites)), report, launched_ns, sites, (start[0], window_end[0]),
                    (start[1], window_end[1]), leader.leader if leader else None, watched)
+
+
+LOOP = Path(__file__).resolve().parent.parent / "sites" / "enqueue-loop.sh"
+
+
+def loop_handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None,
+                 probe: str = PROBE_SH) -> tuple[Figures, str]:
+    """``sites`` each in the site loop (a run-once agent per iteration); the figures and the leadership line."""
+    log = bench.workdir / f"loop-{len(sites)}-{label.replace(' ', '-')}.log"
+    watched = Watched(server=psutil.Process(server_pid) if server_pid else None)
+    launched_ns = time.time_ns()
+    agent_logs = {site: bench.workdir / f"loop-agent-{site}-{label.replace(' ', '-')}.log" for site in sites}
+    for site in sites:
+        run_options = [f"--heartbeat-delay={bench.args.delay}", f"--heartbeat-stale={bench.args.stale}",
+                       "--conflict-delay=0.2s", f"--log-file={agent_logs[site]}", *bench.args.agent_args]
+        bench.agents[site] = subprocess.Popen(
+            ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--monitor", "sleep 0.05",
+             "--pause", "0", *[f"--run-option={o}" for o in run_options], str(bench.config), site,
+             "--", "/bin/sh", "-c", probe, str(log)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    deadline = time.monotonic() + bench.args.max_seconds
+    window_start: tuple[int, dict[str, float]] | None = None
+    try:
+        while time.monotonic() < deadline:
+            runs = [r for r in checker.read(str(log)).runs if r.end_ns]
+            if window_start is None and len(runs) >= 5:
+                window_start = (time.time_ns(), watched.snapshot())
+            if len(runs) >= bench.args.turns + 5 and len({r.site for r in runs}) == len(sites):
+                break
+            time.sleep(0.05)
+        window_end = (time.time_ns(), watched.snapshot())
+    finally:
+        bench.stop()
+    leader = bench.leader()
+    report = checker.read(str(log))
+    turns = len(report.runs)
+    report.gaps_s = report.gaps_s[5:]
+    start = window_start or window_end
+    fig = measure(Figures(label, len(sites)), report, launched_ns, sites, (start[0], window_end[0]),
+                  (start[1], window_end[1]), None, watched)
+    lines = [line for path in agent_logs.values() if path.exists() for line in path.read_text().splitlines()]
+    elected = sum("elected leader" in line for line in lines)
+    handed = sum("handed the leadership to" in line for line in lines)
+    term = leader.leader_term if leader else None
+    return fig, (f"{label}: {turns} turns, {elected} elections, {handed} leadership handoffs at the end of a "
+                 f"turn, leader term {term} at the end")
 
 
 def failover(bench: Bench, sites: list[str], rounds: int) -> tuple[list[float], list[float]]:
@@ -486,6 +552,12 @@ def main() -> int:
     p.add_argument("--failover-rounds", type=int, default=3)
     p.add_argument("--skip-failover", action="store_true")
     p.add_argument("--etcd", action="store_true", help="also measure etcdctl lock on the same command")
+    p.add_argument("--loop", action="store_true",
+                   help="also run the 3 sites in sites/enqueue-loop.sh, one run-once agent per iteration with a "
+                        "0.05 s monitoring step, and print its handoffs beside the --repeat ones")
+    p.add_argument("--loop-hold", default="1s",
+                   help="with --loop: how long the command of the second pair of runs holds its turn, long enough "
+                        "for the other sites' agents to be waiting when a turn ends (default 1s)")
     p.add_argument("--url", help="a CouchDB URL to use instead of the embedded server")
     p.add_argument("--agent-arg", action="append", default=[], dest="agent_args",
                    help="an extra option for every agent, e.g. --agent-arg=--log-level=debug")
@@ -507,6 +579,7 @@ def main() -> int:
     server = None
     figures: list[Figures] = []
     stages: list[str] = []
+    loop_lines: list[str] = []
     try:
         if args.url:
             url = args.url
@@ -527,6 +600,22 @@ def main() -> int:
                 stages = breakdown(workdir, workdir / "handoff-3.log")
                 for line in workdir.glob("agent-*.log"):
                     line.unlink()
+            if args.loop and n == 3:
+                pid = server.pid if server else None
+                hold = holding(parse_duration(args.loop_hold))
+                runs = [("loop 3", loop_handoff, PROBE_SH), (f"enqueue 3, {args.loop_hold}", handoff, hold),
+                        (f"loop 3, {args.loop_hold}", loop_handoff, hold)]
+                for label, run, probe in runs:
+                    bench = Bench(args, workdir, url)
+                    try:
+                        got = run(bench, names(3), label, pid, probe)
+                    finally:
+                        bench.close()
+                    if isinstance(got, tuple):
+                        figures.append(got[0])
+                        loop_lines.append(got[1])
+                    else:
+                        figures.append(got)
         if not args.skip_failover:
             bench = Bench(args, workdir, url)
             try:
@@ -553,6 +642,14 @@ def main() -> int:
             print("\n".join(stages) or "  no complete handoff in the logs")
         for f in figures:
             print(f"{f.label}: handoff {quantiles_of(f)}")
+        for line in loop_lines:
+            print(line)
+        by_label = {f.label: f for f in figures}
+        for loop_label, repeat_label in (("loop 3", "enqueue 3"),
+                                         (f"loop 3, {args.loop_hold}", f"enqueue 3, {args.loop_hold}")):
+            a, b = by_label.get(loop_label), by_label.get(repeat_label)
+            if a and b and a.p50_ms and b.p50_ms:
+                print(f"{loop_label} / {repeat_label} (--repeat): handoff p50 ratio {a.p50_ms / b.p50_ms:.2f}")
         load = os.getloadavg()
         print(f"load average at the end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
     finally:

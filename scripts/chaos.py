@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Fault injection: agents take turns while their processes, network and server fail.
 
-Starts the embedded server on disk and N agents (``--repeat``), each running
+Starts the embedded server on disk and N agents (``--repeat``; with ``--run-once M`` the last M run once per
+agent and are started again as soon as they exit, as the original site loop does), each running
 ``tools/chaos/probe.py LOG --sleep X`` (X random and short), then injects
 one fault at a time, at random intervals, until ``--duration`` has passed or
 ``--max-faults`` were injected:
@@ -106,6 +107,8 @@ NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel
 DATABASE = "enqueue_chaos"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HARNESS = 0, 1, 2, 3
 _POLL_S = 0.05
+# Exit codes of 'enqueue run' that a site loop stops on (sites/enqueue-loop.sh): a run-once agent's are findings.
+_UNFIXABLE = (2, 4, 5, 6, 7)
 
 
 class HarnessError(Exception):
@@ -155,6 +158,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help="each command sleeps a random time in this range, seconds (default 0.05,0.8)")
     p.add_argument("--gap", type=_range, default=None, metavar="MIN,MAX",
                    help="quiet time between faults, seconds (default: 0.5 to 1.5 x stale)")
+    p.add_argument("--run-once", type=int, default=0, metavar="N",
+                   help="the last N sites run once per agent (no --repeat), each started again as soon as it "
+                        "exits, as the original site loop does (default 0)")
     p.add_argument("--max-faults", type=int, default=1000, help="stop injecting after this many (default 1000)")
     p.add_argument("--faults", default=",".join(KINDS),
                    help=f"comma-separated kinds to inject, or 'all' (default: {', '.join(KINDS)}; "
@@ -226,6 +232,7 @@ class Site:
     starts: int = 0
     log_offset: int = 0
     frozen_pid: Optional[int] = None  # a supervisor of this site's agent held with SIGSTOP
+    run_once: bool = False  # one turn per agent, started again at once, as the original site loop runs it
 
 
 @dataclass
@@ -320,7 +327,8 @@ class Harness:
         work = self.rng.uniform(*self.args.work)
         argv = [sys.executable, "-m", "enqueue", "run", str(self._config(site)), site.name,
                 "-d", f"{self.args.delay}s", "-s", f"{self.args.stale}s", "-c", f"{self.args.conflict}s",
-                "--kill-grace", f"{self.args.grace}s", "--repeat", *self.args.run_options]
+                "--kill-grace", f"{self.args.grace}s", *([] if site.run_once else ["--repeat"]),
+                *self.args.run_options]
         if site.offset_s:
             argv += ["--wall-clock-offset", f"{site.offset_s:.0f}"]
         argv += ["--", *probe.command(self.probe_log, "--sleep", f"{work:.3f}", "--sleep-file", self._sleep_file(site))]
@@ -362,7 +370,10 @@ class Harness:
             if site.proc is None or site.expect_exit:
                 continue
             code = site.proc.poll()
-            if code is not None:
+            if code is not None and site.run_once and code not in _UNFIXABLE:
+                # The site loop's next iteration (its monitoring step takes no time here).
+                self.start_agent(site)
+            elif code is not None:
                 self.problems.append(f"agent {site.name} exited on its own with code {code} ({self._context()})")
                 self.say(f"agent {site.name} exited on its own with code {code}; starting it again")
                 self.start_agent(site)
@@ -827,7 +838,7 @@ class Harness:
         limits = Limits(args.delay, args.stale, args.margin)
         self.start_server()
         for i, name in enumerate(site_names(args.agents), start=1):
-            self.sites[name] = Site(name, i)
+            self.sites[name] = Site(name, i, run_once=i > args.agents - args.run_once)
             self.start_agent(self.sites[name])
         self.say(f"{args.agents} agents started; seed {args.seed}")
         if not self.wait(30.0, lambda: self.tail.poll() > 0):

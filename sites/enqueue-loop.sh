@@ -34,6 +34,9 @@
 # When 'enqueue run' fails before the submission started, the loop tells its
 # exit code from the submission's own (the submission is started through a
 # one-line shell wrapper that marks the start, then execs it):
+#   75 (no turn within --max-wait): logged, and the next iteration starts at
+#     once (no pause: the agent waited already), so the monitoring goes on
+#     while production is paused, drained or busy with other sites;
 #   3 (database unreachable): logged, and the next iteration waits
 #     --retry-delay, doubled after every further 3 up to --retry-max (never
 #     less than --pause); back to --retry-delay after an iteration that got
@@ -64,6 +67,9 @@
 #   -e, --enqueue PROGRAM  [ENQUEUE_LOOP_ENQUEUE]  the enqueue program, split on spaces (default: enqueue)
 #   -o, --run-option OPT   an option for 'enqueue run' (repeatable), e.g. -o --log-file=/var/log/enqueue/alpha.log
 #   -n, --iterations N     (--run-once) stop after N iterations (default: until stopped)
+#   -w, --max-wait DURATION [ENQUEUE_LOOP_MAX_WAIT] (--run-once) give up waiting for a turn after DURATION
+#                          ('enqueue run --max-wait', exit 75) and go on with the next
+#                          iteration's monitoring (default: wait for the turn however long)
 #       --retry-delay DURATION [ENQUEUE_LOOP_RETRY_DELAY]  first wait after 'database unreachable' (default: 30s)
 #       --retry-max DURATION   [ENQUEUE_LOOP_RETRY_MAX]    longest such wait (default: 30m)
 #   A DURATION is a number with a unit, 30s, 2m, 1h (0.5m too); a bare number
@@ -92,6 +98,7 @@ enqueue_program=${ENQUEUE_LOOP_ENQUEUE:-enqueue}
 iterations=0
 run_once=${ENQUEUE_LOOP_RUN_ONCE:-}
 [ "$run_once" = no ] && run_once=""
+max_wait=${ENQUEUE_LOOP_MAX_WAIT:-}
 retry_delay=${ENQUEUE_LOOP_RETRY_DELAY:-30}
 retry_max=${ENQUEUE_LOOP_RETRY_MAX:-1800}
 run_options=()
@@ -111,6 +118,8 @@ while [ $# -gt 0 ]; do
         -n|--iterations) [ $# -ge 2 ] || die_usage "$1 needs a value"; iterations=$2; shift 2 ;;
         --iterations=*) iterations=${1#*=}; shift ;;
         --run-once) run_once=yes; shift ;;
+        -w|--max-wait) [ $# -ge 2 ] || die_usage "$1 needs a value"; max_wait=$2; shift 2 ;;
+        --max-wait=*) max_wait=${1#*=}; shift ;;
         --retry-delay) [ $# -ge 2 ] || die_usage "$1 needs a value"; retry_delay=$2; shift 2 ;;
         --retry-delay=*) retry_delay=${1#*=}; shift ;;
         --retry-max) [ $# -ge 2 ] || die_usage "$1 needs a value"; retry_max=$2; shift 2 ;;
@@ -139,6 +148,12 @@ pause=$(seconds --pause "$pause") || exit 2
 [[ $iterations =~ ^[0-9]+$ ]] || die_usage "--iterations must be a whole number, not '$iterations'"
 [ -z "$run_once" ] && [ "$iterations" -gt 0 ] && die_usage "--iterations counts the iterations of --run-once"
 retry_delay=$(seconds --retry-delay "$retry_delay") || exit 2
+[ -z "$run_once" ] && [ -n "$max_wait" ] &&
+    die_usage "--max-wait is for --run-once: a persistent agent waits for its turn while it monitors"
+if [ -n "$max_wait" ]; then
+    max_wait=$(seconds --max-wait "$max_wait") || exit 2
+    run_options+=("--max-wait=${max_wait}s")
+fi
 retry_max=$(seconds --retry-max "$retry_max") || exit 2
 read -r -a enqueue_cmd <<< "$enqueue_program"
 [ ${#enqueue_cmd[@]} -ge 1 ] || die_usage "--enqueue is empty"
@@ -274,6 +289,10 @@ while [ -z "$stop_signal" ]; do
         unreachable=0
     elif [ -n "$stop_signal" ]; then
         log "iteration $iteration: enqueue run exit $rc before the submission started"
+    elif [ "$rc" -eq 75 ]; then
+        log "iteration $iteration: no turn within --max-wait (enqueue run exit 75): going on with the next iteration"
+        unreachable=0
+        wait_s=0
     elif reason=$(unfixable_reason "$rc"); then
         log "iteration $iteration: enqueue run exit $rc before the submission started ($reason): retrying cannot fix that, stopping with exit code $rc"
         exit "$rc"

@@ -13,6 +13,7 @@ Durations on the command line are minutes unless suffixed (``30s``, ``2m``,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 from typing import Any, Optional, Sequence
@@ -33,6 +34,7 @@ from enqueue.errors import (
     EXIT_DATABASE_MISSING,
     EXIT_FAILURE,
     EXIT_NOT_EXECUTABLE,
+    EXIT_NO_TURN,
     EXIT_NOT_FOUND,
     EXIT_SITE_IN_USE,
     EXIT_UNREACHABLE,
@@ -94,6 +96,11 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--no-repeat", dest="repeat", action="store_false", default=None,
         help="run once, even if the configuration file says repeat",
+    )
+    group.add_argument(
+        "--max-wait", dest="max_wait_s", metavar="DURATION", type=duration_arg,
+        help="run-once only: when no turn has started within DURATION, leave cleanly (step down, say left) "
+             "and exit 75, so that a site loop goes back to monitoring (default: wait for as long as it takes)",
     )
     group.add_argument(
         "-T", "--time-format", dest="time_format", metavar="FORMAT",
@@ -249,7 +256,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         f"or its supervisor died); {EXIT_USAGE} usage or configuration error; {EXIT_UNREACHABLE} database "
         f"unreachable; {EXIT_AUTH} credentials refused or not allowed; {EXIT_DATABASE_MISSING} database "
         f"missing; {EXIT_CLUSTER_REFUSED} clustered database refused; {EXIT_SITE_IN_USE} an agent of this "
-        f"site already runs on this host; {EXIT_NOT_EXECUTABLE}/{EXIT_NOT_FOUND} the command is not "
+        f"site already runs on this host; {EXIT_NO_TURN} no turn within --max-wait (the agent left cleanly); "
+        f"{EXIT_NOT_EXECUTABLE}/{EXIT_NOT_FOUND} the command is not "
         "executable / not found."
     )
     parser.add_argument("config", metavar="CONFIG", help="configuration file (INI, see the README)")
@@ -283,4 +291,6 @@ def execute(args: argparse.Namespace) -> int:
     if not args.site or not args.command:
         raise UsageError("CONFIG, SITENAME and CMD are required (see 'enqueue run --help')")
     settings = load_agent_settings(args.config, args.site, args.command, overrides_from(args), os.environ)
+    if getattr(args, "max_wait_s", None) is not None:
+        settings = dataclasses.replace(settings, max_wait_s=args.max_wait_s)
     return start_agent(settings)

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Iterator
 
 from enqueue import documents as docs
-from enqueue.commands.status_overview import ALIVE, Overview
+from enqueue.commands.status_overview import ALIVE, LOOPING, Overview
 from enqueue.errors import ConfigError
 
 __all__ = ["PREFIX", "check_library", "exposition"]
@@ -72,7 +72,8 @@ class _OverviewCollector:
         yield paused
 
         site = ("site",)
-        alive = family("site_alive", "1 when the site's heartbeat is fresh (see 'enqueue status')", site)
+        alive = family("site_alive", "1 when the site's heartbeat is fresh, or its loop is between two "
+                       "run-once agents (looping, see 'enqueue status')", site)
         states = state_set(f"{PREFIX}_site_state", "The state the site's heartbeat announces",
                            labels=("database", "site"))
         drained = family("site_drained", "1 when the site is drained (gets no new turn)", site)
@@ -83,7 +84,7 @@ class _OverviewCollector:
                           "Seconds since the site's last heartbeat, its beat time against this host's clock", site)
         for view in ov.sites:
             labels = [ov.database, view.name]
-            alive.add_metric(labels, 1 if view.liveness == ALIVE else 0)
+            alive.add_metric(labels, 1 if view.liveness in (ALIVE, LOOPING) else 0)
             if view.state is not None:
                 known = list(docs.SITE_STATES) + ([view.state] if view.state not in docs.SITE_STATES else [])
                 states.add_metric(labels, {state: state == view.state for state in known})

@@ -31,12 +31,14 @@ from enqueue.placement import describe as describe_placement
 from enqueue.outcomes import Outcome
 from enqueue.steering import AdminSettings, parse_time
 
-__all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "present", "stale_meaning"]
+__all__ = ["SiteView", "TurnView", "Overview", "Observer", "build", "left_liveness", "present", "stale_meaning"]
 
 # Liveness verdicts.
 ALIVE = "alive"
 STALE = "stale"
 GONE = "left"
+#: Left after its one turn (or --max-wait) less than heartbeat_stale ago: between iterations of its loop.
+LOOPING = "looping"
 MISSING = "missing"
 UNKNOWN = "unknown"
 
@@ -71,6 +73,8 @@ class SiteView:
     # The timing the site's agent announces in its heartbeat (None: not announced).
     heartbeat_delay_s: Optional[float] = None
     heartbeat_stale_s: Optional[float] = None
+    #: With state left: why its agent left (``turn done``, ``max wait``, ``stopped``; None: not said).
+    left_because: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -272,7 +276,9 @@ def build(
         if hb is None:
             liveness = MISSING
         elif hb.state == docs.LEFT:
-            liveness = GONE
+            watched = observed_age is not None and (observed_change or observed_age >= site_stale_s)
+            liveness, source = left_liveness(hb, observed_age if watched else beat_age, site_stale_s), \
+                "observed" if watched else "beat time"
         elif observed_age is not None and (observed_change or observed_age >= site_stale_s):
             liveness, source = (STALE if observed_age >= site_stale_s else ALIVE), "observed"
         elif beat_age is not None:
@@ -317,6 +323,7 @@ def build(
                 message=_site_message(hb),
                 heartbeat_delay_s=hb.heartbeat_delay_s if hb else None,
                 heartbeat_stale_s=hb.heartbeat_stale_s if hb else None,
+                left_because=hb.left_because if hb else None,
             )
         )
     problems.extend(_timing_problems(rows))
@@ -341,6 +348,21 @@ def build(
         placement=None if where is None else describe_placement(where),
         nodes=() if where is None else where.nodes,
     )
+
+
+def left_liveness(hb: docs.Heartbeat, age_s: Optional[float], stale_s: float) -> str:
+    """``looping`` or ``left`` for a heartbeat that says left, ``age_s`` after it was written.
+
+    A run-once agent that ended its one turn, or gave up at --max-wait,
+    leaves as every iteration of a site loop does: its site is ``looping``
+    while the loop's next agent is due, that is for ``heartbeat_stale``
+    (the silence after which a live agent would be called stale too).
+    Stopped by a signal, not saying why (an older agent), or left longer
+    ago than that: ``left``.
+    """
+    if hb.left_because in docs.LEFT_TO_LOOP and age_s is not None and age_s < stale_s:
+        return LOOPING
+    return GONE
 
 
 def _text(value: Any) -> Optional[str]:

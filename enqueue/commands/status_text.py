@@ -11,7 +11,7 @@ from typing import Any
 
 from enqueue import documents as docs
 from enqueue import table
-from enqueue.commands.status_overview import MISSING, Overview, SiteView
+from enqueue.commands.status_overview import LOOPING, MISSING, Overview, SiteView
 from enqueue.durations import format_age, format_duration
 
 __all__ = ["JSON_FORMAT", "to_json", "render_text"]
@@ -75,7 +75,14 @@ def _heartbeat_cell(site: SiteView) -> str:
     if site.liveness == MISSING:
         return "no heartbeat"
     age = f", {format_age(site.beat_age_s)}" if site.beat_age_s is not None else ", time unreadable"
-    return f"{site.liveness}{age}"
+    why = f" ({site.left_because})" if site.left_because and site.state == docs.LEFT else ""
+    return f"{site.liveness}{age}{why}"
+
+
+def _looping_note(ov: Overview) -> str:
+    """Who is between iterations of its loop, for the leader and rotation lines (empty when nobody is)."""
+    looping = [site.name for site in ov.sites if site.liveness == LOOPING]
+    return f" (between loop iterations: {', '.join(looping)})" if looping else ""
 
 
 def _observed_cell(site: SiteView, watched_s: float) -> str:
@@ -105,7 +112,7 @@ def render_text(ov: Overview) -> str:
     """The human-readable status: a header, the sites table, and a note on what the ages mean."""
     zone = _zone_suffix(ov.time_format)
     lines = [f"enqueue status of database {ov.database!r} at {ov.server}, {ov.checked_at}{zone}"]
-    leader = "none" if ov.leader is None else f"{ov.leader} (term {ov.leader_term})"
+    leader = f"none{_looping_note(ov)}" if ov.leader is None else f"{ov.leader} (term {ov.leader_term})"
     lines.append(f"leader:   {leader}")
     if ov.paused:
         details = " ".join(x for x in (
@@ -117,7 +124,7 @@ def render_text(ov: Overview) -> str:
     else:
         lines.append("paused:   no")
     lines.append(f"turn:     {_turn_line(ov)}")
-    lines.append(f"rotation: {', '.join(ov.rotation) if ov.rotation else 'nobody'}")
+    lines.append(f"rotation: {', '.join(ov.rotation) if ov.rotation else 'nobody' + _looping_note(ov)}")
     if ov.placement is not None:
         lines.append(f"database: {ov.placement}")
     lines.append("")

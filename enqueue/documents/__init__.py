@@ -21,7 +21,16 @@ names, so that the many modules that read documents keep one namespace
 
 from __future__ import annotations
 
-from enqueue.documents.heartbeat import Heartbeat, parse_heartbeat, render_heartbeat, wants_turn
+from enqueue.documents.heartbeat import (
+    LEFT_MAX_WAIT,
+    LEFT_STOPPED,
+    LEFT_TO_LOOP,
+    LEFT_TURN_DONE,
+    Heartbeat,
+    parse_heartbeat,
+    render_heartbeat,
+    wants_turn,
+)
 from enqueue.documents.ids import (
     BETWEEN,
     DONE,
@@ -47,7 +56,8 @@ from enqueue.documents.registry import SiteEntry, SitesDoc, new_sites_doc, parse
 from enqueue.documents.turn_record import TurnRecord, parse_turn_record, render_turn_record
 
 __all__ = [
-    "DONE", "GRANTED", "HEARTBEAT_PREFIX", "IDLE", "LEFT", "MAX_TURN", "RUNNING", "SCHEMA_VERSION",
+    "DONE", "GRANTED", "HEARTBEAT_PREFIX", "IDLE", "LEFT", "LEFT_MAX_WAIT", "LEFT_STOPPED", "LEFT_TO_LOOP",
+    "LEFT_TURN_DONE", "MAX_TURN", "RUNNING", "SCHEMA_VERSION",
     "SITE_STATES", "TURN_ID_DIGITS", "TURN_PREFIX", "TURN_STATES", "WAITING", "BETWEEN", "NOT_READY",
     "heartbeat_id", "turn_prefix", "turn_record_id",
     "LeaderDoc", "new_leader_doc", "parse_leader", "render_leader",

@@ -14,6 +14,15 @@ from typing import Any, Mapping
 from enqueue.documents.fields import Fields
 from enqueue.documents.ids import RUNNING, SCHEMA_VERSION, SITE_STATES, WAITING, heartbeat_id
 
+#: Why an agent said ``left`` (its heartbeat's ``left_because``): it ran its one turn (run-once), or it got
+#: no turn within --max-wait, both the normal end of one iteration of a site loop; or it was stopped.
+LEFT_TURN_DONE = "turn done"
+LEFT_MAX_WAIT = "max wait"
+LEFT_STOPPED = "stopped"
+LEFT_REASONS = (LEFT_TURN_DONE, LEFT_MAX_WAIT, LEFT_STOPPED)
+#: The reasons that mean a site loop goes on and starts the next agent (``status`` shows ``looping``).
+LEFT_TO_LOOP = (LEFT_TURN_DONE, LEFT_MAX_WAIT)
+
 
 @dataclass(frozen=True)
 class Heartbeat:
@@ -36,6 +45,8 @@ class Heartbeat:
     heartbeat_stale_s: float | None = None
     # The first line of output of the readiness check that failed (state ``not_ready``), for status.
     not_ready: str | None = None
+    left_because: str | None = None
+    """With ``state: left``, why the agent left (``LEFT_REASONS``); None from an agent that did not say."""
 
     @property
     def wants_turn(self) -> bool:
@@ -82,6 +93,7 @@ def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat
         heartbeat_delay_s=f.seconds("heartbeat_delay_s"),
         heartbeat_stale_s=f.seconds("heartbeat_stale_s"),
         not_ready=f.text("not_ready"),
+        left_because=f.choice("left_because", LEFT_REASONS),
     )
     return hb, f.problems
 
@@ -107,6 +119,8 @@ def render_heartbeat(hb: Heartbeat, extra: Mapping[str, Any] = {}) -> dict[str, 
     }
     if hb.not_ready is not None:
         out["not_ready"] = hb.not_ready
+    if hb.left_because is not None:
+        out["left_because"] = hb.left_because
     out.update(extra)
     if hb.rev is not None:
         out["_rev"] = hb.rev

@@ -27,6 +27,7 @@ SITE_KEYS = {
     "name", "registered", "host", "state", "liveness", "liveness_from", "beat_time", "beat_age_s", "beat",
     "observed_age_s", "observed_change", "drained", "drained_reason", "last_turn", "last_how", "last_exit_code",
     "last_duration_s", "turns_taken", "role", "message", "heartbeat_delay_s", "heartbeat_stale_s",
+    "left_because",
 }
 TOP_KEYS = {
     "format", "database", "server", "checked_at", "heartbeat_stale_s", "leader", "leader_term", "paused",

@@ -42,3 +42,11 @@ def test_before_the_first_turn_there_is_no_turn_series():
     got = samples(status_metrics.exposition(build({"a": heartbeat("a", 3)})))
     assert not [key for key in got if key[0] in ("enqueue_turn", "enqueue_seconds_since_handoff")]
     assert got[("enqueue_paused", ())] == 0
+
+
+def test_a_site_between_loop_iterations_counts_as_alive_and_a_stopped_one_does_not():
+    looping = {**heartbeat("a", 2, state=docs.LEFT), "left_because": docs.LEFT_TURN_DONE}
+    stopped = {**heartbeat("b", 2, state=docs.LEFT), "left_because": docs.LEFT_STOPPED}
+    got = samples(status_metrics.exposition(build({"a": looping, "b": stopped})))
+    assert got[("enqueue_site_alive", (("site", "a"),))] == 1
+    assert got[("enqueue_site_alive", (("site", "b"),))] == 0

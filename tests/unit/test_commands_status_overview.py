@@ -148,3 +148,52 @@ def test_json_and_text_agree_on_what_stale_means(timings, expected_s, note) -> N
     ov = build({name: heartbeat(name, 5, timing=t) for name, t in zip("ab", timings)})
     assert status_text.to_json(ov)["heartbeat_stale_s"] == expected_s
     assert note in status_text.render_text(ov)
+
+
+# --------------------------------------------------------------------------- between loop iterations, or stopped
+
+
+def left(site: str, seconds_ago: float, because: str | None, stale_s: float | None = None) -> dict:
+    body = heartbeat(site, seconds_ago, state=docs.LEFT, timing=(stale_s / 4, stale_s) if stale_s else None)
+    if because is not None:
+        body["left_because"] = because
+    return body
+
+
+@pytest.mark.parametrize(
+    "hb, liveness",
+    [
+        (left("a", 5, docs.LEFT_TURN_DONE), "looping"),
+        (left("a", 29, docs.LEFT_MAX_WAIT), "looping"),
+        (left("a", 30, docs.LEFT_TURN_DONE), "left"),  # its loop's next agent is overdue
+        (left("a", 50, docs.LEFT_TURN_DONE, stale_s=60), "looping"),  # judged by the stale it announced
+        (left("a", 5, docs.LEFT_STOPPED), "left"),
+        (left("a", 5, None), "left"),  # an agent that does not say why
+        ({**left("a", 5, docs.LEFT_TURN_DONE), "time": "yesterday"}, "left"),
+    ],
+)
+def test_a_site_between_loop_iterations_is_looping_and_a_stopped_one_left(hb, liveness) -> None:
+    site = build({"a": hb}).sites[0]
+    assert site.liveness == liveness
+
+
+def test_a_watch_judges_a_left_heartbeat_by_when_it_saw_it_change() -> None:
+    watcher = overview.Observer(started=0.0)
+    build({"a": heartbeat("a", 1, rev="1-a")}, observer=watcher, now_mono=0.0)
+    # The clocks disagree by an hour, but the watch saw the agent leave 2 s ago.
+    seen = build({"a": left("a", 3600, docs.LEFT_TURN_DONE) | {"_rev": "2-b"}}, observer=watcher, now_mono=2.0)
+    assert (seen.sites[0].liveness, seen.sites[0].liveness_from) == ("looping", "observed")
+    late = build({"a": left("a", 1, docs.LEFT_TURN_DONE) | {"_rev": "2-b"}}, observer=watcher, now_mono=40.0)
+    assert (late.sites[0].liveness, late.sites[0].liveness_from) == ("left", "observed")
+
+
+def test_the_text_says_who_is_between_loop_iterations_and_why_a_site_left() -> None:
+    ov = build({"a": left("a", 2, docs.LEFT_TURN_DONE), "b": left("b", 600, docs.LEFT_STOPPED)},
+               docs.render_leader(docs.new_leader_doc("enqueue_leader")))
+    text = status_text.render_text(ov)
+    assert "leader:   none (between loop iterations: a)" in text
+    assert "rotation: nobody (between loop iterations: a)" in text
+    rows = {line.split()[0]: line for line in text.splitlines() if line.startswith(("a ", "b "))}
+    assert "looping, 2 s ago (turn done)" in rows["a"]
+    assert "left, 10 min ago (stopped)" in rows["b"]
+    assert status_text.to_json(ov)["sites"][0]["left_because"] == "turn done"

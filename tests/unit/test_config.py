@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from enqueue.config import load_agent_settings
@@ -131,6 +133,13 @@ def test_flag_can_turn_repeat_off(tmp_path) -> None:
     path = write(tmp_path, GOOD.replace("[enqueue]", "[enqueue]\nrepeat = true"))
     assert settings(path).repeat is True
     assert settings(path, {"repeat": False}).repeat is False
+
+
+def test_max_wait_is_for_an_agent_that_runs_once(tmp_path) -> None:
+    path = write(tmp_path, GOOD)
+    assert dataclasses.replace(settings(path), max_wait_s=30.0).max_wait_s == 30.0
+    with pytest.raises(ConfigError, match="--max-wait is for an agent that runs once"):
+        dataclasses.replace(settings(path, {"repeat": True}), max_wait_s=30.0)
 
 
 # --------------------------------------------------------------------------- errors

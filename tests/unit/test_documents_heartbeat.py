@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from enqueue.documents.heartbeat import Heartbeat, parse_heartbeat, render_heartbeat
+from enqueue.documents.heartbeat import (LEFT_MAX_WAIT, LEFT_STOPPED, LEFT_TURN_DONE, Heartbeat, parse_heartbeat,
+                                         render_heartbeat)
 from enqueue.documents.ids import IDLE, LEFT, RUNNING, WAITING, heartbeat_id
 from tests.support.documents import stored
 
@@ -114,3 +115,17 @@ def test_heartbeat_not_an_object_and_absent() -> None:
 def test_heartbeat_repeat_with_bad_type_makes_a_runner_want_nothing() -> None:
     hb, _ = parse_heartbeat({"state": RUNNING, "repeat": "true"}, "a")
     assert hb is not None and not hb.wants_turn
+
+
+@pytest.mark.parametrize("why", [LEFT_TURN_DONE, LEFT_MAX_WAIT, LEFT_STOPPED])
+def test_heartbeat_says_why_its_agent_left_and_renders_it_back(why) -> None:
+    hb = Heartbeat("a", state=LEFT, left_because=why, rev="1-x")
+    assert parse_heartbeat(render_heartbeat(hb), "a") == (hb, [])
+
+
+def test_heartbeat_without_or_with_a_garbled_reason_to_leave() -> None:
+    hb, problems = parse_heartbeat({"state": LEFT}, "a")
+    assert problems == [] and hb is not None and hb.left_because is None
+    assert "left_because" not in render_heartbeat(hb)
+    hb, problems = parse_heartbeat({"state": LEFT, "left_because": "bored"}, "a")
+    assert hb is not None and hb.left_because is None and "left_because" in problems[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from enqueue.documents import (
@@ -17,7 +19,7 @@ from enqueue.documents import (
     render_leader,
 )
 from enqueue.scheduler import plan
-from enqueue.turns import confirm, finish, granted_to_me, holds_running, lost_reason, still_mine
+from enqueue.turns import confirm, finish, granted_to_me, hand_leadership, holds_running, lost_reason, still_mine
 
 LEADER_ID = "enqueue_leader"
 
@@ -197,3 +199,45 @@ def test_full_cycle_grant_confirm_finish_grant() -> None:
         doc, nxt = finish(doc, me, 0, "exited", True, "t")
         assert plan(doc, registry, heartbeats, stale, "a", "t") is None, "the leader has nothing to add"
     assert order == [("a", 1), ("b", 2), ("c", 3), ("a", 4), ("b", 5), ("c", 6), ("a", 7)]
+
+
+# --- a leaving leader hands its leadership on in the write that ends its turn (docs/PROTOCOL.md §3.3.5)
+
+
+def led_by(me: str, status=RUNNING, **kw) -> LeaderDoc:
+    return replace(leader_doc(running=me, status=status, **kw), leader=me)
+
+
+def test_a_leaving_leader_hands_the_leadership_to_the_site_it_grants_the_next_turn() -> None:
+    new, nxt = finish(led_by("a"), "a", 0, "exited", False, "t", heirs=("b", "c"))
+    assert (nxt, new.running, new.status) == ("b", "b", GRANTED)
+    assert (new.leader, new.leader_term) == ("b", 3)
+
+
+def test_the_heir_is_the_next_eligible_site_when_the_grantee_is_not_seen_alive_and_waiting() -> None:
+    new, nxt = finish(led_by("a"), "a", 0, "exited", False, "t", heirs=("a", "c"))
+    assert nxt == "b"
+    assert (new.leader, new.leader_term) == ("c", 3)
+
+
+def test_a_paused_leader_still_hands_the_leadership_on() -> None:
+    new, nxt = finish(led_by("b", paused=True), "b", 0, "exited", False, "t", heirs=("a", "c"))
+    assert nxt is None and new.status == DONE
+    assert (new.leader, new.leader_term) == ("c", 3)
+
+
+@pytest.mark.parametrize("heirs", [(), ("a",)])
+def test_without_an_heir_the_leader_keeps_the_leadership_for_its_step_down(heirs) -> None:
+    new, _ = finish(led_by("a"), "a", 0, "exited", False, "t", heirs=heirs)
+    assert (new.leader, new.leader_term) == ("a", 2)
+
+
+def test_a_site_that_does_not_lead_hands_nothing_on() -> None:
+    new, _ = finish(leader_doc(running="b", status=RUNNING), "b", 0, "exited", False, "t", heirs=("c",))
+    assert (new.leader, new.leader_term) == ("a", 2)
+
+
+def test_hand_leadership_keeps_every_turn_field() -> None:
+    doc = led_by("a", status=DONE)
+    handed = hand_leadership(doc, "a", None, ("c",))
+    assert replace(handed, leader="a", leader_term=2) == doc

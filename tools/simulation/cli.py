@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
                    help=f"steps per seed (default {Options.steps})")
     p.add_argument("--sites", type=_positive, default=Options.sites, metavar="K",
                    help=f"sites, at most {len(SITE_NAMES)} (default {Options.sites})")
+    p.add_argument("--run-once", type=int, default=Options.run_once, metavar="R",
+                   help="how many of the sites (the last ones) run once per agent, in a loop that starts the "
+                        "next agent after a short monitoring step, as the original site loop does (default 0)")
     p.add_argument("--faults", default="all", metavar="SPEC",
                    help="fault classes: 'all', 'none', names, '-name' to leave one out, comma-separated "
                         "(default all)")
@@ -79,12 +82,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"simulate: --sites {args.sites}: at most {len(SITE_NAMES)} sites; use a smaller number",
               file=sys.stderr)
         return EXIT_USAGE
+    if not 0 <= args.run_once <= args.sites:
+        print(f"simulate: --run-once {args.run_once}: between 0 and --sites ({args.sites})", file=sys.stderr)
+        return EXIT_USAGE
     try:
         faults = parse_faults(args.faults)
     except FaultSpecError as exc:
         print(f"simulate: --faults {args.faults!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    options = Options(sites=args.sites, steps=args.steps, faults=faults)
+    options = Options(sites=args.sites, steps=args.steps, faults=faults, run_once=args.run_once)
     seeds: List[int] = [args.seed] if args.seed is not None else list(range(1, args.seeds + 1))
     started = time.monotonic()
     steps = 0
@@ -115,4 +121,6 @@ def report_failure(result: Result, options: Options, trace_lines: int, faults: s
     replay = f"scripts/simulate --seed {result.seed} --steps {options.steps} --sites {options.sites}"
     if faults != "all":
         replay += f" --faults '{faults}'"
+    if options.run_once:
+        replay += f" --run-once {options.run_once}"
     print(f"  replay: {replay}")

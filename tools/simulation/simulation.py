@@ -47,6 +47,9 @@ SITE_LOOP_RESTARTS = 0.3
 class Options:
     sites: int = 4
     steps: int = 1500
+    #: How many of the sites (the last ones) run once per agent, the way the original site loop runs them:
+    #: the agent takes one turn and exits, and the loop starts the next one after a short monitoring step.
+    run_once: int = 0
     faults: FrozenSet[str] = frozenset(ALL_FAULTS)
     heal_fraction: float = 0.7
     timing: Timing = TIMING
@@ -63,6 +66,7 @@ class Result:
     commands: int
     turns: int
     fault_counts: Dict[str, int]
+    leader_term: int = 0
 
     @property
     def ok(self) -> bool:
@@ -86,14 +90,17 @@ class Simulation:
         self._leader_raw: Optional[dict] = None
         self.current: Optional[AgentProcess] = None
         self.sites: List[Site] = []
-        for name in SITE_NAMES[:options.sites]:
+        for number, name in enumerate(SITE_NAMES[:options.sites]):
             rate = 1.0 + rng.uniform(-RATE_SPREAD, RATE_SPREAD) if "clock-rate" in options.faults else 1.0
             clock = SiteClock(self.world, rate, mono_origin=rng.uniform(1e3, 1e6),
                               wall_offset_s=rng.uniform(-6 * 3600, 6 * 3600))
-            self.sites.append(Site(name, clock))
+            site = Site(name, clock)
+            site.repeat = number < options.sites - options.run_once
+            self.sites.append(site)
         if "between" in options.faults:
             for site in self.sites:
-                site.side = draw_plan(rng)
+                if site.repeat:
+                    site.side = draw_plan(rng)
         self.admin_clock = SiteClock(self.world, 1.0, 0.0, 0.0)
         self.admin = Admin(self.store, rng, lambda: format_time(self.admin_clock.now(), DEFAULT_TIME_FORMAT))
         self.extra_violations: List[str] = []
@@ -116,9 +123,10 @@ class Simulation:
                     break
         if not self.violations():
             self._final_checks()
+        term = (self._leader_raw or {}).get("leader_term")
         return Result(seed=world.seed, steps=world.steps, true_time=world.now, violations=self.violations(),
                       trace=list(world.trace), commands=len(self.ledger.commands), turns=len(self.book.stories),
-                      fault_counts=dict(self.schedule.counts))
+                      fault_counts=dict(self.schedule.counts), leader_term=term if isinstance(term, int) else 0)
 
     def violations(self) -> List[str]:
         return list(dict.fromkeys(self.ledger.violations + self.book.violations + self.extra_violations))
@@ -181,7 +189,10 @@ class Simulation:
         """
         site = proc.site
         rng = self.world.rng
-        if self.healed_at is not None:
+        if not site.repeat and proc.exit_code is not None:
+            # A run-once agent that ended: the loop runs its monitoring step, then the next agent.
+            delay = rng.uniform(0.01, 0.3)
+        elif self.healed_at is not None:
             delay = 0.05
         elif rng.random() < SITE_LOOP_RESTARTS:
             delay = rng.uniform(0.01, self.timing.kill_grace_s)
