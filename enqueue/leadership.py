@@ -9,7 +9,8 @@ Guarantees
   before it calls the leader stale: a cached view may lag.
 * A running turn is taken away only after its holder's silence is confirmed
   on a fresh read of its heartbeat; the record of a turn taken away is
-  written before the write that ends it.
+  written before the write that ends it, and withdrawn after that write
+  lost its race only while the leader doc shows the turn still going on.
 * A leader doc that is missing or does not parse is rewritten only once its
   current revision (a deletion's tombstone included) has been so for
   ``heartbeat_stale`` by this agent's observation, confirmed on a fresh read
@@ -153,7 +154,11 @@ class Leadership:
                 )
             )
         if not self.shared.cas_leader(p.doc):
-            if p.revoked_site is not None:
+            fresh = self.view.leader
+            if p.revoked_site is not None and fresh is not None and fresh.holds(p.revoked_site, p.revoked_turn):
+                # The turn goes on, so my record of ending it is false. Had another write ended it (another
+                # leader's revocation, which may have found my record and written none of its own), the
+                # record must stay: the runner's report, if it comes, is added to it.
                 self._withdraw_record(p.revoked_turn)
             return True
         log.info("%s", p.reason)
@@ -167,7 +172,7 @@ class Leadership:
         """
         if turn is None:
             return
-        raw = self.store.get(docs.turn_record_id(turn))
+        raw = self.store.get(docs.turn_record_id(turn, docs.turn_prefix(self.view.leader_doc)))
         if raw is None or raw.get("leader") != self.me or raw.get("host") is not None or "runner_report" in raw:
             return
         try:

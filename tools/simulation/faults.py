@@ -66,6 +66,10 @@ def parse_faults(spec: str) -> FrozenSet[str]:
     return frozenset(chosen)
 
 
+#: The longest a slow reply holds its caller (before and after the request together), in true seconds.
+SLOW_MAX_S = 1.5
+
+
 @dataclass
 class FaultRates:
     """How often each store-call fault strikes one call, while faults are on."""
@@ -187,7 +191,7 @@ class FaultyStore:
         slow_after = 0.0
         if fault == "slow":
             schedule.count(fault)
-            total = rng.uniform(0.05, 1.5)
+            total = rng.uniform(0.05, SLOW_MAX_S)
             before = rng.uniform(0.0, total)
             slow_after = total - before
             world.advance(before)

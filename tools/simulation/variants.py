@@ -1,7 +1,8 @@
 """Deliberately broken variants of the real agent, to show the simulation catches each.
 
 Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
-enqueue.view, enqueue.shared_docs, enqueue.agent), applied for the length of
+enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.fenced_turn: the
+supervisor's deadline arithmetic, which the simulated runner uses), applied for the length of
 a ``with`` block: the simulation then runs the real code with that one rule
 broken. ``VARIANTS`` names each with the invariant it must trip.
 """
@@ -17,6 +18,7 @@ from enqueue import leadership as leadership_module
 from enqueue import repair as repair_module
 from enqueue import view as view_module
 from enqueue.documents import HEARTBEAT_PREFIX
+from enqueue.fenced_turn import FencedTurn
 from enqueue.lease import Lease
 from enqueue.own_turn import OwnTurn
 from enqueue.shared_docs import SharedDocs
@@ -65,6 +67,19 @@ def revoke_on_a_lagging_view() -> Iterator[None]:
 def orphan_ended_at_once() -> Iterator[None]:
     """A restarted agent ends the turn its predecessor left at once, without waiting out that lease."""
     with mock.patch.object(Lease, "orphans_safe", lambda self, now: True):
+        yield
+
+
+@contextmanager
+def deadline_extended_after_the_sigterm_moment() -> Iterator[None]:
+    """The supervisor moves a command's deadline later on every renewal, even once its SIGTERM moment has
+    passed or the command was told to stop: a command that ignores SIGTERM then lives on."""
+    def extend(self: FencedTurn, deadline: float, now: float) -> None:
+        if self.status is None and deadline > self.kill_at:
+            self.kill_at = deadline
+            self.term_at = deadline - self.grace
+
+    with mock.patch.object(FencedTurn, "extend", extend):
         yield
 
 
@@ -119,7 +134,7 @@ class Variant:
 
 _BASE = "slow,feed-lag,feed-miss,freeze,partition,kill,stop,clock-rate,pause,drain,skip"
 
-#: Every variant; the default test suite proves the ones in ``CAUGHT_FAST`` (each within a few seconds).
+#: Every variant, each caught within the default budget (tests/tools/simulation/test_variants.py).
 VARIANTS: Dict[str, Variant] = {
     "record-after-the-ending-write": Variant(record_after_the_ending_write, frozenset({"record"}), _BASE + ",crash"),
     "fresh-leader-doc-at-start": Variant(fresh_leader_doc_at_start, frozenset({"token", "overlap"}),
@@ -127,6 +142,8 @@ VARIANTS: Dict[str, Variant] = {
     "revoke-before-the-lease-ran-out": Variant(revoke_before_the_lease_ran_out, frozenset({"overlap"}), _BASE),
     "revoke-on-a-lagging-view": Variant(revoke_on_a_lagging_view, frozenset({"overlap"}), _BASE),
     "orphan-ended-at-once": Variant(orphan_ended_at_once, frozenset({"overlap"}), _BASE),
+    "deadline-extended-after-the-sigterm-moment": Variant(deadline_extended_after_the_sigterm_moment,
+                                                          frozenset({"overlap"}), _BASE + ",garble-leader"),
     "repair-waits-from-the-first-sighting": Variant(repair_waits_from_the_first_sighting,
                                                     frozenset({"token", "overlap"}), _BASE + ",delete-leader"),
     "repair-resumes-above-the-claims": Variant(repair_resumes_above_the_claims, frozenset({"token", "overlap"}),
