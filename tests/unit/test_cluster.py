@@ -60,7 +60,7 @@ class ClusterStore:
         return []
 
     def deleted_rev(self, doc_id: str) -> None:
-        # Read after the check too: whether a leader doc was ever deleted (it was not).
+        # Also read after the check: whether the leader doc was ever deleted (it was not).
         self.calls.append(f"deleted_rev {doc_id}")
         return None
 
@@ -148,7 +148,8 @@ def test_the_command_line_opt_in_reaches_the_first_write(config, monkeypatch, ca
     err = capsys.readouterr().err
     # The fake store's first write fails the run on purpose: proof the check let it through.
     assert code == 1 and "Proceeded" in err
-    assert [c for c in store.calls if not c.startswith(("list ", "deleted_rev "))][:3] == ["check", "copies", "put enqueue_leader"]
+    reads = ("list ", "deleted_rev ")
+    assert [c for c in store.calls if not c.startswith(reads)][:3] == ["check", "copies", "put enqueue_leader"]
 
 
 def test_a_bad_allow_cluster_value_is_a_config_error(config, capsys) -> None:
