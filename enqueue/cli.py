@@ -24,22 +24,19 @@ __all__ = ["main", "command_modules", "build_parser", "guarded"]
 
 EXIT_INTERRUPTED = 130
 
-# The subcommands (module names under enqueue.commands, each module's NAME with
-# "-" for "_"), in the order ``enqueue --help`` lists them. A command line that
-# names one imports that module alone: an agent (``enqueue run``) stays small
-# when it does not load ``status``, ``history`` or the embedded server's code.
+# The subcommands' module names under enqueue.commands, in the order ``enqueue
+# --help`` lists them (``command_modules``). A command line that names one
+# imports that module alone: an agent (``enqueue run``) stays small when it
+# does not load ``status``, ``history`` or the embedded server's code.
 COMMAND_NAMES = ("run", "status", "init", "sites", "pause", "resume", "skip", "history", "prune", "dev_server",
                  "users")
 
 
-def command_module(name: str) -> ModuleType:
-    """The module of subcommand ``name`` (as typed: ``dev-server`` or ``dev_server``)."""
-    return importlib.import_module(f"enqueue.commands.{name.replace('-', '_')}")
-
-
 def command_modules() -> list[ModuleType]:
-    """The subcommand modules, in the order ``enqueue --help`` lists them."""
-    return [command_module(name) for name in COMMAND_NAMES]
+    """The subcommand modules, in the order ``enqueue --help`` lists them (``COMMAND_NAMES``)."""
+    from enqueue.commands import dev_server, history, init, pause, prune, resume, run, sites, skip, status, users
+
+    return [run, status, init, sites, pause, resume, skip, history, prune, dev_server, users]
 
 
 def named_command(argv: Sequence[str]) -> Optional[ModuleType]:
@@ -50,7 +47,7 @@ def named_command(argv: Sequence[str]) -> Optional[ModuleType]:
     first = next((arg for arg in argv if not arg.startswith("-")), None)
     if first is None or first.replace("-", "_") not in COMMAND_NAMES:
         return None
-    module = command_module(first)
+    module = importlib.import_module(f"enqueue.commands.{first.replace('-', '_')}")
     return module if module.NAME == first else None
 
 
