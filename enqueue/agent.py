@@ -162,10 +162,11 @@ class Agent:
         t.set("orphans", self.lease.orphans_safe_at)
         t.set("give up", self.leaving.give_up_at)
         t.set("repair", self.leadership.repair_due_at())
-        t.replace_group("stale ", {site: self.view.stale_at(site) for site in self.view.followed()})
         if now >= self.lease.next_beat_at and now >= self.outage.retry_at:
             return now
-        return t.next_wake(now, _MAX_WAIT_S)
+        stale = self.view.next_stale_after(now)
+        wake = t.next_wake(now, _MAX_WAIT_S)
+        return wake if stale is None else min(wake, stale)
 
     # ------------------------------------------------------------------ one decision
 
