@@ -185,10 +185,11 @@ class Agent:
         t.set("max wait", self.wait_ends_at if self._may_give_up() else None)
         t.set("repair", self.leadership.repair_due_at())
         t.set("side", self.side.next_due_at() if self._side_steps_go_on() else None)
-        t.replace_group("stale ", {site: self.view.stale_at(site) for site in self.view.followed()})
         if now >= self.lease.next_beat_at and now >= self.outage.retry_at:
             return now
-        return t.next_wake(now, _MAX_WAIT_S)
+        stale = self.view.next_stale_after(now)
+        wake = t.next_wake(now, _MAX_WAIT_S)
+        return wake if stale is None else min(wake, stale)
 
     # ------------------------------------------------------------------ one decision
 

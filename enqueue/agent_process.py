@@ -37,8 +37,6 @@ import uuid
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
-import psutil
-
 from enqueue.agent import Agent, Left
 from enqueue.clock import Clock, SystemClock
 from enqueue.events import (CommandEnded, CommandStarted, Event, RunnerReport, StartFailed, StopRequested,
@@ -214,6 +212,8 @@ class Inbox:
 
 def _agent_alive(pid: int) -> bool:
     """Process ``pid`` on this host is alive and an enqueue agent."""
+    import psutil  # only when a heartbeat of this site names this host: about 1.3 MB an agent need not carry
+
     try:
         other = psutil.Process(pid)
         return other.is_running() and any("enqueue" in part for part in other.cmdline())

@@ -9,13 +9,13 @@ stderr and no traceback; nothing printed contains a registered secret.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from types import ModuleType
 from typing import Callable, Optional, Sequence
 
 from enqueue import __version__, hints
-from enqueue.commands import dev_server, history, init, pause, prune, resume, run, sites, skip, status, users
 from enqueue.errors import EXIT_FAILURE, EnqueueError
 from enqueue.logs import add_logging_arguments, final_error_line, redact, setup_logging
 from enqueue.usage import OneLineParser
@@ -24,10 +24,31 @@ __all__ = ["main", "command_modules", "build_parser", "guarded"]
 
 EXIT_INTERRUPTED = 130
 
+# The subcommands' module names under enqueue.commands, in the order ``enqueue
+# --help`` lists them (``command_modules``). A command line that names one
+# imports that module alone: an agent (``enqueue run``) stays small when it
+# does not load ``status``, ``history`` or the embedded server's code.
+COMMAND_NAMES = ("run", "status", "init", "sites", "pause", "resume", "skip", "history", "prune", "dev_server",
+                 "users")
+
 
 def command_modules() -> list[ModuleType]:
-    """The subcommand modules, in the order ``enqueue --help`` lists them."""
+    """The subcommand modules, in the order ``enqueue --help`` lists them (``COMMAND_NAMES``)."""
+    from enqueue.commands import dev_server, history, init, pause, prune, resume, run, sites, skip, status, users
+
     return [run, status, init, sites, pause, resume, skip, history, prune, dev_server, users]
+
+
+def named_command(argv: Sequence[str]) -> Optional[ModuleType]:
+    """The module of the subcommand ``argv`` names, if its first word that is not an option names one.
+
+    The top-level parser's options take no value, so that word is the subcommand.
+    """
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    if first is None or first.replace("-", "_") not in COMMAND_NAMES:
+        return None
+    module = importlib.import_module(f"enqueue.commands.{first.replace('-', '_')}")
+    return module if module.NAME == first else None
 
 
 def build_parser(modules: Optional[Sequence[ModuleType]] = None) -> OneLineParser:
@@ -75,7 +96,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code."""
 
     def body() -> int:
-        args = build_parser().parse_args(argv)
+        words = sys.argv[1:] if argv is None else list(argv)
+        named = named_command(words)
+        args = build_parser(None if named is None else [named]).parse_args(words)
         if getattr(args, "log_level", None) is not None:
             setup_logging(args.log_level, args.log_file, args.log_format, getattr(args, "site", None))
         return args._module.execute(args)

@@ -368,9 +368,9 @@ class CouchStore:
         return self._batch_from(answer, set(watched), since)
 
     def follow_changes(
-        self, doc_ids: Iterable[str], since: Optional[Seq], *, heartbeat_s: float
+        self, doc_ids: Optional[Iterable[str]], since: Optional[Seq], *, heartbeat_s: float
     ) -> Iterator[ChangeBatch]:
-        """Follow the continuous ``_changes`` feed of ``doc_ids`` from ``since``.
+        """Follow the continuous ``_changes`` feed of ``doc_ids`` (None: of every document) from ``since``.
 
         Yields one batch per change as soon as the server sends it, and an
         empty batch (carrying the last position) at every server heartbeat,
@@ -380,21 +380,20 @@ class CouchStore:
         ``heartbeat_s`` plus the request timeout raises Unreachable. Closing
         the generator closes its connection.
         """
-        watched = list(dict.fromkeys(doc_ids))
-        if not watched:
+        watched = None if doc_ids is None else list(dict.fromkeys(doc_ids))
+        if watched is not None and not watched:
             raise ValueError("follow_changes needs at least one document id")
         url = self._with_query(
             f"{self._db_url}/_changes",
             feed="continuous",
             heartbeat=max(1, int(heartbeat_s * 1000)),
-            filter="_doc_ids",
+            filter=None if watched is None else "_doc_ids",
             include_docs=True,
             since=since,
         )
-        what = "follow changes"
-        wanted = set(watched)
-        seq = since
-        lines = self._changes_http.lines(url, what, heartbeat_s + self._timeout_s, body={"doc_ids": watched})
+        what, wanted, seq = "follow changes", None if watched is None else set(watched), since
+        lines = self._changes_http.lines(url, what, heartbeat_s + self._timeout_s,
+                                         body=None if watched is None else {"doc_ids": watched})
         with contextlib.closing(lines):
             for line in lines:
                 if not line.strip():
@@ -408,14 +407,14 @@ class CouchStore:
                 if batch.docs:
                     yield batch
 
-    def _batch_from(self, answer: Any, watched: set, since: Optional[Seq]) -> ChangeBatch:
+    def _batch_from(self, answer: Any, watched: Optional[set], since: Optional[Seq]) -> ChangeBatch:
         if not isinstance(answer, dict):
             raise errors.StoreError(f"{self.describe()}: wait for changes: unexpected answer")
         docs: Dict[str, Optional[dict]] = {}
         without_body = []
         for change in answer.get("results") or []:
             doc_id = change.get("id")
-            if doc_id not in watched:
+            if not isinstance(doc_id, str) or (watched is not None and doc_id not in watched):
                 continue
             doc = change.get("doc")
             if change.get("deleted") or (isinstance(doc, dict) and doc.get("_deleted")):

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib
 import json
 import logging
-import logging.handlers
 import re
 import sys
 import threading
@@ -238,7 +238,9 @@ def setup_logging(
     handler: logging.Handler
     if log_file:
         try:
-            handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+            # Only with a log file: about 1 MB an agent logging to stderr does not load.
+            handlers = importlib.import_module("logging.handlers")
+            handler = handlers.WatchedFileHandler(log_file, encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"log file {log_file}: cannot open: {exc.strerror or exc}") from None
     else:

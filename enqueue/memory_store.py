@@ -59,7 +59,7 @@ class _Entry:
 class _Feed:
     """One followed feed: the watched ids and the changes not yet taken from it."""
 
-    watched: frozenset
+    watched: Optional[frozenset]  # None: every document
     pending: Deque[ChangeBatch] = field(default_factory=deque)
 
 
@@ -314,7 +314,7 @@ class MemoryStore:
             body["_rev"] = rev
         db.docs[doc_id] = _Entry(generation, rev, db.seq, body)
         for feed in db.feeds:
-            if doc_id in feed.watched:
+            if feed.watched is None or doc_id in feed.watched:
                 feed.pending.append(ChangeBatch({doc_id: None if body is None else _copy(body)}, db.seq))
         self._cond.notify_all()
         return rev
@@ -351,16 +351,17 @@ class MemoryStore:
                 self._waiting -= 1
 
     def follow_changes(
-        self, doc_ids: Iterable[str], since: Optional[Seq], *, heartbeat_s: float
+        self, doc_ids: Optional[Iterable[str]], since: Optional[Seq], *, heartbeat_s: float
     ) -> Iterator[ChangeBatch]:
-        watched = list(dict.fromkeys(doc_ids))
-        if not watched:
+        watched = None if doc_ids is None else list(dict.fromkeys(doc_ids))
+        if watched is not None and not watched:
             raise ValueError("follow_changes needs at least one document id")
         position = since
-        feed = _Feed(frozenset(watched))
+        feed = _Feed(None if watched is None else frozenset(watched))
         with self._cond:
             db = self._db("follow changes")
-            for seq, doc_id, body in self._changed(db, watched, _position(since)):
+            for seq, doc_id, body in self._changed(db, list(db.docs) if watched is None else watched,
+                                                   _position(since)):
                 feed.pending.append(ChangeBatch({doc_id: body}, seq))
             db.feeds.append(feed)
         try:

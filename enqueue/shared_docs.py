@@ -121,6 +121,10 @@ class SharedDocs:
             return
         if doc_id == docs.heartbeat_id(self.me) and raw is not None:
             self._on_own_heartbeat(raw, self.view.heartbeats.get(self.me), now)
+        self._follow_watched()
+
+    def _follow_watched(self) -> None:
+        """Take up what the view now follows; a document newly followed calls for a full read."""
         watched = self.view.watched_ids()
         if watched is not self.watched_ids:
             if watched != self.watched_ids and not set(watched) <= set(self.watched_ids):
@@ -148,7 +152,8 @@ class SharedDocs:
             self.reread(self.view.leader_doc)
             return False
         body["_rev"] = rev
-        self.absorb(self.view.leader_doc, body)
+        self.view.own_leader_write(new, body, self.clock.monotonic())
+        self._follow_watched()
         return True
 
     def register(self, now_text: str) -> None:

@@ -171,9 +171,9 @@ class Store(Protocol):
         ...
 
     def follow_changes(
-        self, doc_ids: Iterable[str], since: Optional[Seq], *, heartbeat_s: float
+        self, doc_ids: Optional[Iterable[str]], since: Optional[Seq], *, heartbeat_s: float
     ) -> Iterator[ChangeBatch]:
-        """Follow the changes of ``doc_ids`` from ``since``, one batch per change as it lands.
+        """Follow the changes of ``doc_ids`` (None: of every document) from ``since``, one batch per change as it lands.
 
         Between changes it yields an empty batch carrying the last position
         at most ``heartbeat_s`` apart, so the caller can stop or subscribe

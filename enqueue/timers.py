@@ -13,6 +13,7 @@ anew), so a forgotten timer cannot spin the loop.
 
 from __future__ import annotations
 
+import heapq
 from typing import Iterable, Mapping
 
 
@@ -59,3 +60,51 @@ class Timers:
         """The earliest moment ahead of ``now``, at the latest ``now + horizon``."""
         ahead = [at for at in self._at.values() if at > now]
         return min(ahead + [now + horizon])
+
+
+class Moments:
+    """One moment per key, kept in a heap: setting one costs O(log n), finding the next one ahead amortised O(log n).
+
+    For many keys that change one at a time (a leader's stale timer per
+    followed site, moved at each of their heartbeats), where rebuilding a
+    ``Timers`` group at every wake-up would cost O(n). ``next_after(now)``
+    keeps the ``Timers`` rule: the earliest moment still ahead of ``now``; a
+    moment already passed never comes back unless it is set anew to another
+    value. The ``now`` it is asked at never goes back (a monotonic clock).
+    """
+
+    def __init__(self) -> None:
+        self._at: dict[str, float] = {}
+        self._heap: list[tuple[float, str]] = []
+
+    def set(self, key: str, at: float | None) -> None:
+        """Set (or with None, clear) ``key``'s moment."""
+        if at is None:
+            self._at.pop(key, None)
+            return
+        if self._at.get(key) == at:
+            return
+        self._at[key] = at
+        heapq.heappush(self._heap, (at, key))
+        if len(self._heap) > 2 * len(self._at) + 64:
+            self._heap = [(at, key) for key, at in self._at.items()]
+            heapq.heapify(self._heap)
+
+    def replace(self, moments: Mapping[str, float | None]) -> None:
+        """Make the moments exactly ``moments`` (None values left out)."""
+        self._at = {key: at for key, at in moments.items() if at is not None}
+        self._heap = [(at, key) for key, at in self._at.items()]
+        heapq.heapify(self._heap)
+
+    def get(self, key: str) -> float | None:
+        return self._at.get(key)
+
+    def next_after(self, now: float) -> float | None:
+        """The earliest moment ahead of ``now``; None when there is none."""
+        heap = self._heap
+        while heap:
+            at, key = heap[0]
+            if at > now and self._at.get(key) == at:
+                return at
+            heapq.heappop(heap)
+        return None

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import bisect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from enqueue import documents as docs
 from enqueue.documents import RUNNING, Heartbeat, LeaderDoc, SitesDoc
 from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
 from enqueue.observed import Revisions, revision_of
+from enqueue.timers import Moments
 
 log = logging.getLogger("enqueue.agent")
 
@@ -82,6 +83,9 @@ class View:
         self.revisions = Revisions()
         self._reported: dict[str, str] = {}
         self._whom_cache: _Whom | None = None
+        #: When each followed site turns stale unless it beats (``stale_at``), kept up to date as documents
+        #: come in, so the next wake-up costs no walk over the followed sites.
+        self.stale_moments = Moments()
 
     # ------------------------------------------------------------------ whom to follow
 
@@ -101,7 +105,11 @@ class View:
         if whom is None or whom.registry is not self.registry or (whom.leader, whom.running) != (leader, running):
             if whom is None or whom.registry is not self.registry or whom.leader != leader:
                 followed = frozenset(followed_sites(self.leader, self._registered(), self.me))
-                watched = (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(followed)))
+                if whom is None or followed != whom.followed:
+                    watched = (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(followed)))
+                    self.stale_moments.replace({s: self.stale_at(s) for s in followed})
+                else:
+                    watched = whom.watched
             else:
                 followed, watched = whom.followed, whom.watched
             read = frozenset(read_sites(self.leader, self._registered(), self.me))
@@ -141,6 +149,22 @@ class View:
         """When ``site`` turns stale unless it beats; None if never observed."""
         return self.liveness.stale_at(site, self.stale_after_s(site))
 
+    def next_stale_after(self, now: float) -> float | None:
+        """The first moment after ``now`` at which a followed site turns stale unless it beats first.
+
+        Equal to the earliest ``stale_at`` ahead of ``now`` over ``followed()``:
+        every change to what that depends on (a followed site's heartbeat, the
+        running holder, whom I follow) updates ``stale_moments`` as it comes in.
+        ``now`` never goes back from one call to the next.
+        """
+        self._whom()
+        return self.stale_moments.next_after(now)
+
+    def _restale(self, site: str | None) -> None:
+        """``site``'s stale moment changed (it beat, or became or stopped being the running holder)."""
+        if site is not None and site in self._whom().followed:
+            self.stale_moments.set(site, self.stale_at(site))
+
     # ------------------------------------------------------------------ taking documents in
 
     def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, now: float, *, from_feed: bool = False,
@@ -166,6 +190,7 @@ class View:
             self._report(doc_id, raw, problems, hb is None and raw is not None)
             self.heartbeats[site] = hb
             self.liveness.observe(site, None if raw is None else raw.get("_rev"), now)
+            self._restale(site)
         return True
 
     def own_beat(self, hb: Heartbeat, rev: str, now: float) -> None:
@@ -173,6 +198,18 @@ class View:
         self.revisions.observe(docs.heartbeat_id(self.me), rev, now)
         self.heartbeats[self.me] = hb
         self.liveness.observe(self.me, rev, now)
+        self._restale(self.me)
+
+    def own_leader_write(self, doc: LeaderDoc, body: Mapping[str, Any], now: float) -> None:
+        """Take in the leader doc I just wrote: ``body`` is ``render_leader(doc)`` stored as ``body["_rev"]``.
+
+        Not parsed again: ``render_leader`` parses back to an equal value, so
+        the view holds what a read of that revision would give.
+        """
+        rev = str(body["_rev"])
+        self.revisions.observe(self.leader_doc, rev, now)
+        self.leader_deleted_rev = None
+        self._set_leader(replace(doc, rev=rev, raw=dict(body)), body)
 
     def _absorb_leader(self, raw: Mapping[str, Any] | None, now: float) -> None:
         parsed, problems = docs.parse_leader(raw, self.leader_doc)
@@ -181,13 +218,21 @@ class View:
             if raw is None and self.leader_raw is not None:
                 log.warning("leader doc %s is missing", self.leader_doc)
             self.invalid_leader_since = self.revisions.since(self.leader_doc)
-        else:
+        self._set_leader(parsed, raw)
+
+    def _set_leader(self, parsed: LeaderDoc | None, raw: Mapping[str, Any] | None) -> None:
+        if parsed is not None:
             self.invalid_leader_since = None
+        before = self.leader
         self.leader = parsed
         self.leader_raw = raw
         if parsed is not None:
             self.max_turn_seen = max(self.max_turn_seen, parsed.turn)
             self.last_valid_leader = parsed
+        # The running holder's silence to outlast is its own: its stale moment and its predecessor's move.
+        for doc in (before, parsed):
+            if doc is not None and doc.running is not None:
+                self._restale(doc.running)
 
     def _report(self, doc_id: str, raw: Mapping[str, Any] | None, problems: list[str], invalid: bool) -> None:
         """Log a document's problems once per revision."""

@@ -480,6 +480,23 @@ def test_follow_changes_delivers_every_watched_write_in_order_and_nothing_else(b
     assert follower.error is None
 
 
+def test_follow_changes_of_every_document_delivers_each_write_in_order(backend):
+    store = backend.store
+    since = store.current_seq()
+    follower = Follower(store, None, since)
+    try:
+        doc = {"_id": "leader", "turn": 0}
+        store.put({"_id": "record1"})
+        store.put(doc)
+        store.delete(doc)
+        seen = [follower.next_change().docs for _ in range(3)]
+        assert [list(docs) for docs in seen] == [["record1"], ["leader"], ["leader"]]
+        assert seen[1]["leader"]["turn"] == 0 and seen[2] == {"leader": None}
+    finally:
+        follower.stop()
+    assert follower.error is None
+
+
 def test_follow_changes_starts_from_since_and_reports_a_deletion_as_none(backend):
     store = backend.store
     doc = {"_id": "hb"}

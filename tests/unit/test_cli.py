@@ -275,3 +275,15 @@ def test_command_modules_lists_run() -> None:
     names = [module.NAME for module in cli.command_modules()]
     assert names[0] == "run"
     assert "dev-server" in names
+
+
+def test_command_names_are_the_command_modules_in_order() -> None:
+    assert [m.__name__.rpartition(".")[2] for m in cli.command_modules()] == list(cli.COMMAND_NAMES)
+
+
+def test_a_named_subcommand_is_its_module_alone_and_anything_else_is_none() -> None:
+    assert cli.named_command(["run", "x.ini", "s"]).NAME == "run"
+    assert cli.named_command(["dev-server"]).NAME == "dev-server"
+    assert cli.named_command(["dev_server"]) is None
+    assert cli.named_command(["nosuch"]) is None
+    assert cli.named_command(["--version"]) is None

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from enqueue.errors import Unreachable
 from enqueue.events import DocChanged, FeedFailed, FeedResumed
-from enqueue.feed import FeedWatcher
+from enqueue.feed import FILTERED_MAX, FeedWatcher
 from enqueue.store import ChangeBatch
 
 
@@ -27,12 +27,16 @@ class ScriptedFeed:
         self.calls: list[tuple[tuple[str, ...], Any]] = []
         self.opened: "queue.Queue[tuple[str, ...]]" = queue.Queue()
         self.release = threading.Event()
+        self.beats = 0
+        self.beat = threading.Event()
 
     def follow_changes(self, ids, since, *, heartbeat_s: float) -> Iterator[ChangeBatch]:
-        self.calls.append((tuple(ids), since))
-        self.opened.put(tuple(ids))
+        self.calls.append((None if ids is None else tuple(ids), since))
+        self.opened.put(None if ids is None else tuple(ids))
         if not self.scripts:
             while not self.release.wait(0.01):
+                self.beats += 1
+                self.beat.set()
                 yield ChangeBatch({}, since)
             return
         for step in self.scripts.pop(0):
@@ -121,3 +125,28 @@ def test_nothing_is_delivered_after_stop() -> None:
     w._thread.join(5)
     assert not w._thread.is_alive()
     assert events.empty()
+
+
+def test_many_ids_are_followed_on_one_unfiltered_feed_that_delivers_only_them_and_is_not_reopened() -> None:
+    many = tuple(f"hb{i:02d}" for i in range(FILTERED_MAX + 1))
+    feed = ScriptedFeed([[ChangeBatch({"hb00": {"v": 1}}, 5), ChangeBatch({"record": {"v": 1}}, 6),
+                          ChangeBatch({"hb01": {"v": 1}}, 7)]])
+    events: queue.Queue = queue.Queue()
+    w = watcher(feed, events)
+    w.follow(many)
+    w.start(since=4)
+    try:
+        assert collect(events, 2) == [DocChanged("hb00", {"v": 1}), DocChanged("hb01", {"v": 1})]
+        assert feed.opened.get(timeout=5) is None  # every change, no ids filter
+        assert feed.opened.get(timeout=5) is None  # the first feed ended: opened again, unfiltered
+        w.follow((*many, "hb99"))  # a new site: taken up without a new request
+        beats = feed.beats
+        while feed.beats < beats + 3:  # the watcher has looked at its ids after several batches since
+            assert feed.beat.wait(5)
+            feed.beat.clear()
+        w.follow(("a",))  # few ids again: the server filters
+        assert feed.opened.get(timeout=5) == ("a",)
+    finally:
+        shut(w, feed)
+    assert [call[0] for call in feed.calls] == [None, None, ("a",)]
+    assert events.empty()  # the record, never followed, was not delivered

@@ -120,3 +120,57 @@ def test_a_granted_holder_is_judged_by_my_own_stale(view: View) -> None:
                                                       heartbeat_stale_s=3 * STALE), 0.0)
     assert view.stale_after_s("alpha") == STALE
     assert view.stale_map(STALE)["alpha"] is True
+
+
+def brute_next_stale(view: View, now: float) -> float | None:
+    ahead = [at for at in (view.stale_at(s) for s in view.followed()) if at is not None and at > now]
+    return min(ahead) if ahead else None
+
+
+def test_the_next_stale_moment_is_kept_up_to_date_as_documents_come_in() -> None:
+    """Equal, after every document, to a walk over every followed site's stale moment (what it replaces).
+
+    Asked at moments that never go back, as the agent's monotonic clock does.
+    """
+    import random
+
+    rng = random.Random(11)
+    names = ["alpha", "bravo", "charlie", "delta", "echo"]
+    view = View("bravo", LEADER, SITES, STALE)
+    view.absorb(SITES, registry(*names[:3]), 0.0)
+    now, rev = 0.0, 1
+    for _ in range(3000):
+        now += rng.uniform(0.0, 3.0)
+        rev += 1
+        roll = rng.random()
+        if roll < 0.15:
+            status = rng.choice([DONE, GRANTED, RUNNING])
+            view.absorb(LEADER, leader(f"{rev}-l", turn=rev, status=status, leader=rng.choice(names + [None]),
+                                       running=rng.choice(names) if status != DONE else None), now)
+        elif roll < 0.2:
+            body = registry(*rng.sample(names, rng.randrange(1, len(names))))
+            body["_rev"] = f"{rev}-r"
+            view.absorb(SITES, body, now)
+        elif roll < 0.25:
+            view.own_beat(Heartbeat(site="bravo", state=WAITING, beat=rev), f"{rev}-o", now)
+        else:
+            site = rng.choice(names)
+            body = None if rng.random() < 0.05 else heartbeat(site, f"{rev}-h", beat=rev,
+                                                               heartbeat_stale_s=rng.choice([None, 10.0, 90.0]))
+            view.absorb(docs.heartbeat_id(site), body, now)
+        if rng.random() < 0.05:
+            now += rng.uniform(0.0, 100.0)  # long enough for moments to pass
+        assert view.next_stale_after(now) == brute_next_stale(view, now)
+
+
+def test_my_own_leader_write_is_taken_in_as_a_read_of_it_would_be(view: View) -> None:
+    doc = LeaderDoc(doc_id=LEADER, leader="bravo", leader_term=2, running="alpha", status=GRANTED, turn=8,
+                    rotation=("alpha", "bravo"), raw={"note": "kept"})
+    body = docs.render_leader(doc)
+    body["_rev"] = "9-w"
+    view.own_leader_write(doc, body, 4.0)
+    read = View("bravo", LEADER, SITES, STALE)
+    read.absorb(LEADER, dict(body), 4.0)
+    assert view.leader == read.leader and view.leader.raw == read.leader.raw and view.leader.rev == "9-w"
+    assert view.leader_raw == read.leader_raw and view.max_turn_seen == 8 and view.invalid_leader_since is None
+    assert not view.absorb(LEADER, leader("8-v", turn=7, status=DONE), 5.0, from_feed=True)  # its echo is old news
