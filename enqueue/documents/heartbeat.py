@@ -34,6 +34,9 @@ class Heartbeat:
     # other settings still waits out this site's lease (None: not announced).
     heartbeat_delay_s: float | None = None
     heartbeat_stale_s: float | None = None
+    # Its command's failed turns in a row, and the last one's exit code (enqueue.failures).
+    failed_in_a_row: int = 0
+    last_failed_exit_code: int | None = None
 
     @property
     def wants_turn(self) -> bool:
@@ -69,6 +72,8 @@ def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat
         rev=raw.get("_rev"),
         heartbeat_delay_s=f.seconds("heartbeat_delay_s"),
         heartbeat_stale_s=f.seconds("heartbeat_stale_s"),
+        failed_in_a_row=max(0, f.integer("failed_in_a_row") or 0),
+        last_failed_exit_code=f.integer("last_failed_exit_code", None),
     )
     return hb, f.problems
 
