@@ -17,6 +17,7 @@ from enqueue import documents as docs
 from enqueue.agent import Agent, Left
 from enqueue.clock import FakeClock
 from enqueue.config import AgentSettings, Connection, Timing
+from enqueue.errors import Forbidden, SiteLockedOut
 from enqueue.events import CommandEnded, CommandStarted, DocChanged, StopRequested
 from enqueue.lease import Identity
 from enqueue.memory_store import MemoryStore
@@ -227,3 +228,28 @@ def test_without_max_failures_a_failing_site_keeps_taking_turns(store, clock) ->
         _run_turn(agent, runner, clock, 1)
         agent.step(clock.monotonic())
     assert len(runner.named("start")) == 5 and _entry(store, "alpha")["drained"] is False
+
+
+class _OldRules(MemoryStore):
+    """A store whose access rules predate a site's drain of itself: they refuse any change to its own entry."""
+
+    def put(self, doc: dict) -> str:
+        current = self.get("enqueue_sites")
+        if doc["_id"] == "enqueue_sites" and current is not None and "alpha" in current["sites"] and \
+                doc["sites"].get("alpha") != current["sites"]["alpha"]:
+            raise Forbidden("document 'enqueue_sites': write: forbidden (403 forbidden: enqueue: a site may not "
+                            "change its registry entry)")
+        return super().put(doc)
+
+
+def test_a_site_whose_drain_the_rules_refuse_leaves_with_exit_4_instead_of_taking_more_turns(clock) -> None:
+    store = _OldRules("enqueue")
+    agent, runner = make_agent(store, clock, repeat=True, max_failures=1)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    _run_turn(agent, runner, clock, 2)
+    with pytest.raises(SiteLockedOut, match="site alpha must drain itself .* update them with 'enqueue init'"):
+        agent.step(clock.monotonic())
+    assert len(runner.named("start")) == 1
+    assert store.get(docs.heartbeat_id("alpha"))["state"] == docs.LEFT
+    assert store.get("enqueue_sites")["sites"]["alpha"]["drained"] is False
