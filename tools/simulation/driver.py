@@ -57,6 +57,7 @@ class AgentProcess:
             connection=Connection(url="http://simulated.invalid", database="sim"),
             timing=sim.timing,
             repeat=site.repeat,
+            max_failures=None if site is sim.sites[0] else sim.options.max_failures,
         )
         identity = Identity(instance=self.name, host=site.host, pid=self.pid, agent_alive=sim.agent_alive(site))
         self.agent = Agent(settings, self.store, site.clock, self.runner,  # type: ignore[arg-type]

@@ -49,6 +49,8 @@ class Options:
     heal_fraction: float = 0.7
     timing: Timing = TIMING
     rates: FaultRates = field(default_factory=FaultRates)
+    # ``enqueue run --max-failures`` for every site but the first (which keeps the rotation going); None: off.
+    max_failures: Optional[int] = None
 
 
 @dataclass
