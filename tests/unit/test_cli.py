@@ -170,6 +170,14 @@ def test_enqueue_error_from_agent(agent, config, capsys) -> None:
                    f"check url = in {os.path.abspath(config)}\n")
 
 
+@pytest.mark.parametrize("given", ["0", "-1", "x", "1.5", ""])
+def test_a_bad_max_failures_is_one_line_and_exit_2(agent, config, capsys, given) -> None:
+    assert run_main("run", config, "alpha", "--max-failures", given, "cmd") == 2
+    err = capsys.readouterr().err
+    assert err == (f"enqueue: argument --max-failures: {given!r} is not a whole number of turns, at least 1 "
+                   "(see 'enqueue run --help')\n")
+
+
 def test_error_messages_are_one_line_and_redacted(agent, config, capsys) -> None:
     logs.register_secret("topsecret")
 
@@ -280,11 +288,3 @@ def test_command_modules_lists_run() -> None:
     names = [module.NAME for module in cli.command_modules()]
     assert names[0] == "run"
     assert "dev-server" in names
-
-
-@pytest.mark.parametrize("given", ["0", "-1", "x", "1.5", ""])
-def test_a_bad_max_failures_is_one_line_and_exit_2(agent, config, capsys, given) -> None:
-    assert run_main("run", config, "alpha", "--max-failures", given, "cmd") == 2
-    err = capsys.readouterr().err
-    assert err == (f"enqueue: argument --max-failures: {given!r} is not a whole number of turns, at least 1 "
-                   "(see 'enqueue run --help')\n")
