@@ -110,7 +110,7 @@ class Agent:
         refuse_cluster(self.store, self.s.allow_cluster)
         # Only a database that never held a turn gets a fresh leader doc here; anywhere else a missing
         # one is rebuilt by the repair, once every lease it could have granted has run out.
-        if leadership.never_used(self.store):
+        if leadership.never_used(self.store, self.s.leader_doc):
             self.shared.create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)))
         self.shared.create_if_absent(docs.render_sites(docs.new_sites_doc(self.s.sites_doc)))
         # Take the feed position before reading, so no change falls between the two.

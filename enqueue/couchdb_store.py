@@ -10,8 +10,7 @@ Every failure leaves as one of the ``enqueue.errors.StoreError`` types, with
 a one-line message that names the database and the server but never a
 password.
 
-Reads and writes use one HTTP session; changes waits use another, so a
-pending wait never holds up reads and writes.
+Reads and writes use one HTTP session, changes waits another: a pending wait never holds up reads and writes.
 """
 
 from __future__ import annotations
@@ -37,8 +36,7 @@ _clock = SystemClock()
 # proxies commonly cut requests after 60 s: longer waits are made of shorter polls.
 _MAX_POLL_S = 50.0
 
-# Highest character used as the end of an id-prefix range.
-_HIGH_KEY_CHAR = "\uffff"
+_HIGH_KEY_CHAR = "\uffff"  # the highest character: the end of an id-prefix range
 
 class CouchStore:
     """One CouchDB database, reached with one set of credentials.
@@ -219,6 +217,14 @@ class CouchStore:
         except DocMissing:
             return None
         return doc if isinstance(doc, dict) else None
+
+    def deleted_rev(self, doc_id: str) -> Optional[str]:
+        """The tombstone's revision of a deleted document (``_all_docs`` lists it by key, marked deleted)."""
+        answer = self._http.request("POST", f"{self._db_url}/_all_docs", body={"keys": [doc_id]}, read_only=True,
+                                    what="read", doc_id=doc_id)
+        values = [row.get("value") for row in (answer or {}).get("rows", []) if row.get("key") == doc_id]
+        tomb = next((v for v in values if isinstance(v, dict) and v.get("deleted") is True), None)
+        return tomb["rev"] if tomb is not None and isinstance(tomb.get("rev"), str) else None
 
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:
         """Every asked-for document in one request: id -> body, or None when missing or deleted."""

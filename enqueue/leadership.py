@@ -9,18 +9,20 @@ Guarantees
   before it calls the leader stale: a cached view may lag.
 * A running turn is taken away only after its holder's silence is confirmed
   on a fresh read of its heartbeat; the record of a turn taken away is
-  written before the write that ends it.
-* A leader doc that is missing or does not parse is rewritten only once it
-  has been so for ``heartbeat_stale`` (every command started under its old
-  content is dead by then), above every turn this agent, a heartbeat (the
-  turn it runs, and ``turn_seen``: the highest turn its agent saw) or a turn
-  record knows (``highest_turn_known``), keeping an admin's pause and the old
-  content under ``repaired_from``. A fresh leader doc (turn 0) is only ever created
-  on a database that never held a heartbeat or a turn record
-  (``never_used``).
-* The turn number a rewrite starts from gets a record (``repaired``) before
-  the rewrite when it has none, naming the site a heartbeat says runs it
-  (else the repairing site), so a later repair starts above it.
+  written before the write that ends it, and withdrawn after that write
+  lost its race only while the leader doc shows the turn still going on.
+* A leader doc that is missing or does not parse is rewritten only once its
+  current revision (a deletion's tombstone included) has been so for
+  ``heartbeat_stale`` by this agent's observation, confirmed on a fresh read
+  (every command started under its old content is dead by then), at the
+  revision count of the revision it replaces or above (``repair``), keeping
+  an admin's pause and the old content under ``repaired_from``. A fresh
+  leader doc (turn 0) is only ever created on a database that never held a
+  heartbeat, a turn record or a deleted leader doc (``never_used``).
+* A repair records the turn it displaces (``repaired``) only when this
+  agent's own last reading of the leader doc said who held it, before the
+  rewrite; it never guesses a holder, nor whether the command started. The
+  runner's own report completes that record.
 """
 
 from __future__ import annotations
@@ -49,42 +51,35 @@ log = logging.getLogger("enqueue.agent")
 TURN_SEEN = "turn_seen"
 
 
-def never_used(store: Store) -> bool:
-    """The database holds no heartbeat and no turn record: no turn was ever granted in it."""
-    return not store.list_prefix(docs.HEARTBEAT_PREFIX, limit=1) and not store.list_prefix(docs.TURN_PREFIX, limit=1)
+def never_used(store: Store, leader_doc: str) -> bool:
+    """No turn was ever granted in the database: no heartbeat, no turn record, no deleted leader doc ``leader_doc``."""
+    return not store.list_prefix(docs.HEARTBEAT_PREFIX, limit=1) and \
+        not store.list_prefix(docs.TURN_PREFIX, limit=1) and store.deleted_rev(leader_doc) is None
 
 
 def _number(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def highest_turn_known(store: Store, seen: int, leader_raw: Mapping[str, Any] | None,
-                       prefix: str = docs.TURN_PREFIX) -> tuple[int, str | None]:
-    """The turn a rewritten leader doc starts from, and who held it if a heartbeat says.
+def highest_turn_known(store: Store, seen: int, leader_raw: Mapping[str, Any] | None, replaced_rev: str | None,
+                       prefix: str = docs.TURN_PREFIX) -> int:
+    """The turn a rewritten leader doc starts from: ``repair.resume_turn``'s rule.
 
-    What the numbers may be is ``repair.resume_turn``'s rule: what this agent
-    saw and the old document's own turn, plus what heartbeats name (the turn
-    a site runs, the highest its agent saw) and one above the newest turn
-    record of this document set, bounded by the old document's revision
-    count when it is still there. Every turn has its record before the write
-    that ends it (and so before the next grant), so only the turn in
-    progress when the document was lost can be missing from the records,
-    and it may have been confirmed by an agent that is gone. The holder is
-    the site whose heartbeat says it runs that turn (None when none does).
+    What this agent saw and the old document's own turn, and the revision
+    count of the revision the rewrite replaces (the broken document's or the
+    tombstone's). Only when the document has no revision at all do the newest
+    turn record of this document set and the heartbeats (the turn a site
+    runs, the highest its agent saw) count.
     """
+    if repair.revision_count(replaced_rev) > 0:
+        return repair.resume_turn(seen, leader_raw, replaced_rev, None)
     newest = None
     for rec in store.list_prefix(prefix, limit=1, descending=True):
         parsed, _ = docs.parse_turn_record(rec)
         newest = parsed.turn if parsed is not None else None
     heartbeats = store.list_prefix(docs.HEARTBEAT_PREFIX)
     claims = [n for raw in heartbeats for n in (_number(raw.get("turn")), _number(raw.get(TURN_SEEN))) if n is not None]
-    known = repair.resume_turn(seen, leader_raw, newest, claims)
-    holder = None
-    for raw in heartbeats:
-        site = raw.get("site")
-        if _number(raw.get("turn")) == known and is_site_name(site):
-            holder = site
-    return known, holder
+    return repair.resume_turn(seen, leader_raw, replaced_rev, newest, claims)
 
 
 class Leadership:
@@ -159,7 +154,11 @@ class Leadership:
                 )
             )
         if not self.shared.cas_leader(p.doc):
-            if p.revoked_site is not None:
+            fresh = self.view.leader
+            if p.revoked_site is not None and fresh is not None and fresh.holds(p.revoked_site, p.revoked_turn):
+                # The turn goes on, so my record of ending it is false. Had another write ended it (another
+                # leader's revocation, which may have found my record and written none of its own), the
+                # record must stay: the runner's report, if it comes, is added to it.
                 self._withdraw_record(p.revoked_turn)
             return True
         log.info("%s", p.reason)
@@ -173,7 +172,7 @@ class Leadership:
         """
         if turn is None:
             return
-        raw = self.store.get(docs.turn_record_id(turn))
+        raw = self.store.get(docs.turn_record_id(turn, docs.turn_prefix(self.view.leader_doc)))
         if raw is None or raw.get("leader") != self.me or raw.get("host") is not None or "runner_report" in raw:
             return
         try:
@@ -187,26 +186,28 @@ class Leadership:
         return None if since is None else since + self.t.heartbeat_stale_s
 
     def repair(self, now: float) -> bool:
-        """Rewrite a leader doc that does not parse, once it has been so for ``heartbeat_stale``."""
-        raw = self.view.leader_raw or {}
+        """Rewrite a leader doc that does not parse, once its revision has been so for ``heartbeat_stale``."""
         due = self.repair_due_at()
         if due is None or now < due:
             return False
-        prefix = docs.turn_prefix(self.view.leader_doc)
-        known, holder = highest_turn_known(self.store, self.view.max_turn_seen, self.view.leader_raw, prefix)
-        if known > 0 and self.store.get(docs.turn_record_id(known, prefix)) is None:
-            # The rewrite ends that turn, if one was in progress: its record goes first, and it keeps the
-            # number taken for the next repair (which starts above the newest record).
-            note = f"the leader doc {self.view.leader_doc} was missing or did not parse; it was rewritten after " \
-                   "heartbeat_stale" + ("" if holder else "; no heartbeat names a site running this turn, the site "
-                                        "written here is the one that repaired it")
-            self.records.write_now(TurnRecord(turn=known, site=holder or self.me, how=Outcome.REPAIRED,
-                                              leader=self.me, ended_at=self._now_text(), note=note))
+        # The wait counts from the last change of the revision I saw: confirm on a fresh read that it is
+        # still that one (an agent frozen across a repair and another deletion would otherwise rebuild at once).
+        doc_id = self.view.leader_doc
+        before = self.view.revisions.rev(doc_id)
+        self.shared.reread(doc_id)
+        if self.view.revisions.rev(doc_id) != before or self.repair_due_at() != due:
+            return True
+        raw = self.view.leader_raw or {}
+        replaced = raw.get("_rev") if raw else self.view.leader_deleted_rev
+        prefix = docs.turn_prefix(doc_id)
+        known = highest_turn_known(self.store, self.view.max_turn_seen, self.view.leader_raw,
+                                   replaced if isinstance(replaced, str) else None, prefix)
+        self._record_displaced(prefix)
         # An admin's pause survives the repair; a pause flag that does not parse reads as set.
         paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
         reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None
         fresh = replace(
-            docs.new_leader_doc(self.view.leader_doc),
+            docs.new_leader_doc(doc_id),
             rev=raw.get("_rev"),
             leader=self.me,
             turn=known,
@@ -221,10 +222,28 @@ class Leadership:
             log.warning(
                 "rewrote leader doc %s, which was missing or did not parse, at turn %d; old content kept under "
                 "'repaired_from'",
-                self.view.leader_doc,
+                doc_id,
                 known,
             )
         return True
+
+    def _record_displaced(self, prefix: str) -> None:
+        """Record the turn my last reading of the leader doc showed active, if it has no record yet.
+
+        Only the leader doc says who holds a turn: when I never read one that
+        parsed, or it showed no active turn, I know of no turn to record.
+        """
+        last = self.view.last_valid_leader
+        if last is None or last.status not in (docs.GRANTED, docs.RUNNING) or not is_site_name(last.running):
+            return
+        if self.store.get(docs.turn_record_id(last.turn, prefix)) is not None:
+            return
+        # "repaired", never "not started": a turn I last saw granted may have been confirmed since.
+        how = Outcome.REPAIRED
+        note = f"the leader doc {self.view.leader_doc} was missing or did not parse; it was rewritten after " \
+               "heartbeat_stale"
+        self.records.write_now(TurnRecord(turn=last.turn, site=last.running, how=how, leader=self.me,
+                                          ended_at=self._now_text(), note=note))
 
     def resign(self) -> None:
         """Step down if I lead (one retry after a lost compare-and-swap): we are going."""

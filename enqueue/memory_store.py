@@ -8,8 +8,8 @@ runs it beside the real server and fails where they differ):
   deletion and the re-creation after it included;
 * a write with a stale, unknown or missing ``_rev`` loses with Conflict;
   a write without ``_rev`` creates the document only if it is absent;
-* a deletion leaves a tombstone: reads say None, the update sequence moves
-  and the changes report it as None;
+* a deletion leaves a tombstone: reads say None (``deleted_rev`` gives its
+  revision), the update sequence moves and the changes report it as None;
 * the update sequence is an integer that every write moves forward by one;
 * the changes calls see only the watched ids; a read from ``since`` reports
   each changed document once, at its latest version (as the server does),
@@ -241,6 +241,12 @@ class MemoryStore:
         with self._cond:
             entry = self._db("read").docs.get(doc_id)
             return None if entry is None or entry.body is None else _copy(entry.body)
+
+    def deleted_rev(self, doc_id: str) -> Optional[str]:
+        self._check_id(doc_id)
+        with self._cond:
+            entry = self._db("read").docs.get(doc_id)
+            return entry.rev if entry is not None and entry.body is None else None
 
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:
         ids = list(dict.fromkeys(doc_ids))

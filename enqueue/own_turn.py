@@ -86,6 +86,27 @@ class UnansweredConfirm:
     deadline: float
 
 
+@dataclass(frozen=True)
+class UnansweredFinish:
+    """A finishing write whose answer never came: the turn, and what it wrote of the turn's end."""
+
+    turn: int
+    ended_text: str | None
+    how: str
+    exit_code: int | None
+
+    def went_through(self, doc: docs.LeaderDoc) -> bool:
+        """``doc`` shows this very write as the one that ended the turn (its ``ended_at``, how and exit code)."""
+        return (doc.ended_at, doc.last_how, doc.last_exit_code) == (self.ended_text, self.how, self.exit_code)
+
+
+def ended_turn(doc: docs.LeaderDoc) -> int | None:
+    """The turn whose end the leader doc's ``ended_at``, ``last_how`` and ``last_exit_code`` describe."""
+    if doc.status == docs.DONE:
+        return doc.turn
+    return doc.turn - 1 if doc.turn_active and doc.turn > 0 else None
+
+
 @dataclass
 class TurnInProgress:
     """The turn this agent confirmed, from the confirm until it is marked done (or found lost)."""
@@ -122,6 +143,7 @@ class OwnTurn:
         self._now_text = now_text
         self.current: TurnInProgress | None = None
         self.unanswered_confirm: UnansweredConfirm | None = None
+        self.unanswered_finish: UnansweredFinish | None = None
         self.recorded_turn: int | None = None
         self.turns_done = 0
         self.last_exit_code: int | None = None
@@ -165,8 +187,10 @@ class OwnTurn:
         """
         pending, self.unanswered_confirm = self.unanswered_confirm, None
         doc = self.view.leader
+        # Only a confirm moves a turn granted to me to running, and it writes ``started_at``; a later write
+        # (the leader's rotation, an admin's pause or skip) keeps both, so they identify the confirm.
         if pending is None or doc is None or not doc.holds(self.me, pending.turn) or \
-                doc.started_at != pending.started_text or doc.updated_by != self.me:
+                doc.started_at != pending.started_text:
             return False
         log.info("the confirm of turn %d went through though its answer was lost: starting it", pending.turn)
         self._start(pending.turn, pending.started_text, pending.deadline)
@@ -266,15 +290,20 @@ class OwnTurn:
         if mine:
             assert self.view.leader is not None
             new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, repeat, self._now_text())
-            if not self.shared.cas_leader(new):
+            try:
+                won = self.shared.cas_leader(new)
+            except StoreError:
+                # The answer may be lost after the write was applied: the next read tells (``_not_mine``).
+                self.unanswered_finish = UnansweredFinish(cur.turn, new.ended_at, end.how, end.exit_code)
+                raise
+            if not won:
                 return True
             log.info("finished turn %d: %s, exit code %s, %.3f s", cur.turn, end.how, end.exit_code, duration)
             if nxt is not None:
                 log.info("granted %s turn %d", nxt, cur.turn + 1)
         else:
-            log.error("turn %d was taken away while its command ran (%s, exit code %s)", cur.turn, end.how,
-                      end.exit_code)
-            self.lease.message = f"turn {cur.turn} was revoked while running"
+            self._not_mine(cur.turn, end, duration)
+        self.unanswered_finish = None
         self.current = None
         self.turns_done += 1
         self.last_exit_code = end.exit_code
@@ -282,6 +311,29 @@ class OwnTurn:
                                             end.exit_code, cur.turn)
         self._set_state(WAITING if repeat else IDLE)
         return True
+
+    def _not_mine(self, turn: int, end: Ending, duration: float) -> None:
+        """Say how my turn, which the leader doc no longer holds as mine, came to end: only what the doc shows.
+
+        After a finishing write whose answer was lost, the doc shows whether
+        that write ended the turn (its own ``ended_at``, how and exit code) or
+        another one did, for as long as it still describes the end of that
+        turn; once it has moved on past that, nobody can tell any more.
+        """
+        pending = self.unanswered_finish
+        doc = self.view.leader
+        if pending is not None and pending.turn == turn and doc is not None and ended_turn(doc) == turn \
+                and pending.went_through(doc):
+            log.info("finished turn %d: %s, exit code %s, %.3f s (the answer to the write that finished it was "
+                     "lost; the leader doc shows it went through)", turn, end.how, end.exit_code, duration)
+        elif pending is not None and pending.turn == turn and (doc is None or ended_turn(doc) != turn):
+            log.warning("turn %d ended (%s, exit code %s), but the answer to the write that finished it was lost "
+                        "and the leader doc has changed since: whether that write or another ended the turn is "
+                        "not known", turn, end.how, end.exit_code)
+        else:
+            log.error("turn %d was taken away while its command ran (%s, exit code %s)", turn, end.how,
+                      end.exit_code)
+            self.lease.message = f"turn {turn} was revoked while running"
 
     def end_orphaned(self, now: float) -> bool:
         """End a turn the leader doc says I run, though this agent never started it.

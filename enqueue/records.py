@@ -14,8 +14,9 @@ stored under its id, so that ``enqueue history`` can read every turn:
   content kept under ``replaced``, with a warning.
 
 ``outcome`` is what a reader takes from a record: the runner's own report
-when it made one, and no outcome at all (disputed) when the record and the
-report name different runners. So a record a site wrote about a turn it did
+when it made one (how, exit code, and when the command ended), and no
+outcome at all (disputed) when the record and the report name different
+runners. So a record a site wrote about a turn it did
 not run is never taken as that turn's outcome once the runner has reported.
 
 Not guaranteed: that a record another writer changes at the same moment is
@@ -46,12 +47,20 @@ DISPUTED = "disputed"
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a turn ended, as a reader should take it: ``how`` is ``disputed`` when the writers disagree on who ran it."""
+    """How a turn ended, as a reader should take it: ``how`` is ``disputed`` when the writers disagree on who ran it.
+
+    ``ended_at`` and ``duration_s`` are the runner's when it reported: only
+    the runner knows when its command ended. A record another writer made
+    (the leader taking the turn away, a restarted agent, a repair) says when
+    that writer ended the turn, by its own clock.
+    """
 
     site: str
     how: str
     exit_code: Optional[int]
     dispute: Optional[str] = None
+    ended_at: Optional[str] = None
+    duration_s: Optional[float] = None
 
 
 def _says(rec: TurnRecord) -> tuple:
@@ -62,12 +71,16 @@ def outcome(rec: TurnRecord, raw: Mapping[str, Any]) -> Outcome:
     """The outcome of the turn ``rec`` (parsed from ``raw``) records: the runner's own word over anyone else's."""
     report = raw.get("runner_report")
     if not isinstance(report, Mapping) or not isinstance(report.get("site"), str):
-        return Outcome(rec.site, rec.how, rec.exit_code)
+        return Outcome(rec.site, rec.how, rec.exit_code, ended_at=rec.ended_at, duration_s=rec.duration_s)
     how = report.get("how") if isinstance(report.get("how"), str) else "unknown"
     code = report.get("exit_code")
     code = code if isinstance(code, int) and not isinstance(code, bool) else None
     if report["site"] == rec.site:
-        return Outcome(rec.site, how, code)
+        ended = report.get("ended_at")
+        duration = report.get("duration_s")
+        return Outcome(rec.site, how, code, ended_at=ended if isinstance(ended, str) else None,
+                       duration_s=float(duration) if isinstance(duration, (int, float)) and
+                       not isinstance(duration, bool) else None)
     return Outcome(rec.site, DISPUTED, None,
                    dispute=f"the record says {rec.site} ran it ({rec.how}, exit {rec.exit_code}); "
                            f"{report['site']} reports it ran it ({how}, exit {code})")

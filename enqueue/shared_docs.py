@@ -8,7 +8,8 @@ Guarantees
 ----------
 * What is read or written lands in the view at once (``absorb``); a write
   that lost its compare-and-swap leaves the view with the server's current
-  revision of that document.
+  revision of that document. A deletion the feed tells of is taken in only
+  from the read it calls for (the feed gives no revision to order it by).
 * ``watched_ids`` is what the changes feed must follow. When it gains a
   document, a full read is due (``need_full_read``): the feed only delivers
   changes made after it follows a document.
@@ -103,9 +104,20 @@ class SharedDocs:
         self.need_full_read = False
 
     def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, *, from_feed: bool = False) -> None:
-        """Take one document's current content into the view (a feed's stale news excepted)."""
+        """Take one document's current content into the view (a feed's stale news excepted).
+
+        The feed tells of a deletion without its revision, so news of one
+        cannot be told from a late delivery (a backlog a frozen agent finds
+        when it thaws, after the document was made again): a read settles it.
+        A missing leader doc is known by its tombstone's revision, so that a
+        repair waits from its last change.
+        """
+        if from_feed and raw is None:
+            self.need_full_read = True
+            return
+        deleted_rev = self.store.deleted_rev(doc_id) if raw is None and doc_id == self.view.leader_doc else None
         now = self.clock.monotonic()
-        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed):
+        if not self.view.absorb(doc_id, raw, now, from_feed=from_feed, deleted_rev=deleted_rev):
             return
         if doc_id == docs.heartbeat_id(self.me) and raw is not None:
             self._on_own_heartbeat(raw, self.view.heartbeats.get(self.me), now)

@@ -15,7 +15,9 @@ The contract, in short:
   the current revision; without ``_rev`` it creates the document only if it
   is absent (missing or deleted). A lost swap raises ``errors.Conflict`` and
   leaves the caller's dict as it was; a won one sets its ``_rev``.
-* Reads say "absent" (None) for missing and deleted documents alike.
+* Reads say "absent" (None) for missing and deleted documents alike;
+  ``deleted_rev`` tells the two apart: a deleted document has a tombstone,
+  a revision like any other (its ``N`` counts the deletion too).
 * Every write, a deletion included, moves the database's update sequence
   forward; the changes calls report the watched documents written after a
   position (``since``), a deletion as ``None``.
@@ -124,6 +126,14 @@ class Store(Protocol):
 
     def get(self, doc_id: str) -> Optional[dict]:
         """The document's current revision, or None when it is missing or deleted."""
+        ...
+
+    def deleted_rev(self, doc_id: str) -> Optional[str]:
+        """The revision of the document's tombstone when it is deleted; None when it is live or was never written.
+
+        A deletion is a revision: deleting the document again after it was
+        re-created gives another one, of a higher ``N``.
+        """
         ...
 
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:

@@ -33,7 +33,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
   var TURN_ID_DIGITS = 10;
   var MAX_TURN = 9999999999;  // the widest turn number a record id holds
   // What a leader's record of a turn it took away may say (no outcome: the runner reports that).
-  var TAKEN_AWAY = ["revoked", "not started"];
+  var TAKEN_AWAY = ["revoked", "not started", "repaired"];
   var SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
   var GRANTED = "granted", RUNNING = "running", DONE = "done";
   // What a site's drain of itself sets in its registry entry (enqueue.failures.self_drained_entry).

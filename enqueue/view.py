@@ -15,8 +15,10 @@ Guarantees
 * A document that does not parse is held as ``None`` (invalid) and its
   problems are logged once per revision, never raised.
 * ``invalid_leader_since`` is when this observer first saw the current
-  revision of a leader doc that does not parse (or is missing): a repair
-  waits ``heartbeat_stale`` from then.
+  revision of a leader doc that does not parse (or is missing: then the
+  revision is the deletion's tombstone, ``leader_deleted_rev``, so a second
+  deletion is a change like any other): a repair waits ``heartbeat_stale``
+  from then. ``last_valid_leader`` is the last revision that parsed.
 
 Not kept: documents the agent does not follow; anything about time but this
 host's monotonic clock.
@@ -71,6 +73,8 @@ class View:
         self.leader: LeaderDoc | None = None
         self.leader_raw: Mapping[str, Any] | None = None
         self.invalid_leader_since: float | None = None
+        self.leader_deleted_rev: str | None = None
+        self.last_valid_leader: LeaderDoc | None = None
         self.registry: SitesDoc | None = None
         self.heartbeats: dict[str, Heartbeat | None] = {}
         self.liveness = Liveness(stale_s)
@@ -139,13 +143,18 @@ class View:
 
     # ------------------------------------------------------------------ taking documents in
 
-    def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, now: float, *, from_feed: bool = False) -> bool:
-        """Take one document's current content into the view; False when it was a feed's stale news."""
-        rev = revision_of(raw)
+    def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, now: float, *, from_feed: bool = False,
+               deleted_rev: str | None = None) -> bool:
+        """Take one document's current content into the view; False when it was a feed's stale news.
+
+        ``deleted_rev`` is the tombstone's revision of a document that reads as absent (None if none).
+        """
+        rev = revision_of(raw) if raw is not None else deleted_rev
         if from_feed and self.revisions.is_older(doc_id, rev):
             return False
         self.revisions.observe(doc_id, rev, now)
         if doc_id == self.leader_doc:
+            self.leader_deleted_rev = deleted_rev if raw is None else None
             self._absorb_leader(raw, now)
         elif doc_id == self.sites_doc:
             parsed, problems = docs.parse_sites(raw, doc_id)
@@ -178,6 +187,7 @@ class View:
         self.leader_raw = raw
         if parsed is not None:
             self.max_turn_seen = max(self.max_turn_seen, parsed.turn)
+            self.last_valid_leader = parsed
 
     def _report(self, doc_id: str, raw: Mapping[str, Any] | None, problems: list[str], invalid: bool) -> None:
         """Log a document's problems once per revision."""

@@ -700,7 +700,7 @@ class Harness:
         into = f"while {runner.name} ran" if runner is not None else "with no command running"
         return Fault("delete-leader", newcomer.name, start, self.back(newcomer),
                      f"leader doc at turn {deleted_turn} deleted {into}; {newcomer.name} started right then",
-                     from_heal=True)
+                     from_heal=True, turn=deleted_turn if isinstance(deleted_turn, int) else None)
 
     # ------------------------------------------------------------------ the supervisor frozen
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Deterministic simulation: the real agents on an in-memory database, under faults, by seed.
 
-    scripts/simulate --seeds N [--steps M] [--sites K] [--seed S] [--faults SPEC] [--trace-lines L]
+    scripts/simulate --seeds N [--steps M] [--sites K] [--seed S] [--faults SPEC] [--trace-lines L] [--jobs J]
 
 Runs seeds 1..N (or only S) for M steps each with K sites, and checks every
 invariant after every step (see tools/simulation/invariants.py). A failing

@@ -8,9 +8,9 @@ left out.
 
 Text output: a table, newest first, with the columns TURN, SITE, HOST, GAP
 (from the end of the turn before to this one's start), STARTED, ENDED (UTC,
-as stored), DURATION, EXIT, HOW and NOTE; EXIT and HOW are the turn's
-outcome as ``records.outcome`` reads it (the runner's own report over the
-leader's record; ``disputed`` when two sites say they ran it, the NOTE says
+as stored), DURATION, EXIT, HOW and NOTE; ENDED, DURATION, EXIT and HOW are
+the turn's outcome as ``records.outcome`` reads it (the runner's own report
+over the leader's record; ``disputed`` when two sites say they ran it, the NOTE says
 who). ``--json`` prints ``{"turns": [...]}`` with the keys documented in
 docs/OPERATIONS.md. ``--timeline FILE`` draws the turns (all of them unless
 ``--limit`` is given) into FILE, an SVG picture or an HTML page holding it,
@@ -123,7 +123,8 @@ def as_json(rec: docs.TurnRecord, raw: dict, gap_s: Optional[float] = None) -> d
         "duration_s": rec.duration_s,
         "note": rec.note,
         "runner_report": report if isinstance(report, dict) else None,
-        "outcome": {"how": taken.how, "exit_code": taken.exit_code, "dispute": taken.dispute},
+        "outcome": {"how": taken.how, "exit_code": taken.exit_code, "dispute": taken.dispute,
+                    "ended_at": taken.ended_at, "duration_s": taken.duration_s},
         "gap_before_s": None if gap_s is None else round(gap_s, 3),
     }
 
@@ -143,8 +144,8 @@ def render_table(turns: list[tuple[docs.TurnRecord, dict]], gaps: Optional[dict[
         gap = gaps.get(rec.turn)
         rows.append([
             str(rec.turn), rec.site, rec.host or "-", "-" if gap is None else format_duration(gap),
-            rec.started_at or "-", rec.ended_at or "-",
-            "-" if rec.duration_s is None else format_duration(rec.duration_s),
+            rec.started_at or "-", taken.ended_at or "-",
+            "-" if taken.duration_s is None else format_duration(taken.duration_s),
             "-" if taken.exit_code is None else str(taken.exit_code), taken.how, _short(taken.dispute or rec.note),
         ])
     return table.render(header, rows)

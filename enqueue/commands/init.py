@@ -7,9 +7,11 @@ Steps, each idempotent (running ``init`` again changes nothing and says so):
 2. the leader doc and the sites doc, as first created (nobody leads, no
    turn granted, nobody registered): written only if absent, so an existing
    production state is never touched; and a missing leader doc only on a
-   database that never held a heartbeat or a turn record: elsewhere a fresh
-   one would hand out turn numbers again, so the agents rebuild it instead
-   (once every lease has run out, above every turn known) and init says so;
+   database that never held a heartbeat, a turn record or the leader doc
+   itself (a deletion leaves a tombstone): elsewhere a fresh one would hand
+   out turn numbers again, so the agents rebuild it instead (once every
+   lease has run out, at its revision count, above every turn that ran)
+   and init says so;
 3. the access rules (``_security`` and the ``validate_doc_update`` design
    document) through ``install_security``.
 
@@ -113,12 +115,13 @@ def create_document(store: Store, body: dict) -> bool:
 
 #: What init says of a missing leader doc on a database that held turns.
 LEADER_DOC_LEFT_TO_AGENTS = ("missing, not created: this database held turns, so the agents rebuild it above every "
-                             "turn known, once heartbeat_stale has passed")
+                             "turn that ran, once heartbeat_stale has passed")
 
 
-def may_create_leader_doc(store: Store) -> bool:
-    """A missing leader doc may be created fresh (turn 0): the database never held a heartbeat or a turn record."""
-    return never_used(store)
+def may_create_leader_doc(store: Store, leader_doc: str) -> bool:
+    """A missing leader doc may be created fresh (turn 0): the database never held a heartbeat, a turn record
+    or the leader doc itself (a deletion leaves a tombstone)."""
+    return never_used(store, leader_doc)
 
 
 def install_security(store: Store, settings: steering.AdminSettings) -> list[str]:
@@ -159,7 +162,7 @@ def execute(args: argparse.Namespace) -> int:
             ("sites doc", settings.sites_doc, sites, docs.parse_sites),
         )
         for what, doc_id, body, parse in steps:
-            if doc_id == settings.leader_doc and not may_create_leader_doc(store):
+            if doc_id == settings.leader_doc and not may_create_leader_doc(store, doc_id):
                 print(f"{what} {doc_id}: {LEADER_DOC_LEFT_TO_AGENTS}")
             elif create_document(store, body):
                 print(f"{what} {doc_id}: created")

@@ -150,3 +150,18 @@ def test_timeline_file_name_and_place_errors_are_one_line(enqueue_cli, database,
     assert result.code == 2 and result.err.count("\n") == 1 and "cannot write there" in result.err
     result = enqueue_cli("history", "--timeline", tmp_path / "t.svg", "--json")
     assert result.code == 2 and "not allowed with argument" in result.err
+
+
+def test_history_says_when_the_command_ended_by_its_runners_report(enqueue_cli, database):
+    # The leader took turn 6 away, by its own clock (hours off); the runner reported when its command ended.
+    body = put_record(database.store, 6, "bravo", how="revoked", exit_code=None, duration_s=None)
+    body.update(ended_at="2026-11-22 09:00:00", _rev=database.store.get(docs.turn_record_id(6))["_rev"],
+                runner_report={"site": "bravo", "how": "exited after revocation", "exit_code": 0,
+                               "ended_at": "2026-11-22 04:14:59", "duration_s": 7.0})
+    database.store.put(body)
+    [line] = enqueue_cli("history").out.splitlines()[1:]
+    assert "2026-11-22 04:14:59" in line and "09:00:00" not in line and " 7 s " in line, line
+    assert "exited after revocation" in line
+    [turn] = json.loads(enqueue_cli("history", "--json").out)["turns"]
+    assert turn["ended_at"] == "2026-11-22 09:00:00", "the record's own fields stay as stored"
+    assert (turn["outcome"]["ended_at"], turn["outcome"]["duration_s"]) == ("2026-11-22 04:14:59", 7.0)

@@ -18,7 +18,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -26,11 +26,12 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 from enqueue import documents as docs
-from enqueue import cli, errors, failures, logs, records, security
+from enqueue import cli, errors, failures, logs, records, repair, security
 from enqueue.commands import users
 from enqueue.connection import Connection
 from enqueue.couchdb_store import CouchStore
 from enqueue.devserver import DevServer
+from enqueue.outcomes import Outcome
 from tests.support import servers
 from tests.support.agents import Sites, wait_until
 from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
@@ -472,6 +473,31 @@ def test_a_record_a_site_wrote_about_another_sites_turn_is_never_taken_as_its_ou
     assert shown.returncode == 0, shown.stderr
     outcomes = {t["turn"]: t["outcome"] for t in json.loads(shown.stdout)["turns"]}
     assert outcomes[43]["exit_code"] == 3 and outcomes[44]["how"] == "disputed"
+
+
+def test_a_site_may_rebuild_a_deleted_leader_doc_at_its_tombstones_count_and_record_the_displaced_turn(
+        staged: Secured) -> None:
+    """The writes of docs/PROTOCOL.md §3.11 after an admin's deletion, by site accounts, on either server:
+    the tombstone is readable, the rebuilt document continues its revision count, the repairer records the
+    turn it displaced in its holder's name and the holder's own report completes that record."""
+    alpha, bravo = staged.site("alpha"), staged.site("bravo")
+    old = staged.admin.get(LEADER_ID)
+    staged.admin.delete(old)
+    tombstone = alpha.deleted_rev(LEADER_ID)
+    assert tombstone is not None and repair.revision_count(tombstone) == repair.revision_count(old["_rev"]) + 1
+    displaced = docs.TurnRecord(turn=7, site="bravo", how=Outcome.REPAIRED, leader="alpha", note="rewritten")
+    records.write_once(alpha, displaced, "alpha")
+    stored = staged.admin.get(docs.turn_record_id(7))
+    assert stored is not None and (stored["site"], stored["how"], stored["leader"]) == ("bravo", "repaired", "alpha")
+    fresh = replace(docs.new_leader_doc(LEADER_ID), leader="alpha", turn=repair.revision_count(tombstone),
+                    last_how=Outcome.REPAIRED, updated_by="alpha", updated_at="2026-01-01 00:00:00")
+    rev = alpha.put(docs.render_leader(fresh))
+    assert repair.revision_count(rev) == repair.revision_count(tombstone) + 1, "the revision path continues"
+    records.write_once(bravo, docs.TurnRecord(turn=7, site="bravo", how="stopped", exit_code=143), "bravo")
+    raw = staged.admin.get(docs.turn_record_id(7))
+    assert raw["runner_report"]["site"] == "bravo", raw
+    rec, _ = docs.parse_turn_record(raw)
+    assert records.outcome(rec, raw) == records.Outcome("bravo", "stopped", 143), raw
 
 
 # ---------------------------------------------------------------------------- several document sets

@@ -298,6 +298,26 @@ def test_revisions_count_the_writes_of_a_document_its_deletion_and_re_creation_i
     assert len(set(revs)) == 3
 
 
+def test_a_deleted_document_reads_as_absent_but_its_tombstone_has_a_revision_that_moves(backend):
+    # A repair of the leader doc waits from the last change of its revision, a deletion included
+    # (docs/PROTOCOL.md §3.11): two deletions in a row must look different, a never-written id like neither.
+    store = backend.store
+    assert store.deleted_rev("tombstoned") is None
+    doc = {"_id": "tombstoned"}
+    store.put(doc)
+    assert store.deleted_rev("tombstoned") is None
+    store.delete(doc)
+    first = store.deleted_rev("tombstoned")
+    assert first is not None and first.startswith("2-") and store.get("tombstoned") is None
+    again = {"_id": "tombstoned"}
+    assert store.put(again).startswith("3-")
+    assert store.deleted_rev("tombstoned") is None
+    store.delete(again)
+    second = store.deleted_rev("tombstoned")
+    assert second is not None and second.startswith("4-") and second != first
+    assert store.deleted_rev("never-written") is None
+
+
 def test_put_with_the_rev_of_a_document_that_does_not_exist_loses(backend):
     store = backend.store
     with pytest.raises(errors.Conflict):

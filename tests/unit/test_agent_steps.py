@@ -7,9 +7,11 @@ agent left in the store and the calls it made to its runner.
 
 from __future__ import annotations
 
+import logging
 import random
 import signal
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pytest
 
@@ -17,7 +19,7 @@ from enqueue import documents as docs
 from enqueue.agent import Agent, Left
 from enqueue.clock import FakeClock
 from enqueue.config import AgentSettings, Connection, Timing
-from enqueue.errors import Forbidden, SiteLockedOut
+from enqueue.errors import Forbidden, SiteLockedOut, Unreachable
 from enqueue.events import CommandEnded, CommandStarted, DocChanged, StopRequested
 from enqueue.lease import Identity
 from enqueue.memory_store import MemoryStore
@@ -47,6 +49,37 @@ class FakeRunner:
         return [c for c in self.calls if c[0] == name]
 
 
+class AnswerLosingStore(MemoryStore):
+    """A memory store that, once armed, applies the next put ``lose`` picks and loses its answer.
+
+    ``meanwhile(doc)``, when set, runs before every put (another writer's move); deletions are counted.
+    """
+
+    lose: Callable[[dict], bool] | None = None
+    meanwhile: Callable[[dict], None] | None = None
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.deleted: list[str] = []
+
+    def delete(self, doc: dict) -> None:
+        super().delete(doc)
+        self.deleted.append(doc["_id"])
+
+    def put(self, doc: dict) -> str:
+        if self.meanwhile is not None:
+            self.meanwhile(doc)
+        rev = super().put(doc)
+        if self.lose is not None and self.lose(doc):
+            self.lose = None
+            raise Unreachable(f"put {doc.get('_id')}: answer lost (test)")
+        return rev
+
+
+def the_leader_doc(doc: dict) -> bool:
+    return doc.get("_id") == "enqueue_leader"
+
+
 def make_agent(store: MemoryStore, clock: FakeClock, site: str = "alpha", *, repeat: bool = False,
                runner: FakeRunner | None = None, max_failures: int | None = None) -> tuple[Agent, FakeRunner]:
     settings = AgentSettings(site=site, command=["work", "--hard"], connection=Connection("http://127.0.0.1:9", "x"),
@@ -63,8 +96,8 @@ def leader(store: MemoryStore) -> docs.LeaderDoc:
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore("enqueue")
+def store() -> AnswerLosingStore:
+    return AnswerLosingStore("enqueue")
 
 
 @pytest.fixture
@@ -253,3 +286,131 @@ def test_a_site_whose_drain_the_rules_refuse_leaves_with_exit_4_instead_of_takin
     assert len(runner.named("start")) == 1
     assert store.get(docs.heartbeat_id("alpha"))["state"] == docs.LEFT
     assert store.get("enqueue_sites")["sites"]["alpha"]["drained"] is False
+
+
+def _run_to_the_first_command_end(agent: Agent, runner: FakeRunner, clock: FakeClock) -> None:
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    [start] = runner.named("start")
+    agent.handle(CommandStarted(start[1], 4242))
+    clock.advance(0.1)
+    agent.handle(CommandEnded(start[1], 0, "exited", duration_s=0.1))
+
+
+def test_a_lost_answer_to_the_finishing_write_is_read_as_finished_not_as_a_revocation(store, clock, caplog) -> None:
+    agent, runner = make_agent(store, clock, repeat=True)
+    _run_to_the_first_command_end(agent, runner, clock)
+    store.lose = the_leader_doc
+    with caplog.at_level(logging.INFO, logger="enqueue"):
+        assert agent.step(clock.monotonic()) is None
+        assert store.lose is None, "the finishing write was not made"
+        assert (leader(store).turn, leader(store).last_how) == (2, "exited"), "the write went through"
+        clock.advance(agent.outage.retry_s)
+        agent.step(clock.monotonic())
+        clock.advance(agent.lease.next_beat_at - clock.monotonic())
+        agent.step(clock.monotonic())
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+    assert any("shows it went through" in r.getMessage() for r in caplog.records)
+    hb = store.get(docs.heartbeat_id("alpha"))
+    assert hb is not None and hb.get("message") is None, hb
+    assert [c[1] for c in runner.named("start")] == [1, 2], "the next turn it granted itself runs"
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(1)))
+    assert record is not None and (record.how, record.exit_code) == ("exited", 0)
+
+
+def test_a_finishing_write_with_a_lost_answer_that_did_not_go_through_is_read_as_taken_away(store, clock,
+                                                                                        caplog) -> None:
+    agent, runner = make_agent(store, clock, repeat=True)
+    _run_to_the_first_command_end(agent, runner, clock)
+    store.lose = the_leader_doc
+    agent.step(clock.monotonic())
+    # Before the agent reads again, another leader takes turn 1 back and grants turn 2 to bravo.
+    raw = store.get("enqueue_leader")
+    raw.update(leader="bravo", status="granted", turn=2, running="bravo", last_how="revoked", last_exit_code=None,
+               ended_at="2026-01-01 00:00:09", updated_by="bravo")
+    store.put(raw)
+    clock.advance(agent.outage.retry_s)
+    with caplog.at_level(logging.INFO, logger="enqueue"):
+        agent.step(clock.monotonic())
+    assert any("was taken away" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+    assert agent.lease.message == "turn 1 was revoked while running"
+
+
+def test_a_lost_answer_to_a_confirm_runs_the_turn_though_the_leader_wrote_the_doc_since(store, clock) -> None:
+    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="bravo", running="alpha", status="granted",
+                                                turn=1, rotation=("alpha", "bravo"))))
+    agent, runner = make_agent(store, clock)
+    agent.start(clock.monotonic())
+    store.lose = the_leader_doc
+    agent.step(clock.monotonic())
+    assert store.lose is None and leader(store).status == docs.RUNNING, "the confirm went through"
+    assert runner.named("start") == []
+    # The leader publishes a new rotation over the confirmed turn before the agent reads again.
+    raw = store.get("enqueue_leader")
+    raw.update(rotation=["alpha"], updated_by="bravo")
+    store.put(raw)
+    for _ in range(8):
+        clock.advance(0.2)
+        agent.step(clock.monotonic())
+    assert [c[1] for c in runner.named("start")] == [1]
+    assert store.get(docs.turn_record_id(1)) is None, "not recorded as abandoned"
+    assert leader(store).status == docs.RUNNING
+
+
+def test_a_deletion_the_feed_tells_of_late_stops_no_command_but_a_real_one_does(store, clock) -> None:
+    agent, runner = make_agent(store, clock, repeat=True)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    assert runner.named("start")
+    # News of a deletion from before the document's current revision (a thawed agent's feed backlog).
+    agent.handle(DocChanged("enqueue_leader", None))
+    agent.step(clock.monotonic())
+    assert runner.named("stop") == []
+    assert leader(store).holds("alpha", 1)
+    store.delete(store.get("enqueue_leader"))
+    agent.handle(DocChanged("enqueue_leader", None))
+    agent.step(clock.monotonic())
+    assert runner.named("stop") == [("stop", "revoked")]
+
+
+def _leading_alpha_with_a_grant_to_a_site_that_left(store: AnswerLosingStore, clock: FakeClock) -> Agent:
+    """Alpha leads; turn 6 is granted to bravo, which has no heartbeat: alpha takes it back at its first step."""
+    store.put(docs.render_sites(docs.new_sites_doc("enqueue_sites"), {
+        "bravo": {"heartbeat_doc": docs.heartbeat_id("bravo"), "drained": False, "added_at": "-"}}))
+    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="alpha", leader_term=1, running="bravo",
+                                                status="granted", turn=6, rotation=("alpha", "bravo"))))
+    agent, _ = make_agent(store, clock, repeat=True)
+    agent.start(clock.monotonic())
+    return agent
+
+
+def _once_before_the_leader_doc_is_written(store: AnswerLosingStore, change: dict) -> None:
+    def meanwhile(doc: dict) -> None:
+        if doc.get("_id") == "enqueue_leader":
+            store.meanwhile = None
+            raw = store.get("enqueue_leader")
+            raw.update(change)
+            store.put(raw)
+    store.meanwhile = meanwhile
+
+
+def test_a_revocation_that_lost_its_race_to_another_leaders_keeps_the_record_that_one_relied_on(store,
+                                                                                               clock) -> None:
+    agent = _leading_alpha_with_a_grant_to_a_site_that_left(store, clock)
+    # Another leader takes turn 6 back first; its own record write found alpha's and added nothing.
+    _once_before_the_leader_doc_is_written(store, {"leader": "echo", "status": "done", "last_how": "not started",
+                                                   "updated_by": "echo"})
+    agent.step(clock.monotonic())
+    assert leader(store).leader == "echo" and leader(store).status == docs.DONE
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(6)))
+    assert record is not None and (record.site, record.how) == ("bravo", "not started"), "turn 6 ended: recorded"
+    assert docs.turn_record_id(6) not in store.deleted
+
+
+def test_a_revocation_that_lost_its_race_while_the_turn_goes_on_withdraws_its_record(store, clock) -> None:
+    agent = _leading_alpha_with_a_grant_to_a_site_that_left(store, clock)
+    # The write in between leaves turn 6 granted to bravo: alpha's record of ending it is false.
+    _once_before_the_leader_doc_is_written(store, {"paused": True, "updated_by": "admin"})
+    agent.step(clock.monotonic())
+    assert store.deleted[:1] == [docs.turn_record_id(6)]

@@ -101,3 +101,10 @@ def test_the_check_finds_a_circle_through_a_deferred_import(tmp_path) -> None:
     (package / "c.py").write_text("import pkg.a\nthing = 1\n")
     (package / "d.py").write_text("from pkg import a\n")
     assert circles(import_graph(package)) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+
+
+def test_the_tools_have_no_import_circle() -> None:
+    """The simulation and the chaos harness are held to the same rule, type-only imports included."""
+    graph = import_graph(PACKAGE.parent / "tools")
+    assert "tools.simulation.driver" in graph["tools.simulation.simulation"]
+    assert circles(graph) == []

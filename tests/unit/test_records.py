@@ -72,3 +72,17 @@ def test_an_identical_retry_and_the_leaders_late_record_change_nothing() -> None
     records.write_once(store, TurnRecord(turn=3, site="bravo", how="revoked", leader="alpha"), "alpha")
     assert store.get(docs.turn_record_id(3)) == first
     assert taken(store, 3) == records.Outcome("bravo", "exited", 0)
+
+
+def test_when_the_command_ended_is_the_runners_word_over_another_writers_clock() -> None:
+    """The leader's record says when the leader took the turn away, by its clock (hours off the runner's);
+    the runner's report says when its command ended, and a reader takes that."""
+    store = Documents()
+    stored(store, TurnRecord(turn=9, site="bravo", how="revoked", leader="alpha", ended_at="2026-01-01 05:00:00"))
+    taken_before = taken(store, 9)
+    assert (taken_before.ended_at, taken_before.duration_s) == ("2026-01-01 05:00:00", None)
+    records.write_once(store, TurnRecord(turn=9, site="bravo", how="exited after revocation", exit_code=0,
+                                         ended_at="2026-01-01 01:00:03", duration_s=2.5), "bravo")
+    outcome = taken(store, 9)
+    assert (outcome.how, outcome.ended_at, outcome.duration_s) == ("exited after revocation", "2026-01-01 01:00:03",
+                                                                   2.5)

@@ -30,7 +30,7 @@ def _parameters(call: object) -> list[tuple[str, object, object]]:
 def test_the_interface_names_every_call_the_protocol_uses():
     assert CALLS == sorted([
         "__enter__", "__exit__", "check", "close", "copies", "create_database", "current_seq", "database",
-        "delete", "delete_database", "describe", "follow_changes", "get", "get_many", "get_security",
+        "delete", "delete_database", "deleted_rev", "describe", "follow_changes", "get", "get_many", "get_security",
         "list_prefix", "put", "put_security", "shards", "url", "wait_changes",
     ])
 

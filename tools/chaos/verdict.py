@@ -72,6 +72,8 @@ class Fault:
     heal_ns: int
     detail: str = ""
     from_heal: bool = False
+    # For delete-leader: the turn the deleted leader doc held (the repair resumes above it, at a jump).
+    turn: Optional[int] = None
 
     @property
     def counted_from_ns(self) -> int:
@@ -356,6 +358,17 @@ def judge(
             fencing["leader_turn_below"] = {"leader_turn": granted, "highest_known": highest}
             violations.append(f"the leader doc ends at turn {granted}, below turn {highest} that ran or was "
                               f"recorded: the fencing token went back")
+    # A repair after a deletion resumes at the revision count (docs/PROTOCOL.md §3.11): the numbers between
+    # the deleted doc's turn and the next one that ran or was recorded were never granted.
+    seen = ran | set(records)
+    skipped: set = set()
+    for fault in faults:
+        if fault.kind == "delete-leader" and fault.turn is not None:
+            above = [t for t in seen if t > fault.turn]
+            skipped |= set(range(fault.turn + 1, min(above) if above else granted + 1))
+    if leader is not None and leader.status == docs.DONE and leader.last_how == "repaired":
+        skipped.add(granted)  # the turn a repair wrote, never granted
+    expected -= skipped - seen
     missing = sorted(expected - set(records))
     missing_rows = [{"turn": t, "around": _around(faults, runs, t, origin, run_end_ns)} for t in missing]
     if missing:
@@ -438,6 +451,7 @@ def judge(
             "recorded": len(records),
             "missing": missing,
             "missing_detail": missing_rows,
+            "skipped_by_repairs": len(skipped - seen),
             "completed": categories.get("completed", 0),
             "revoked": categories.get("revoked", 0),
             "abandoned": categories.get("abandoned", 0),
@@ -495,7 +509,8 @@ def summary(report: Mapping[str, Any]) -> str:
         f"{c['killed_without_end_line']} killed without an end line; median handoff {handoff}"
     )
     lines.append(
-        f"turns: {t['granted']} granted, {t['recorded']} recorded ({t['completed']} completed, "
+        f"turns: {t['granted']} numbered ({t.get('skipped_by_repairs', 0)} skipped by repairs), "
+        f"{t['recorded']} recorded ({t['completed']} completed, "
         f"{t['revoked']} revoked, {t['abandoned']} abandoned, {t['ended_otherwise']} ended otherwise), "
         f"{len(t['missing'])} missing"
     )

@@ -116,7 +116,7 @@ class Admin:
         leader = replace(docs.new_leader_doc(DEFAULT_LEADER_DOC), updated_by=ADMIN, updated_at=self.now_text())
         registry = docs.render_sites(docs.new_sites_doc(DEFAULT_SITES_DOC))
         bodies = [("registry", registry)]
-        if init_command.may_create_leader_doc(self.store):
+        if init_command.may_create_leader_doc(self.store, DEFAULT_LEADER_DOC):
             bodies.insert(0, ("leader doc", docs.render_leader(leader)))
         made = [what for what, body in bodies if init_command.create_document(self.store, body)]
         return f"init created {' and '.join(made)}" if made else None

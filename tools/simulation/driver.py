@@ -14,29 +14,61 @@ from __future__ import annotations
 import random
 import signal
 import traceback
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import Callable, List, Optional, Protocol
 
 from enqueue.agent import Agent, Left
 from enqueue.config import AgentSettings, Connection
 from enqueue.errors import EnqueueError
 from enqueue.events import DocChanged, Event, StopRequested
 from enqueue.lease import Identity
+from enqueue.timing import Timing
 
-from tools.simulation.faults import AgentCrash, FaultyStore
-from tools.simulation.runner import SimRunner
-
-if TYPE_CHECKING:
-    from tools.simulation.simulation import Simulation, Site
+from tools.simulation.faults import AgentCrash, FaultyStore, Schedule
+from tools.simulation.runner import Ledger, SimRunner
+from tools.simulation.watched_store import WatchedStore
+from tools.simulation.world import SiteClock, World
 
 # A wake-up is never scheduled closer than this to the step before (float rounding of the clock rates).
 _MIN_SLEEP_S = 1e-6
 COMMAND = ["simulated-command"]
 
 
+class Site:
+    """One host: its name, its clocks, and the agent running there now."""
+
+    def __init__(self, name: str, clock: SiteClock) -> None:
+        self.name = name
+        self.clock = clock
+        self.host = f"host-{name}"
+        self.repeat = True
+        self.process: Optional[AgentProcess] = None
+        self.runs = 0
+
+
+class Surroundings(Protocol):
+    """What an agent process needs of the simulation it runs in (tools.simulation.simulation.Simulation)."""
+
+    world: World
+    store: WatchedStore
+    schedule: Schedule
+    ledger: Ledger
+    timing: Timing
+    current: Optional["AgentProcess"]
+
+    def violation(self, text: str) -> None:
+        """Report a finding (an agent that raised)."""
+
+    def process_ended(self, proc: "AgentProcess") -> None:
+        """``proc`` exited or died."""
+
+    def agent_alive(self, site: Site) -> Callable[[int], bool]:
+        """Whether a pid on ``site``'s host is a live agent."""
+
+
 class AgentProcess:
     """One run of one site's agent."""
 
-    def __init__(self, sim: "Simulation", site: "Site", number: int) -> None:
+    def __init__(self, sim: Surroundings, site: Site, number: int) -> None:
         self.sim = sim
         self.site = site
         self.name = f"{site.name}.{number}"
@@ -48,6 +80,8 @@ class AgentProcess:
         self._timer_generation = 0
         # The feed delivers in order: no delivery is due before the one scheduled last.
         self.feed_free_at = 0.0
+        # What reached the agent while it was frozen, in order: handed over when it thaws.
+        self._held: List[Event] = []
         self.store = FaultyStore(sim.store, sim.world, sim.schedule, site.name, self.name, on_crash=self._died)
         self.runner = SimRunner(sim.world, sim.ledger, site.clock, site.name, self.name, sim.timing.kill_grace_s,
                                 deliver=self.deliver)
@@ -81,7 +115,8 @@ class AgentProcess:
         if not self.alive:
             return False
         if self.frozen_until is not None and self.sim.world.now < self.frozen_until:
-            self.sim.world.at(self.frozen_until, lambda: self.deliver(event), f"{self.name} (frozen) news")
+            self._held.append(event)
+            self.sim.world.at(self.frozen_until, self._release, f"{self.name} (frozen) news")
             return False
         if isinstance(event, DocChanged) and not self.started:
             return False
@@ -101,11 +136,23 @@ class AgentProcess:
         self.sim.world.note(self.name, f"frozen for {seconds:.2f} s")
         self.frozen_until = self.sim.world.now + seconds
         self._schedule_wake(self.frozen_until)
+        self.sim.world.at(self.frozen_until, self._release, f"{self.name} (frozen) news")
 
     def thaw(self) -> None:
         if self.frozen_until is not None and self.frozen_until > self.sim.world.now:
             self.frozen_until = self.sim.world.now
             self._schedule_wake(self.sim.world.now)
+            self.sim.world.at(self.sim.world.now, self._release, f"{self.name} (thawed) news")
+
+    def _release(self) -> bool:
+        """Hand the agent, in order, what reached it while it was frozen (once it no longer is)."""
+        if not self.alive or not self._held or \
+                (self.frozen_until is not None and self.sim.world.now < self.frozen_until):
+            return False
+        held, self._held = self._held, []
+        for event in held:
+            self.deliver(event)
+        return True
 
     # -- the agent's loop, as its real driver runs it ---------------------------------
 

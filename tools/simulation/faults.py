@@ -66,6 +66,10 @@ def parse_faults(spec: str) -> FrozenSet[str]:
     return frozenset(chosen)
 
 
+#: The longest a slow reply holds its caller (before and after the request together), in true seconds.
+SLOW_MAX_S = 1.5
+
+
 @dataclass
 class FaultRates:
     """How often each store-call fault strikes one call, while faults are on."""
@@ -142,6 +146,9 @@ class FaultyStore:
     def get(self, doc_id: str) -> Optional[dict]:
         return self._call(f"get {doc_id}", False, lambda: self._store.get(doc_id))
 
+    def deleted_rev(self, doc_id: str) -> Optional[str]:
+        return self._call(f"deleted_rev {doc_id}", False, lambda: self._store.deleted_rev(doc_id))
+
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:
         return self._call("get_many", False, lambda: self._store.get_many(doc_ids))
 
@@ -184,7 +191,7 @@ class FaultyStore:
         slow_after = 0.0
         if fault == "slow":
             schedule.count(fault)
-            total = rng.uniform(0.05, 1.5)
+            total = rng.uniform(0.05, SLOW_MAX_S)
             before = rng.uniform(0.0, total)
             slow_after = total - before
             world.advance(before)

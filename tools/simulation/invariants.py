@@ -16,8 +16,11 @@ write, recorded by whom. With the commands' true lives from the runners'
   never ran is not recorded as exited, fenced or stopped (nor one that ran
   as not started); an exit code is the command's own; a turn its own site
   ended is not recorded as revoked; a turn is not recorded as abandoned by
-  the very agent that confirmed it; and a record its runner wrote gives the
-  command's true end (``ended_at``, to the second);
+  the very agent that confirmed it; and a record's ``ended_at`` says what
+  its writer knows (docs/PROTOCOL.md §2.4): written by the command's runner
+  (the record, or the runner's report added to another's record), the
+  command's true end by the runner's clock, to the second; written by anyone
+  else, the moment that writer wrote it, by the writer's own clock;
 * progress, at the end: after the faults heal, no stretch without a command
   lasts longer than ``progress_bound_s``.
 """
@@ -25,6 +28,7 @@ write, recorded by whom. With the commands' true lives from the runners'
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Set
 
@@ -32,11 +36,20 @@ from enqueue import documents as docs
 from enqueue.config import DEFAULT_TIME_FORMAT
 from enqueue.steering import parse_time
 
+from tools.simulation.faults import SLOW_MAX_S
 from tools.simulation.runner import Command
 from tools.simulation.world import SiteClock
 
 # A record's ended_at is written to the second: allow for the rounding and for the report's way to the agent.
 ENDED_AT_TOLERANCE_S = 1.5
+# How long before a record is stored its writer may have read its clock for ended_at: the time is taken
+# right before ``records.write_once``, which makes at most three requests (put, get, put), each possibly slow.
+WRITE_WINDOW_S = 3 * SLOW_MAX_S
+_REPORT = "runner_report"
+# How the leader-doc write that ended a turn says it ended when the runner's own agent did not end it.
+_NOT_OWN_ENDINGS = ("revoked", "not started", "displaced", "superseded", "repaired")
+# What an agent's heartbeat says when it finds the turn it ran taken away (enqueue.own_turn).
+_REVOKED_MESSAGE = re.compile(r"turn (\d+) was revoked while running$")
 
 
 @dataclass
@@ -53,10 +66,28 @@ class TurnStory:
 
 
 @dataclass
+class Authorship:
+    """Who wrote what a stored record says: its own fields, and the runner's report added to it, and when."""
+
+    body: dict
+    author: str
+    written_at: float
+    report_author: Optional[str] = None
+    report_written_at: Optional[float] = None
+
+
+def _own_fields(body: dict) -> dict:
+    return {k: v for k, v in body.items() if k != _REPORT and not k.startswith("_")}
+
+
+@dataclass
 class TurnBook:
     stories: Dict[int, TurnStory] = field(default_factory=dict)
     violations: List[str] = field(default_factory=list)
     highest_granted: int = 0
+    authors: Dict[int, Authorship] = field(default_factory=dict)
+    # (turn, agent): an agent said in its heartbeat that the turn was taken from it while it ran.
+    revocations_told: Dict[tuple, float] = field(default_factory=dict)
 
     def leader_changed(self, old: Optional[dict], new: Optional[dict], writer: str, now: float) -> None:
         before, _ = docs.parse_leader(old, docs_id(old, new))
@@ -90,6 +121,8 @@ class TurnBook:
 
     def record_changed(self, doc_id: str, new: Optional[dict], writer: str, now: float) -> None:
         number = doc_id[len(docs.TURN_PREFIX):]
+        if number.isdigit():
+            self._authored(int(number), new, writer, now)
         story = self.stories.get(int(number)) if number.isdigit() else None
         if story is None:
             return
@@ -98,6 +131,24 @@ class TurnBook:
             story.recorded_at = story.recorded_by = None
         elif story.recorded_at is None:
             story.recorded_at, story.recorded_by = now, writer
+
+    def heartbeat_changed(self, new: Optional[dict], writer: str, now: float) -> None:
+        message = new.get("message") if new is not None else None
+        told = _REVOKED_MESSAGE.match(message) if isinstance(message, str) else None
+        if told is not None:
+            self.revocations_told.setdefault((int(told.group(1)), writer), now)
+
+    def _authored(self, turn: int, new: Optional[dict], writer: str, now: float) -> None:
+        before = self.authors.get(turn)
+        if new is None:
+            self.authors.pop(turn, None)
+        elif before is None or _own_fields(before.body) != _own_fields(new):
+            report = writer if _REPORT in new else None
+            self.authors[turn] = Authorship(dict(new), writer, now, report, now if report else None)
+        else:
+            if new.get(_REPORT) != before.body.get(_REPORT):
+                before.report_author, before.report_written_at = writer, now
+            before.body = dict(new)
 
 
 def docs_id(old: Optional[dict], new: Optional[dict]) -> str:
@@ -119,6 +170,7 @@ class Judge:
     record_within_s: float
     walls: Dict[str, SiteClock]  # each site's clocks, to read a record's ended_at
     instance_site: Dict[str, str]
+    admin_clock: SiteClock
     time_format: str = DEFAULT_TIME_FORMAT
 
     def records_missing(self) -> List[str]:
@@ -163,7 +215,7 @@ class Judge:
                 out.append(f"[outcome] record of turn {t} says exit code {exit_code}, the command exited with "
                            f"{cmd.exit_code}")
             own_end = story.ended_by is not None and story.ended_by == story.confirmed_by \
-                and story.ended_how not in ("revoked", "not started", "displaced", "superseded", "repaired")
+                and story.ended_how not in _NOT_OWN_ENDINGS
             if own_end and ("revok" in how):
                 out.append(f"[false-alarm] record of turn {t} says '{how}', but its own agent {story.ended_by} "
                            f"ended it "
@@ -171,16 +223,57 @@ class Judge:
             if base == "abandoned" and story.recorded_by is not None and story.recorded_by == story.confirmed_by:
                 out.append(f"[false-alarm] record of turn {t} says 'abandoned' though the agent that wrote it, "
                            f"{story.recorded_by}, confirmed the turn itself")
-            if cmd is not None and cmd.end is not None and story.recorded_by == cmd.instance and rec.ended_at:
-                written = parse_time(rec.ended_at, self.time_format)
-                clock = self.walls.get(cmd.site)
-                if written is not None and clock is not None:
-                    true_end: _dt.datetime = clock.wall_at(cmd.end)
-                    off = abs((written - true_end).total_seconds())
-                    if off > ENDED_AT_TOLERANCE_S:
-                        out.append(f"[ended-at] record of turn {t} says it ended at {rec.ended_at}, its command ended "
-                                   f"{off:.1f} s {'earlier' if written > true_end else 'later'} "
-                                   f"({true_end.strftime(self.time_format)})")
+            out += self._ended_at_wrong(t, raw, cmd)
+        return out
+
+    def alarms_false(self) -> List[str]:
+        """An agent that says (in its heartbeat) its turn was taken away, though its own write ended it."""
+        out = []
+        for (t, agent), at in sorted(self.book.revocations_told.items()):
+            story = self.book.stories.get(t)
+            if story is not None and story.ended_by == agent == story.confirmed_by and \
+                    story.ended_how not in _NOT_OWN_ENDINGS:
+                out.append(f"[false-alarm] {agent} said at {at:.3f} that turn {t} was revoked while running, but its "
+                           f"own write ended it ('{story.ended_how}') at {story.ended_at:.3f}")
+        return out
+
+    def _clock_of(self, writer: str) -> Optional[SiteClock]:
+        return self.admin_clock if writer == "admin" else self.walls.get(self.instance_site.get(writer, ""))
+
+    def _ended_at_wrong(self, t: int, raw: dict, cmd: Optional[Command]) -> List[str]:
+        """What is wrong with the ``ended_at`` of the record of turn ``t`` and of the runner's report in it."""
+        auth = self.book.authors.get(t)
+        if auth is None:
+            return []
+        report = raw.get(_REPORT)
+        pieces = [("record", raw, auth.author, auth.written_at)]
+        if isinstance(report, dict) and auth.report_author is not None and auth.report_written_at is not None:
+            pieces.append(("runner's report in the record", report, auth.report_author, auth.report_written_at))
+        out = []
+        for what, fields, author, at in pieces:
+            text = fields.get("ended_at")
+            written = parse_time(text if isinstance(text, str) else None, self.time_format)
+            clock = self._clock_of(author)
+            if written is None or clock is None:
+                continue
+            # Only the runner measures how long its command ran: what it wrote with a duration is its report.
+            runners_word = author == (cmd.instance if cmd is not None else None) and fields.get("duration_s") is not None
+            if cmd is not None and cmd.end is not None and runners_word:
+                true_end: _dt.datetime = clock.wall_at(cmd.end)
+                off = abs((written - true_end).total_seconds())
+                if off > ENDED_AT_TOLERANCE_S:
+                    out.append(f"[ended-at] {what} of turn {t}, by its runner {author}, says it ended at {text}; "
+                               f"its command ended {off:.1f} s {'earlier' if written > true_end else 'later'} "
+                               f"({true_end.strftime(self.time_format)})")
+                continue
+            # Anyone else (and the runner's agent writing for another reason: a repair) knows only when it
+            # wrote the record, by its own clock, to the second.
+            earliest = clock.wall_at(at - WRITE_WINDOW_S) - _dt.timedelta(seconds=1.0)
+            latest = clock.wall_at(at) + _dt.timedelta(seconds=0.01)
+            if not earliest <= written <= latest:
+                out.append(f"[ended-at] {what} of turn {t}, by {author} (not its runner), says it ended at {text}; "
+                           f"its writer's clock read {clock.wall_at(at).strftime(self.time_format)} when it was "
+                           f"stored")
         return out
 
     def stalls(self, healed_at: Optional[float], bound_s: float) -> List[str]:

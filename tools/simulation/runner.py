@@ -11,6 +11,8 @@ and keeps their rules (see enqueue.supervisor):
   the SIGTERM moment has passed, and when it is not later;
 * ``stop(reason)`` sends SIGTERM now and SIGKILL a grace later (or at the
   deadline, if sooner); the first cause to end a turn is the one reported;
+* that deadline arithmetic is the supervisor's own (``enqueue.fenced_turn``),
+  not a copy: a variant that breaks it there breaks it here;
 * the agent gone (crashed) stops the command like ``stop`` (``agent-gone``);
 * it reports what the real driver hands the agent: ``CommandStarted``, then
   ``CommandEnded`` with exit code, how and the duration on the host's
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed
+from enqueue.fenced_turn import FencedTurn, past_sigterm_moment
 from enqueue.outcomes import Outcome
 
 from tools.simulation.world import SiteClock, World
@@ -45,13 +48,20 @@ class Command:
     natural_code: int
     ignores_term: bool
     reaction_s: float
-    term_at: float  # host monotonic
-    kill_at: float  # host monotonic
+    fence: FencedTurn  # the supervisor's deadline arithmetic, on the host's monotonic clock
     term_sent_true: Optional[float] = None
     end: Optional[float] = None
     how: Optional[str] = None
     reason: Optional[str] = None
     exit_code: Optional[int] = None
+
+    @property
+    def term_at(self) -> float:
+        return self.fence.term_at
+
+    @property
+    def kill_at(self) -> float:
+        return self.fence.kill_at
 
     def alive_at(self, moment: float) -> bool:
         return self.start <= moment and (self.end is None or self.end > moment)
@@ -118,7 +128,7 @@ class SimRunner:
         if self.closed or self.current is not None:
             self._emit_later(StartFailed(turn=turn, error="not started: busy or closed"))
             return
-        if local >= deadline - self.kill_grace_s:
+        if past_sigterm_moment(local, deadline, self.kill_grace_s):
             self.world.note(self.site, f"runner refuses turn {turn}: past its SIGTERM moment")
             self._emit_later(StartFailed(turn=turn, how=Outcome.FENCED.value,
                                          error="not started: past its SIGTERM moment"))
@@ -133,7 +143,7 @@ class SimRunner:
             natural_code=0 if rng.random() < 0.8 else rng.choice((1, 2, 3)),
             ignores_term=rng.random() < 0.2,
             reaction_s=rng.uniform(0.0, self.kill_grace_s * 0.9),
-            term_at=deadline - self.kill_grace_s, kill_at=deadline,
+            fence=FencedTurn(turn, 10000 + turn, local, deadline, self.kill_grace_s),
         )
         self.world.note(self.site, f"command of turn {turn} starts (runs {duration:.2f} s unless stopped)")
         self.ledger.starting(cmd, self.world.now)
@@ -146,10 +156,7 @@ class SimRunner:
         cmd = self.current
         if cmd is None or cmd.end is not None or self.closed:
             return
-        if cmd.term_sent_true is not None or self.clock.monotonic() >= cmd.term_at or deadline <= cmd.kill_at:
-            return
-        cmd.kill_at = deadline
-        cmd.term_at = deadline - self.kill_grace_s
+        cmd.fence.extend(deadline, self.clock.monotonic())
         self._wake_at_next()
 
     def stop(self, reason: str) -> None:
@@ -174,10 +181,7 @@ class SimRunner:
             return
         if cmd.how is None:
             cmd.how, cmd.reason = how, reason
-        local = self.clock.monotonic()
-        if cmd.term_sent_true is None:
-            cmd.term_at = local
-        cmd.kill_at = min(cmd.kill_at, local + self.kill_grace_s)
+        cmd.fence.stop(how, reason, self.clock.monotonic())
         self.settle(self.world.now)
         self._wake_at_next()
 
@@ -192,6 +196,7 @@ class SimRunner:
             self._died(cmd, cmd.natural_end, cmd.natural_code, cmd.how or "exited")
             return
         if term_true <= now and cmd.term_sent_true is None:
+            cmd.fence.due_signals(cmd.term_at)  # SIGTERM, sent at its moment
             cmd.term_sent_true = term_true
             cmd.how = cmd.how or "fenced"
         death_candidates = [kill_true]
@@ -212,6 +217,7 @@ class SimRunner:
 
     def _died(self, cmd: Command, at: float, code: int, how: str) -> None:
         cmd.end, cmd.exit_code, cmd.how = at, code, how
+        cmd.fence.exited(code, self.clock.monotonic())
         self.current = None
         self.world.note(self.site, f"command of turn {cmd.turn} dead ({how}, exit {code})")
         if not self.closed:

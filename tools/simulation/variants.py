@@ -1,7 +1,8 @@
 """Deliberately broken variants of the real agent, to show the simulation catches each.
 
 Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
-enqueue.view, enqueue.shared_docs, enqueue.agent), applied for the length of
+enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.fenced_turn: the
+supervisor's deadline arithmetic, which the simulated runner uses), applied for the length of
 a ``with`` block: the simulation then runs the real code with that one rule
 broken. ``VARIANTS`` names each with the invariant it must trip.
 """
@@ -14,8 +15,10 @@ from typing import Callable, ContextManager, Dict, FrozenSet, Iterator
 from unittest import mock
 
 from enqueue import leadership as leadership_module
+from enqueue import repair as repair_module
 from enqueue import view as view_module
 from enqueue.documents import HEARTBEAT_PREFIX
+from enqueue.fenced_turn import FencedTurn
 from enqueue.lease import Lease
 from enqueue.own_turn import OwnTurn
 from enqueue.shared_docs import SharedDocs
@@ -68,9 +71,57 @@ def orphan_ended_at_once() -> Iterator[None]:
 
 
 @contextmanager
+def deadline_extended_after_the_sigterm_moment() -> Iterator[None]:
+    """The supervisor moves a command's deadline later on every renewal, even once its SIGTERM moment has
+    passed or the command was told to stop: a command that ignores SIGTERM then lives on."""
+    def extend(self: FencedTurn, deadline: float, now: float) -> None:
+        if self.status is None and deadline > self.kill_at:
+            self.kill_at = deadline
+            self.term_at = deadline - self.grace
+
+    with mock.patch.object(FencedTurn, "extend", extend):
+        yield
+
+
+@contextmanager
 def fresh_leader_doc_at_start() -> Iterator[None]:
     """An agent that starts and finds no leader doc creates a fresh one at turn 0, whatever turns ran before."""
-    with mock.patch.object(leadership_module, "never_used", lambda store: True):
+    with mock.patch.object(leadership_module, "never_used", lambda store, leader_doc: True):
+        yield
+
+
+@contextmanager
+def repair_waits_from_the_first_sighting() -> Iterator[None]:
+    """A missing leader doc is one revision however often it is deleted: the repair's wait runs from the
+    first time the agent found it missing, and it rebuilds without reading it again."""
+    real_repair = leadership_module.Leadership.repair
+
+    def repair(self: leadership_module.Leadership, now: float) -> bool:
+        reread, self.shared.reread = self.shared.reread, lambda doc_id: None  # type: ignore[method-assign]
+        try:
+            return real_repair(self, now)
+        finally:
+            self.shared.reread = reread  # type: ignore[method-assign]
+
+    with mock.patch.object(SharedDocs, "absorb", _absorb_without_tombstones), \
+            mock.patch.object(leadership_module.Leadership, "repair", repair):
+        yield
+
+
+def _absorb_without_tombstones(self: SharedDocs, doc_id: str, raw: object, *, from_feed: bool = False) -> None:
+    now = self.clock.monotonic()
+    self.view.absorb(doc_id, raw, now, from_feed=from_feed)  # type: ignore[arg-type]
+
+
+@contextmanager
+def repair_resumes_above_the_claims() -> Iterator[None]:
+    """The repair resumes one above the newest record and the heartbeats' turns, not at the revision count."""
+    def resume(seen: int, old: object, replaced_rev: object, newest: object, heartbeat_turns: object = ()) -> int:
+        return real_resume(seen, old, None, newest, heartbeat_turns)  # type: ignore[arg-type]
+
+    real_resume = repair_module.resume_turn
+    with mock.patch.object(repair_module, "resume_turn", resume), \
+            mock.patch.object(repair_module, "revision_count", lambda rev: 0):
         yield
 
 
@@ -83,7 +134,7 @@ class Variant:
 
 _BASE = "slow,feed-lag,feed-miss,freeze,partition,kill,stop,clock-rate,pause,drain,skip"
 
-#: Every variant; the default test suite proves the ones in ``CAUGHT_FAST`` (each within a few seconds).
+#: Every variant, each caught within the default budget (tests/tools/simulation/test_variants.py).
 VARIANTS: Dict[str, Variant] = {
     "record-after-the-ending-write": Variant(record_after_the_ending_write, frozenset({"record"}), _BASE + ",crash"),
     "fresh-leader-doc-at-start": Variant(fresh_leader_doc_at_start, frozenset({"token", "overlap"}),
@@ -91,6 +142,13 @@ VARIANTS: Dict[str, Variant] = {
     "revoke-before-the-lease-ran-out": Variant(revoke_before_the_lease_ran_out, frozenset({"overlap"}), _BASE),
     "revoke-on-a-lagging-view": Variant(revoke_on_a_lagging_view, frozenset({"overlap"}), _BASE),
     "orphan-ended-at-once": Variant(orphan_ended_at_once, frozenset({"overlap"}), _BASE),
+    "deadline-extended-after-the-sigterm-moment": Variant(deadline_extended_after_the_sigterm_moment,
+                                                          frozenset({"overlap"}), _BASE + ",garble-leader"),
+    "repair-waits-from-the-first-sighting": Variant(repair_waits_from_the_first_sighting,
+                                                    frozenset({"token", "overlap"}), _BASE + ",delete-leader"),
+    "repair-resumes-above-the-claims": Variant(repair_resumes_above_the_claims, frozenset({"token", "overlap"}),
+                                               _BASE + ",crash,delete-leader"),
 }
 
-CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out")
+CAUGHT_FAST = ("record-after-the-ending-write", "fresh-leader-doc-at-start", "revoke-before-the-lease-ran-out",
+               "repair-waits-from-the-first-sighting")

@@ -37,6 +37,9 @@ class WatchedStore:
     def get(self, doc_id: str) -> Optional[dict]:
         return self._store.get(doc_id)
 
+    def deleted_rev(self, doc_id: str) -> Optional[str]:
+        return self._store.deleted_rev(doc_id)
+
     def get_many(self, doc_ids: List[str]) -> Dict[str, Optional[dict]]:
         return self._store.get_many(doc_ids)
 

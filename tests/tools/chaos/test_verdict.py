@@ -247,3 +247,18 @@ def test_a_command_killed_without_an_end_line_that_held_the_next_ones_lock_ran_u
     assert report["faults"][0]["stall_s"] == 0.0  # busy all along: no stall, an overlap
     assert len(report["overlaps"]) == 1 and not report["ok"]
     assert report["overlap_detail"][0]["waited_s"] == 5.0
+
+
+def test_the_numbers_a_repair_skips_after_a_deletion_need_no_record_but_a_turn_that_ran_does():
+    # The repair resumes at the deleted doc's revision count (docs/PROTOCOL.md §3.11): 4 to 8 were never granted.
+    h = history(run("alpha", 1, 0, 1), run("bravo", 2, 1.1, 2), run("charlie", 3, 2.1, 3),
+                run("alpha", 9, 6, 7), run("bravo", 10, 7.1, 8))
+    faults = [Fault("delete-leader", "charlie", int(3.5 * S), int(3.8 * S), turn=3)]
+    raw = records(1, 9) + records(2, 10, site="bravo") + records(3, site="charlie")
+    report = judge(h, faults, leader(10), raw, LIMITS, 10 * S)
+    assert report["turns"]["missing"] == [] and report["ok"], report["violations"]
+    assert report["turns"]["skipped_by_repairs"] == 5
+    assert "(5 skipped by repairs)" in summary(report)
+    report = judge(h, faults, leader(10), records(1, 9) + records(2, site="bravo") + records(3, site="charlie"),
+                   LIMITS, 10 * S)
+    assert report["turns"]["missing"] == [10]

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
+from tools.simulation.cli import results
 from tools.simulation.faults import parse_faults
-from tools.simulation.simulation import DEFAULT_FAULTS, Options, Simulation
+from tools.simulation.simulation import DEFAULT_FAULTS, Options
 
 SEEDS = range(1, 201)
 STEPS = 800
+JOBS = min(2, os.cpu_count() or 1)
 
 
 def test_every_invariant_holds_on_the_default_budget() -> None:
     options = Options(steps=STEPS, faults=parse_faults(DEFAULT_FAULTS))
     failed, faults, commands = [], Counter(), 0
-    for seed in SEEDS:
-        result = Simulation(seed, options).run()
+    for result in results(list(SEEDS), options, JOBS):
+        seed = result.seed
         if not result.ok:
             failed.append((seed, result.violations[0].splitlines()[0]))
         faults.update(result.fault_counts)

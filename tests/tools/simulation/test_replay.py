@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tools.simulation import cli
 from tools.simulation.faults import parse_faults
 from tools.simulation.simulation import Options, Simulation
@@ -48,3 +50,21 @@ def test_fault_specs_add_and_leave_out() -> None:
     assert parse_faults("none") == frozenset()
     assert parse_faults("slow,crash") == {"slow", "crash"}
     assert "init" not in parse_faults("all,-init") and "crash" in parse_faults("all,-init")
+
+
+def _without_speed(out: str) -> str:
+    """The output with the figures that depend on the machine's speed (steps/s, seconds) left out."""
+    return re.sub(r"; [0-9]+ steps/s; [0-9.]+ s;", ";", out)
+
+
+def test_several_processes_print_what_one_prints(capsys) -> None:
+    variant = VARIANTS["fresh-leader-doc-at-start"]
+    args = ["--seeds", "4", "--steps", "400", "--faults", variant.faults, "--trace-lines", "5", "--keep-going"]
+    with variant.patch():
+        one = cli.main(args)
+        out_one = capsys.readouterr().out
+        two = cli.main(args + ["--jobs", "2"])
+        out_two = capsys.readouterr().out
+    assert one == two == cli.EXIT_FAILED
+    assert _without_speed(out_one) == _without_speed(out_two)
+    assert "FAILED" in out_one and f"--faults '{variant.faults}'" in out_one

@@ -1,0 +1,123 @@
+"""enqueue.leadership's repair of a missing leader doc, driven through real agents on a MemoryStore
+(docs/PROTOCOL.md §3.11, §5.2): the wait runs from the last change of the doc's revision, a deletion
+included; the rewrite resumes above every turn that can have run; it names no holder it does not know."""
+
+from __future__ import annotations
+
+import pytest
+
+from enqueue import documents as docs
+from enqueue import records
+from enqueue.clock import FakeClock
+from enqueue.events import CommandEnded, CommandStarted
+from enqueue.leadership import never_used
+from enqueue.memory_store import MemoryStore
+from tests.unit.test_agent_steps import TIMING, leader, make_agent
+
+STALE = TIMING.heartbeat_stale_s
+
+
+@pytest.fixture
+def store() -> MemoryStore:
+    return MemoryStore("enqueue")
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _delete_leader(store) -> None:
+    store.delete(store.get("enqueue_leader"))
+
+
+def _alpha_runs_turn_1_then_the_doc_is_deleted(store, clock):
+    agent, runner = make_agent(store, clock, "alpha", repeat=True)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    agent.handle(CommandStarted(1, 4242))
+    _delete_leader(store)
+    clock.advance(TIMING.heartbeat_delay_s)
+    agent.step(clock.monotonic())
+    assert runner.named("stop"), "the holder stops its command on finding the leader doc gone"
+    agent.handle(CommandEnded(1, 143, "stopped", reason="stopped"))
+    agent.step(clock.monotonic())
+    return agent, runner
+
+
+def test_an_agent_frozen_across_a_repair_and_a_second_deletion_waits_again_before_rebuilding(store, clock) -> None:
+    # Seed 181 of the simulation: the wait had run from when the agent first saw the doc missing.
+    agent, _ = _alpha_runs_turn_1_then_the_doc_is_deleted(store, clock)
+    assert store.get("enqueue_leader") is None
+    # While alpha is frozen, another agent rebuilds the doc and an admin deletes it again.
+    store.put(docs.render_leader(docs.new_leader_doc("enqueue_leader")))
+    _delete_leader(store)
+    clock.advance(STALE + 0.1)
+    agent.step(clock.monotonic())
+    assert store.get("enqueue_leader") is None, "rebuilt at once, though the doc changed moments ago"
+    for _ in range(20):
+        clock.advance(max(0.0, agent.next_wake() - clock.monotonic()))
+        agent.step(clock.monotonic())
+        if store.get("enqueue_leader") is not None:
+            break
+    assert store.get("enqueue_leader") is not None, "rebuilt once the new tombstone was heartbeat_stale old"
+
+
+def test_a_repair_resumes_above_a_turn_whose_agent_died_leaving_no_trace(store, clock) -> None:
+    # Seed 98 of the simulation: bravo ran turn 1 and died; no record and no heartbeat named the turn.
+    bravo, _ = make_agent(store, clock, "bravo", repeat=True)
+    bravo.start(clock.monotonic())
+    bravo.step(clock.monotonic())
+    assert leader(store).turn == 1
+    _delete_leader(store)
+    for doc_id in [d["_id"] for d in store.list_prefix(docs.HEARTBEAT_PREFIX)]:
+        store.put({**store.get(doc_id), "turn": None, "turn_seen": 0})
+    alpha, runner = make_agent(store, clock, "alpha", repeat=True)
+    alpha.start(clock.monotonic())
+    for _ in range(40):
+        clock.advance(max(0.0, alpha.next_wake() - clock.monotonic()))
+        alpha.step(clock.monotonic())
+        if runner.named("start"):
+            break
+    [start] = runner.named("start")
+    assert start[1] > 1, f"fencing token {start[1]} handed out again"
+
+
+def test_the_repairs_record_names_the_holder_its_own_reading_of_the_leader_doc_showed(store, clock) -> None:
+    # Issue 10: the record of the turn in progress named a site from the heartbeats, not the one that ran it.
+    bravo, bravo_runner = make_agent(store, clock, "bravo", repeat=True)
+    bravo.start(clock.monotonic())
+    bravo.step(clock.monotonic())
+    bravo.handle(CommandStarted(1, 4242))
+    alpha, _ = make_agent(store, clock, "alpha", repeat=True)
+    alpha.start(clock.monotonic())
+    alpha.step(clock.monotonic())
+    assert (leader(store).running, leader(store).turn) == ("bravo", 1)
+    store.put({"_id": docs.heartbeat_id("delta"), "type": "enqueue_heartbeat", "schema": 1, "site": "delta",
+               "state": "running", "turn": 1})
+    _delete_leader(store)
+    for _ in range(40):  # bravo is frozen meanwhile: alpha alone repairs
+        clock.advance(max(0.0, alpha.next_wake() - clock.monotonic()))
+        alpha.step(clock.monotonic())
+        if store.get("enqueue_leader") is not None:
+            break
+    assert store.get("enqueue_leader") is not None
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(1)))
+    assert record is not None and (record.site, record.how) == ("bravo", "repaired")
+    # bravo wakes, stops its command on finding its turn gone, and its own report completes the record.
+    bravo.step(clock.monotonic())
+    bravo.handle(CommandEnded(1, 143, "stopped", reason="stopped"))
+    bravo.step(clock.monotonic())
+    raw = store.get(docs.turn_record_id(1))
+    record, _ = docs.parse_turn_record(raw)
+    said = records.outcome(record, raw)
+    assert (said.site, said.exit_code, said.dispute) == ("bravo", 143, None), raw
+    assert raw["runner_report"]["site"] == "bravo"
+
+
+def test_a_database_whose_leader_doc_was_deleted_was_used(store) -> None:
+    assert never_used(store, "enqueue_leader") is True
+    store.put({"_id": "enqueue_leader"})
+    _delete_leader(store)
+    assert never_used(store, "enqueue_leader") is False
+    assert never_used(store, "other_leader") is True
