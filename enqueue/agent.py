@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from enqueue import documents as docs
-from enqueue import leadership, security, turns
+from enqueue import failures, leadership, security, turns
 from enqueue.clock import format_time
 from enqueue.documents import LEFT, LEFT_MAX_WAIT, LEFT_STOPPED, LEFT_TURN_DONE, NOT_READY, WAITING
 from enqueue.durations import format_duration
@@ -129,6 +129,9 @@ class Agent:
         self.feed_since = self.store.current_seq()
         self.shared.read_all()
         previous = self.view.heartbeats.get(self.me)
+        if previous is not None:
+            # A run-once loop starts one agent per turn: the run of failed turns goes on from the last one's.
+            self.own.failures = failures.FailureRun(previous.failed_in_a_row, previous.last_failed_exit_code)
         self.lease.refuse_local_twin(previous)
         self.lease.wait_out_previous(previous, self.clock.monotonic())
         self.shared.register(self._now_text())
@@ -249,7 +252,7 @@ class Agent:
         elif turns.holds_running(view.leader, self.me):
             return own.adopt_own_confirm() or own.end_orphaned(now)
         elif self._wants_turn_now() and turns.granted_to_me(view.leader, self.me):
-            if not self._drained():
+            if not self._drained() and not self._drain_due():
                 return own.confirm_and_start()
         # 1b. Outside a turn: the side commands (--between, --ready), with the state they make me say.
         if own.current is None and self._side_steps_go_on():
@@ -260,6 +263,8 @@ class Agent:
                         "before removing it)", self.me, self.s.sites_doc)
             self.shared.register(self._now_text())
             return True
+        if self._drain_due():
+            return self._drain_myself()
         # 3. Leadership.
         if view.leader is None:
             return not self.leaving.stopping and self.leadership.repair(now)
@@ -335,7 +340,9 @@ class Agent:
         cur = self.own.current
         hb = self.lease.beat(repeat=self._repeat(), turn=None if cur is None else cur.turn, now_text=self._now_text(),
                              extra={"last_exit_code": self.own.last_exit_code, "turns_done": self.own.turns_done,
-                                    leadership.TURN_SEEN: self.view.max_turn_seen})
+                                    leadership.TURN_SEEN: self.view.max_turn_seen,
+                                    failures.FAILED_IN_A_ROW: self.own.failures.count,
+                                    failures.LAST_FAILED_EXIT_CODE: self.own.failures.last_exit_code})
         assert hb.rev is not None
         self.view.own_beat(hb, hb.rev, self.clock.monotonic())
         self.own.extend(self.lease.deadline())
@@ -348,6 +355,35 @@ class Agent:
     def _drained(self) -> bool:
         entry = self.view.registry.sites.get(self.me) if self.view.registry else None
         return entry is not None and entry.drained
+
+    def _drain_due(self) -> bool:
+        """My command failed ``max_failures`` turns in a row and I have not drained myself yet."""
+        return failures.drain_due(self.own.failures, self.s.max_failures)
+
+    def _drain_myself(self) -> bool:
+        """Drain my own registry entry (compare-and-swap; a 409 re-reads and decides again); True: decide again."""
+        run = self.own.failures
+        registry = self.view.registry
+        if registry is None or self.me not in registry.sites:
+            return False
+        if not self._drained():
+            stored = registry.raw.get("sites", {}).get(self.me)
+            entry = dict(stored) if isinstance(stored, dict) else {"heartbeat_doc": docs.heartbeat_id(self.me)}
+            try:
+                if not self.shared.cas_own_entry(failures.self_drained_entry(entry, self.me, run, self._now_text())):
+                    return True
+            except Forbidden as exc:
+                # Rules older than --max-failures: taking more turns is what the drain is there to prevent.
+                self._leave()
+                raise SiteLockedOut(f"site {self.me} must drain itself ({failures.drain_reason(run)}) but the access "
+                                    f"rules refuse it ({exc}); update them with 'enqueue init' (a server admin's "
+                                    f"credentials), or drain it with 'enqueue sites CONFIG drain {self.me}'") from None
+            log.error("drained site %s: %s; it gets no turn until 'enqueue sites %s undrain %s'", self.me,
+                      failures.drain_reason(run), self.s.config_path or "CONFIG", self.me)
+        else:
+            log.warning("site %s is already drained; its command failed %d turns in a row", self.me, run.count)
+        self.own.failures = failures.FailureRun()
+        return True
 
     # ------------------------------------------------------------------ leaving
 

@@ -85,15 +85,18 @@ class DrivenRunner(CommandRunner, Protocol):
 class SupervisedRunner:
     """The agent's ``CommandRunner`` on a real supervisor, replaced by a fresh one after it died."""
 
-    def __init__(self, kill_grace_s: float, keeper_lag_s: float, deliver: Callable[[Event], None]) -> None:
+    def __init__(self, kill_grace_s: float, keeper_lag_s: float, deliver: Callable[[Event], None],
+                 stop_signal: int = signal.SIGTERM) -> None:
         self._grace = kill_grace_s
+        self._stop_signal = stop_signal
         self._keeper_lag_s = keeper_lag_s
         self._deliver = deliver
         self._runner: Runner | None = None
 
     def open(self) -> None:
         """Start a supervisor (again, after the last one died); raises RunnerError if it does not come up."""
-        self._runner = Runner(kill_grace_s=self._grace, on_event=self._on_event, keeper_lag_s=self._keeper_lag_s)
+        self._runner = Runner(kill_grace_s=self._grace, on_event=self._on_event, keeper_lag_s=self._keeper_lag_s,
+                              stop_signal=self._stop_signal)
 
     def _on_event(self, ev: RunnerEvent) -> None:
         report = report_of(ev)
@@ -265,7 +268,8 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
     inbox = Inbox()
     if make_runner is None:
         def make_runner(put: Callable[[Event], None]) -> DrivenRunner:
-            return SupervisedRunner(settings.timing.kill_grace_s, keeper_lag_s(settings.timing.heartbeat_delay_s), put)
+            return SupervisedRunner(settings.timing.kill_grace_s, keeper_lag_s(settings.timing.heartbeat_delay_s), put,
+                                    stop_signal=settings.stop_signal)
     runner = make_runner(inbox.put)
     side_runner = SideCommandRunner(settings.timing.kill_grace_s, inbox.put) if settings.between or settings.ready \
         else None

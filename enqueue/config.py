@@ -40,6 +40,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import signal
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
@@ -49,6 +50,7 @@ from enqueue.durations import format_duration
 from enqueue.errors import ConfigError
 from enqueue.setting_values import RawValue, parse_bool_value, parse_duration_value
 from enqueue.site_names import validate_site_name
+from enqueue.stop_signals import is_stop_signal, parse_stop_signal
 from enqueue.timing import DEFAULT_KILL_GRACE_S, Timing, fitted_heartbeat_delay_s, max_kill_grace_s
 
 __all__ = [
@@ -65,6 +67,7 @@ OVERRIDE_KEYS = (
     "heartbeat_delay_s", "heartbeat_stale_s", "conflict_delay_s", "kill_grace_s",
     "repeat", "time_format", "leader_doc", "sites_doc", "wall_clock_offset_s", "allow_cluster",
     "between", "between_every_s", "ready",
+    "stop_signal", "max_failures",
 )
 
 DEFAULT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -86,6 +89,10 @@ class AgentSettings:
     fitted to the timing, see ``fitted_heartbeat_delay_s``). ``between`` and
     ``ready`` are shell command lines run outside the site's turns
     (enqueue.side_steps); ``between_every_s`` needs ``between``.
+    ``stop_signal`` starts every stop of the command (``enqueue.stop_signals``;
+    SIGKILL follows a kill grace later). ``max_failures``: the site drains
+    itself after that many failed turns in a row (``enqueue.failures``);
+    None never.
     """
 
     site: str
@@ -105,9 +112,15 @@ class AgentSettings:
     ready: Optional[str] = None
     max_wait_s: float | None = None
     """Run-once only: leave (exit 75) when no turn of mine started within this long of the start."""
+    stop_signal: int = signal.SIGTERM
+    max_failures: Optional[int] = None
 
     def __post_init__(self) -> None:
         validate_site_name(self.site)
+        if not is_stop_signal(self.stop_signal):
+            raise ConfigError(f"stop signal {self.stop_signal} cannot start a stop (see 'enqueue run --help')")
+        if self.max_failures is not None and (isinstance(self.max_failures, bool) or self.max_failures < 1):
+            raise ConfigError(f"max_failures must be a whole number of turns, at least 1, not {self.max_failures!r}")
         if not self.command:
             raise ConfigError("no command given to run")
         _check_side_commands(self.between, self.between_every_s, self.ready)
@@ -252,6 +265,17 @@ def load_agent_settings(
     if not math.isfinite(offset_s):
         raise ConfigError("--wall-clock-offset: must be a finite number of seconds")
 
+    stop_signal = overrides.get("stop_signal")
+    if isinstance(stop_signal, str):
+        try:
+            stop_signal = parse_stop_signal(stop_signal)
+        except ValueError as exc:
+            raise ConfigError(f"--stop-signal: {exc}") from None
+    max_failures = overrides.get("max_failures")
+    if max_failures is not None and (isinstance(max_failures, bool) or not isinstance(max_failures, int)
+                                     or max_failures < 1):
+        raise ConfigError(f"--max-failures: must be a whole number of turns, at least 1, not {max_failures!r}")
+
     return AgentSettings(
         site=site,
         command=list(command),
@@ -268,6 +292,8 @@ def load_agent_settings(
         between=overrides.get("between"),
         between_every_s=_between_every(overrides.get("between_every_s")),
         ready=overrides.get("ready"),
+        stop_signal=signal.SIGTERM if stop_signal is None else int(stop_signal),
+        max_failures=max_failures,
     )
 
 

@@ -1,4 +1,4 @@
-"""One turn's command under its fence: when SIGTERM and SIGKILL are due (docs/PROTOCOL.md §3.6).
+"""One turn's command under its fence: when the stop signal and SIGKILL are due (docs/PROTOCOL.md §3.6).
 
 The supervisor (``enqueue.supervisor``) keeps one ``FencedTurn`` for the
 command it runs. This module is the deadline arithmetic only: times are
@@ -7,11 +7,14 @@ below is a function of the turn's state and ``now``.
 
 Guarantees
 ----------
-* SIGTERM is due at ``deadline - grace``, SIGKILL at ``deadline``; each is
-  handed out by ``due_signals`` at most once, SIGTERM first.
-* Deadlines only move forward, and only through ``extend`` while SIGTERM is
-  neither sent nor due: once the SIGTERM moment has passed, the fence is final.
-* ``stop`` makes SIGTERM due now and SIGKILL a grace later, never later than
+* The stop signal (SIGTERM unless ``enqueue run --stop-signal`` names
+  another) is due at ``deadline - grace``, SIGKILL at ``deadline``; each is
+  handed out by ``due_signals`` at most once, the stop signal first. The
+  "SIGTERM moment" below is the moment the stop signal is due, whichever
+  signal it is.
+* Deadlines only move forward, and only through ``extend`` while the stop
+  signal is neither sent nor due: once the SIGTERM moment has passed, the fence is final.
+* ``stop`` makes the stop signal due now and SIGKILL a grace later, never later than
   the deadline already set; the first cause to end a turn is the one kept.
 
 Not guaranteed: that a signal handed out reaches anything (the caller sends
@@ -43,14 +46,16 @@ class FencedTurn:
     ``drain_until`` has passed.
     """
 
-    __slots__ = ("turn", "pid", "started_at", "grace", "term_at", "kill_at", "term_sent", "kill_sent",
-                 "how", "reason", "status", "drain_until")
+    __slots__ = ("turn", "pid", "started_at", "grace", "stop_signal", "term_at", "kill_at", "term_sent",
+                 "kill_sent", "how", "reason", "status", "drain_until")
 
-    def __init__(self, turn: int, pid: int, started_at: float, deadline: float, grace: float) -> None:
+    def __init__(self, turn: int, pid: int, started_at: float, deadline: float, grace: float,
+                 stop_signal: int = signal.SIGTERM) -> None:
         self.turn = turn
         self.pid = pid
         self.started_at = started_at
         self.grace = grace
+        self.stop_signal = stop_signal
         self.term_at = deadline - grace
         self.kill_at = deadline
         self.term_sent = False
@@ -72,7 +77,7 @@ class FencedTurn:
         self.term_at = deadline - self.grace
 
     def stop(self, how: str, reason: Optional[str], now: float) -> None:
-        """Make SIGTERM due now and SIGKILL a grace later (or at the deadline,
+        """Make the stop signal due now and SIGKILL a grace later (or at the deadline,
         if that comes first). The first cause to end a turn is the one kept."""
         if self.status is not None:
             return
@@ -83,8 +88,8 @@ class FencedTurn:
         self.kill_at = min(self.kill_at, now + self.grace)
 
     def due_signals(self, now: float) -> List[int]:
-        """The signals to send the group now, in order, each marked sent: SIGTERM
-        at ``term_at``, SIGKILL at ``kill_at``. A signal due for the deadline
+        """The signals to send the group now, in order, each marked sent: the stop
+        signal at ``term_at``, SIGKILL at ``kill_at``. A signal due for the deadline
         makes the outcome ``fenced`` unless another cause came first."""
         if self.status is not None:
             return []
@@ -92,7 +97,7 @@ class FencedTurn:
         if not self.term_sent and now >= self.term_at:
             self.term_sent = True
             self.how = self.how or Outcome.FENCED.value
-            due.append(signal.SIGTERM)
+            due.append(self.stop_signal)
         if not self.kill_sent and now >= self.kill_at:
             self.kill_sent = True
             self.how = self.how or Outcome.FENCED.value

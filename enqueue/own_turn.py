@@ -26,7 +26,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
 from enqueue import documents as docs
-from enqueue import turns
+from enqueue import failures, turns
 from enqueue.clock import format_time
 from enqueue.documents import IDLE, RUNNING, WAITING, TurnRecord
 from enqueue.errors import StoreError
@@ -148,6 +148,7 @@ class OwnTurn:
         self.recorded_turn: int | None = None
         self.turns_done = 0
         self.last_exit_code: int | None = None
+        self.failures = failures.FailureRun()
 
     @property
     def command_may_run(self) -> bool:
@@ -318,6 +319,8 @@ class OwnTurn:
         self.current = None
         self.turns_done += 1
         self.last_exit_code = end.exit_code
+        self.failures = failures.after_turn(self.failures, end.how if mine else after_revocation(end.how),
+                                            end.exit_code, cur.turn)
         self._set_state(next_state if repeat else IDLE)
         return True
 

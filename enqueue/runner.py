@@ -110,9 +110,11 @@ class Runner:
         on_event: Callable[[RunnerEvent], None],
         python: str = sys.executable,
         keeper_lag_s: float = 1.0,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         """Start the supervisor and wait until it answers; raises RunnerError
-        if it does not come up."""
+        if it does not come up. ``stop_signal`` starts every stop of a command
+        (``enqueue.stop_signals``), SIGKILL follows ``kill_grace_s`` later."""
         if kill_grace_s < 0:
             raise ValueError("kill_grace_s must not be negative")
         if keeper_lag_s < 0:
@@ -137,7 +139,7 @@ class Runner:
             self._proc = subprocess.Popen(
                 [python, "-I", "-S", "-c", _BOOTSTRAP, _package_root(),
                  "--control-fd", str(control_r), "--events-fd", str(events_w),
-                 "--kill-grace", repr(float(kill_grace_s))],
+                 "--kill-grace", repr(float(kill_grace_s)), "--stop-signal", str(int(stop_signal))],
                 pass_fds=(control_r, events_w),
                 env=command_environment(os.environ),
                 # A group of its own: a stop signal sent to the agent's job
@@ -213,7 +215,7 @@ class Runner:
                     self._deadline = deadline
 
     def stop(self, reason: str) -> None:
-        """End the running turn now (SIGTERM, SIGKILL after the grace period);
+        """End the running turn now (the stop signal, SIGKILL after the grace period);
         ``reason`` comes back in the ``exited`` event. No-op when idle."""
         with self._lock:
             if self._busy and not self._gone:

@@ -156,6 +156,18 @@ class SharedDocs:
         self._follow_watched()
         return True
 
+    def cas_own_entry(self, entry: Mapping[str, Any]) -> bool:
+        """Write my registry ``entry`` over the registry revision the view holds; on 409 re-read and return False."""
+        assert self.view.registry is not None
+        body = docs.render_sites(self.view.registry, {self.me: entry})
+        try:
+            body["_rev"] = self.store.put(body)
+        except Conflict:
+            self.reread(self.view.sites_doc)
+            return False
+        self.absorb(self.view.sites_doc, body)
+        return True
+
     def register(self, now_text: str) -> None:
         """Add me to the registry (rewriting one that does not parse), until the view shows me in it."""
         sites_doc = self.view.sites_doc

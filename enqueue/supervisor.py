@@ -9,8 +9,10 @@ keep a command running past the lease it ran under.
 Guarantees
 ----------
 * A command runs in its own session and process group; "the command" means
-  that whole group. SIGTERM goes to the group at ``deadline - kill_grace``,
-  SIGKILL at ``deadline``. Once the SIGTERM moment has passed, the fence is
+  that whole group. The stop signal (SIGTERM, or the one ``--stop-signal``
+  names, for launchers that forward only that one to remote work) goes to
+  the group at ``deadline - kill_grace``, and whenever the agent asks for a
+  stop; SIGKILL at ``deadline``, or a grace after the stop signal. Once the SIGTERM moment has passed, the fence is
   final: no ``extend`` revives the turn. Deadlines only move forward.
 * A command is never started once its SIGTERM moment has passed.
 * When the command's main process exits, whatever is left of its group is
@@ -48,7 +50,7 @@ runs: a fork of itself that has done everything but exec
 ``enqueue.fenced_turn``; the messages on the two pipes are
 ``enqueue.supervisor_protocol``.
 
-Run as ``python -m enqueue.supervisor --control-fd N --events-fd M --kill-grace S``.
+Run as ``python -m enqueue.supervisor --control-fd N --events-fd M --kill-grace S [--stop-signal N]``.
 """
 
 
@@ -70,6 +72,7 @@ from enqueue.command_spawn import (
 from enqueue.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE
 from enqueue.fenced_turn import FencedTurn, past_sigterm_moment
 from enqueue.outcomes import SHUTDOWN, TERMINATED, Outcome
+from enqueue.stop_signals import is_stop_signal
 from enqueue.supervisor_protocol import (
     EventPipe, expect_float, expect_int, expect_str_dict, expect_str_list, shell_exit_code, signal_name,
 )
@@ -102,10 +105,12 @@ class Supervisor:
         events_fd: int,
         kill_grace_s: float,
         monotonic: Callable[[], float] = SystemClock().monotonic,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self._control = control_fd
         self._events = events_fd
         self._grace = kill_grace_s
+        self._stop_signal = stop_signal
         self._now = monotonic
         self._prctl = load_prctl()
         self._turn: Optional[FencedTurn] = None
@@ -295,7 +300,8 @@ class Supervisor:
                        error=f"cannot run {argv[0]!r}: {reason}")
             self._spare_due = self._now() + _SPARE_DELAY_S
             return
-        self._turn = FencedTurn(turn=turn, pid=pid, started_at=started_at, deadline=deadline, grace=self._grace)
+        self._turn = FencedTurn(turn=turn, pid=pid, started_at=started_at, deadline=deadline, grace=self._grace,
+                                stop_signal=self._stop_signal)
         self._emit(kind="started", turn=turn, pid=pid)
 
     def _extend(self, turn_number: int, deadline: float) -> None:
@@ -305,7 +311,7 @@ class Supervisor:
             turn.extend(deadline, self._now())
 
     def _stop(self, how: str, reason: Optional[str]) -> None:
-        """SIGTERM the command now and SIGKILL it a grace period later (or at
+        """Send the command the stop signal now and SIGKILL it a grace period later (or at
         the deadline, if that comes first). The first cause to end a turn is
         the one reported."""
         turn = self._turn
@@ -318,7 +324,7 @@ class Supervisor:
     # -- signals and children -----------------------------------------------
 
     def _apply_timers(self, now: float) -> None:
-        """Send what is due: SIGTERM to the group at ``term_at``, SIGKILL at
+        """Send what is due: the stop signal to the group at ``term_at``, SIGKILL at
         ``kill_at``, each at most once."""
         turn = self._turn
         if turn is None:
@@ -402,10 +408,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--control-fd", type=int, required=True, help="read control messages from this fd")
     parser.add_argument("--events-fd", type=int, required=True, help="write events to this fd")
     parser.add_argument("--kill-grace", type=float, required=True, metavar="SECONDS",
-                        help="time between SIGTERM and SIGKILL")
+                        help="time between the stop signal and SIGKILL")
+    parser.add_argument("--stop-signal", type=int, default=int(signal.SIGTERM), metavar="N",
+                        help="the signal that starts a command's stop (default: SIGTERM)")
     args = parser.parse_args(argv)
     if args.kill_grace < 0:
         parser.error("--kill-grace must not be negative")
+    if not is_stop_signal(args.stop_signal):
+        parser.error(f"--stop-signal {args.stop_signal} is not a signal that can start a stop")
     try:
         # The agent's numbers may be high; select() needs them below FD_SETSIZE,
         # and the copies are close-on-exec, so no command inherits them.
@@ -415,7 +425,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_USAGE
     os.close(args.control_fd)
     os.close(args.events_fd)
-    return Supervisor(control, events, args.kill_grace).run()
+    return Supervisor(control, events, args.kill_grace, stop_signal=args.stop_signal).run()
 
 
 if __name__ == "__main__":

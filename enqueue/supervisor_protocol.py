@@ -20,6 +20,9 @@ Events, supervisor to agent::
      "error": "cannot run 'cmd': No such file or directory"}
 
 ``exit_code`` follows the shell: the code, or 128 + the signal number.
+The stop signal (SIGTERM, or the one the supervisor was started with,
+``--stop-signal N``) and the kill grace are the supervisor's for its whole
+life, not per message: every stop of every turn starts with that signal.
 ``how`` is ``exited`` (on its own), ``fenced`` (deadline), ``stopped`` (the
 agent asked, ``reason`` says why; ``shutdown`` and ``terminated`` are the
 supervisor's own reasons) or ``agent-gone``. A ``spawn_failed`` with

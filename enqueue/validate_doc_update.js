@@ -7,7 +7,8 @@
 // protocol gives a site (see docs/SECURITY.md):
 //
 //   * its own heartbeat document;
-//   * in the sites document, add itself, and nothing else;
+//   * in the sites document, add itself, and drain itself (after failed
+//     turns: by itself, saying why; never undrain), and nothing else;
 //   * in the leader document: claim leadership for itself (leader_term + 1)
 //     or step down itself; while it leads, grant, end and re-order turns;
 //     mark running a turn granted to itself; mark done its own running turn
@@ -35,6 +36,11 @@ function (newDoc, oldDoc, userCtx, secObj) {
   var TAKEN_AWAY = ["revoked", "not started", "repaired"];
   var SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
   var GRANTED = "granted", RUNNING = "running", DONE = "done";
+  // What a site's drain of itself sets in its registry entry (enqueue.failures.self_drained_entry).
+  var SELF_DRAIN_FIELDS = ["drained", "drained_by", "drained_at", "drained_reason", "drained_exit_code",
+                           "drained_failures"];
+  var MAX_REASON_CHARS = 500;
+  var MAX_EXIT_CODE = 255;
   // Leader-doc fields whose changes the rules below judge one by one.
   var LEADER_FIELDS = ["leader", "leader_term", "running", "status", "turn", "rotation",
                        "paused", "paused_reason", "skip_turn"];
@@ -458,7 +464,8 @@ function (newDoc, oldDoc, userCtx, secObj) {
       return;
     }
     if (isObject(oldSites[me])) {
-      refuse("a site may not change its registry entry; only an admin may (drained is an admin's flag)");
+      checkSelfDrain(oldSites[me], newSites[me], me);
+      return;
     }
     var entry = newSites[me];
     if (!isObject(entry) || entry.heartbeat_doc !== heartbeatId(me)) {
@@ -466,6 +473,42 @@ function (newDoc, oldDoc, userCtx, secObj) {
     }
     if (isSet(entry.drained) && entry.drained !== false) {
       refuse("only an admin may drain a site");
+    }
+  }
+
+  // A site's one change to its own entry: from not drained to drained, by itself, saying why and
+  // after how many failed turns, every other field as it was. Undraining is an admin's.
+  function checkSelfDrain(older, newer, me) {
+    if (isSet(older.drained) && older.drained !== false) {
+      refuse("a drained site may not change its registry entry; only an admin undrains it");
+    }
+    if (!isObject(newer) || newer.drained !== true) {
+      refuse("a site may change its registry entry only to drain itself; only an admin may change it otherwise");
+    }
+    if (newer.drained_by !== me) {
+      refuse("a site draining itself must name itself in 'drained_by' (" + me + ")");
+    }
+    if (typeof newer.drained_at !== "string" || typeof newer.drained_reason !== "string" ||
+        newer.drained_reason.length === 0 || newer.drained_reason.length > MAX_REASON_CHARS) {
+      refuse("a site draining itself must say when ('drained_at') and why ('drained_reason', at most " +
+             MAX_REASON_CHARS + " characters)");
+    }
+    if (!isCount(newer.drained_failures) || newer.drained_failures < 1) {
+      refuse("a site draining itself must say after how many failed turns ('drained_failures', at least 1)");
+    }
+    if (isSet(newer.drained_exit_code) && !(isCount(newer.drained_exit_code) && newer.drained_exit_code <= MAX_EXIT_CODE)) {
+      refuse("'drained_exit_code' must be an exit code (0 to " + MAX_EXIT_CODE + ") or null");
+    }
+    var key;
+    for (key in newer) {
+      if (has(newer, key) && !contains(SELF_DRAIN_FIELDS, key) && !same(newer[key], older[key])) {
+        refuse("a site draining itself may change no other field of its entry ('" + key + "')");
+      }
+    }
+    for (key in older) {
+      if (has(older, key) && !contains(SELF_DRAIN_FIELDS, key) && !has(newer, key) && isSet(older[key])) {
+        refuse("a site draining itself may remove no field of its entry ('" + key + "')");
+      }
     }
   }
 

@@ -42,6 +42,7 @@ from enqueue.errors import (
     UsageError,
 )
 from enqueue.logs import add_logging_arguments
+from enqueue.stop_signals import parse_stop_signal
 from enqueue.timing import DEFAULT_KILL_GRACE_S, Timing
 from enqueue.usage import OneLineParser
 
@@ -60,6 +61,25 @@ def duration_arg(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def stop_signal_arg(text: str) -> int:
+    """``argparse`` type for ``--stop-signal``: a signal's number, or an ``ArgumentTypeError`` with the reason."""
+    try:
+        return parse_stop_signal(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def turn_count_arg(text: str) -> int:
+    """``argparse`` type for ``--max-failures``: a whole number of turns, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of turns, at least 1")
+    return value
 
 
 def _escape(text: str) -> str:
@@ -118,6 +138,19 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         "--allow-cluster", dest="allow_cluster", action="store_true", default=None,
         help="run even on a database that keeps several copies (n > 1), where a conflict check is no "
              "compare-and-swap and two sites could both win a turn (default: refuse; see docs/GUARANTEES.md)",
+    )
+    group.add_argument(
+        "--stop-signal", dest="stop_signal", metavar="SIG", type=stop_signal_arg,
+        help="the signal that starts the command's stop (on skip, revocation, the agent's stop, and at the "
+             "lease's SIGTERM moment), by name (INT, SIGHUP) or number, for launchers such as srun, mpirun or "
+             "'ssh -tt' that pass on only that one to the remote work; SIGKILL still follows after the kill grace "
+             "(default: TERM; see docs/LAUNCHERS.md)",
+    )
+    group.add_argument(
+        "--max-failures", dest="max_failures", metavar="K", type=turn_count_arg,
+        help="drain this site after its command failed K turns in a row (exit code not 0, or not startable; "
+             "fenced, revoked, skipped and stopped turns neither count nor break the run), with the reason and "
+             "the last exit code in the registry, until 'enqueue sites CONFIG undrain SITE' (default: never)",
     )
     group.add_argument(
         "--wall-clock-offset", dest="wall_clock_offset_s", metavar="SECONDS", type=float,

@@ -5,7 +5,9 @@
 * ``drain SITE [--reason TEXT]`` keeps SITE out of the rotation: it gets no
   new turn. A turn it is running goes on to its end; a turn granted to it
   but not started is taken back by the leader and granted to the next site.
-* ``undrain SITE`` puts it back.
+* ``undrain SITE`` puts it back, also a site that drained itself after
+  failed turns (``enqueue run --max-failures``); its reason, by whom and
+  last exit code show in ``list`` and ``status`` until then.
 * ``remove SITE [--force]`` deletes its registry entry and its heartbeat
   document. Refused while SITE holds the turn (drain it, let the turn end or
   skip it, then remove), and, unless ``--force``, while its agent is alive
@@ -42,7 +44,8 @@ NAME = "sites"
 HELP = "list the registered sites; drain, undrain or remove one"
 
 ACTIONS = ("list", "drain", "undrain", "remove")
-DRAIN_FIELDS = ("drained_by", "drained_at", "drained_reason")
+# Everything a drain wrote: an admin's (``drain``) or the site's own after failed turns (``run --max-failures``).
+DRAIN_FIELDS = ("drained_by", "drained_at", "drained_reason", "drained_exit_code", "drained_failures")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +88,8 @@ def drained(sites: docs.SitesDoc, site: str, reason: Optional[str], who: str, wh
     if sites.sites[site].drained and (reason is None or entry.get("drained_reason") == reason):
         return None
     if not sites.sites[site].drained:
+        for key in DRAIN_FIELDS:
+            entry.pop(key, None)
         entry.update(drained_by=who, drained_at=when)
     entry.update(drained=True, drained_reason=reason if reason is not None else entry.get("drained_reason"),
                  updated_by=who, updated_at=when)
@@ -178,6 +183,7 @@ def _list(store: Store, settings: steering.AdminSettings, as_json: bool) -> int:
             "drained_reason": raw_entry.get("drained_reason") if entry.drained else None,
             "drained_by": raw_entry.get("drained_by") if entry.drained else None,
             "drained_at": raw_entry.get("drained_at") if entry.drained else None,
+            "drained_exit_code": raw_entry.get("drained_exit_code") if entry.drained else None,
             "added_at": raw_entry.get("added_at"),
             "heartbeat_doc": entry.heartbeat_doc,
             "state": hb.state if hb else None,

@@ -10,7 +10,7 @@ one in progress.
 
 Output (stdout), one of::
 
-    asked SITE to stop turn N: its command gets SIGTERM (SIGKILL after the kill grace), the turn is recorded as skipped
+    asked SITE to stop turn N: its command gets SIGTERM, or its --stop-signal (SIGKILL after the kill grace), the turn is recorded as skipped
     turn N of SITE is granted but not started: SITE stops its command as soon as it starts, ...
     skip of turn N was already asked; nothing changed
 
@@ -80,8 +80,8 @@ def execute(args: argparse.Namespace) -> int:
     if written is None:
         print(f"skip of turn {doc.turn} was already asked; nothing changed")
     elif doc.status == docs.RUNNING:
-        print(f"asked {doc.running} to stop turn {doc.turn}: its command gets SIGTERM (SIGKILL after the kill grace), "
-              f"the turn is recorded as skipped")
+        print(f"asked {doc.running} to stop turn {doc.turn}: its command gets SIGTERM, or its --stop-signal "
+              f"(SIGKILL after the kill grace), the turn is recorded as skipped")
     else:
         print(f"turn {doc.turn} of {doc.running} is granted but not started: {doc.running} stops its command as soon "
               f"as it starts, and the turn is recorded as skipped")

@@ -47,6 +47,9 @@ class Heartbeat:
     not_ready: str | None = None
     left_because: str | None = None
     """With ``state: left``, why the agent left (``LEFT_REASONS``); None from an agent that did not say."""
+    # Its command's failed turns in a row, and the last one's exit code (enqueue.failures).
+    failed_in_a_row: int = 0
+    last_failed_exit_code: int | None = None
 
     @property
     def wants_turn(self) -> bool:
@@ -94,6 +97,8 @@ def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat
         heartbeat_stale_s=f.seconds("heartbeat_stale_s"),
         not_ready=f.text("not_ready"),
         left_because=f.choice("left_because", LEFT_REASONS),
+        failed_in_a_row=max(0, f.integer("failed_in_a_row") or 0),
+        last_failed_exit_code=f.integer("last_failed_exit_code", None),
     )
     return hb, f.problems
 

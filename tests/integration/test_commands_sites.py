@@ -42,8 +42,8 @@ def test_list_shows_every_site_with_its_flags_and_heartbeat(enqueue_cli, databas
 
     data = json.loads(enqueue_cli("sites", "list", "--json").out)
     assert [s["name"] for s in data["sites"]] == ["alpha", "bravo", "charlie"]
-    assert set(data["sites"][0]) == {"name", "drained", "drained_reason", "drained_by", "drained_at", "added_at",
-                                     "heartbeat_doc", "state", "host", "beat_time", "beat_age_s"}
+    assert set(data["sites"][0]) == {"name", "drained", "drained_reason", "drained_by", "drained_at",
+                                     "drained_exit_code", "added_at", "heartbeat_doc", "state", "host", "beat_time", "beat_age_s"}
     assert data["sites"][2]["drained_reason"] == "disk" and data["sites"][1]["state"] == "running"
 
 

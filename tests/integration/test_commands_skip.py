@@ -20,8 +20,8 @@ def test_skip_marks_the_running_turn(enqueue_cli, database):
     put_leader(database.store, leader="alpha", leader_term=1, running="bravo", status=docs.RUNNING, turn=12)
     result = enqueue_cli("skip")
     assert result.code == 0, result.err
-    assert result.out == ("asked bravo to stop turn 12: its command gets SIGTERM (SIGKILL after the kill grace), "
-                          "the turn is recorded as skipped\n")
+    assert result.out == ("asked bravo to stop turn 12: its command gets SIGTERM, or its --stop-signal "
+                          "(SIGKILL after the kill grace), the turn is recorded as skipped\n")
     doc = leader(database)
     assert doc.skip_turn == 12 and doc.updated_by.startswith("admin:")
     assert (doc.running, doc.status, doc.turn) == ("bravo", docs.RUNNING, 12)

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Optional
 import pytest
 
 from enqueue import documents as docs
-from enqueue import cli, errors, logs, records, repair, security
+from enqueue import cli, errors, failures, logs, records, repair, security
 from enqueue.commands import users
 from enqueue.connection import Connection
 from enqueue.couchdb_store import CouchStore
@@ -212,6 +212,12 @@ def _with_site(doc: dict, name: str, entry) -> dict:
     return dict(doc, sites=sites)
 
 
+def _self_drained(site: str) -> dict:
+    """``site``'s entry in the scene as its agent drains it after three failed turns (enqueue.failures)."""
+    return failures.self_drained_entry({"heartbeat_doc": docs.heartbeat_id(site), "drained": False}, site,
+                                       failures.FailureRun(3, 1, 6), NOW)
+
+
 # (who, what they try, document id or None for a special action, new body from the current one)
 Attempt = Callable[[Optional[dict]], dict]
 REFUSALS: list[tuple[str, str, str, Attempt]] = [
@@ -224,8 +230,15 @@ REFUSALS: list[tuple[str, str, str, Attempt]] = [
      lambda d: _with_site(d, "delta", {"heartbeat_doc": docs.heartbeat_id("delta")})),
     ("alpha", "drain another site", SITES_ID,
      lambda d: _with_site(d, "bravo", {"heartbeat_doc": docs.heartbeat_id("bravo"), "drained": True})),
-    ("alpha", "drain itself", SITES_ID,
+    ("alpha", "drain itself without saying why", SITES_ID,
      lambda d: _with_site(d, "alpha", {"heartbeat_doc": docs.heartbeat_id("alpha"), "drained": True})),
+    ("alpha", "drain itself in another's name", SITES_ID,
+     lambda d: _with_site(d, "alpha", dict(_self_drained("alpha"), drained_by="admin:ops@host"))),
+    ("alpha", "drain itself and change its entry otherwise", SITES_ID,
+     lambda d: _with_site(d, "alpha", dict(_self_drained("alpha"), heartbeat_doc=docs.heartbeat_id("bravo")))),
+    ("alpha", "drain another site the way a site drains itself", SITES_ID,
+     lambda d: _with_site(d, "bravo", failures.self_drained_entry(d["sites"]["bravo"], "alpha",
+                                                                  failures.FailureRun(3, 1, 6), NOW))),
     ("alpha", "remove another site from the registry", SITES_ID, lambda d: _with_site(d, "bravo", None)),
     ("charlie", "make another site leader", LEADER_ID,
      lambda d: _changed(d, leader="bravo", leader_term=4, updated_by="charlie")),
@@ -603,6 +616,48 @@ def test_three_sites_with_their_own_accounts_take_turns_alphabetically(secured: 
     assert "forbidden" not in logs.lower(), logs[-3000:]
     for password in secured.passwords.values():
         assert password not in logs
+
+
+def test_a_site_whose_command_keeps_failing_drains_itself_and_only_an_admin_undrains_it(secured, tmp_path) -> None:
+    """``--max-failures 2`` under the site's own account: the rules let it drain itself, status says why."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    config = secured.config(tmp_path / "configs", "alpha")
+    admin_config = str(secured.admin_config(tmp_path / "admin"))
+    group = Sites(config=config, workdir=workdir)
+
+    def alpha_entry() -> dict:
+        return (secured.admin.get(SITES_ID) or {}).get("sites", {}).get("alpha") or {}
+
+    def failed_records() -> list[dict]:
+        return [r for r in secured.admin.list_prefix(docs.TURN_PREFIX) if r.get("how") == "exited"]
+
+    try:
+        agent = group.start("alpha", command=["sh", "-c", "exit 3"], extra=["--max-failures", "2"])
+        wait_until("alpha to drain itself", lambda: alpha_entry().get("drained") is True, timeout_s=40)
+        entry = alpha_entry()
+        failed = failed_records()
+        assert [(r["site"], r["exit_code"]) for r in failed] == [("alpha", 3), ("alpha", 3)], failed
+        reason = f"its command failed 2 turns in a row (last: turn {failed[-1]['turn']}, exit code 3)"
+        assert (entry["drained_by"], entry["drained_reason"], entry["drained_exit_code"], entry["drained_failures"]) \
+            == ("alpha", reason, 3, 2)
+        listed = _enqueue("sites", str(config), "list")
+        assert f"yes: {reason} (alpha)" in listed.stdout, listed.stdout
+        shown = _enqueue("status", str(config))
+        assert f"drained: {reason}" in shown.stdout, shown.stdout
+        # Drained, it starts nothing more, though it stays alive and waiting.
+        assert agent.proc.poll() is None and len(failed_records()) == 2
+        undrained = _enqueue("sites", admin_config, "undrain", "alpha")
+        assert (undrained.returncode, undrained.stdout) == (0, "undrained alpha: it takes turns again\n"), \
+            undrained.stderr
+        # Undrained, it takes turns again, fails twice more (a run starts afresh) and drains itself again.
+        wait_until("alpha to fail twice more and drain itself again",
+                   lambda: len(failed_records()) == 4 and alpha_entry().get("drained") is True, timeout_s=40)
+        assert alpha_entry()["drained_reason"] == \
+            f"its command failed 2 turns in a row (last: turn {failed_records()[-1]['turn']}, exit code 3)"
+        assert "forbidden" not in agent.log().lower(), agent.log()[-3000:]
+    finally:
+        group.stop_all()
 
 
 def test_a_sites_account_reads_status_history_and_sites_but_cannot_steer(secured: Secured, tmp_path) -> None:

@@ -19,7 +19,7 @@ from enqueue import documents as docs
 from enqueue.agent import Agent, Left
 from enqueue.clock import FakeClock
 from enqueue.config import AgentSettings, Connection, Timing
-from enqueue.errors import Unreachable
+from enqueue.errors import Forbidden, SiteLockedOut, Unreachable
 from enqueue.events import CommandEnded, CommandStarted, DocChanged, SideCommandEnded, StopRequested
 from enqueue.lease import Identity
 from enqueue.memory_store import MemoryStore
@@ -82,9 +82,10 @@ def the_leader_doc(doc: dict) -> bool:
 
 def make_agent(store: MemoryStore, clock: FakeClock, site: str = "alpha", *, repeat: bool = False,
                runner: FakeRunner | None = None, side_runner: FakeSideRunner | None = None,
-               **side: object) -> tuple[Agent, FakeRunner]:
+               max_failures: int | None = None, **side: object) -> tuple[Agent, FakeRunner]:
     settings = AgentSettings(site=site, command=["work", "--hard"], connection=Connection("http://127.0.0.1:9", "x"),
-                             timing=TIMING, repeat=repeat, **side)  # type: ignore[arg-type]
+                             timing=TIMING, repeat=repeat, max_failures=max_failures,
+                             **side)  # type: ignore[arg-type]
     runner = runner or FakeRunner()
     identity = Identity(instance=f"{site}-1", host="hostA", pid=100, agent_alive=lambda pid: False)
     return Agent(settings, store, clock, runner, random.Random(7), identity, side_runner), runner
@@ -298,6 +299,105 @@ def test_a_stop_request_stops_the_side_command_and_the_agent_leaves(store, clock
     assert side.named("stop") == [("stop",)]
     assert agent.step(clock.monotonic()) == Left(128 + signal.SIGTERM)
     assert heartbeat(store).state == docs.LEFT and len(side.named("start")) == 1
+
+
+def _entry(store: MemoryStore, site: str) -> dict:
+    return store.get("enqueue_sites")["sites"][site]
+
+
+def _run_turn(agent: Agent, runner: FakeRunner, clock: FakeClock, exit_code: int) -> int:
+    """Let the agent start its next command, end it with ``exit_code``; returns the turn."""
+    turn = runner.named("start")[-1][1]
+    agent.handle(CommandStarted(turn, 4242))
+    clock.advance(0.1)
+    agent.handle(CommandEnded(turn, exit_code, "exited", duration_s=0.1))
+    return turn
+
+
+def test_a_site_whose_command_failed_max_failures_turns_in_a_row_drains_itself_until_undrained(store, clock) -> None:
+    agent, runner = make_agent(store, clock, repeat=True, max_failures=2)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    _run_turn(agent, runner, clock, 1)
+    agent.step(clock.monotonic())
+    assert len(runner.named("start")) == 2 and "drained_by" not in _entry(store, "alpha")
+    last = _run_turn(agent, runner, clock, 3)
+    agent.step(clock.monotonic())
+    entry = _entry(store, "alpha")
+    assert entry["drained"] is True and entry["drained_by"] == "alpha"
+    assert (entry["drained_failures"], entry["drained_exit_code"]) == (2, 3)
+    assert entry["drained_reason"] == f"its command failed 2 turns in a row (last: turn {last}, exit code 3)"
+    assert len(runner.named("start")) == 2, "a drained site starts nothing"
+    doc = leader(store)
+    # Alone, it had passed the next turn to itself in its finishing write: it takes that back, unstarted.
+    assert (doc.turn, doc.status, doc.last_how, doc.rotation) == (last + 1, docs.DONE, "not started", ())
+    # An admin undrains it: it takes turns again, and one more failure does not drain it at once.
+    sites = store.get("enqueue_sites")
+    sites["sites"]["alpha"] = {k: v for k, v in entry.items() if not k.startswith("drained")}
+    store.put(sites)
+    agent.handle(DocChanged("enqueue_sites", store.get("enqueue_sites")))
+    clock.advance(agent.next_wake() - clock.monotonic())
+    agent.step(clock.monotonic())
+    assert len(runner.named("start")) == 3
+    _run_turn(agent, runner, clock, 1)
+    agent.step(clock.monotonic())
+    assert len(runner.named("start")) == 4 and "drained_by" not in _entry(store, "alpha")
+
+
+def test_the_failures_of_a_run_once_loop_add_up_across_its_agents(store, clock) -> None:
+    first, runner = make_agent(store, clock, max_failures=2)
+    first.start(clock.monotonic())
+    first.step(clock.monotonic())
+    _run_turn(first, runner, clock, 5)
+    assert first.step(clock.monotonic()) == Left(5)
+    hb = store.get(docs.heartbeat_id("alpha"))
+    assert (hb["failed_in_a_row"], hb["last_failed_exit_code"]) == (1, 5)
+    assert "drained_by" not in _entry(store, "alpha")
+    clock.advance(1.0)
+    second, runner = make_agent(store, clock, max_failures=2)
+    second.start(clock.monotonic())
+    second.step(clock.monotonic())
+    _run_turn(second, runner, clock, 6)
+    assert second.step(clock.monotonic()) == Left(6)
+    entry = _entry(store, "alpha")
+    assert (entry["drained"], entry["drained_by"], entry["drained_failures"], entry["drained_exit_code"]) == \
+        (True, "alpha", 2, 6)
+    assert store.get(docs.heartbeat_id("alpha"))["failed_in_a_row"] == 0
+
+
+def test_without_max_failures_a_failing_site_keeps_taking_turns(store, clock) -> None:
+    agent, runner = make_agent(store, clock, repeat=True)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    for _ in range(4):
+        _run_turn(agent, runner, clock, 1)
+        agent.step(clock.monotonic())
+    assert len(runner.named("start")) == 5 and _entry(store, "alpha")["drained"] is False
+
+
+class _OldRules(MemoryStore):
+    """A store whose access rules predate a site's drain of itself: they refuse any change to its own entry."""
+
+    def put(self, doc: dict) -> str:
+        current = self.get("enqueue_sites")
+        if doc["_id"] == "enqueue_sites" and current is not None and "alpha" in current["sites"] and \
+                doc["sites"].get("alpha") != current["sites"]["alpha"]:
+            raise Forbidden("document 'enqueue_sites': write: forbidden (403 forbidden: enqueue: a site may not "
+                            "change its registry entry)")
+        return super().put(doc)
+
+
+def test_a_site_whose_drain_the_rules_refuse_leaves_with_exit_4_instead_of_taking_more_turns(clock) -> None:
+    store = _OldRules("enqueue")
+    agent, runner = make_agent(store, clock, repeat=True, max_failures=1)
+    agent.start(clock.monotonic())
+    agent.step(clock.monotonic())
+    _run_turn(agent, runner, clock, 2)
+    with pytest.raises(SiteLockedOut, match="site alpha must drain itself .* update them with 'enqueue init'"):
+        agent.step(clock.monotonic())
+    assert len(runner.named("start")) == 1
+    assert store.get(docs.heartbeat_id("alpha"))["state"] == docs.LEFT
+    assert store.get("enqueue_sites")["sites"]["alpha"]["drained"] is False
 
 
 def _run_to_the_first_command_end(agent: Agent, runner: FakeRunner, clock: FakeClock) -> None:

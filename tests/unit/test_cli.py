@@ -73,6 +73,9 @@ def test_command_is_kept_verbatim(agent, config, argv, command) -> None:
         (["--leader-doc", "lead", "--sites-doc", "sites"], {"leader_doc": "lead", "sites_doc": "sites"}),
         (["--wall-clock-offset", "-7200"], {"wall_clock_offset_s": -7200.0}),
         (["--wall-clock-offset=3600.5"], {"wall_clock_offset_s": 3600.5}),
+        (["--stop-signal", "INT"], {"stop_signal": 2}),
+        (["--stop-signal=SIGUSR1", "--max-failures", "3"], {"stop_signal": 10, "max_failures": 3}),
+        (["--max-failures=1"], {"max_failures": 1}),
     ],
 )
 @pytest.mark.parametrize("where", ["before CONFIG", "after SITENAME"])
@@ -167,6 +170,14 @@ def test_enqueue_error_from_agent(agent, config, capsys) -> None:
                    f"check url = in {os.path.abspath(config)}\n")
 
 
+@pytest.mark.parametrize("given", ["0", "-1", "x", "1.5", ""])
+def test_a_bad_max_failures_is_one_line_and_exit_2(agent, config, capsys, given) -> None:
+    assert run_main("run", config, "alpha", "--max-failures", given, "cmd") == 2
+    err = capsys.readouterr().err
+    assert err == (f"enqueue: argument --max-failures: {given!r} is not a whole number of turns, at least 1 "
+                   "(see 'enqueue run --help')\n")
+
+
 def test_error_messages_are_one_line_and_redacted(agent, config, capsys) -> None:
     logs.register_secret("topsecret")
 
@@ -215,7 +226,9 @@ def test_run_help_mentions_defaults(capsys) -> None:
     for expected in ("CONFIG SITENAME [options] [--] CMD [ARGS...]", "(default: 10 min)", "(default: 30 min)",
                      "(default: 1 min)", "(default: 30 s", "(default: %Y-%m-%d %H:%M:%S)",
                      "(default: enqueue_leader)", "(default: enqueue_sites)", "clock skew", "--log-level",
-                     "--log-file", "--log-format", "minutes"):
+                     "--log-file", "--log-format", "minutes", "--stop-signal SIG", "(default: TERM;",
+                     "docs/LAUNCHERS.md", "--max-failures K", "drain this site after its command failed K turns",
+                     "undrain SITE' (default: never)"):
         assert expected in text, expected
 
 

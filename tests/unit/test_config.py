@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 
 import pytest
 
@@ -237,3 +238,16 @@ def test_bad_flag_values(tmp_path) -> None:
         settings(path, {"colour": "blue"})
 
 
+
+
+def test_stop_signal_and_max_failures_flags(tmp_path) -> None:
+    path = write(tmp_path, GOOD)
+    default = settings(path)
+    assert (default.stop_signal, default.max_failures) == (signal.SIGTERM, None)
+    given = settings(path, {"stop_signal": "int", "max_failures": 3})
+    assert (given.stop_signal, given.max_failures) == (signal.SIGINT, 3)
+    assert settings(path, {"stop_signal": signal.SIGHUP}).stop_signal == signal.SIGHUP
+    with pytest.raises(ConfigError, match="--stop-signal: SIGKILL cannot start a stop"):
+        settings(path, {"stop_signal": "KILL"})
+    with pytest.raises(ConfigError, match="--max-failures: must be a whole number of turns, at least 1, not 0"):
+        settings(path, {"max_failures": 0})

@@ -77,3 +77,13 @@ def test_an_exited_command_gets_a_grace_to_drain_and_no_more_signals() -> None:
 def test_a_start_is_past_its_sigterm_moment_from_deadline_minus_grace_on() -> None:
     assert not past_sigterm_moment(7.9, 10.0, GRACE)
     assert past_sigterm_moment(8.0, 10.0, GRACE)
+
+
+def test_the_stop_signal_takes_sigterms_place_at_the_sigterm_moment_and_on_a_stop() -> None:
+    fenced = FencedTurn(turn=7, pid=4242, started_at=0.0, deadline=10.0, grace=GRACE, stop_signal=signal.SIGINT)
+    assert fenced.due_signals(8.0) == [signal.SIGINT]
+    assert fenced.due_signals(10.0) == [signal.SIGKILL]
+    stopped = FencedTurn(turn=7, pid=4242, started_at=0.0, deadline=10.0, grace=GRACE, stop_signal=signal.SIGHUP)
+    stopped.stop("stopped", "skipped", now=1.0)
+    assert stopped.due_signals(1.0) == [signal.SIGHUP]
+    assert stopped.due_signals(1.0 + GRACE) == [signal.SIGKILL]

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional
 import pytest
 
 from enqueue import documents as docs
-from enqueue import cli, election, security, turns
+from enqueue import cli, election, failures, security, turns
 from enqueue.documents import DONE, GRANTED, RUNNING, WAITING, Heartbeat, LeaderDoc, SiteEntry, TurnRecord
 from enqueue.errors import ConfigError
 from enqueue.scheduler import plan
@@ -100,6 +100,11 @@ def fresh(doc: dict) -> dict:
 
 def entry(name: str, **extra: Any) -> dict:
     return {"heartbeat_doc": docs.heartbeat_id(name), "drained": False, **extra}
+
+
+BRAVO_ENTRY = entry("bravo", added_at=NOW, updated_by="admin:ops@h")
+# What an agent writes when its command failed three turns in a row (enqueue.failures).
+SELF_DRAINED = failures.self_drained_entry(BRAVO_ENTRY, "bravo", failures.FailureRun(3, 2, 41), NOW)
 
 
 def world(sites=ABC, **overrides) -> dict:
@@ -242,6 +247,11 @@ ALLOWED = [
     Case("rebuild a registry that does not parse",
          dict(registry({"bravo": entry("bravo")}), _rev="4-j", repaired_from={"sites": 5}),
          {"_id": SITES_ID, "_rev": "4-j", "sites": 5}, site("bravo"), "ok"),
+    Case("drain itself after failed turns", registry({"alpha": entry("alpha"), "bravo": SELF_DRAINED}),
+         registry({"alpha": entry("alpha"), "bravo": BRAVO_ENTRY}), site("bravo"), "ok"),
+    Case("drain itself after failed starts, no exit code", registry({"bravo": failures.self_drained_entry(
+         BRAVO_ENTRY, "bravo", failures.FailureRun(2, None, 9), NOW)}), registry({"bravo": BRAVO_ENTRY}),
+         site("bravo"), "ok"),
     Case("rewrite the registry unchanged", registry({"alpha": entry("alpha")}), registry({"alpha": entry("alpha")}),
          site("bravo"), "ok"),
     # Heartbeats and records.
@@ -310,6 +320,33 @@ FORBIDDEN = [
     Case("add itself drained", registry({"bravo": entry("bravo", drained=True)}), registry({}), site("bravo"), "drain"),
     Case("undrain itself", registry({"bravo": entry("bravo")}), registry({"bravo": entry("bravo", drained=True)}),
          site("bravo"), "may not change its registry entry"),
+    Case("drain itself without saying why", registry({"bravo": entry("bravo", drained=True)}),
+         registry({"bravo": entry("bravo")}), site("bravo"), "name itself in 'drained_by'"),
+    Case("drain itself in an admin's name", registry({"bravo": dict(SELF_DRAINED, drained_by="admin:ops@h")}),
+         registry({"bravo": BRAVO_ENTRY}), site("bravo"), "name itself in 'drained_by'"),
+    Case("drain itself with no failed turn", registry({"bravo": dict(SELF_DRAINED, drained_failures=0)}),
+         registry({"bravo": BRAVO_ENTRY}), site("bravo"), "'drained_failures', at least 1"),
+    Case("drain itself with an endless reason", registry({"bravo": dict(SELF_DRAINED, drained_reason="x" * 501)}),
+         registry({"bravo": BRAVO_ENTRY}), site("bravo"), "at most 500 characters"),
+    Case("drain itself with a made-up exit code", registry({"bravo": dict(SELF_DRAINED, drained_exit_code="bad")}),
+         registry({"bravo": BRAVO_ENTRY}), site("bravo"), "'drained_exit_code' must be an exit code"),
+    Case("drain itself and move its heartbeat", registry({"bravo": dict(SELF_DRAINED, heartbeat_doc="x")}),
+         registry({"bravo": BRAVO_ENTRY}), site("bravo"), "change no other field of its entry ('heartbeat_doc')"),
+    Case("drain itself and drop a field", registry({"bravo": {k: v for k, v in SELF_DRAINED.items() if k != "added_at"}}),
+         registry({"bravo": BRAVO_ENTRY}), site("bravo"), "remove no field of its entry ('added_at')"),
+    Case("drain itself and another site", registry({"alpha": dict(SELF_DRAINED, drained_by="bravo",
+                                                                    heartbeat_doc=docs.heartbeat_id("alpha")),
+                                                    "bravo": SELF_DRAINED}),
+         registry({"alpha": entry("alpha"), "bravo": BRAVO_ENTRY}), site("bravo"), "change no other entry"),
+    Case("drain another site its way", registry({"alpha": failures.self_drained_entry(
+         entry("alpha"), "bravo", failures.FailureRun(3, 1, 7), NOW)}), registry({"alpha": entry("alpha")}),
+         site("bravo"), "change no other entry"),
+    Case("change the reason it drained itself for", registry({"bravo": dict(SELF_DRAINED, drained_reason="fine")}),
+         registry({"bravo": SELF_DRAINED}), site("bravo"), "only an admin undrains"),
+    Case("undrain itself after draining itself", registry({"bravo": BRAVO_ENTRY}), registry({"bravo": SELF_DRAINED}),
+         site("bravo"), "only an admin undrains"),
+    Case("change its entry without draining", registry({"bravo": dict(BRAVO_ENTRY, added_at="later")}),
+         registry({"bravo": BRAVO_ENTRY}), site("bravo"), "only to drain itself"),
     Case("own entry with another heartbeat", registry({"bravo": entry("charlie")}), registry({}), site("bravo"),
          "own heartbeat document"),
     Case("change an admin's field", dict(registry({}), note="mine"), dict(registry({}), note="admin's"),

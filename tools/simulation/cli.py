@@ -50,6 +50,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-going", action="store_true", help="run every seed even after one failed")
     p.add_argument("--jobs", type=_positive, default=1, metavar="J",
                    help="run seeds in J processes at once (default 1); the output is the same as with one")
+    p.add_argument("--max-failures", type=_positive, metavar="K",
+                   help="run every site but the first with 'enqueue run --max-failures K' (its commands fail one "
+                        "time in five, so sites drain themselves; the admin's drain fault and the heal undrain "
+                        "them); default: off, so that the seeds of the default runs stay as they were")
     return p
 
 
@@ -90,7 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except FaultSpecError as exc:
         print(f"simulate: --faults {args.faults!r}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    options = Options(sites=args.sites, steps=args.steps, faults=faults, run_once=args.run_once)
+    options = Options(sites=args.sites, steps=args.steps, faults=faults, run_once=args.run_once,
+                      max_failures=args.max_failures)
     seeds: List[int] = [args.seed] if args.seed is not None else list(range(1, args.seeds + 1))
     started = time.monotonic()
     steps = 0
@@ -123,4 +128,6 @@ def report_failure(result: Result, options: Options, trace_lines: int, faults: s
         replay += f" --faults '{faults}'"
     if options.run_once:
         replay += f" --run-once {options.run_once}"
+    if options.max_failures is not None:
+        replay += f" --max-failures {options.max_failures}"
     print(f"  replay: {replay}")

@@ -47,6 +47,8 @@ class Site:
         self.runs = 0
         # The side commands its agents run (the fault class ``between``), or None.
         self.side: Optional[SidePlan] = None
+        # The site drains itself after this many failed turns in a row (None: never).
+        self.max_failures: Optional[int] = None
 
 
 class Surroundings(Protocol):
@@ -99,6 +101,7 @@ class AgentProcess:
             between=site.side.between if site.side else None,
             between_every_s=site.side.between_every_s if site.side else None,
             ready=site.side.ready if site.side else None,
+            max_failures=site.max_failures,
         )
         self.side_runner = None if site.side is None else SimSideRunner(
             sim.world, sim.ledger, self.name, self.deliver, lambda: sim.schedule.count("between"),

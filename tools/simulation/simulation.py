@@ -54,6 +54,8 @@ class Options:
     heal_fraction: float = 0.7
     timing: Timing = TIMING
     rates: FaultRates = field(default_factory=FaultRates)
+    # ``enqueue run --max-failures`` for every site but the first (which keeps the rotation going); None: off.
+    max_failures: Optional[int] = None
 
 
 @dataclass
@@ -96,6 +98,8 @@ class Simulation:
                               wall_offset_s=rng.uniform(-6 * 3600, 6 * 3600))
             site = Site(name, clock)
             site.repeat = number < options.sites - options.run_once
+            # Every site but the first may drain itself, so that one always remains.
+            site.max_failures = None if number == 0 else options.max_failures
             self.sites.append(site)
         if "between" in options.faults:
             for site in self.sites:
