@@ -59,6 +59,11 @@ class ClusterStore:
         self.calls.append(f"list {prefix}")
         return []
 
+    def deleted_rev(self, doc_id: str) -> Any:
+        # Read after the check too: whether the leader doc was deleted (it never existed).
+        self.calls.append(f"deleted_rev {doc_id}")
+        return None
+
     def put(self, doc: dict) -> str:
         self.calls.append(f"put {doc.get('_id')}")
         raise Proceeded(doc.get("_id"))
@@ -143,7 +148,8 @@ def test_the_command_line_opt_in_reaches_the_first_write(config, monkeypatch, ca
     err = capsys.readouterr().err
     # The fake store's first write fails the run on purpose: proof the check let it through.
     assert code == 1 and "Proceeded" in err
-    assert [c for c in store.calls if not c.startswith("list ")][:3] == ["check", "copies", "put enqueue_leader"]
+    assert [c for c in store.calls if not c.startswith(("list ", "deleted_rev "))][:3] == ["check", "copies",
+                                                                                      "put enqueue_leader"]
 
 
 def test_a_bad_allow_cluster_value_is_a_config_error(config, capsys) -> None:
