@@ -10,7 +10,10 @@ Guarantees
 * A running turn is taken away only after its holder's silence is confirmed
   on a fresh read of its heartbeat; the record of a turn taken away is
   written before the write that ends it, and withdrawn after that write
-  lost its race only while the leader doc shows the turn still going on.
+  lost its race only while the leader doc shows the turn still going on
+  (written back if it ended meanwhile); once that write went through, the
+  record is written again if it is missing (another leader withdrew the
+  one this write relied on).
 * A leader doc that is missing or does not parse is rewritten only once its
   current revision (a deletion's tombstone included) has been so for
   ``heartbeat_stale`` by this agent's observation, confirmed on a fresh read
@@ -140,45 +143,57 @@ class Leadership:
             self.shared.reread(docs.heartbeat_id(p.revoked_site))
             if self.view.liveness.rev(p.revoked_site) != before:
                 return True
+        record = None
         if p.revoked_site is not None:
             # The record goes before the write that ends the turn: a lost answer or a crash in between
             # cannot leave the turn over without one.
-            self.records.write_now(
-                TurnRecord(
-                    turn=p.revoked_turn,
-                    site=p.revoked_site,
-                    how=Outcome.REVOKED if p.revoked_running else Outcome.NOT_STARTED,
-                    leader=self.me,
-                    ended_at=self._now_text(),
-                    note=p.reason,
-                )
+            record = TurnRecord(
+                turn=p.revoked_turn,
+                site=p.revoked_site,
+                how=Outcome.REVOKED if p.revoked_running else Outcome.NOT_STARTED,
+                leader=self.me,
+                ended_at=self._now_text(),
+                note=p.reason,
             )
+            self.records.write_now(record)
         if not self.shared.cas_leader(p.doc):
-            fresh = self.view.leader
-            if p.revoked_site is not None and fresh is not None and fresh.holds(p.revoked_site, p.revoked_turn):
-                # The turn goes on, so my record of ending it is false. Had another write ended it (another
-                # leader's revocation, which may have found my record and written none of its own), the
-                # record must stay: the runner's report, if it comes, is added to it.
-                self._withdraw_record(p.revoked_turn)
+            if record is not None:
+                self._withdraw_record(record)
             return True
+        if record is not None:
+            # Another leader's record may be the one this turn has (mine found it and added nothing), and
+            # that leader withdraws it when its own write lost: make sure, now that the turn is over, that
+            # one stands.
+            self.records.write_now(record)
         log.info("%s", p.reason)
         return True
 
-    def _withdraw_record(self, turn: int | None) -> None:
-        """Delete my record of taking ``turn`` away, written before a write that then lost its race.
+    def _withdraw_record(self, record: TurnRecord) -> None:
+        """Delete my record of taking a turn away, written before a write that then lost its race, if the
+        turn goes on (the leader doc I now hold still gives it to its site).
 
-        Best effort: a record left behind (this agent dies first, the delete
-        fails) is completed by the site's own report when it ends the turn.
+        Another leader may have ended the turn meanwhile, relying on this very
+        record (its own write found it and added nothing): so after the
+        delete the leader doc is read again, and the record written back if
+        the turn is over by then; that leader also writes its record again
+        once its write went through. Best effort: a record left behind (this
+        agent dies first, the delete fails) is completed by the site's own
+        report when it ends the turn.
         """
-        if turn is None:
+        fresh = self.view.leader
+        if fresh is None or not fresh.holds(record.site, record.turn):
             return
-        raw = self.store.get(docs.turn_record_id(turn, docs.turn_prefix(self.view.leader_doc)))
+        raw = self.store.get(docs.turn_record_id(record.turn, docs.turn_prefix(self.view.leader_doc)))
         if raw is None or raw.get("leader") != self.me or raw.get("host") is not None or "runner_report" in raw:
             return
         try:
             self.store.delete(raw)
         except Conflict:
-            pass
+            return
+        self.shared.reread(self.view.leader_doc)
+        again = self.view.leader
+        if again is None or not again.holds(record.site, record.turn):
+            self.records.write_now(record)
 
     def repair_due_at(self) -> float | None:
         """When a missing or broken leader doc may be rewritten; None while it parses."""

@@ -63,6 +63,8 @@ class AnswerLosingStore(MemoryStore):
         self.deleted: list[str] = []
 
     def delete(self, doc: dict) -> None:
+        if self.meanwhile is not None:
+            self.meanwhile(dict(doc, _deleted=True))
         super().delete(doc)
         self.deleted.append(doc["_id"])
 
@@ -526,3 +528,28 @@ def test_a_revocation_that_lost_its_race_while_the_turn_goes_on_withdraws_its_re
     _once_before_the_leader_doc_is_written(store, {"paused": True, "updated_by": "admin"})
     agent.step(clock.monotonic())
     assert store.deleted[:1] == [docs.turn_record_id(6)]
+
+
+def test_a_withdrawn_record_is_written_back_when_another_leader_ended_the_turn_meanwhile(store, clock) -> None:
+    """Alpha's write loses to echo's election; while alpha withdraws its record, echo takes turn 6 back,
+    relying on that record (echo's own record write found it)."""
+    agent = _leading_alpha_with_a_grant_to_a_site_that_left(store, clock)
+
+    def meanwhile(doc: dict) -> None:
+        store.meanwhile = None  # echo's own writes go straight through
+        raw = store.get("enqueue_leader")
+        if doc.get("_id") == "enqueue_leader" and raw["leader"] == "alpha":
+            raw.update(leader="echo", leader_term=2, updated_by="echo")  # elected: turn 6 still granted
+            store.put(raw)
+        elif doc.get("_id") == docs.turn_record_id(6) and raw["leader"] == "echo" and "_deleted" in doc:
+            raw.update(status="done", last_how="not started", updated_by="echo")
+            store.put(raw)
+            return
+        store.meanwhile = meanwhile
+
+    store.meanwhile = meanwhile
+    agent.step(clock.monotonic())
+    assert store.deleted == [docs.turn_record_id(6)], "alpha withdrew its record"
+    assert leader(store).status == docs.DONE and leader(store).leader == "echo"
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(6)))
+    assert record is not None and (record.site, record.how) == ("bravo", "not started")

@@ -32,11 +32,8 @@ SITE_NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "
 
 # The protocol's durations in the simulation: the chaos harness's defaults.
 TIMING = Timing(heartbeat_delay_s=1.0, heartbeat_stale_s=4.0, conflict_delay_s=1.0, kill_grace_s=0.5)
-#: The fault classes of the default budget (tests/tools/simulation/test_budget.py), ``--faults`` syntax.
-#: Left out, because the repair of a leader doc still fails with them in a few seeds (docs/GUARANTEES.md,
-#: section 4): ``delete-leader`` and ``garble-leader`` (a turn number handed out twice after repeated
-#: deletions; a repair's record, written before a rewrite that then fails, left on a later turn).
-DEFAULT_FAULTS = "all,-delete-leader,-garble-leader"
+#: The fault classes of the default budget (tests/tools/simulation/test_budget.py), ``--faults`` syntax: every one.
+DEFAULT_FAULTS = "all"
 # Clock rates lie within 1 +- this: two hosts then differ by less than heartbeat_delay / heartbeat_stale.
 RATE_SPREAD = 0.1
 # The share of agent restarts (after a death or an exit, while faults strike) made at once, as a site loop does.
