@@ -386,7 +386,7 @@ def loop_handoff(bench: Bench, sites: list[str], label: str, server_pid: int | N
         run_options = [f"--heartbeat-delay={bench.args.delay}", f"--heartbeat-stale={bench.args.stale}",
                        "--conflict-delay=0.2s", f"--log-file={agent_logs[site]}", *bench.args.agent_args]
         bench.agents[site] = subprocess.Popen(
-            ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--monitor", "sleep 0.05",
+            ["bash", str(LOOP), "--run-once", "--enqueue", f"{sys.executable} -m enqueue", "--monitor", "sleep 0.05",
              "--pause", "0", *[f"--run-option={o}" for o in run_options], str(bench.config), site,
              "--", "/bin/sh", "-c", probe, str(log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -51,7 +51,7 @@ def loops() -> Iterator[list[subprocess.Popen]]:
 
 def start_loop(config: Path, workdir: Path, site: str, *options: str, sleep_s: float = 0.1) -> subprocess.Popen:
     command = [sys.executable, probe.PATH, str(workdir / "probe.log"), "--sleep", str(sleep_s)]
-    argv = ["bash", str(LOOP), "--enqueue", f"{sys.executable} -m enqueue", "--log", str(workdir / f"loop-{site}.log"),
+    argv = ["bash", str(LOOP), "--run-once", "--enqueue", f"{sys.executable} -m enqueue", "--log", str(workdir / f"loop-{site}.log"),
             "-o", f"--heartbeat-delay={DELAY}", "-o", f"--heartbeat-stale={STALE}", "-o", f"--kill-grace={GRACE}",
             "-o", f"--conflict-delay={CONFLICT}", "-o", f"--log-file={workdir / f'agent-{site}.log'}",
             *options, str(config), site, "--", *command]
