@@ -13,11 +13,13 @@ leadership (enqueue.leadership), the reads and compare-and-swap writes of the
 shared documents (enqueue.shared_docs, into the ``View`` of enqueue.view),
 the records still owed (enqueue.records), the moments to wake up at
 (enqueue.timers), the side commands outside my turns (enqueue.side_duties,
-deciding by enqueue.side_steps), the drain of myself after too many failed
-turns (enqueue.self_drain) and a run-once agent's --max-wait
-(enqueue.max_wait). This module decides what is due, in order: my own turn
-first (finishing it hands over, which is the fast path), then the side
-commands, then the registry, then leadership, then whether to leave.
+deciding by enqueue.side_steps; whether I take a turn granted to me is one
+rule on what my heartbeat says), the drain of myself after too many failed
+turns (enqueue.self_drain), a run-once agent's --max-wait (enqueue.max_wait)
+and a refused write (enqueue.write_refusal). This module decides what is
+due, in order: my own turn first (finishing it hands over, which is the fast
+path), then the side commands, then the registry, then leadership, then
+whether to leave.
 
 Guarantees
 ----------
