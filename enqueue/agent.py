@@ -12,11 +12,14 @@ and its lease (enqueue.lease), the site's own turn (enqueue.own_turn),
 leadership (enqueue.leadership), the reads and compare-and-swap writes of the
 shared documents (enqueue.shared_docs, into the ``View`` of enqueue.view),
 the records still owed (enqueue.records), the moments to wake up at
-(enqueue.timers), the side commands outside my turns (enqueue.side_steps).
-This module decides what is due, in order: my own turn first (finishing it
-hands over, which is the fast path), then the side commands, then the
-registry, then leadership, then whether to leave. Whether I take a turn
-granted to me is one rule on what my heartbeat says (``_wants_turn_now``).
+(enqueue.timers), the side commands outside my turns (enqueue.side_duties,
+deciding by enqueue.side_steps; whether I take a turn granted to me is one
+rule on what my heartbeat says), the drain of myself after too many failed
+turns (enqueue.self_drain), a run-once agent's --max-wait (enqueue.max_wait)
+and a refused write (enqueue.write_refusal). This module decides what is
+due, in order: my own turn first (finishing it hands over, which is the fast
+path), then the side commands, then the registry, then leadership, then
+whether to leave.
 
 Guarantees
 ----------
@@ -34,27 +37,28 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from enqueue import documents as docs
-from enqueue import failures, leadership, security, turns
+from enqueue import leadership, turns
 from enqueue.clock import format_time
-from enqueue.documents import LEFT, LEFT_MAX_WAIT, LEFT_STOPPED, LEFT_TURN_DONE, NOT_READY, WAITING
-from enqueue.durations import format_duration
-from enqueue.errors import (EXIT_NO_TURN, AuthFailed, Conflict, EnqueueError, Forbidden, NoTurnInTime, SiteLockedOut,
-                            StoreError)
+from enqueue.documents import LEFT, LEFT_MAX_WAIT, LEFT_STOPPED, LEFT_TURN_DONE
+from enqueue.errors import EXIT_NO_TURN, AuthFailed, Conflict, EnqueueError, Forbidden, StoreError
 from enqueue.events import DocChanged, Event, FeedFailed, FeedResumed, SideCommandEnded, StopRequested
 from enqueue.leadership import Leadership
 from enqueue.lease import Identity, Lease
-from enqueue.leaving import Leaving
+from enqueue.leaving import Left, Leaving
+from enqueue.max_wait import MaxWait
 from enqueue.outcomes import Outcome
 from enqueue.own_turn import CommandRunner, OwnTurn
 from enqueue.records import RecordQueue
+from enqueue.self_drain import SelfDrain
 from enqueue.shared_docs import Outage, SharedDocs, refuse_cluster
-from enqueue.side_steps import READY_COMMAND, READY_RETRY_S, SidePlan, SideRunner, SideSteps
+from enqueue.side_duties import SideDuties
+from enqueue.side_steps import SideRunner
 from enqueue.timers import Timers
 from enqueue.view import View
+from enqueue.write_refusal import WriteRefusal
 
 if TYPE_CHECKING:
     from enqueue.clock import Clock
@@ -63,17 +67,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("enqueue.agent")
 
-_REFUSED = "refused by the server: "
 _MAX_WAIT_S = 60.0
 _STEPS_PER_CALL = 50
-
-
-@dataclass(frozen=True)
-class Left:
-    """The agent is done; the process exits with ``exit_code`` (``error``: said in one line, then exits)."""
-
-    exit_code: int
-    error: EnqueueError | None = None
 
 
 class Agent:
@@ -96,14 +91,11 @@ class Agent:
         self.leadership = Leadership(self.me, self.t, self.shared, self.records, store, rng, self._now_text)
         self.leaving = Leaving(self.t.heartbeat_stale_s)
         self.outage = Outage(self.t.heartbeat_delay_s)
-        self.refused_at_beat = 0
+        self.refusal = WriteRefusal(self.me, self.lease)
         self.feed_since: Seq | None = None
-        self.side = SideSteps(SidePlan(settings.between, settings.between_every_s, settings.ready,
-                                       min(READY_RETRY_S, self.t.heartbeat_delay_s)))
-        self.side_runner = side_runner
-        if self.side.plan.any and side_runner is None:
-            raise ValueError("--between and --ready need a side runner")
-        self.wait_ends_at: float | None = None
+        self.side = SideDuties(settings, self.lease, side_runner)
+        self.drain = SelfDrain(settings, self.view, self.shared, self.own, self._now_text)
+        self.max_wait = MaxWait(self.me, settings.max_wait_s, self.own, self.view)
 
     # ------------------------------------------------------------------ the public face
 
@@ -129,17 +121,14 @@ class Agent:
         self.feed_since = self.store.current_seq()
         self.shared.read_all()
         previous = self.view.heartbeats.get(self.me)
-        if previous is not None:
-            # A run-once loop starts one agent per turn: the run of failed turns goes on from the last one's.
-            self.own.failures = failures.FailureRun(previous.failed_in_a_row, previous.last_failed_exit_code)
+        self.drain.carry_on(previous)
         self.lease.refuse_local_twin(previous)
         self.lease.wait_out_previous(previous, self.clock.monotonic())
         self.shared.register(self._now_text())
         # Say from the first beat that a side command comes before any turn.
-        self.lease.state, self.lease.not_ready = self._side_state()
+        self.lease.state, self.lease.not_ready = self.side.state()
         self._beat()
-        if self.s.max_wait_s is not None:
-            self.wait_ends_at = self.clock.monotonic() + self.s.max_wait_s
+        self.max_wait.begin(self.clock.monotonic())
         log.info("registered as site %s on %s (pid %d), %s", self.me, self.lease.identity.host,
                  self.lease.identity.pid, "taking turns until stopped" if self.s.repeat else "waiting for one turn")
 
@@ -157,11 +146,9 @@ class Agent:
             self.leaving.request(event.signum)
             if self.own.command_may_run:
                 self.own.stop_command(Outcome.STOPPED)
-            if self.side.running is not None and self.side_runner is not None:
-                log.info("stopping the %s command", self.side.running)
-                self.side_runner.stop()
+            self.side.stop()
         elif isinstance(event, SideCommandEnded):
-            self._side_ended(event)
+            self.side.ended(event)
         else:
             self.own.on_runner(event)
 
@@ -185,9 +172,9 @@ class Agent:
         t.set("campaign", self.leadership.campaign_not_before)
         t.set("orphans", self.lease.orphans_safe_at)
         t.set("give up", self.leaving.give_up_at)
-        t.set("max wait", self.wait_ends_at if self._may_give_up() else None)
+        t.set("max wait", self.max_wait.wake_at())
         t.set("repair", self.leadership.repair_due_at())
-        t.set("side", self.side.next_due_at() if self._side_steps_go_on() else None)
+        t.set("side", self.side.next_due_at(stopping=self.leaving.stopping, turns_done=self.own.turns_done))
         if now >= self.lease.next_beat_at and now >= self.outage.retry_at:
             return now
         stale = self.view.next_stale_after(now)
@@ -208,29 +195,16 @@ class Agent:
             again = self._decide(now)
             if not isinstance(again, Left):
                 self.outage.over(now)
-                self._refusal_over()
+                self.refusal.over()
             return again
         except Conflict:
             return True
         except StoreError as exc:
             if isinstance(exc, (Forbidden, AuthFailed)):
-                self._refused(exc)
+                self.refusal.refused(exc)
             self.outage.note(exc, self.clock.monotonic())
             self.shared.need_full_read = True
             return self._leave() if self.leaving.stopping and self.own.current is None else False
-
-    def _refused(self, exc: StoreError) -> None:
-        """Say in the heartbeat (status shows it) that a write was refused; end with exit 4 if none can ever pass."""
-        if security.locks_out(str(exc), docs.heartbeat_id(self.me)):
-            raise SiteLockedOut(f"{exc}; site {self.me} cannot take part with these credentials and documents")
-        self.lease.message = f"{_REFUSED}{exc}"
-        self.refused_at_beat = self.lease.beat_count
-
-    def _refusal_over(self) -> None:
-        """Clear the refusal from the heartbeat once one heartbeat has carried it and a step has gone through."""
-        message = self.lease.message
-        if message is not None and message.startswith(_REFUSED) and self.lease.beat_count > self.refused_at_beat + 1:
-            self.lease.message = None
 
     def _decide(self, now: float) -> bool | Left:
         if now >= self.lease.next_beat_at:
@@ -243,28 +217,29 @@ class Agent:
         view, own = self.view, self.own
         # 1. My own turn first: finishing it hands over, which is the fast path.
         if own.current is not None and own.current.ending is not None:
-            again = own.finish(repeat=self._repeat(), next_state=self.side.state_after_turn())
+            again = own.finish(repeat=self._repeat(), next_state=self.side.steps.state_after_turn())
             if own.current is None:
-                self.side.turn_ended()
+                self.side.steps.turn_ended()
             return again
         if own.current is not None:
             own.check_still_mine()
         elif turns.holds_running(view.leader, self.me):
             return own.adopt_own_confirm() or own.end_orphaned(now)
-        elif self._wants_turn_now() and turns.granted_to_me(view.leader, self.me):
-            if not self._drained() and not self._drain_due():
+        elif self.side.wants_turn_now(stopping=self.leaving.stopping, repeat=self._repeat()) and \
+                turns.granted_to_me(view.leader, self.me):
+            if not self.drain.drained() and not self.drain.due():
                 return own.confirm_and_start()
         # 1b. Outside a turn: the side commands (--between, --ready), with the state they make me say.
-        if own.current is None and self._side_steps_go_on():
-            self._side_step(now)
+        if own.current is None and self.side.go_on(stopping=self.leaving.stopping, turns_done=own.turns_done):
+            self.side.step(now, self._set_state)
         # 2. The registry: a site missing from it (broken, deleted, or an entry removed) registers again.
         if not self.leaving.stopping and (view.registry is None or self.me not in view.registry.sites):
             log.warning("site %s is not in the registry %s: registering again (to retire a site, stop its agent "
                         "before removing it)", self.me, self.s.sites_doc)
             self.shared.register(self._now_text())
             return True
-        if self._drain_due():
-            return self._drain_myself()
+        if self.drain.due():
+            return self.drain.drain(self._leave)
         # 3. Leadership.
         if view.leader is None:
             return not self.leaving.stopping and self.leadership.repair(now)
@@ -275,62 +250,14 @@ class Agent:
         # 4. Done?
         if own.current is None and (self.leaving.stopping or (not self.s.repeat and own.turns_done > 0)):
             return self._leave()
-        if self.wait_ends_at is not None and now >= self.wait_ends_at and self._may_give_up():
+        if self.max_wait.over(now):
             return self._leave(gave_up=True)
         return False
-
-    def _may_give_up(self) -> bool:
-        """Run-once with --max-wait, and no turn of mine has started or is on record as running."""
-        return self.wait_ends_at is not None and self.own.current is None and self.own.turns_done == 0 and \
-            not turns.holds_running(self.view.leader, self.me)
 
     # ------------------------------------------------------------------ heartbeat and state
 
     def _repeat(self) -> bool:
         return bool(self.s.repeat) and not self.leaving.stopping
-
-    def _wants_turn_now(self) -> bool:
-        """Whether I take a turn granted to me now: the one rule (``wants_turn``) on what my heartbeat says."""
-        return not self.leaving.stopping and docs.wants_turn(self.lease.state, self._repeat())
-
-    # ------------------------------------------------------------------ side commands (enqueue.side_steps)
-
-    def _side_steps_go_on(self) -> bool:
-        """Side commands run while I take part: not once stopping, nor after a run-once agent's turn."""
-        return self.side.plan.any and not self.leaving.stopping and (bool(self.s.repeat) or self.own.turns_done == 0)
-
-    def _side_state(self) -> tuple[str, str | None]:
-        """The state I say outside a turn, and the ``not_ready`` line that goes with it."""
-        state = self.side.state()
-        return state, (self.side.not_ready_line or "checking") if state == NOT_READY else None
-
-    def _side_step(self, now: float) -> None:
-        """Start the side command that is due, if any, and say the state that follows."""
-        name = self.side.due(now)
-        if name is not None:
-            assert self.side_runner is not None
-            self.side.started(name, now)
-            log.info("running the %s command: %s", name, self.side.command_line(name))
-            self.side_runner.start(name, self.side.command_line(name), {"ENQUEUE_SITE": self.me})
-        state, self.lease.not_ready = self._side_state()
-        self._set_state(state)
-
-    def _side_ended(self, ev: SideCommandEnded) -> None:
-        """Take in the end of a side command; the next step says the state that follows."""
-        if ev.name != self.side.running:
-            return
-        took = "" if ev.duration_s is None else f" after {ev.duration_s:.1f} s"
-        if ev.name != READY_COMMAND:
-            log.info("the %s command exited with code %s%s", ev.name, ev.exit_code, took)
-        elif ev.exit_code == 0:
-            log.info("ready: the ready command exited with code 0%s", took)
-        else:
-            log.warning("not ready: the ready command exited with code %s%s: %s; checking again in %s",
-                        ev.exit_code, took, ev.first_line or "(no output)",
-                        format_duration(self.side.plan.ready_every_s))
-        self.side.ended(ev.name, ev.exit_code, ev.first_line)
-        # Only the field: the next heartbeat carries it (``handle`` writes nothing).
-        self.lease.not_ready = self._side_state()[1]
 
     def _now_text(self) -> str:
         return format_time(self.clock.now(), self.s.time_format)
@@ -340,9 +267,7 @@ class Agent:
         cur = self.own.current
         hb = self.lease.beat(repeat=self._repeat(), turn=None if cur is None else cur.turn, now_text=self._now_text(),
                              extra={"last_exit_code": self.own.last_exit_code, "turns_done": self.own.turns_done,
-                                    leadership.TURN_SEEN: self.view.max_turn_seen,
-                                    failures.FAILED_IN_A_ROW: self.own.failures.count,
-                                    failures.LAST_FAILED_EXIT_CODE: self.own.failures.last_exit_code})
+                                    leadership.TURN_SEEN: self.view.max_turn_seen, **self.drain.heartbeat_fields()})
         assert hb.rev is not None
         self.view.own_beat(hb, hb.rev, self.clock.monotonic())
         self.own.extend(self.lease.deadline())
@@ -351,39 +276,6 @@ class Agent:
         """Change what I say I want; write it at once only when the leader must know now (``Lease.set_state``)."""
         if self.lease.set_state(state, self._repeat()):
             self._beat()
-
-    def _drained(self) -> bool:
-        entry = self.view.registry.sites.get(self.me) if self.view.registry else None
-        return entry is not None and entry.drained
-
-    def _drain_due(self) -> bool:
-        """My command failed ``max_failures`` turns in a row and I have not drained myself yet."""
-        return failures.drain_due(self.own.failures, self.s.max_failures)
-
-    def _drain_myself(self) -> bool:
-        """Drain my own registry entry (compare-and-swap; a 409 re-reads and decides again); True: decide again."""
-        run = self.own.failures
-        registry = self.view.registry
-        if registry is None or self.me not in registry.sites:
-            return False
-        if not self._drained():
-            stored = registry.raw.get("sites", {}).get(self.me)
-            entry = dict(stored) if isinstance(stored, dict) else {"heartbeat_doc": docs.heartbeat_id(self.me)}
-            try:
-                if not self.shared.cas_own_entry(failures.self_drained_entry(entry, self.me, run, self._now_text())):
-                    return True
-            except Forbidden as exc:
-                # Rules older than --max-failures: taking more turns is what the drain is there to prevent.
-                self._leave()
-                raise SiteLockedOut(f"site {self.me} must drain itself ({failures.drain_reason(run)}) but the access "
-                                    f"rules refuse it ({exc}); update them with 'enqueue init' (a server admin's "
-                                    f"credentials), or drain it with 'enqueue sites CONFIG drain {self.me}'") from None
-            log.error("drained site %s: %s; it gets no turn until 'enqueue sites %s undrain %s'", self.me,
-                      failures.drain_reason(run), self.s.config_path or "CONFIG", self.me)
-        else:
-            log.warning("site %s is already drained; its command failed %d turns in a row", self.me, run.count)
-        self.own.failures = failures.FailureRun()
-        return True
 
     # ------------------------------------------------------------------ leaving
 
@@ -403,8 +295,5 @@ class Agent:
         except EnqueueError as exc:
             log.warning("could not say goodbye cleanly: %s", exc)
         if gave_up:
-            assert self.s.max_wait_s is not None
-            return Left(EXIT_NO_TURN, NoTurnInTime(
-                f"site {self.me} got no turn within {format_duration(self.s.max_wait_s)} (--max-wait): it left the "
-                "rotation (a site loop goes on with its next iteration)"))
+            return Left(EXIT_NO_TURN, self.max_wait.error())
         return Left(self.leaving.exit_code(self.own.last_exit_code))

@@ -37,12 +37,13 @@ import uuid
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
-from enqueue.agent import Agent, Left
+from enqueue.agent import Agent
 from enqueue.clock import Clock, SystemClock
 from enqueue.events import (CommandEnded, CommandStarted, Event, RunnerReport, StartFailed, StopRequested,
                             SupervisorDied)
 from enqueue.feed import FeedWatcher
 from enqueue.lease import Identity
+from enqueue.leaving import Left
 from enqueue.outcomes import Outcome
 from enqueue.own_turn import CommandRunner
 from enqueue.runner import Runner, RunnerEvent

@@ -11,20 +11,30 @@ names the turn, which the leader takes back (and records) after
 ``heartbeat_stale`` of this site's silence, exactly as after a crash.
 
 Exit code: ``128 + signal`` when stopped by a signal, else the last
-command's exit code (``EXIT_FAILURE`` when no command ran to its end).
+command's exit code (``EXIT_FAILURE`` when no command ran to its end),
+handed to the driver in ``Left``, what the agent's ``step`` returns once done.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from dataclasses import dataclass
 
-from enqueue.errors import EXIT_FAILURE
+from enqueue.errors import EXIT_FAILURE, EnqueueError
 
 log = logging.getLogger("enqueue.agent")
 
 # The longest a stopping agent retries its last writes once its command is gone.
 STOP_WRITES_MAX_S = 30.0
+
+
+@dataclass(frozen=True)
+class Left:
+    """The agent is done; the process exits with ``exit_code`` (``error``: said in one line, then exits)."""
+
+    exit_code: int
+    error: EnqueueError | None = None
 
 
 class Leaving:

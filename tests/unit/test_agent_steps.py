@@ -16,12 +16,13 @@ from typing import Callable
 import pytest
 
 from enqueue import documents as docs
-from enqueue.agent import Agent, Left
+from enqueue.agent import Agent
 from enqueue.clock import FakeClock
 from enqueue.config import AgentSettings, Connection, Timing
 from enqueue.errors import Forbidden, SiteLockedOut, Unreachable
 from enqueue.events import CommandEnded, CommandStarted, DocChanged, SideCommandEnded, StopRequested
 from enqueue.lease import Identity
+from enqueue.leaving import Left
 from enqueue.memory_store import MemoryStore
 
 TIMING = Timing(heartbeat_delay_s=0.5, heartbeat_stale_s=2.0, conflict_delay_s=0.2, kill_grace_s=0.3)

@@ -16,11 +16,12 @@ import signal
 import traceback
 from typing import Callable, List, Optional, Protocol
 
-from enqueue.agent import Agent, Left
+from enqueue.agent import Agent
 from enqueue.config import AgentSettings, Connection
 from enqueue.errors import EnqueueError
 from enqueue.events import DocChanged, Event, StopRequested
 from enqueue.lease import Identity
+from enqueue.leaving import Left
 from enqueue.side_steps import SidePlan
 from enqueue.timing import Timing
 

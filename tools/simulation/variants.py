@@ -1,8 +1,9 @@
 """Deliberately broken variants of the real agent, to show the simulation catches each.
 
 Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
-enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.fenced_turn: the
-supervisor's deadline arithmetic, which the simulated runner uses), applied for the length of
+enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.side_duties,
+enqueue.fenced_turn: the supervisor's deadline arithmetic, which the simulated
+runner uses), applied for the length of
 a ``with`` block: the simulation then runs the real code with that one rule
 broken. ``VARIANTS`` names each with the invariant it must trip.
 """
@@ -17,12 +18,12 @@ from unittest import mock
 from enqueue import leadership as leadership_module
 from enqueue import repair as repair_module
 from enqueue import view as view_module
-from enqueue.agent import Agent
 from enqueue.documents import HEARTBEAT_PREFIX
 from enqueue.fenced_turn import FencedTurn
 from enqueue.lease import Lease
 from enqueue.own_turn import OwnTurn
 from enqueue.shared_docs import SharedDocs
+from enqueue.side_duties import SideDuties
 
 
 @contextmanager
@@ -129,7 +130,7 @@ def repair_resumes_above_the_claims() -> Iterator[None]:
 @contextmanager
 def turn_taken_while_between() -> Iterator[None]:
     """An agent takes a turn granted to it whatever its heartbeat says, also while its side command runs."""
-    with mock.patch.object(Agent, "_wants_turn_now", lambda self: not self.leaving.stopping):
+    with mock.patch.object(SideDuties, "wants_turn_now", lambda self, *, stopping, repeat: not stopping):
         yield
 
 
