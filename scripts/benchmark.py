@@ -350,17 +350,8 @@ def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None, 
         bench.start(site, log, probe)
         watched.clients[site] = psutil.Process(bench.agents[site].pid)
     sampler = MemorySampler(watched, max(0.25, len(sites) / 200))
-    deadline = time.monotonic() + bench.args.max_seconds
-    window_start: tuple[int, dict[str, float]] | None = None
     try:
-        while time.monotonic() < deadline:
-            runs = [r for r in checker.read(str(log)).runs if r.end_ns]
-            if window_start is None and len(runs) >= 5:
-                window_start = (time.time_ns(), watched.snapshot())
-            if len(runs) >= bench.args.turns + 5 and len({r.site for r in runs}) == len(sites):
-                break
-            time.sleep(0.05)
-        window_end = (time.time_ns(), watched.snapshot())
+        window_start, window_end = _measuring_window(bench, log, sites, watched)
         leader = bench.leader()
     finally:
         sampler.stop()
@@ -370,6 +361,26 @@ def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None, 
     start = window_start or window_end
     return measure(Figures(label, len(sites)), report, launched_ns, sites, (start[0], window_end[0]),
                    (start[1], window_end[1]), leader.leader if leader else None, watched)
+
+
+def _measuring_window(bench: Bench, log: Path, sites: list[str], watched: Watched
+                      ) -> tuple[tuple[int, dict[str, float]] | None, tuple[int, dict[str, float]]]:
+    """Follow the probe log until ``--turns`` handoffs after the first five and every site had a turn.
+
+    Returns the window's start (after the fifth turn; None if it never came) and end, each as the
+    time and a snapshot of the watched processes' CPU.
+    """
+    deadline = time.monotonic() + bench.args.max_seconds
+    window_start: tuple[int, dict[str, float]] | None = None
+    while time.monotonic() < deadline:
+        runs = [r for r in checker.read(str(log)).runs if r.end_ns]
+        if window_start is None and len(runs) >= 5:
+            window_start = (time.time_ns(), watched.snapshot())
+        if len(runs) >= bench.args.turns + 5 and len({r.site for r in runs}) == len(sites):
+            break
+        time.sleep(0.05)
+    window_end = (time.time_ns(), watched.snapshot())
+    return window_start, window_end
 
 
 LOOP = Path(__file__).resolve().parent.parent / "sites" / "enqueue-loop.sh"
@@ -391,17 +402,8 @@ def loop_handoff(bench: Bench, sites: list[str], label: str, server_pid: int | N
              "--", "/bin/sh", "-c", probe, str(log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-    deadline = time.monotonic() + bench.args.max_seconds
-    window_start: tuple[int, dict[str, float]] | None = None
     try:
-        while time.monotonic() < deadline:
-            runs = [r for r in checker.read(str(log)).runs if r.end_ns]
-            if window_start is None and len(runs) >= 5:
-                window_start = (time.time_ns(), watched.snapshot())
-            if len(runs) >= bench.args.turns + 5 and len({r.site for r in runs}) == len(sites):
-                break
-            time.sleep(0.05)
-        window_end = (time.time_ns(), watched.snapshot())
+        window_start, window_end = _measuring_window(bench, log, sites, watched)
     finally:
         bench.stop()
     leader = bench.leader()
