@@ -21,6 +21,7 @@ import configparser
 import difflib
 import os
 import stat
+from dataclasses import dataclass
 from typing import Optional
 
 from enqueue.errors import ConfigError
@@ -29,7 +30,7 @@ from enqueue.setting_values import RawValue
 
 __all__ = [
     "COUCHDB_SECTION", "ENQUEUE_SECTION", "COUCHDB_KEYS", "ENQUEUE_KEYS",
-    "read_file", "not_a_regular_file", "misspelt_section", "section_values",
+    "read_file", "read_text", "TextFileWording", "not_a_regular_file", "misspelt_section", "section_values",
 ]
 
 COUCHDB_SECTION = "couchdb"
@@ -54,28 +55,62 @@ def not_a_regular_file(path: str) -> Optional[str]:
         "not a regular file"
 
 
+@dataclass(frozen=True)
+class TextFileWording:
+    """The one-line message for each way reading a text file fails, as ``str.format`` templates.
+
+    Every template may name ``{path}`` and the caller's own names; ``not_a_file``
+    also ``{kind}`` ("a directory", "a FIFO", ...), ``not_text`` ``{byte}`` (the
+    offset of the first byte that does not decode), ``failed`` ``{error}``.
+    """
+
+    not_a_file: str
+    missing: str
+    denied: str
+    not_text: str
+    failed: str
+
+
+def read_text(path: str, encoding: str, wording: TextFileWording, **names: str) -> str:
+    """The whole text of the regular file at ``path``, or one ``ConfigError`` line in ``wording``.
+
+    Anything but a regular file is refused before it is opened (reading a
+    FIFO would hang); no message quotes the file's contents.
+    """
+    kind = not_a_regular_file(path)
+    if kind is not None:
+        raise ConfigError(wording.not_a_file.format(path=path, kind=kind, **names))
+    try:
+        with open(path, encoding=encoding) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise ConfigError(wording.missing.format(path=path, **names)) from None
+    except IsADirectoryError:
+        raise ConfigError(wording.not_a_file.format(path=path, kind="a directory", **names)) from None
+    except PermissionError:
+        raise ConfigError(wording.denied.format(path=path, **names)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(wording.not_text.format(path=path, byte=exc.start, **names)) from None
+    except OSError as exc:
+        raise ConfigError(wording.failed.format(path=path, error=exc.strerror or exc, **names)) from None
+
+
+_CONFIG_FILE_WORDING = TextFileWording(
+    not_a_file="{path}: is {kind}, not a configuration file",
+    missing="{path}: no such configuration file",
+    denied="{path}: cannot read the configuration file (permission denied)",
+    not_text="{path}: not UTF-8 text (byte {byte})",
+    failed="{path}: cannot read the configuration file: {error}",
+)
+
+
 def read_file(path: str) -> configparser.ConfigParser:
     """Read and parse the INI file; every failure is a one-line ``ConfigError``.
 
     A UTF-8 byte order mark (as some Windows editors write) is skipped;
     anything but a regular file is refused before it is opened.
     """
-    kind = not_a_regular_file(path)
-    if kind is not None:
-        raise ConfigError(f"{path}: is {kind}, not a configuration file")
-    try:
-        with open(path, encoding="utf-8-sig") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a configuration file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: cannot read the configuration file (permission denied)") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror or exc}") from None
+    text = read_text(path, "utf-8-sig", _CONFIG_FILE_WORDING)
 
     # [DEFAULT] would leak its keys into our sections; treat it as just another foreign section.
     parser = configparser.ConfigParser(

@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 
 from enqueue import hints
 from enqueue.config_file import (
-    COUCHDB_KEYS, COUCHDB_SECTION, ENQUEUE_KEYS, ENQUEUE_SECTION, not_a_regular_file, read_file, section_values,
+    COUCHDB_KEYS, COUCHDB_SECTION, ENQUEUE_KEYS, ENQUEUE_SECTION, TextFileWording, read_file, read_text,
+    section_values,
 )
 from enqueue.errors import ConfigError
 from enqueue.logs import register_secret
@@ -107,22 +108,18 @@ def _readable_by_others(path: str) -> bool:
         return False
 
 
+_PASSWORD_FILE_WORDING = TextFileWording(
+    not_a_file="{where}: password file {path} is {kind}, not a file holding the password",
+    missing="{where}: password file {path} does not exist",
+    denied="{where}: password file {path} is not readable (permission denied)",
+    not_text="{where}: password file {path} is not UTF-8 text",
+    failed="{where}: cannot read password file {path}: {error}",
+)
+
+
 def _read_password_file(value: RawValue) -> str:
     path = resolve_path(value)
-    kind = not_a_regular_file(path)
-    if kind is not None:
-        raise ConfigError(f"{value.where}: password file {path} is {kind}, not a file holding the password")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            password = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"{value.where}: password file {path} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"{value.where}: password file {path} is not readable (permission denied)") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{value.where}: password file {path} is not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{value.where}: cannot read password file {path}: {exc.strerror or exc}") from None
+    password = read_text(path, "utf-8", _PASSWORD_FILE_WORDING, where=value.where)
     # Only the line ending an editor adds is dropped; other whitespace may be part of the password.
     password = password.rstrip("\r\n")
     register_secret(password)

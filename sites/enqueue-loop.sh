@@ -217,9 +217,28 @@ backoff() {
         d = first * 2 ^ (n - 1); if (d > most) d = most; if (d < pause) d = pause; printf "%g", d }'
 }
 
+# retry_or_stop WHERE WHEN OTHERWISE: what follows an exit of 'enqueue run' itself (no command of
+# ours ran): stop with its exit code when retrying cannot fix it; back off while the database is
+# unreachable (unreachable counts those in a row, wait_s gets the delay); otherwise go on. Each log
+# line reads "WHERE enqueue run exit N WHEN (why)...", OTHERWISE ends the last one.
+retry_or_stop() {
+    local where=$1 when=$2 otherwise=$3 reason
+    if reason=$(unfixable_reason "$rc"); then
+        log "${where}enqueue run exit $rc$when ($reason): retrying cannot fix that, stopping with exit code $rc"
+        exit "$rc"
+    elif [ "$rc" -eq 3 ]; then
+        unreachable=$((unreachable + 1))
+        wait_s=$(backoff "$unreachable")
+        log "${where}enqueue run exit 3$when (database unreachable): next try in $wait_s s"
+    else
+        log "${where}enqueue run exit $rc$when$otherwise"
+        unreachable=0
+    fi
+}
+
 # --- the persistent agent (the default): one 'enqueue run --repeat --between' until stopped.
 persistent() {
-    local side=() unreachable=0 wait_s reason
+    local side=() unreachable=0 wait_s
     if [ -n "$monitor" ]; then
         # The agent runs it with sh -c; the variable keeps the command line's bash quoting intact.
         export ENQUEUE_LOOP_MONITOR_CMD=$monitor
@@ -232,17 +251,7 @@ persistent() {
             ${run_options[@]+"${run_options[@]}"} -- "$@"
         [ -n "$stop_signal" ] && break
         wait_s=$retry_delay
-        if reason=$(unfixable_reason "$rc"); then
-            log "enqueue run exit $rc ($reason): retrying cannot fix that, stopping with exit code $rc"
-            exit "$rc"
-        elif [ "$rc" -eq 3 ]; then
-            unreachable=$((unreachable + 1))
-            wait_s=$(backoff "$unreachable")
-            log "enqueue run exit 3 (database unreachable): next try in $wait_s s"
-        else
-            log "enqueue run exit $rc: starting it again in $wait_s s"
-            unreachable=0
-        fi
+        retry_or_stop "" "" ": starting it again in $wait_s s"
         run_step sleep "$wait_s"
     done
     log "stopped by $stop_signal"
@@ -293,16 +302,8 @@ while [ -z "$stop_signal" ]; do
         log "iteration $iteration: no turn within --max-wait (enqueue run exit 75): going on with the next iteration"
         unreachable=0
         wait_s=0
-    elif reason=$(unfixable_reason "$rc"); then
-        log "iteration $iteration: enqueue run exit $rc before the submission started ($reason): retrying cannot fix that, stopping with exit code $rc"
-        exit "$rc"
-    elif [ "$rc" -eq 3 ]; then
-        unreachable=$((unreachable + 1))
-        wait_s=$(backoff "$unreachable")
-        log "iteration $iteration: enqueue run exit 3 before the submission started (database unreachable): next try in $wait_s s"
     else
-        log "iteration $iteration: enqueue run exit $rc before the submission started"
-        unreachable=0
+        retry_or_stop "iteration $iteration: " " before the submission started" ""
     fi
     [ -n "$stop_signal" ] && break
 

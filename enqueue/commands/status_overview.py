@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple, TypeVar
 
 from enqueue import documents as docs
 from enqueue.clock import format_time
@@ -203,6 +203,24 @@ def _int_or_none(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+_Doc = TypeVar("_Doc")
+
+
+def _parsed(what: str, raw: Optional[Mapping[str, Any]],
+            parse: Callable[[Mapping[str, Any], str], Tuple[Optional[_Doc], List[str]]], doc_id: str,
+            when_missing: str, problems: List[str]) -> Optional[_Doc]:
+    """One shared document parsed, or None; a missing one, one that does not parse, or its problems: a line."""
+    if raw is None:
+        problems.append(f"{what} does not exist ({when_missing})")
+        return None
+    doc, issues = parse(raw, doc_id)
+    if doc is None:
+        problems.append(f"{what} does not parse: {'; '.join(issues)}")
+    elif issues:
+        problems.append(f"{what}: {'; '.join(issues)}")
+    return doc
+
+
 def build(
     settings: AdminSettings,
     database: str,
@@ -228,28 +246,12 @@ def build(
     stale_s = settings.timing.heartbeat_stale_s
     problems: list[str] = []
 
-    leader: Optional[docs.LeaderDoc] = None
-    if leader_raw is None:
-        problems.append(f"leader doc {settings.leader_doc} does not exist (run 'enqueue init' or start an agent)")
-    else:
-        leader, issues = docs.parse_leader(leader_raw, settings.leader_doc)
-        if leader is None:
-            problems.append(f"leader doc {settings.leader_doc} does not parse: {'; '.join(issues)}")
-        elif issues:
-            problems.append(f"leader doc {settings.leader_doc}: {'; '.join(issues)}")
-
-    registry: Mapping[str, docs.SiteEntry] = {}
-    entries_raw: Mapping[str, Any] = {}
-    if sites_raw is None:
-        problems.append(f"sites doc {settings.sites_doc} does not exist (no site has registered yet)")
-    else:
-        parsed, issues = docs.parse_sites(sites_raw, settings.sites_doc)
-        if parsed is None:
-            problems.append(f"sites doc {settings.sites_doc} does not parse: {'; '.join(issues)}")
-        else:
-            registry = parsed.sites
-            entries_raw = sites_raw.get("sites") or {}
-            problems.extend(f"sites doc {settings.sites_doc}: {issue}" for issue in issues)
+    leader = _parsed(f"leader doc {settings.leader_doc}", leader_raw, docs.parse_leader, settings.leader_doc,
+                     "run 'enqueue init' or start an agent", problems)
+    parsed = _parsed(f"sites doc {settings.sites_doc}", sites_raw, docs.parse_sites, settings.sites_doc,
+                     "no site has registered yet", problems)
+    registry: Mapping[str, docs.SiteEntry] = parsed.sites if parsed is not None else {}
+    entries_raw: Mapping[str, Any] = parsed.raw.get("sites") or {} if parsed is not None else {}
 
     by_site = _records_by_site(records_raw, problems)
 

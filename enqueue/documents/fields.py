@@ -1,6 +1,7 @@
 """Reading typed fields from a hand-edited document without ever raising (docs/PROTOCOL.md §2).
 
-``Fields`` collects problems instead of raising: a field with a wrong type
+``document_parser`` turns away what is not a document object before a
+parser reads it. ``Fields`` collects problems instead of raising: a field with a wrong type
 reads as its default with a problem noted, and a required field that is
 missing or unusable also sets ``fatal``, so the document's parser can refuse
 the whole document. Not here: which fields a document has.
@@ -8,9 +9,25 @@ the whole document. Not here: which fields a document has.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import functools
+from typing import Any, Callable, Mapping, TypeVar
 
 from enqueue.site_names import is_site_name
+
+_Parser = TypeVar("_Parser", bound=Callable[..., "tuple[Any, list[str]]"])
+
+
+def document_parser(parse: _Parser) -> _Parser:
+    """The rule every document's parser keeps before reading a field: no document parses to None with no
+    problem, a document that is not a JSON object to None with that problem; ``parse`` sees objects only."""
+    @functools.wraps(parse)
+    def parse_object(raw: object, *names: str) -> tuple[Any, list[str]]:
+        if raw is None:
+            return None, []
+        if not isinstance(raw, Mapping):
+            return None, ["document is not an object"]
+        return parse(raw, *names)
+    return parse_object  # type: ignore[return-value]
 
 
 class Fields:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from enqueue.documents.fields import Fields
+from enqueue.documents.fields import Fields, document_parser
 from enqueue.documents.ids import RUNNING, SCHEMA_VERSION, SITE_STATES, WAITING, heartbeat_id
 
 #: Why an agent said ``left`` (its heartbeat's ``left_because``): it ran its one turn (run-once), or it got
@@ -74,12 +74,9 @@ def wants_turn(state: str | None, repeat: bool) -> bool:
     return state == WAITING or (state == RUNNING and repeat)
 
 
+@document_parser
 def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat | None, list[str]]:
     """Parse a heartbeat; a bad ``state`` makes the site want nothing, never a crash."""
-    if raw is None:
-        return None, []
-    if not isinstance(raw, Mapping):
-        return None, ["document is not an object"]
     f = Fields(raw)
     hb = Heartbeat(
         site=site,

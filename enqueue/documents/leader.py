@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from enqueue.documents.fields import Fields
+from enqueue.documents.fields import Fields, document_parser
 from enqueue.documents.ids import DONE, GRANTED, MAX_TURN, RUNNING, SCHEMA_VERSION, TURN_STATES
 from enqueue.site_names import is_site_name
 
@@ -58,12 +58,9 @@ class LeaderDoc:
         return self.turn_active and self.running == site and (turn is None or self.turn == turn)
 
 
+@document_parser
 def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc | None, list[str]]:
     """Parse a leader doc; ``(None, problems)`` when its core fields are unusable."""
-    if raw is None:
-        return None, []
-    if not isinstance(raw, Mapping):
-        return None, ["document is not an object"]
     f = Fields(raw)
     rotation_raw = raw.get("rotation", [])
     rotation: tuple[str, ...] = ()

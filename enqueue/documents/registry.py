@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from enqueue.documents.fields import Fields
+from enqueue.documents.fields import Fields, document_parser
 from enqueue.documents.ids import SCHEMA_VERSION, heartbeat_id
 from enqueue.site_names import is_site_name
 
@@ -36,12 +36,9 @@ class SitesDoc:
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+@document_parser
 def parse_sites(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[SitesDoc | None, list[str]]:
     """Parse the registry; entries that do not parse are skipped with a problem noted."""
-    if raw is None:
-        return None, []
-    if not isinstance(raw, Mapping):
-        return None, ["document is not an object"]
     entries = raw.get("sites")
     if not isinstance(entries, Mapping):
         return None, [f"field 'sites' should be an object of site entries, not {entries!r:.60}"]

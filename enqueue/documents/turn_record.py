@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from enqueue.documents.fields import Fields
+from enqueue.documents.fields import Fields, document_parser
 from enqueue.documents.ids import MAX_TURN, SCHEMA_VERSION, TURN_PREFIX, turn_record_id
 
 
@@ -31,12 +31,9 @@ class TurnRecord:
     note: str | None = None
 
 
+@document_parser
 def parse_turn_record(raw: Mapping[str, Any] | None) -> tuple[TurnRecord | None, list[str]]:
     """Parse a turn record (for history); ``None`` when turn or site is unusable."""
-    if raw is None:
-        return None, []
-    if not isinstance(raw, Mapping):
-        return None, ["document is not an object"]
     f = Fields(raw)
     duration = raw.get("duration_s")
     if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))):

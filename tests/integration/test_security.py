@@ -15,11 +15,9 @@ import secrets
 import ssl
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -34,6 +32,7 @@ from enqueue.devserver import DevServer
 from enqueue.outcomes import Outcome
 from tests.support import servers
 from tests.support.agents import Sites, wait_until
+from tests.support.canned_http import canned_server
 from tests.support.log_state import restore_logging  # noqa: F401  (fixture)
 
 SITES = ("alpha", "bravo", "charlie")
@@ -305,39 +304,19 @@ def test_a_site_cannot_change_the_rules_or_who_may_use_the_database(scene: Secur
     assert _snapshot(scene) == before
 
 
-class _NoMajorityHandler(BaseHTTPRequestHandler):
-    """Answers every PUT as CouchDB 3.4.3 answers a member's PUT /db/_security."""
-
-    def do_PUT(self) -> None:  # noqa: N802 (the standard library's name)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = b'{"error":"error","reason":"no_majority"}'
-        self.send_response(500)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_a_security_write_answered_no_majority_is_reported_as_refused() -> None:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _NoMajorityHandler)
-    thread = threading.Thread(target=httpd.serve_forever, name="no-majority-server", daemon=True)
-    thread.start()
-    store = CouchStore(f"http://127.0.0.1:{httpd.server_address[1]}", "db", request_timeout_s=5)
-    try:
-        with pytest.raises(errors.Forbidden, match="only an admin"):
-            store.put_security({})
-        # Elsewhere no_majority is what it says: the cluster could not answer.
-        with pytest.raises(errors.StoreError) as failed:
-            store.put({"_id": "x"})
-        assert not isinstance(failed.value, errors.Forbidden)
-    finally:
-        store.close()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    """CouchDB 3.4.3 answers a member's PUT /db/_security with 500 no_majority."""
+    with canned_server("PUT", 500, b'{"error":"error","reason":"no_majority"}') as server:
+        store = CouchStore(server.url, "db", request_timeout_s=5)
+        try:
+            with pytest.raises(errors.Forbidden, match="only an admin"):
+                store.put_security({})
+            # Elsewhere no_majority is what it says: the cluster could not answer.
+            with pytest.raises(errors.StoreError) as failed:
+                store.put({"_id": "x"})
+            assert not isinstance(failed.value, errors.Forbidden)
+        finally:
+            store.close()
 
 
 def test_an_account_without_the_site_role_can_neither_read_nor_write(scene: Secured, tmp_path) -> None:
@@ -818,19 +797,6 @@ def test_the_command_runs_without_the_agents_database_credentials(secured, tmp_p
 # ---------------------------------------------------------------------------- TLS
 
 
-class _JsonHandler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
-        body = b'{"db_name": "db", "update_seq": 0}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def https_server(tmp_path) -> Iterator[tuple[str, Path]]:
     """An https server on 127.0.0.1 with a self-signed certificate for 127.0.0.1; yields (url, cert)."""
@@ -842,18 +808,10 @@ def https_server(tmp_path) -> Iterator[tuple[str, Path]]:
     )
     if made.returncode != 0:
         pytest.skip(f"openssl cannot make a test certificate: {made.stderr.strip()[:200]}")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _JsonHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(cert), str(key))
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="https-test-server", daemon=True)
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{httpd.server_address[1]}", cert
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with canned_server("GET", 200, b'{"db_name": "db", "update_seq": 0}', tls=context) as server:
+        yield server.url, cert
 
 
 def test_https_is_verified_against_the_configured_ca_file(https_server) -> None:

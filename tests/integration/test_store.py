@@ -32,6 +32,7 @@ from enqueue.devserver import DevServer
 from enqueue.memory_store import MemoryServer, MemoryStore
 from enqueue.store import ChangeBatch, Store
 from tests.support import servers
+from tests.support.canned_http import canned_server
 
 
 @dataclass
@@ -713,32 +714,10 @@ def test_a_wrong_password_raises_auth_failed_without_the_password(tmp_path):
 
 def test_the_couchdb_driver_creates_a_database_with_one_copy_in_one_shard():
     """What a cluster is asked for, seen on the wire (a single node ignores ``n`` and ``q``)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    asked: list[str] = []
-
-    class Recorder(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:  # noqa: N802 -- the http.server protocol
-            asked.append(self.path)
-            body = b'{"ok":true}'
-            self.send_response(201)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    store = CouchStore(f"http://127.0.0.1:{server.server_address[1]}", "enqueue")
-    try:
-        assert store.create_database() is True
-    finally:
-        store.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-    assert asked == ["/enqueue?n=1&q=1"]
+    with canned_server("PUT", 201, b'{"ok":true}') as server:
+        store = CouchStore(server.url, "enqueue")
+        try:
+            assert store.create_database() is True
+        finally:
+            store.close()
+    assert server.asked == ["/enqueue?n=1&q=1"]

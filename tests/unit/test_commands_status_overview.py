@@ -197,3 +197,23 @@ def test_the_text_says_who_is_between_loop_iterations_and_why_a_site_left() -> N
     assert "looping, 2 s ago (turn done)" in rows["a"]
     assert "left, 10 min ago (stopped)" in rows["b"]
     assert status_text.to_json(ov)["sites"][0]["left_because"] == "turn done"
+
+
+def test_each_shared_document_that_is_missing_broken_or_dubious_is_one_problem_line() -> None:
+    def problems(leader: dict | None, sites: dict | None) -> list[str]:
+        ov = overview.build(SETTINGS, "db", "http://x", leader, sites, {}, [], NOW)
+        return [p for p in ov.problems if p.startswith(("leader doc", "sites doc"))]
+
+    assert problems(None, None) == [
+        "leader doc enqueue_leader does not exist (run 'enqueue init' or start an agent)",
+        "sites doc enqueue_sites does not exist (no site has registered yet)"]
+    leader = docs.render_leader(docs.new_leader_doc("enqueue_leader"))
+    assert problems({**leader, "turn": "x"}, {"sites": []}) == [
+        "leader doc enqueue_leader does not parse: field 'turn' should be an integer, not 'x'",
+        "sites doc enqueue_sites does not parse: field 'sites' should be an object of site entries, not []"]
+    dubious = problems({**leader, "paused_reason": 3},
+                       {"sites": {"a": {"drained": "no"}, "b": 1, "Bad Name": {}}})
+    assert dubious == [
+        "leader doc enqueue_leader: field 'paused_reason' should be a string or null, not 3",
+        "sites doc enqueue_sites: site 'a': field 'drained' should be true or false, not 'no'; "
+        "entry for site 'b' is not an object; entry ignored; site name 'Bad Name' is not valid; entry ignored"]

@@ -57,24 +57,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_seed(seed: int, options: Options) -> Result:
-    """One seed's result; a passing seed's trace is dropped (only a failure prints one)."""
+def run_seed(seed: int, options: Options, traces: bool = False) -> Result:
+    """One seed's result; a passing seed's trace is dropped (only a failure prints one) unless ``traces``."""
     result = Simulation(seed, options).run()
-    if result.ok:
+    if result.ok and not traces:
         result.trace = []
     return result
 
 
-def results(seeds: List[int], options: Options, jobs: int) -> Iterator[Result]:
-    """Each seed's result, in the order of ``seeds`` whatever the number of processes."""
+def results(seeds: List[int], options: Options, jobs: int, traces: bool = False) -> Iterator[Result]:
+    """Each seed's result, in the order of ``seeds`` whatever the number of processes.
+
+    A passing seed's trace comes back only with ``traces`` (tests that read it); a failing one's always.
+    """
     if jobs == 1 or len(seeds) == 1:
-        yield from (run_seed(seed, options) for seed in seeds)
+        yield from (run_seed(seed, options, traces) for seed in seeds)
         return
     # Forked workers inherit the parent's modules as they are (a broken variant patched in included).
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
         chunk = max(1, min(20, len(seeds) // (4 * jobs)))
         try:
-            yield from pool.map(run_seed, seeds, [options] * len(seeds), chunksize=chunk)
+            yield from pool.map(run_seed, seeds, [options] * len(seeds), [traces] * len(seeds), chunksize=chunk)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -7,13 +7,16 @@ dies is taken over by an election, as any dead leader.
 
 from __future__ import annotations
 
+import os
 import re
 
+from tools.simulation.cli import results
 from tools.simulation.faults import parse_faults
 from tools.simulation.simulation import DEFAULT_FAULTS, Options, Simulation
 
 SEEDS = range(1, 101)
 STEPS = 800
+JOBS = min(2, os.cpu_count() or 1)
 
 _HANDED = re.compile(r"handed the leadership to (\w+)")
 _TAKEN_OVER = re.compile(r"elected leader \(term \d+\): leader (\w+) (?:is stale|left)")
@@ -22,8 +25,8 @@ _TAKEN_OVER = re.compile(r"elected leader \(term \d+\): leader (\w+) (?:is stale
 def test_every_invariant_holds_with_run_once_sites_under_every_default_fault() -> None:
     options = Options(steps=STEPS, faults=parse_faults(DEFAULT_FAULTS), run_once=2)
     failed, handoffs, heirs_taken_over = [], 0, 0
-    for seed in SEEDS:
-        result = Simulation(seed, options).run()
+    for result in results(list(SEEDS), options, JOBS, traces=True):
+        seed = result.seed
         if not result.ok:
             failed.append((seed, result.violations[0].splitlines()[0]))
         heirs: set[str] = set()
