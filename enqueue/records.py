@@ -40,7 +40,7 @@ the queue only once stored.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional
 
 from enqueue import documents as docs
@@ -135,6 +135,13 @@ def outcome(rec: TurnRecord, raw: Mapping[str, Any]) -> Outcome:
     return Outcome(rec.site, DISPUTED, None,
                    dispute=f"the record says {rec.site} ran it ({rec.how}, exit {rec.exit_code}); "
                            f"{report['site']} reports it ran it ({how}, exit {code})")
+
+
+def as_read(rec: TurnRecord, raw: Mapping[str, Any]) -> TurnRecord:
+    """``rec`` (parsed from ``raw``) with how, exit code, end and duration as a reader takes them (``outcome``)."""
+    taken = outcome(rec, raw)
+    return replace(rec, how=taken.how, exit_code=taken.exit_code, ended_at=taken.ended_at,
+                   duration_s=taken.duration_s)
 
 
 def write_once(store: Store, rec: TurnRecord, me: str, prefix: str = docs.TURN_PREFIX) -> None:
