@@ -1,7 +1,7 @@
 """Deliberately broken variants of the real agent, to show the simulation catches each.
 
 Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
-enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.side_duties,
+enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.records, enqueue.side_duties,
 enqueue.fenced_turn: the supervisor's deadline arithmetic, which the simulated
 runner uses), applied for the length of
 a ``with`` block: the simulation then runs the real code with that one rule
@@ -16,6 +16,7 @@ from typing import Callable, ContextManager, Dict, FrozenSet, Iterator
 from unittest import mock
 
 from enqueue import leadership as leadership_module
+from enqueue import records as records_module
 from enqueue import repair as repair_module
 from enqueue import view as view_module
 from enqueue.documents import HEARTBEAT_PREFIX
@@ -134,6 +135,14 @@ def turn_taken_while_between() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def keep_a_not_started_record_of_a_turn_that_ran() -> Iterator[None]:
+    """A revoker (or a repair) that read a turn as started keeps the 'not started' record a dead leader left of
+    it, adding nothing: the record is another site's, written once."""
+    with mock.patch.object(records_module, "corrects_not_started", lambda parsed, existing, rec, me: False):
+        yield
+
+
 @dataclass(frozen=True)
 class Variant:
     patch: Callable[[], ContextManager[None]]
@@ -157,6 +166,8 @@ VARIANTS: Dict[str, Variant] = {
                                                     frozenset({"token", "overlap"}), _BASE + ",delete-leader"),
     "repair-resumes-above-the-claims": Variant(repair_resumes_above_the_claims, frozenset({"token", "overlap"}),
                                                _BASE + ",crash,delete-leader"),
+    "keep-a-not-started-record-of-a-turn-that-ran": Variant(keep_a_not_started_record_of_a_turn_that_ran,
+                                                            frozenset({"outcome"}), _BASE + ",crash"),
     "turn-taken-while-between": Variant(turn_taken_while_between, frozenset({"side"}), "slow,feed-lag,between"),
 }
 
