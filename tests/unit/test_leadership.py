@@ -83,16 +83,21 @@ def test_a_repair_resumes_above_a_turn_whose_agent_died_leaving_no_trace(store, 
     assert start[1] > 1, f"fencing token {start[1]} handed out again"
 
 
-def test_the_repairs_record_names_the_holder_its_own_reading_of_the_leader_doc_showed(store, clock) -> None:
-    # Issue 10: the record of the turn in progress named a site from the heartbeats, not the one that ran it.
-    bravo, bravo_runner = make_agent(store, clock, "bravo", repeat=True)
+def _bravo_runs_turn_1_and_alpha_reads_it(store, clock):
+    bravo, _ = make_agent(store, clock, "bravo", repeat=True)
     bravo.start(clock.monotonic())
     bravo.step(clock.monotonic())
     bravo.handle(CommandStarted(1, 4242))
     alpha, _ = make_agent(store, clock, "alpha", repeat=True)
     alpha.start(clock.monotonic())
     alpha.step(clock.monotonic())
-    assert (leader(store).running, leader(store).turn) == ("bravo", 1)
+    assert (leader(store).running, leader(store).turn, leader(store).status) == ("bravo", 1, docs.RUNNING)
+    return bravo, alpha
+
+
+def test_the_repairs_record_names_the_holder_its_own_reading_of_the_leader_doc_showed(store, clock) -> None:
+    # Issue 10: the record of the turn in progress named a site from the heartbeats, not the one that ran it.
+    bravo, alpha = _bravo_runs_turn_1_and_alpha_reads_it(store, clock)
     store.put({"_id": docs.heartbeat_id("delta"), "type": "enqueue_heartbeat", "schema": 1, "site": "delta",
                "state": "running", "turn": 1})
     _delete_leader(store)
@@ -182,14 +187,7 @@ def test_a_turn_that_ran_after_a_dead_leaders_not_started_record_reads_as_revoke
 
 def test_a_repair_that_read_the_turn_running_adds_its_word_to_a_dead_leaders_not_started_record(store,
                                                                                                  clock) -> None:
-    bravo, _ = make_agent(store, clock, "bravo", repeat=True)
-    bravo.start(clock.monotonic())
-    bravo.step(clock.monotonic())
-    bravo.handle(CommandStarted(1, 4242))
-    alpha, _ = make_agent(store, clock, "alpha", repeat=True)
-    alpha.start(clock.monotonic())
-    alpha.step(clock.monotonic())
-    assert (leader(store).running, leader(store).status) == ("bravo", docs.RUNNING)
+    _, alpha = _bravo_runs_turn_1_and_alpha_reads_it(store, clock)
     started_at = leader(store).started_at
     # The record a leader left that wrote it while turn 1 was only granted, and died before its write.
     store.put(docs.render_turn_record(docs.TurnRecord(turn=1, site="bravo", how="not started", leader="echo")))
