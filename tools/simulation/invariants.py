@@ -16,7 +16,8 @@ write, recorded by whom. With the commands' true lives from the runners'
   report, else a revoker's over a ``not started``: ``records.outcome``),
   says what truly happened: a command that
   never ran is not recorded as exited, fenced or stopped (nor one that ran
-  as not started); an exit code is the command's own; a turn its own site
+  as not started, unless an admin's deletion or garbling of the leader doc
+  displaced its turn: then nobody alive may have read it started); an exit code is the command's own; a turn its own site
   ended is not recorded as revoked; a turn is not recorded as abandoned by
   the very agent that confirmed it; and a record's ``ended_at`` says what
   its writer knows (docs/PROTOCOL.md §2.4): written by the command's runner
@@ -215,7 +216,9 @@ class Judge:
             if cmd is None and (base in ("exited", "fenced", "stopped") or exit_code is not None):
                 out.append(f"[outcome] record of turn {t} says '{how}' (exit code {exit_code}) but its command "
                            "never ran")
-            if cmd is not None and base == "not started":
+            # A turn an admin's deletion or garbling displaced, whose holder died too, may be known to have
+            # started by nobody alive: the record a dead leader left of its grant stays (PROTOCOL §5.4.1, left).
+            if cmd is not None and base == "not started" and story.ended_how != "displaced":
                 out.append(f"[outcome] record of turn {t} says 'not started' but {cmd.describe()}")
             if cmd is not None and cmd.end is not None and cmd.how == "exited" and base == "exited" \
                     and exit_code != cmd.exit_code:
