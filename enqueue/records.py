@@ -6,7 +6,8 @@ and where today's code falls short of that, §5.3 and §5.4.
 ``write_once`` creates the record of a turn, or completes what is already
 stored under its id, so that ``enqueue history`` can read every turn:
 
-* an identical try whose answer was lost: nothing left to do;
+* an identical try whose answer was lost (the record, or the report it
+  added): nothing left to do;
 * a record that says something else about a turn the writer ran (the
   leader's record of taking it away, or a record naming another site as its
   runner): the writer's own report is added under ``runner_report``, once;
@@ -171,6 +172,9 @@ def write_once(store: Store, rec: TurnRecord, me: str, prefix: str = docs.TURN_P
             existing[REVOKER_REPORT] = {"leader": me, **{k: body[k] for k in REVOKER_FIELDS[1:]}}
             store.put(existing)
         elif rec.site == me and _says(parsed) != _says(rec):
+            report = {k: body[k] for k in _REPORT_FIELDS}
+            if existing.get(RUNNER_REPORT) == report:
+                return  # my own report, added by a try whose answer was lost
             if RUNNER_REPORT in existing:
                 log.error("turn record %s says %s ran turn %d (%s) and has a report already; this site ran it "
                           "(%s, exit %s): its own report could not be added", doc_id, parsed.site, rec.turn,
@@ -179,7 +183,7 @@ def write_once(store: Store, rec: TurnRecord, me: str, prefix: str = docs.TURN_P
             if parsed.site != me:
                 log.error("turn record %s says %s ran turn %d, but this site did: adding its own report, so the "
                           "turn reads as disputed", doc_id, parsed.site, rec.turn)
-            existing[RUNNER_REPORT] = {k: body[k] for k in _REPORT_FIELDS}
+            existing[RUNNER_REPORT] = report
             store.put(existing)
     except (Conflict, Forbidden) as exc:
         log.warning("could not complete turn record %s: %s", doc_id, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Optional
 
@@ -144,3 +145,15 @@ def test_a_revokers_word_is_not_taken_unless_backed_by_a_start_or_over_a_record_
                         (replace(_NOT_STARTED, how="abandoned"), word), (_NOT_STARTED, "junk")):
         raw = dict(docs.render_turn_record(rec), revoker_report=report)
         assert records.outcome(rec, raw).how == rec.how, (rec.how, report)
+
+
+def test_a_report_whose_answer_was_lost_is_found_again_without_an_error(caplog) -> None:
+    store = Documents()
+    stored(store, _NOT_STARTED)
+    mine = TurnRecord(turn=5, site="bravo", how="exited after revocation", exit_code=0, duration_s=1.0)
+    records.write_once(store, mine, "bravo")
+    first = store.get(docs.turn_record_id(5))
+    with caplog.at_level(logging.WARNING, logger="enqueue.records"):
+        records.write_once(store, mine, "bravo")
+    assert store.get(docs.turn_record_id(5)) == first
+    assert caplog.records == []
