@@ -40,6 +40,7 @@ from enqueue import election, repair, scheduler
 from enqueue.documents import TurnRecord
 from enqueue.errors import Conflict
 from enqueue.outcomes import Outcome
+from enqueue.records import has_report
 from enqueue.site_names import is_site_name
 
 if TYPE_CHECKING:
@@ -152,6 +153,8 @@ class Leadership:
                 site=p.revoked_site,
                 how=Outcome.REVOKED if p.revoked_running else Outcome.NOT_STARTED,
                 leader=self.me,
+                # What backs my word over a dead leader's "not started" of this turn (records.write_once).
+                started_at=self.view.leader.started_at if p.revoked_running else None,
                 ended_at=self._now_text(),
                 note=p.reason,
             )
@@ -184,7 +187,7 @@ class Leadership:
         if fresh is None or not fresh.holds(record.site, record.turn):
             return
         raw = self.store.get(docs.turn_record_id(record.turn, docs.turn_prefix(self.view.leader_doc)))
-        if raw is None or raw.get("leader") != self.me or raw.get("host") is not None or "runner_report" in raw:
+        if raw is None or raw.get("leader") != self.me or raw.get("host") is not None or has_report(raw):
             return
         try:
             self.store.delete(raw)
@@ -251,14 +254,17 @@ class Leadership:
         last = self.view.last_valid_leader
         if last is None or last.status not in (docs.GRANTED, docs.RUNNING) or not is_site_name(last.running):
             return
-        if self.store.get(docs.turn_record_id(last.turn, prefix)) is not None:
+        started = last.started_at if last.status == docs.RUNNING else None
+        # A record there already stands, unless it says "not started" of the turn I read as started.
+        if self.store.get(docs.turn_record_id(last.turn, prefix)) is not None and \
+                (started is None or last.running == self.me):
             return
         # "repaired", never "not started": a turn I last saw granted may have been confirmed since.
         how = Outcome.REPAIRED
         note = f"the leader doc {self.view.leader_doc} was missing or did not parse; it was rewritten after " \
                "heartbeat_stale"
         self.records.write_now(TurnRecord(turn=last.turn, site=last.running, how=how, leader=self.me,
-                                          ended_at=self._now_text(), note=note))
+                                          started_at=started, ended_at=self._now_text(), note=note))
 
     def resign(self) -> None:
         """Step down if I lead (one retry after a lost compare-and-swap): we are going."""

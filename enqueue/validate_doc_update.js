@@ -16,6 +16,8 @@
 //     published rotation; never pause, resume or set skip_turn;
 //   * create turn records that name it (as the site or as the leader), and
 //     add its report to a record of its own turn that the leader created;
+//     add its word as the revoker ('revoker_report', naming it) to another
+//     site's record that says 'not started' and has no report yet;
 //   * nothing else: no deletions, no documents the protocol does not know.
 //
 // SETTINGS.sets lists every document set `enqueue init` installed (the
@@ -34,6 +36,9 @@ function (newDoc, oldDoc, userCtx, secObj) {
   var MAX_TURN = 9999999999;  // the widest turn number a record id holds
   // What a leader's record of a turn it took away may say (no outcome: the runner reports that).
   var TAKEN_AWAY = ["revoked", "not started", "repaired"];
+  // What a revoker's report on a 'not started' record holds (enqueue.records.REVOKER_FIELDS), and may say.
+  var REVOKER_FIELDS = ["leader", "how", "started_at", "ended_at", "note"];
+  var REVOKER_HOWS = ["revoked", "repaired"];
   var SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
   var GRANTED = "granted", RUNNING = "running", DONE = "done";
   // What a site's drain of itself sets in its registry entry (enqueue.failures.self_drained_entry).
@@ -541,6 +546,13 @@ function (newDoc, oldDoc, userCtx, secObj) {
       if (isSet(newDoc.runner_report) && !(isObject(newDoc.runner_report) && newDoc.runner_report.site === me)) {
         refuse("a runner report must name the writing site");
       }
+      if (isSet(newDoc.revoker_report)) {
+        refuse("a revoker's report is only ever added to a stored 'not started' record");
+      }
+      return;
+    }
+    if (!same(newDoc.revoker_report, oldDoc.revoker_report)) {
+      checkRevokerReport(newDoc, oldDoc, me);
       return;
     }
     // Written once. A site that ran the turn adds its own report: to the
@@ -556,6 +568,27 @@ function (newDoc, oldDoc, userCtx, secObj) {
       refuse("a turn record is written once; its runner may only add a 'runner_report' naming itself");
     }
     othersUnchanged(newDoc, oldDoc, ["runner_report"], "a turn record");
+  }
+
+  // A site that takes back (or displaces) another site's turn it read as started, and finds the record
+  // of a dead leader saying 'not started', adds its own word once, in its own name; nothing else changes.
+  function checkRevokerReport(newDoc, oldDoc, me) {
+    if (oldDoc.how !== "not started" || isSet(oldDoc.runner_report) || isSet(oldDoc.revoker_report)) {
+      refuse("a revoker's report is added once, to a 'not started' record that has no report yet");
+    }
+    if (oldDoc.site === me) {
+      refuse("a site reports on its own turn with a 'runner_report'");
+    }
+    var report = newDoc.revoker_report;
+    if (!isObject(report) || report.leader !== me) {
+      refuse("a revoker's report must name the writing site as its 'leader'");
+    }
+    if (!contains(REVOKER_HOWS, report.how) || typeof report.started_at !== "string" || report.started_at === "") {
+      refuse("a revoker's report says how it ended a started turn (how 'revoked' or 'repaired') and when " +
+             "that turn started ('started_at')");
+    }
+    onlyFields(report, REVOKER_FIELDS, "a revoker's report");
+    othersUnchanged(newDoc, oldDoc, ["revoker_report"], "a turn record");
   }
 
   // ------------------------------------------------------------ which revision a write replaces

@@ -11,7 +11,8 @@ Text output: a table, newest first, with the columns TURN, SITE, HOST, GAP
 as stored), DURATION, EXIT, HOW and NOTE; ENDED, DURATION, EXIT and HOW are
 the turn's outcome as ``records.outcome`` reads it (the runner's own report
 over the leader's record; ``disputed`` when two sites say they ran it, the NOTE says
-who). ``--json`` prints ``{"turns": [...]}`` with the keys documented in
+who; a revoker's report over a ``not started`` record of a turn that had
+started, the NOTE says whose). ``--json`` prints ``{"turns": [...]}`` with the keys documented in
 docs/OPERATIONS.md. ``--timeline FILE`` draws the turns (all of them unless
 ``--limit`` is given) into FILE, an SVG picture or an HTML page holding it,
 chosen by FILE's ending (``enqueue.timeline``).
@@ -108,8 +109,9 @@ def read_turns(store: Store, site: Optional[str], limit: int,
 
 
 def as_json(rec: docs.TurnRecord, raw: dict, gap_s: Optional[float] = None) -> dict[str, Any]:
-    """One turn for ``--json``: the record's fields, plus the runner's own report when the leader wrote the record."""
-    report = raw.get("runner_report")
+    """One turn for ``--json``: the record's fields, plus the runner's and a revoker's reports added to it."""
+    report = raw.get(records.RUNNER_REPORT)
+    revoker = raw.get(records.REVOKER_REPORT)
     taken = records.outcome(rec, raw)
     return {
         "turn": rec.turn,
@@ -123,8 +125,9 @@ def as_json(rec: docs.TurnRecord, raw: dict, gap_s: Optional[float] = None) -> d
         "duration_s": rec.duration_s,
         "note": rec.note,
         "runner_report": report if isinstance(report, dict) else None,
+        "revoker_report": revoker if isinstance(revoker, dict) else None,
         "outcome": {"how": taken.how, "exit_code": taken.exit_code, "dispute": taken.dispute,
-                    "ended_at": taken.ended_at, "duration_s": taken.duration_s},
+                    "ended_at": taken.ended_at, "duration_s": taken.duration_s, "note": taken.note},
         "gap_before_s": None if gap_s is None else round(gap_s, 3),
     }
 
@@ -146,7 +149,7 @@ def render_table(turns: list[tuple[docs.TurnRecord, dict]], gaps: Optional[dict[
             str(rec.turn), rec.site, rec.host or "-", "-" if gap is None else format_duration(gap),
             rec.started_at or "-", taken.ended_at or "-",
             "-" if taken.duration_s is None else format_duration(taken.duration_s),
-            "-" if taken.exit_code is None else str(taken.exit_code), taken.how, _short(taken.dispute or rec.note),
+            "-" if taken.exit_code is None else str(taken.exit_code), taken.how, _short(taken.dispute or taken.note or rec.note),
         ])
     return table.render(header, rows)
 

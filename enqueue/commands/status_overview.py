@@ -28,6 +28,7 @@ from enqueue.clock import format_time
 from enqueue.durations import format_duration
 from enqueue.placement import Placement
 from enqueue.placement import describe as describe_placement
+from enqueue.records import as_read
 from enqueue.outcomes import Outcome
 from enqueue.steering import AdminSettings, parse_time
 
@@ -193,7 +194,8 @@ def _records_by_site(records: Iterable[Mapping[str, Any]], problems: list[str]) 
         if rec is None:
             problems.append(f"turn record {raw.get('_id', '?')} does not parse: {'; '.join(issues)}")
             continue
-        by_site.setdefault(rec.site, []).append(rec)
+        # The outcome a reader takes (the runner's report, a revoker's word over a "not started").
+        by_site.setdefault(rec.site, []).append(as_read(rec, raw))
     for recs in by_site.values():
         recs.sort(key=lambda r: r.turn)
     return by_site

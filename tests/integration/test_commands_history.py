@@ -12,7 +12,7 @@ from tests.support.agents import CONFLICT, DELAY, GRACE, STALE
 from tests.support.commands import enqueue_cli, put_record, put_sites  # noqa: F401  (fixture)
 
 JSON_KEYS = {"turn", "site", "host", "leader", "how", "exit_code", "started_at", "ended_at", "duration_s", "note",
-             "runner_report", "outcome", "gap_before_s"}
+             "runner_report", "revoker_report", "outcome", "gap_before_s"}
 NS = {"s": "http://www.w3.org/2000/svg"}
 
 
@@ -165,3 +165,19 @@ def test_history_says_when_the_command_ended_by_its_runners_report(enqueue_cli, 
     [turn] = json.loads(enqueue_cli("history", "--json").out)["turns"]
     assert turn["ended_at"] == "2026-11-22 09:00:00", "the record's own fields stay as stored"
     assert (turn["outcome"]["ended_at"], turn["outcome"]["duration_s"]) == ("2026-11-22 04:14:59", 7.0)
+
+
+def test_history_takes_a_revokers_word_over_a_dead_leaders_not_started(enqueue_cli, database):
+    # Alpha recorded turn 8 'not started' and died before its write; bravo ran it, and charlie took it back.
+    body = put_record(database.store, 8, "bravo", how="not started", exit_code=None, duration_s=None)
+    body.update(leader="alpha", _rev=database.store.get(docs.turn_record_id(8))["_rev"],
+                revoker_report={"leader": "charlie", "how": "revoked", "started_at": "2026-11-22 04:00:00",
+                                "ended_at": "2026-11-22 04:01:00", "note": "bravo is stale"})
+    database.store.put(body)
+    [line] = enqueue_cli("history").out.splitlines()[1:]
+    assert " revoked " in line and "not started" not in line.split("revoked")[0], line
+    assert "charlie found it started" in line and "2026-11-22 04:01:00" in line
+    [turn] = json.loads(enqueue_cli("history", "--json").out)["turns"]
+    assert turn["how"] == "not started" and turn["revoker_report"]["leader"] == "charlie"
+    assert (turn["outcome"]["how"], turn["outcome"]["ended_at"]) == ("revoked", "2026-11-22 04:01:00")
+    assert "alpha" in turn["outcome"]["note"]

@@ -469,6 +469,27 @@ def test_a_record_a_site_wrote_about_another_sites_turn_is_never_taken_as_its_ou
     assert outcomes[43]["exit_code"] == 3 and outcomes[44]["how"] == "disputed"
 
 
+def test_a_revoker_adds_its_word_once_to_a_dead_leaders_not_started_record_and_the_runner_its_report(
+        staged: Secured) -> None:
+    """docs/PROTOCOL.md §5.4.1 by site accounts, on either server: alpha recorded bravo's turn 45 'not started'
+    (and died before its write); charlie, taking the turn back as started, adds its word; nobody adds a second."""
+    alpha, bravo, charlie = (staged.site(s) for s in ("alpha", "bravo", "charlie"))
+    alpha.put(docs.render_turn_record(docs.TurnRecord(turn=45, site="bravo", how="not started", leader="alpha")))
+    revoked = docs.TurnRecord(turn=45, site="bravo", how="revoked", leader="charlie",
+                              started_at="2026-01-01 00:00:01", ended_at="2026-01-01 00:00:09")
+    records.write_once(charlie, revoked, "charlie")
+    raw = staged.admin.get(docs.turn_record_id(45))
+    assert raw["revoker_report"]["leader"] == "charlie", raw
+    rec, _ = docs.parse_turn_record(raw)
+    assert records.outcome(rec, raw).how == "revoked"
+    with pytest.raises(errors.Forbidden, match="added once"):
+        alpha.put(dict(raw, revoker_report=dict(raw["revoker_report"], leader="alpha")))
+    records.write_once(bravo, docs.TurnRecord(turn=45, site="bravo", how="abandoned"), "bravo")
+    raw = staged.admin.get(docs.turn_record_id(45))
+    assert raw["runner_report"]["site"] == "bravo" and raw["revoker_report"]["leader"] == "charlie", raw
+    assert records.outcome(rec, raw).how == "abandoned"
+
+
 def test_a_site_may_rebuild_a_deleted_leader_doc_at_its_tombstones_count_and_record_the_displaced_turn(
         staged: Secured) -> None:
     """The writes of docs/PROTOCOL.md §3.11 after an admin's deletion, by site accounts, on either server:

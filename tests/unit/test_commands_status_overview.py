@@ -217,3 +217,16 @@ def test_each_shared_document_that_is_missing_broken_or_dubious_is_one_problem_l
         "leader doc enqueue_leader: field 'paused_reason' should be a string or null, not 3",
         "sites doc enqueue_sites: site 'a': field 'drained' should be true or false, not 'no'; "
         "entry for site 'b' is not an object; entry ignored; site name 'Bad Name' is not valid; entry ignored"]
+
+
+def test_a_sites_last_turn_is_the_outcome_a_reader_takes_from_its_record() -> None:
+    """The runner's report over the leader's record; a revoker's word over a dead leader's 'not started'."""
+    revoked = docs.render_turn_record(docs.TurnRecord(turn=1, site="a", how="revoked", leader="b"))
+    revoked["runner_report"] = {"site": "a", "how": "exited after revocation", "exit_code": 3, "ended_at": at(60),
+                                "duration_s": 4.0}
+    not_started = docs.render_turn_record(docs.TurnRecord(turn=2, site="b", how="not started", leader="a"))
+    not_started["revoker_report"] = {"leader": "c", "how": "revoked", "started_at": at(50), "ended_at": at(10)}
+    ov = build({"a": heartbeat("a", 1), "b": heartbeat("b", 1)}, None, [revoked, not_started])
+    a, b = ov.sites
+    assert (a.last_how, a.last_exit_code, a.last_duration_s, a.turns_taken) == ("exited after revocation", 3, 4.0, 1)
+    assert (b.last_how, b.last_exit_code, b.turns_taken) == ("revoked", None, 1), "it ran: a turn taken"

@@ -12,7 +12,7 @@ from enqueue.clock import FakeClock
 from enqueue.events import CommandEnded, CommandStarted
 from enqueue.leadership import never_used
 from enqueue.memory_store import MemoryStore
-from tests.unit.test_agent_steps import TIMING, leader, make_agent
+from tests.unit.test_agent_steps import TIMING, AnswerLosingStore, leader, make_agent
 
 STALE = TIMING.heartbeat_stale_s
 
@@ -83,16 +83,21 @@ def test_a_repair_resumes_above_a_turn_whose_agent_died_leaving_no_trace(store, 
     assert start[1] > 1, f"fencing token {start[1]} handed out again"
 
 
-def test_the_repairs_record_names_the_holder_its_own_reading_of_the_leader_doc_showed(store, clock) -> None:
-    # Issue 10: the record of the turn in progress named a site from the heartbeats, not the one that ran it.
-    bravo, bravo_runner = make_agent(store, clock, "bravo", repeat=True)
+def _bravo_runs_turn_1_and_alpha_reads_it(store, clock):
+    bravo, _ = make_agent(store, clock, "bravo", repeat=True)
     bravo.start(clock.monotonic())
     bravo.step(clock.monotonic())
     bravo.handle(CommandStarted(1, 4242))
     alpha, _ = make_agent(store, clock, "alpha", repeat=True)
     alpha.start(clock.monotonic())
     alpha.step(clock.monotonic())
-    assert (leader(store).running, leader(store).turn) == ("bravo", 1)
+    assert (leader(store).running, leader(store).turn, leader(store).status) == ("bravo", 1, docs.RUNNING)
+    return bravo, alpha
+
+
+def test_the_repairs_record_names_the_holder_its_own_reading_of_the_leader_doc_showed(store, clock) -> None:
+    # Issue 10: the record of the turn in progress named a site from the heartbeats, not the one that ran it.
+    bravo, alpha = _bravo_runs_turn_1_and_alpha_reads_it(store, clock)
     store.put({"_id": docs.heartbeat_id("delta"), "type": "enqueue_heartbeat", "schema": 1, "site": "delta",
                "state": "running", "turn": 1})
     _delete_leader(store)
@@ -121,3 +126,76 @@ def test_a_database_whose_leader_doc_was_deleted_was_used(store) -> None:
     _delete_leader(store)
     assert never_used(store, "enqueue_leader") is False
     assert never_used(store, "other_leader") is True
+
+
+class _Died(BaseException):
+    """The agent dies here (kill -9): no ``except Exception`` catches it."""
+
+
+def _steps_until(agent, clock, done, limit: int = 400) -> None:
+    for _ in range(limit):
+        if done():
+            return
+        clock.advance(max(0.0, agent.next_wake() - clock.monotonic()))
+        agent.step(clock.monotonic())
+    assert done(), "the agent never got there"
+
+
+def test_a_turn_that_ran_after_a_dead_leaders_not_started_record_reads_as_revoked(clock) -> None:
+    """Seed 50 of the simulation (§5.4.1): alpha writes its 'not started' record of bravo's granted turn and
+    dies before its compare-and-swap; bravo confirms and runs the turn, and dies too; charlie, leading next,
+    takes the running turn back after bravo's silence and finds that record."""
+    store = AnswerLosingStore("enqueue")
+    store.put(docs.render_sites(docs.new_sites_doc("enqueue_sites"), {
+        "bravo": {"heartbeat_doc": docs.heartbeat_id("bravo"), "drained": False, "added_at": "-"}}))
+    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="alpha", leader_term=1, running="bravo",
+                                                status="granted", turn=6, rotation=("alpha", "bravo"))))
+    alpha, _ = make_agent(store, clock, "alpha", repeat=True)
+    alpha.start(clock.monotonic())
+
+    def dies_before_the_leader_doc_write(doc: dict) -> None:
+        if doc.get("_id") == "enqueue_leader":
+            store.meanwhile = None
+            raise _Died()
+    store.meanwhile = dies_before_the_leader_doc_write
+    with pytest.raises(_Died):
+        alpha.step(clock.monotonic())  # bravo has no heartbeat yet: its grant is taken back
+    assert store.get(docs.turn_record_id(6))["how"] == "not started"
+    assert leader(store).holds("bravo", 6) and leader(store).status == docs.GRANTED
+
+    bravo, bravo_runner = make_agent(store, clock, "bravo", repeat=True)
+    bravo.start(clock.monotonic())
+    _steps_until(bravo, clock, lambda: bool(bravo_runner.named("start")))
+    assert [c[1] for c in bravo_runner.named("start")] == [6]
+    bravo.handle(CommandStarted(6, 4242))
+    started_at = leader(store).started_at
+    assert started_at is not None and leader(store).status == docs.RUNNING
+    # bravo's agent dies here, its command under way: nobody will hear from bravo again.
+
+    charlie, _ = make_agent(store, clock, "charlie", repeat=True)
+    charlie.start(clock.monotonic())
+    _steps_until(charlie, clock, lambda: not leader(store).holds("bravo", 6))
+    assert leader(store).leader == "charlie"
+    raw = store.get(docs.turn_record_id(6))
+    rec, _ = docs.parse_turn_record(raw)
+    said = records.outcome(rec, raw)
+    assert said.how == "revoked", raw
+    assert (said.site, said.exit_code, said.dispute) == ("bravo", None, None)
+    assert raw["how"] == "not started" and raw["leader"] == "alpha", "alpha's record stays in alpha's name"
+    assert raw["revoker_report"]["leader"] == "charlie" and raw["revoker_report"]["started_at"] == started_at
+
+
+def test_a_repair_that_read_the_turn_running_adds_its_word_to_a_dead_leaders_not_started_record(store,
+                                                                                                 clock) -> None:
+    _, alpha = _bravo_runs_turn_1_and_alpha_reads_it(store, clock)
+    started_at = leader(store).started_at
+    # The record a leader left that wrote it while turn 1 was only granted, and died before its write.
+    store.put(docs.render_turn_record(docs.TurnRecord(turn=1, site="bravo", how="not started", leader="echo")))
+    _delete_leader(store)
+    _steps_until(alpha, clock, lambda: store.get("enqueue_leader") is not None)  # bravo is frozen meanwhile
+    raw = store.get(docs.turn_record_id(1))
+    assert raw["how"] == "not started" and raw["revoker_report"]["leader"] == "alpha"
+    rec, _ = docs.parse_turn_record(raw)
+    said = records.outcome(rec, raw)
+    assert (said.site, said.how) == ("bravo", "repaired")
+    assert raw["revoker_report"]["started_at"] == started_at

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Optional
 
 from enqueue import documents as docs
@@ -86,3 +88,72 @@ def test_when_the_command_ended_is_the_runners_word_over_another_writers_clock()
     outcome = taken(store, 9)
     assert (outcome.how, outcome.ended_at, outcome.duration_s) == ("exited after revocation", "2026-01-01 01:00:03",
                                                                    2.5)
+
+
+# A leader that died before its compare-and-swap left this record; bravo then confirmed turn 5 and ran it.
+_NOT_STARTED = TurnRecord(turn=5, site="bravo", how="not started", leader="alpha", ended_at="2026-01-01 00:00:01")
+_STARTED_AT = "2026-01-01 00:00:02"
+
+
+def _revoked_by(site: str, how: str = "revoked", started_at: Optional[str] = _STARTED_AT) -> TurnRecord:
+    return TurnRecord(turn=5, site="bravo", how=how, leader=site, started_at=started_at,
+                      ended_at="2026-01-01 00:00:09", note="bravo is stale")
+
+
+def test_a_revoker_that_read_the_turn_started_adds_its_word_to_a_not_started_record_once() -> None:
+    store = Documents()
+    stored(store, _NOT_STARTED)
+    records.write_once(store, _revoked_by("charlie"), "charlie")
+    raw = store.get(docs.turn_record_id(5))
+    assert raw["how"] == "not started" and raw["leader"] == "alpha", "the record stays its writer's"
+    assert raw["revoker_report"] == {"leader": "charlie", "how": "revoked", "started_at": _STARTED_AT,
+                                     "ended_at": "2026-01-01 00:00:09", "note": "bravo is stale"}
+    outcome = taken(store, 5)
+    assert (outcome.site, outcome.how, outcome.exit_code, outcome.ended_at) == ("bravo", "revoked", None,
+                                                                                "2026-01-01 00:00:09")
+    assert "alpha" in outcome.note and "charlie" in outcome.note and _STARTED_AT in outcome.note
+    records.write_once(store, _revoked_by("delta"), "delta")
+    assert store.get(docs.turn_record_id(5)) == raw, "a second revoker adds nothing"
+
+
+def test_a_revoker_adds_nothing_without_a_start_it_read_or_to_a_record_that_says_otherwise() -> None:
+    store = Documents()
+    first = stored(store, _NOT_STARTED)
+    records.write_once(store, _revoked_by("charlie", "not started", started_at=None), "charlie")
+    records.write_once(store, _revoked_by("charlie", started_at=None), "charlie")
+    assert store.get(docs.turn_record_id(5)) == first
+    assert taken(store, 5).how == "not started"
+    revoked = stored(store, TurnRecord(turn=6, site="bravo", how="revoked", leader="alpha"))
+    records.write_once(store, replace(_revoked_by("charlie"), turn=6), "charlie")
+    assert store.get(docs.turn_record_id(6)) == revoked
+
+
+def test_the_runners_report_beats_the_revokers_word() -> None:
+    store = Documents()
+    stored(store, _NOT_STARTED)
+    records.write_once(store, _revoked_by("charlie", "repaired"), "charlie")
+    assert taken(store, 5).how == "repaired"
+    records.write_once(store, TurnRecord(turn=5, site="bravo", how="exited after revocation", exit_code=0,
+                                         ended_at="2026-01-01 00:00:04", duration_s=2.0), "bravo")
+    assert taken(store, 5) == records.Outcome("bravo", "exited after revocation", 0, ended_at="2026-01-01 00:00:04",
+                                              duration_s=2.0)
+
+
+def test_a_revokers_word_is_not_taken_unless_backed_by_a_start_or_over_a_record_that_says_otherwise() -> None:
+    word = {"leader": "charlie", "how": "revoked", "started_at": _STARTED_AT}
+    for rec, report in ((_NOT_STARTED, dict(word, started_at=None)), (_NOT_STARTED, dict(word, how="exited")),
+                        (replace(_NOT_STARTED, how="abandoned"), word), (_NOT_STARTED, "junk")):
+        raw = dict(docs.render_turn_record(rec), revoker_report=report)
+        assert records.outcome(rec, raw).how == rec.how, (rec.how, report)
+
+
+def test_a_report_whose_answer_was_lost_is_found_again_without_an_error(caplog) -> None:
+    store = Documents()
+    stored(store, _NOT_STARTED)
+    mine = TurnRecord(turn=5, site="bravo", how="exited after revocation", exit_code=0, duration_s=1.0)
+    records.write_once(store, mine, "bravo")
+    first = store.get(docs.turn_record_id(5))
+    with caplog.at_level(logging.WARNING, logger="enqueue.records"):
+        records.write_once(store, mine, "bravo")
+    assert store.get(docs.turn_record_id(5)) == first
+    assert caplog.records == []

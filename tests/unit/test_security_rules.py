@@ -21,9 +21,9 @@ from typing import Any, Iterator, Optional
 import pytest
 
 from enqueue import documents as docs
-from enqueue import cli, election, failures, security, turns
+from enqueue import cli, election, failures, records, security, turns
 from enqueue.documents import DONE, GRANTED, RUNNING, WAITING, Heartbeat, LeaderDoc, SiteEntry, TurnRecord
-from enqueue.errors import ConfigError
+from enqueue.errors import ConfigError, Conflict
 from enqueue.scheduler import plan
 
 NODE = shutil.which("node")
@@ -153,6 +153,45 @@ def with_report(rec: dict, site_name: str) -> dict:
     return out
 
 
+class _OneRecord:
+    """The store ``records.write_once`` sees when ``old`` stands under its record's id: keeps what it writes."""
+
+    def __init__(self, old: dict) -> None:
+        self.old = old
+        self.written: Optional[dict] = None
+
+    def get(self, doc_id: str) -> Optional[dict]:
+        return dict(self.old) if doc_id == self.old["_id"] else None
+
+    def put(self, doc: dict) -> str:
+        if doc.get("_rev") != self.old.get("_rev"):
+            raise Conflict(f"{doc['_id']}: conflict")
+        self.written = doc
+        return "2-w"
+
+
+def completed(old: dict, rec: TurnRecord, me: str) -> dict:
+    """What site ``me`` writes over ``old`` when it records ``rec`` (enqueue.records.write_once)."""
+    store = _OneRecord(old)
+    records.write_once(store, rec, me)  # type: ignore[arg-type]
+    assert store.written is not None, "write_once added nothing"
+    return store.written
+
+
+# A leader that died before its compare-and-swap left this; bravo then confirmed turn 7 and ran it.
+NOT_STARTED = dict(record(7, "bravo", "alpha", how="not started", exit_code=None), _rev="1-r")
+STARTED_AT = "2026-01-01 00:00:01"
+REVOKED_BY_CHARLIE = TurnRecord(turn=7, site="bravo", how="revoked", leader="charlie", started_at=STARTED_AT,
+                                ended_at=NOW, note="bravo is stale")
+WITH_REVOKERS_WORD = completed(NOT_STARTED, REVOKED_BY_CHARLIE, "charlie")
+
+
+def with_revokers_word(**fields: Any) -> dict:
+    """WITH_REVOKERS_WORD with fields of its revoker's report overwritten (None removes one)."""
+    report = {k: v for k, v in {**WITH_REVOKERS_WORD["revoker_report"], **fields}.items() if v is not None}
+    return dict(WITH_REVOKERS_WORD, revoker_report=report)
+
+
 HEX = "0123456789abcdef" * 2  # a revision id as CouchDB makes them: 32 hex digits
 
 
@@ -273,6 +312,15 @@ ALLOWED = [
          dict(record(7, "bravo", "alpha", how="repaired", exit_code=None), _rev="1-r"), site("bravo"), "ok"),
     Case("a runner disputes a record naming another site", with_report(record(7, "charlie", "alpha"), "bravo"),
          dict(record(7, "charlie", "alpha"), _rev="1-r"), site("bravo"), "ok"),
+    Case("a revoker adds its word to a dead leader's 'not started' of a turn it read as started",
+         *as_couchdb_update(WITH_REVOKERS_WORD, NOT_STARTED), site("charlie"), "ok"),
+    Case("a repairer adds its word to a dead leader's 'not started' of a turn it read as started",
+         *as_couchdb_update(completed(NOT_STARTED, replace(REVOKED_BY_CHARLIE, how="repaired"), "charlie"),
+                            NOT_STARTED), site("charlie"), "ok"),
+    Case("the runner adds its report after the revoker's word",
+         *as_couchdb_update(completed(dict(WITH_REVOKERS_WORD, _rev="2-w"), TurnRecord(
+             turn=7, site="bravo", how="abandoned", host="hostB", ended_at=NOW), "bravo"),
+             dict(WITH_REVOKERS_WORD, _rev="2-w")), site("bravo"), "ok"),
     Case("repair at the highest turn its revisions allow", repaired(dict(GARBAGE_LEADER, turn="x"), "bravo", 9),
          dict(GARBAGE_LEADER, turn="x"), site("bravo"), "ok"),
     # The shapes CouchDB hands over (with _revisions).
@@ -467,6 +515,29 @@ FORBIDDEN = [
          dict(RECORD_BY_LEADER, _rev="1-r"), site("bravo"), "field 'how'"),
     Case("a second report", with_report(RECORD_BY_LEADER, "bravo"),
          with_report(RECORD_BY_LEADER, "bravo"), site("bravo"), "has its runner's report already"),
+    Case("a revoker's word in another site's name", with_revokers_word(leader="delta"), NOT_STARTED,
+         site("charlie"), "name the writing site as its 'leader'"),
+    Case("a revoker's word on a record that says revoked", dict(WITH_REVOKERS_WORD, how="revoked"),
+         dict(NOT_STARTED, how="revoked"), site("charlie"), "to a 'not started' record"),
+    Case("a second revoker's word", with_revokers_word(leader="delta"), dict(WITH_REVOKERS_WORD, _rev="1-r"),
+         site("delta"), "added once"),
+    Case("a revoker's word after the runner's report", with_report(WITH_REVOKERS_WORD, "bravo"),
+         with_report(NOT_STARTED, "bravo"), site("charlie"), "added once"),
+    Case("remove the revoker's word", with_report(NOT_STARTED, "bravo"), dict(WITH_REVOKERS_WORD, _rev="1-r"),
+         site("bravo"), "added once"),
+    Case("a revoker's word on its own turn", with_revokers_word(leader="bravo"), NOT_STARTED, site("bravo"),
+         "its own turn with a 'runner_report'"),
+    Case("a revoker's word with no start", with_revokers_word(started_at=None), NOT_STARTED, site("charlie"),
+         "when that turn started"),
+    Case("a revoker's word of an outcome", with_revokers_word(how="exited"), NOT_STARTED, site("charlie"),
+         "how 'revoked' or 'repaired'"),
+    Case("a revoker's word with an exit code", with_revokers_word(exit_code=0), NOT_STARTED, site("charlie"),
+         "field 'exit_code' in a revoker's report"),
+    Case("a revoker's word and a changed record", dict(WITH_REVOKERS_WORD, how="revoked"), NOT_STARTED,
+         site("charlie"), "field 'how'"),
+    Case("a new record with a revoker's word", dict(record(7, "bravo", "charlie", how="revoked", exit_code=None),
+                                                    revoker_report=WITH_REVOKERS_WORD["revoker_report"]), None,
+         site("charlie"), "only ever added to a stored 'not started' record"),
     # Replicated writes (_bulk_docs with new_edits: false), in the shapes CouchDB 3.4.3 hands over.
     Case("graft a leader doc onto a made-up history",
          replicated(stored(leader_doc(leader="alpha", leader_term=1, running=None, status=DONE, turn=1,
@@ -547,7 +618,8 @@ def test_broken_documents_are_refused_or_allowed_but_never_crash_the_function() 
                        "running", "done", [], ["alpha"], ["bravo", "bravo"], [1, None], {}, {"site": "bravo"},
                        {"alpha": 1}, {"bravo": {"heartbeat_doc": 5}}]
     fields = ["leader", "leader_term", "running", "status", "turn", "rotation", "paused", "paused_reason",
-              "skip_turn", "updated_by", "site", "sites", "runner_report", "repaired_from", "drained", "note"]
+              "skip_turn", "updated_by", "site", "sites", "runner_report", "revoker_report", "repaired_from", "drained",
+              "note"]
     ids = [LEADER_ID, SITES_ID, docs.heartbeat_id("bravo"), docs.turn_record_id(7), "enqueue_turn:", "x", 5, None]
     users: list[Any] = [site("bravo"), site("alpha"), ADMIN, NOBODY, None, {}, {"name": 5, "roles": "enqueue_site"},
                         {"name": "bravo", "roles": ["enqueue_site", None]}]

@@ -20,8 +20,9 @@ Invariants (each failure is one line in ``violations``):
    that ran or was recorded;
 3. every turn that was granted and is over has a record (1 .. turn-1, and
    the last one too when the leader doc says it is done, and every turn a
-   command ran under above the leader doc's), each record parses, and a
-   command's record names the site that ran it;
+   command ran under above the leader doc's), each record parses, a
+   command's record names the site that ran it, and no turn whose command
+   started reads (``records.outcome``) as ``not started``;
 4. after each fault, every stretch with no command running, from the
    fault's start until a command starts after it healed, is at most
    ``heartbeat_stale + heartbeat_delay + margin``: the other sites must
@@ -55,6 +56,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from enqueue import documents as docs
+from enqueue.records import REVOKER_REPORT, RUNNER_REPORT
+from enqueue.records import outcome as read_outcome
 from tools.chaos.checker import Report as History
 
 __all__ = ["Fault", "Limits", "judge", "summary"]
@@ -389,13 +392,18 @@ def judge(
                            for r in rows[:3])
         more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
         violations.append(f"{listed}{more}{_said(after)}")
+    # A turn whose command started must not read as never started (docs/PROTOCOL.md §5.4.1).
+    unstarted = sorted({t for t in ran if t in records and read_outcome(*records[t]).how == "not started"})
+    if unstarted:
+        violations.append(f"turn(s) {_ranges(unstarted)} ran, but their records read as 'not started'")
     by_how: Dict[str, int] = {}
     categories: Dict[str, int] = {}
     for rec, _raw in records.values():
         by_how[rec.how] = by_how.get(rec.how, 0) + 1
         cat = _category(rec.how)
         categories[cat] = categories.get(cat, 0) + 1
-    runner_reports = sum(1 for _rec, raw in records.values() if "runner_report" in raw)
+    runner_reports = sum(1 for _rec, raw in records.values() if RUNNER_REPORT in raw)
+    revoker_reports = sum(1 for _rec, raw in records.values() if REVOKER_REPORT in raw)
 
     # 4. Stalls after faults.
     busy, estimated = _busy_intervals(history, faults)
@@ -458,6 +466,8 @@ def judge(
             "ended_otherwise": categories.get("ended otherwise", 0),
             "by_how": dict(sorted(by_how.items())),
             "with_runner_report": runner_reports,
+            "with_revoker_report": revoker_reports,
+            "ran_but_read_not_started": unstarted,
             "final_status": None if leader is None else leader.status,
         },
         "faults": fault_rows,
@@ -512,7 +522,8 @@ def summary(report: Mapping[str, Any]) -> str:
         f"turns: {t['granted']} numbered ({t.get('skipped_by_repairs', 0)} skipped by repairs), "
         f"{t['recorded']} recorded ({t['completed']} completed, "
         f"{t['revoked']} revoked, {t['abandoned']} abandoned, {t['ended_otherwise']} ended otherwise), "
-        f"{len(t['missing'])} missing"
+        f"{len(t['missing'])} missing; reports added: {t.get('with_runner_report', 0)} by runners, "
+        f"{t.get('with_revoker_report', 0)} by revokers"
     )
     lines.append("turns per site: " + ", ".join(f"{k} {v}" for k, v in c["per_site"].items()))
     lines.append(f"overlaps: {len(report['overlaps'])}")

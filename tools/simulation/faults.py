@@ -9,7 +9,9 @@ store calls (per call of one agent, drawn from the world's generator)
     slow          true time passes before and after the request is applied
     crash         the calling agent dies at this call, before or after the
                   request is applied (``AgentCrash`` unwinds it), so a crash
-                  between any two writes is possible
+                  between any two writes is possible; more often right after
+                  a leader's record of taking back a granted turn, before the
+                  write that would take it back (the turn may then run)
 the changes feed
     feed-lag      a delivery comes late (in order)
     feed-miss     a delivery never comes (the next full read catches up)
@@ -32,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
 
+from enqueue.documents import TURN_PREFIX
 from enqueue.errors import Conflict, Unreachable
 
 from tools.simulation.watched_store import WatchedStore
@@ -81,6 +84,9 @@ class FaultRates:
     lost_write: float = 0.01
     slow: float = 0.04
     crash: float = 0.003
+    # Right after a leader stored its "not started" record of a granted turn: the grantee may then confirm and
+    # run a turn recorded as never started (docs/PROTOCOL.md §5.4.1).
+    crash_after_taking_back: float = 0.2
 
 
 @dataclass
@@ -115,6 +121,12 @@ class Schedule:
 
 
 T = TypeVar("T")
+
+
+def _takes_back_a_grant(doc: dict, site: str) -> bool:
+    """``doc`` is leader ``site``'s record of taking another site's granted turn back (``not started``)."""
+    return str(doc.get("_id", "")).startswith(TURN_PREFIX) and "_rev" not in doc and doc.get("leader") == site \
+        and doc.get("site") != site and doc.get("how") == "not started"
 
 
 class FaultyStore:
@@ -162,7 +174,11 @@ class FaultyStore:
     # -- writes -------------------------------------------------------------
 
     def put(self, doc: dict) -> str:
-        return self._call(f"put {doc.get('_id')}", True, lambda: self._store.put(doc))
+        what = f"put {doc.get('_id')}"
+        if self._schedule.on("crash") and _takes_back_a_grant(doc, self.site) and \
+                self._world.rng.random() < self._schedule.rates.crash_after_taking_back:
+            self._schedule.aim(self.site, what, "crash-after")
+        return self._call(what, True, lambda: self._store.put(doc))
 
     def delete(self, doc: dict) -> None:
         return self._call(f"delete {doc.get('_id')}", True, lambda: self._store.delete(doc))

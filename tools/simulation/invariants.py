@@ -12,9 +12,12 @@ write, recorded by whom. With the commands' true lives from the runners'
 * records, at the end: every turn that is over has its record (unless an
   admin deleted or pruned it), written at the latest ``record_within_s``
   after the turn ended;
-* outcomes, at the end: a record says what truly happened: a command that
+* outcomes, at the end: a record, as a reader takes it (the runner's
+  report, else a revoker's over a ``not started``: ``records.outcome``),
+  says what truly happened: a command that
   never ran is not recorded as exited, fenced or stopped (nor one that ran
-  as not started); an exit code is the command's own; a turn its own site
+  as not started, unless an admin's deletion or garbling of the leader doc
+  displaced its turn: then nobody alive may have read it started); an exit code is the command's own; a turn its own site
   ended is not recorded as revoked; a turn is not recorded as abandoned by
   the very agent that confirmed it; and a record's ``ended_at`` says what
   its writer knows (docs/PROTOCOL.md §2.4): written by the command's runner
@@ -30,9 +33,10 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional, Set, Tuple
 
 from enqueue import documents as docs
+from enqueue import records
 from enqueue.config import DEFAULT_TIME_FORMAT
 from enqueue.steering import parse_time
 
@@ -45,7 +49,9 @@ ENDED_AT_TOLERANCE_S = 1.5
 # How long before a record is stored its writer may have read its clock for ended_at: the time is taken
 # right before ``records.write_once``, which makes at most three requests (put, get, put), each possibly slow.
 WRITE_WINDOW_S = 3 * SLOW_MAX_S
-_REPORT = "runner_report"
+_REPORT = records.RUNNER_REPORT
+# The reports other writers add to a stored record: the runner's, and a revoker's over a "not started".
+_REPORTS = (records.RUNNER_REPORT, records.REVOKER_REPORT)
 # How the leader-doc write that ended a turn says it ended when the runner's own agent did not end it.
 _NOT_OWN_ENDINGS = ("revoked", "not started", "displaced", "superseded", "repaired")
 # What an agent's heartbeat says when it finds the turn it ran taken away (enqueue.own_turn).
@@ -67,17 +73,16 @@ class TurnStory:
 
 @dataclass
 class Authorship:
-    """Who wrote what a stored record says: its own fields, and the runner's report added to it, and when."""
+    """Who wrote what a stored record says: its own fields, and each report added to it (by field), and when."""
 
     body: dict
     author: str
     written_at: float
-    report_author: Optional[str] = None
-    report_written_at: Optional[float] = None
+    reports: Dict[str, Tuple[str, float]] = field(default_factory=dict)
 
 
 def _own_fields(body: dict) -> dict:
-    return {k: v for k, v in body.items() if k != _REPORT and not k.startswith("_")}
+    return {k: v for k, v in body.items() if k not in _REPORTS and not k.startswith("_")}
 
 
 @dataclass
@@ -143,11 +148,12 @@ class TurnBook:
         if new is None:
             self.authors.pop(turn, None)
         elif before is None or _own_fields(before.body) != _own_fields(new):
-            report = writer if _REPORT in new else None
-            self.authors[turn] = Authorship(dict(new), writer, now, report, now if report else None)
+            self.authors[turn] = Authorship(dict(new), writer, now, {key: (writer, now) for key in _REPORTS
+                                                                     if key in new})
         else:
-            if new.get(_REPORT) != before.body.get(_REPORT):
-                before.report_author, before.report_written_at = writer, now
+            for key in _REPORTS:
+                if new.get(key) != before.body.get(key):
+                    before.reports[key] = (writer, now)
             before.body = dict(new)
 
 
@@ -200,15 +206,19 @@ class Judge:
             if rec is None or story is None or t in self.removed:
                 continue
             cmd = by_turn.get(t)
-            report = raw.get("runner_report")
+            report = raw.get(_REPORT)
             own = isinstance(report, dict) and isinstance(report.get("how"), str)
-            how = report["how"] if own else rec.how
-            exit_code = report.get("exit_code") if own else rec.exit_code
+            # Without the runner's word, what a reader takes: a revoker's over a "not started", or the record.
+            taken = records.outcome(rec, raw)
+            how = report["how"] if own else taken.how
+            exit_code = report.get("exit_code") if own else taken.exit_code
             base = how.replace(" after revocation", "")
             if cmd is None and (base in ("exited", "fenced", "stopped") or exit_code is not None):
                 out.append(f"[outcome] record of turn {t} says '{how}' (exit code {exit_code}) but its command "
                            "never ran")
-            if cmd is not None and base == "not started":
+            # A turn an admin's deletion or garbling displaced, whose holder died too, may be known to have
+            # started by nobody alive: the record a dead leader left of its grant stays (PROTOCOL §5.4.1, left).
+            if cmd is not None and base == "not started" and story.ended_how != "displaced":
                 out.append(f"[outcome] record of turn {t} says 'not started' but {cmd.describe()}")
             if cmd is not None and cmd.end is not None and cmd.how == "exited" and base == "exited" \
                     and exit_code != cmd.exit_code:
@@ -245,10 +255,11 @@ class Judge:
         auth = self.book.authors.get(t)
         if auth is None:
             return []
-        report = raw.get(_REPORT)
         pieces = [("record", raw, auth.author, auth.written_at)]
-        if isinstance(report, dict) and auth.report_author is not None and auth.report_written_at is not None:
-            pieces.append(("runner's report in the record", report, auth.report_author, auth.report_written_at))
+        for key in _REPORTS:
+            report = raw.get(key)
+            if isinstance(report, dict) and key in auth.reports:
+                pieces.append((f"{key.replace('_', ' ')} in the record", report, *auth.reports[key]))
         out = []
         for what, fields, author, at in pieces:
             text = fields.get("ended_at")

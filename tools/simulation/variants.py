@@ -1,7 +1,7 @@
 """Deliberately broken variants of the real agent, to show the simulation catches each.
 
 Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
-enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.side_duties,
+enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.records, enqueue.side_duties,
 enqueue.fenced_turn: the supervisor's deadline arithmetic, which the simulated
 runner uses), applied for the length of
 a ``with`` block: the simulation then runs the real code with that one rule
@@ -16,6 +16,7 @@ from typing import Callable, ContextManager, Dict, FrozenSet, Iterator, Optional
 from unittest import mock
 
 from enqueue import leadership as leadership_module
+from enqueue import records as records_module
 from enqueue import repair as repair_module
 from enqueue import view as view_module
 from enqueue.documents import HEARTBEAT_PREFIX
@@ -134,6 +135,14 @@ def turn_taken_while_between() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def keep_a_not_started_record_of_a_turn_that_ran() -> Iterator[None]:
+    """A revoker (or a repair) that read a turn as started keeps the 'not started' record a dead leader left of
+    it, adding nothing: the record is another site's, written once."""
+    with mock.patch.object(records_module, "corrects_not_started", lambda parsed, existing, rec, me: False):
+        yield
+
+
 @dataclass(frozen=True)
 class Variant:
     patch: Callable[[], ContextManager[None]]
@@ -149,7 +158,7 @@ _BASE = "slow,feed-lag,feed-miss,freeze,partition,kill,stop,clock-rate,pause,dra
 #: Every variant, each caught within the default budget (tests/tools/simulation/test_variants.py).
 VARIANTS: Dict[str, Variant] = {
     "record-after-the-ending-write": Variant(record_after_the_ending_write, frozenset({"record"}), _BASE + ",crash",
-                                             first_caught=19),
+                                             first_caught=47),
     "fresh-leader-doc-at-start": Variant(fresh_leader_doc_at_start, frozenset({"token", "overlap"}),
                                          _BASE + ",delete-leader", first_caught=1),
     "revoke-before-the-lease-ran-out": Variant(revoke_before_the_lease_ran_out, frozenset({"overlap"}), _BASE,
@@ -164,6 +173,9 @@ VARIANTS: Dict[str, Variant] = {
                                                     first_caught=19),
     "repair-resumes-above-the-claims": Variant(repair_resumes_above_the_claims, frozenset({"token", "overlap"}),
                                                _BASE + ",crash,delete-leader", first_caught=64),
+    "keep-a-not-started-record-of-a-turn-that-ran": Variant(keep_a_not_started_record_of_a_turn_that_ran,
+                                                            frozenset({"outcome"}), _BASE + ",crash",
+                                                            first_caught=68),
     "turn-taken-while-between": Variant(turn_taken_while_between, frozenset({"side"}), "slow,feed-lag,between",
                                         first_caught=4),
 }

@@ -94,6 +94,18 @@ def test_a_record_that_names_another_site_or_does_not_parse_fails():
     assert any("does not parse" in v for v in report["violations"])
 
 
+def test_a_turn_that_ran_must_not_read_as_not_started():
+    h = history(run("alpha", 1, 0, 1), run("bravo", 2, 1.1, 2))
+    raw = records(1) + records(2, site="bravo", how="not started")
+    report = judge(h, [], leader(2), raw, LIMITS, 10 * S)
+    assert any("turn(s) 2 ran, but their records read as 'not started'" in v for v in report["violations"])
+    # A revoker's word that the turn had started, added to that record, is what a reader takes.
+    raw[1]["revoker_report"] = {"leader": "charlie", "how": "revoked", "started_at": "2026-01-01 00:00:01"}
+    report = judge(h, [], leader(2), raw, LIMITS, 10 * S)
+    assert report["ok"], report["violations"]
+    assert report["turns"]["with_revoker_report"] == 1 and "1 by revokers" in summary(report)
+
+
 def test_a_leader_doc_that_does_not_parse_at_the_end_fails():
     report = judge(clean(), [], {"_id": "enqueue_leader", "turn": "x"}, records(1, 2, 3), LIMITS, 10 * S)
     assert any("leader doc does not parse" in v for v in report["violations"])
