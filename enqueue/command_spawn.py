@@ -33,7 +33,6 @@ import json
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
 
 from enqueue.errors import EXIT_NOT_FOUND
 
@@ -47,6 +46,8 @@ _NEVER_STOP = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 # Python ignores these at start-up; a command expects them at their default.
 _PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
 
+# Not typing.TYPE_CHECKING: importing typing costs the supervisor about 1 MB of resident memory.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the supervisor starts on every agent start: keep its imports few
     from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
