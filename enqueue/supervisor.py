@@ -66,7 +66,7 @@ import sys
 import time
 
 from enqueue.command_spawn import (
-    PR_SET_CHILD_SUBREAPER, Spawner, environment_with, load_prctl, take_over_terminal_signals,
+    PR_SET_CHILD_SUBREAPER, Spawner, load_prctl, take_over_terminal_signals,
 )
 from enqueue.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE
 from enqueue.fenced_turn import FencedTurn, past_sigterm_moment
@@ -293,7 +293,7 @@ class Supervisor:
             return
         try:
             self._spare_due = None
-            pid = self._spawner.spawn(argv, environment_with(env))
+            pid = self._spawner.spawn(argv, env)
         except OSError as exc:
             code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
             reason = exc.strerror or str(exc)
