@@ -424,11 +424,12 @@ def holding(seconds: float) -> str:
 def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None, probe: str = PROBE_SH) -> Figures:
     """Run ``sites`` until every one has had a turn and ``--turns`` handoffs followed the first five.
 
-    With the trivial command, a bystander site runs beside them, and after the measured handoffs one turn
-    holds for QUIET_S, so that the bystander's CPU can be split into waiting and handoffs (``split_bystander``).
+    With the trivial command on 3 sites, a bystander site runs beside them, and after the measured handoffs
+    one turn holds for QUIET_S, so that the bystander's CPU can be split into waiting and handoffs
+    (``split_bystander``). A bystander that is not up in time is left out of the figures, not the run.
     """
     log = bench.workdir / f"handoff-{len(sites)}-{label.replace(' ', '-')}.log"
-    quiet = probe == PROBE_SH
+    quiet = probe == PROBE_SH and len(sites) == 3
     watched = Watched(server=psutil.Process(server_pid) if server_pid else None)
     launched_ns = time.time_ns()
     for site in sites:
@@ -438,15 +439,17 @@ def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None, 
     first = 5
     try:
         if quiet:
-            # Once a leader is elected, so that the bystander is not the one.
-            wait_for("the first turn", lambda: checker.read(str(log)).runs, bench.args.max_seconds)
-            bench.start(BYSTANDER, log)
-            watched.clients[BYSTANDER] = psutil.Process(bench.agents[BYSTANDER].pid)
-            watched.beats = lambda: beat_number(bench, BYSTANDER)
-            wait_for("the bystander's registration", lambda: watched.beats(), bench.args.max_seconds)
-            bench.drain(BYSTANDER)
-            # Past its start-up (a few beats in) before the window opens, so that its CPU there is waiting alone.
-            wait_for("the bystander's heartbeats", lambda: (watched.beats() or 0) >= 4, bench.args.max_seconds)
+            try:
+                _start_bystander(bench, log, watched)
+            except (SystemExit, subprocess.CalledProcessError) as exc:
+                print(f"benchmark: no bystander figures: {exc}")
+                quiet = False
+                watched.beats = None
+                watched.clients.pop(BYSTANDER, None)
+                late = bench.agents.pop(BYSTANDER, None)
+                if late is not None:
+                    late.kill()
+                    late.wait()
             first = max(first, len([r for r in checker.read(str(log)).runs if r.end_ns]) + 1)
         window_start, window_end = _measuring_window(bench, log, sites, watched, first)
         still = _quiet_stretch(bench, log, watched) if quiet else None
@@ -467,6 +470,18 @@ def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None, 
         split_bystander(fig, still, (window_end[0] - start[0]) / 1e9,
                         window_end[1]["<bystander>"] - window_start[1]["<bystander>"], beats_in, handoffs)
     return fig
+
+
+def _start_bystander(bench: Bench, log: Path, watched: Watched) -> None:
+    """Start the bystander once a leader is elected (so that it is not the one), drain it, and return once it
+    is past its start-up (a few beats in), so that its CPU from now on is waiting alone."""
+    wait_for("the first turn", lambda: checker.read(str(log)).runs, bench.args.max_seconds)
+    bench.start(BYSTANDER, log)
+    watched.clients[BYSTANDER] = psutil.Process(bench.agents[BYSTANDER].pid)
+    watched.beats = lambda: beat_number(bench, BYSTANDER)
+    wait_for("the bystander's registration", lambda: watched.beats(), bench.args.max_seconds)
+    bench.drain(BYSTANDER)
+    wait_for("the bystander's heartbeats", lambda: (watched.beats() or 0) >= 4, bench.args.max_seconds)
 
 
 def _quiet_stretch(bench: Bench, log: Path, watched: Watched) -> Quiet | None:
