@@ -21,13 +21,14 @@ first called.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ContextManager, Mapping, Sequence
-
 from enqueue.errors import ConfigError, EnqueueError, TurnLost
 
+# Not typing.TYPE_CHECKING: the supervisor imports this package, and typing costs it about 1 MB.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import os
     import threading
+    from typing import ContextManager, Mapping, Sequence
 
     from enqueue.in_process_turn import Turn
 

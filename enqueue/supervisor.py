@@ -56,18 +56,17 @@ Run as ``python -m enqueue.supervisor --control-fd N --events-fd M --kill-grace 
 
 from __future__ import annotations
 
-import argparse
 import errno
 import json
+import math
 import os
 import select
 import signal
 import sys
-from typing import TYPE_CHECKING
+import time
 
-from enqueue.clock import SystemClock
 from enqueue.command_spawn import (
-    PR_SET_CHILD_SUBREAPER, Spawner, environment_with, load_prctl, take_over_terminal_signals,
+    PR_SET_CHILD_SUBREAPER, Spawner, load_prctl, take_over_terminal_signals,
 )
 from enqueue.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_USAGE
 from enqueue.fenced_turn import FencedTurn, past_sigterm_moment
@@ -84,6 +83,8 @@ _SPARE_DELAY_S = 0.005
 # select() refuses huge timeouts; waking up now and then to re-check is free.
 _MAX_WAIT_S = 3600.0
 
+# Not typing.TYPE_CHECKING: importing typing costs the supervisor about 1 MB of resident memory.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the supervisor starts on every agent start: keep its imports few
     from typing import Any, Callable, Dict, List, Optional
 
@@ -104,7 +105,7 @@ class Supervisor:
         control_fd: int,
         events_fd: int,
         kill_grace_s: float,
-        monotonic: Callable[[], float] = SystemClock().monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         stop_signal: int = signal.SIGTERM,
     ) -> None:
         self._control = control_fd
@@ -292,7 +293,7 @@ class Supervisor:
             return
         try:
             self._spare_due = None
-            pid = self._spawner.spawn(argv, environment_with(env))
+            pid = self._spawner.spawn(argv, env)
         except OSError as exc:
             code = EXIT_NOT_FOUND if exc.errno == errno.ENOENT else EXIT_NOT_EXECUTABLE
             reason = exc.strerror or str(exc)
@@ -402,30 +403,62 @@ class Supervisor:
         self._pipe.emit(fields)
 
 
+_USAGE = ("usage: python -m enqueue.supervisor --control-fd N --events-fd M --kill-grace SECONDS "
+          "[--stop-signal N]")
+_FLAGS = {"--control-fd": int, "--events-fd": int, "--kill-grace": float, "--stop-signal": int}
+
+
+class UsageError(ValueError):
+    """A supervisor command line that cannot be run; the text says what is wrong."""
+
+
+def parse_command_line(argv: List[str]) -> Dict[str, Any]:
+    """The flags of ``argv`` as values (``--stop-signal`` defaults to SIGTERM); UsageError otherwise.
+
+    By hand, not with argparse: the agent alone starts supervisors, and argparse
+    (with gettext and re) is about 1 MB of every supervisor's resident memory.
+    """
+    values: Dict[str, Any] = {"--stop-signal": int(signal.SIGTERM)}
+    words = iter(argv)
+    for word in words:
+        flag, has_value, value = word.partition("=")
+        if flag not in _FLAGS:
+            raise UsageError(f"unknown argument {word!r}")
+        if not has_value:
+            value = next(words, None)
+            if value is None:
+                raise UsageError(f"{flag} needs a value")
+        try:
+            values[flag] = _FLAGS[flag](value)
+        except ValueError:
+            raise UsageError(f"{flag}: not a number: {value!r}") from None
+    missing = [flag for flag in _FLAGS if flag not in values]
+    if missing:
+        raise UsageError(f"{missing[0]} is required")
+    if not 0 <= values["--kill-grace"] < math.inf:
+        raise UsageError("--kill-grace must be a finite number of seconds, not negative")
+    if not is_stop_signal(values["--stop-signal"]):
+        raise UsageError(f"--stop-signal {values['--stop-signal']} is not a signal that can start a stop")
+    return values
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """Parse the command line and run one supervisor; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m enqueue.supervisor", description=__doc__.splitlines()[0])
-    parser.add_argument("--control-fd", type=int, required=True, help="read control messages from this fd")
-    parser.add_argument("--events-fd", type=int, required=True, help="write events to this fd")
-    parser.add_argument("--kill-grace", type=float, required=True, metavar="SECONDS",
-                        help="time between the stop signal and SIGKILL")
-    parser.add_argument("--stop-signal", type=int, default=int(signal.SIGTERM), metavar="N",
-                        help="the signal that starts a command's stop (default: SIGTERM)")
-    args = parser.parse_args(argv)
-    if args.kill_grace < 0:
-        parser.error("--kill-grace must not be negative")
-    if not is_stop_signal(args.stop_signal):
-        parser.error(f"--stop-signal {args.stop_signal} is not a signal that can start a stop")
+    """Parse the command line and run one supervisor; returns the exit code (2 for a bad command line)."""
+    try:
+        args = parse_command_line(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        _log(f"{exc}\n{_USAGE}")
+        return EXIT_USAGE
     try:
         # The agent's numbers may be high; select() needs them below FD_SETSIZE,
         # and the copies are close-on-exec, so no command inherits them.
-        control, events = os.dup(args.control_fd), os.dup(args.events_fd)
+        control, events = os.dup(args["--control-fd"]), os.dup(args["--events-fd"])
     except OSError as exc:
         _log(f"bad file descriptor: {exc.strerror}")
         return EXIT_USAGE
-    os.close(args.control_fd)
-    os.close(args.events_fd)
-    return Supervisor(control, events, args.kill_grace, stop_signal=args.stop_signal).run()
+    os.close(args["--control-fd"])
+    os.close(args["--events-fd"])
+    return Supervisor(control, events, args["--kill-grace"], stop_signal=args["--stop-signal"]).run()
 
 
 if __name__ == "__main__":

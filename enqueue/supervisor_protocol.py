@@ -44,8 +44,9 @@ import math
 import os
 import select
 import signal
-from typing import TYPE_CHECKING
 
+# Not typing.TYPE_CHECKING: importing typing costs the supervisor about 1 MB of resident memory.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the supervisor starts on every agent start: keep its imports few
     from typing import Any, Callable, Dict, List, Optional, Tuple
 

@@ -169,12 +169,17 @@ class View:
 
     def absorb(self, doc_id: str, raw: Mapping[str, Any] | None, now: float, *, from_feed: bool = False,
                deleted_rev: str | None = None) -> bool:
-        """Take one document's current content into the view; False when it was a feed's stale news.
+        """Take one document's current content into the view; False when it brought nothing new: a feed's
+        stale news, or the revision the view already holds (a revision names one content, already parsed).
 
         ``deleted_rev`` is the tombstone's revision of a document that reads as absent (None if none).
         """
         rev = revision_of(raw) if raw is not None else deleted_rev
         if from_feed and self.revisions.is_older(doc_id, rev):
+            return False
+        if raw is not None and rev is not None and rev == self.revisions.rev(doc_id):
+            # The feed's echo of my own write, or a full read of what did not change: parsing it again would
+            # give what the view holds (and a new registry object would make whom I follow be worked out again).
             return False
         self.revisions.observe(doc_id, rev, now)
         if doc_id == self.leader_doc:

@@ -66,6 +66,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import psutil
 
@@ -83,6 +84,15 @@ PROBE_SH = (
 )
 # For failover: a command long enough to be running when its agent is killed.
 PROBE_SH_LONG = PROBE_SH.replace('; echo "end', '; sleep 5; echo "end')
+# The handoff runs' command: the trivial one, but the first turn to find "$0.hold" removes it and holds its turn
+# for QUIET_S: a stretch with no handoff at all, to measure what waiting costs when nothing happens. A turn that
+# finds no such file pays one test built into the shell.
+QUIET_S = 6.0
+PROBE_SH_QUIET = PROBE_SH.replace(
+    '; echo "end', f'; if [ -e "$0.hold" ]; then rm -f "$0.hold"; sleep {QUIET_S:g}; fi; echo "end')
+# A site drained from the start (`enqueue sites drain`), so it is offered no turn, but otherwise waiting like the
+# others: it beats, follows the same documents and wakes for every handoff, so its CPU is a bystander's.
+BYSTANDER = "bystander"
 
 
 def quantile_ms(values: list[float], p: float) -> float | None:
@@ -110,6 +120,22 @@ def cpu_s(proc: psutil.Process, with_children: bool = False) -> float:
         return 0.0
 
 
+def run_time_s(pid: int) -> float:
+    """CPU time of ``pid``'s live threads to the nanosecond (the scheduler's own count; /proc's user and system
+    times come in 10 ms ticks, too coarse for a few seconds of a waiting agent); 0 once it is gone."""
+    total = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                    total += int(fh.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
+        return 0.0
+    return total / 1e9
+
+
 @dataclass
 class Figures:
     """What one run measured; None where it does not apply."""
@@ -123,6 +149,10 @@ class Figures:
     all_turned_s: float | None = None
     turned: int = 0
     waiting_cpu_ms: float | None = None
+    bystander_handoff_ms: float | None = None
+    idle_per_beat_ms: float | None = None
+    idle_per_s_ms: float | None = None
+    beats_per_s: float | None = None
     leader_cpu_ms: float | None = None
     server_cpu_ms: float | None = None
     agent_rss_mb: float | None = None
@@ -138,11 +168,18 @@ class Watched:
     server: psutil.Process | None = None
     clients_with_children: bool = False
     rss: dict[str, int] = field(default_factory=dict)
+    # The bystander's heartbeat count, taken with every snapshot (as "<beats>", and its CPU to the ns as
+    # "<bystander>") when set.
+    beats: Callable[[], int | None] | None = None
 
     def snapshot(self) -> dict[str, float]:
         cpu = {site: cpu_s(p, self.clients_with_children) for site, p in self.clients.items()}
         if self.server is not None:
             cpu["<server>"] = cpu_s(self.server)
+        beats = self.beats() if self.beats is not None else None
+        if beats is not None:
+            cpu["<beats>"] = float(beats)
+            cpu["<bystander>"] = run_time_s(self.clients[BYSTANDER].pid)
         return cpu
 
     def sample_memory(self) -> None:
@@ -187,6 +224,38 @@ class MemorySampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)
+
+
+@dataclass
+class Quiet:
+    """The bystander's CPU and own heartbeat count at both ends of a stretch with no handoff, and its length."""
+
+    seconds: float
+    cpu_s: float
+    beats: int
+
+
+def beat_number(bench: "Bench", site: str) -> int | None:
+    """How many times ``site``'s heartbeat doc was written so far (its revision's number); None if unreadable."""
+    try:
+        rev = (bench.store.get(docs.heartbeat_id(site)) or {}).get("_rev", "")
+        return int(rev.split("-", 1)[0])
+    except Exception:  # noqa: BLE001 - a figure left out, not a failed run
+        return None
+
+
+def split_bystander(fig: Figures, quiet: Quiet | None, window_s: float, window_cpu_s: float,
+                    window_beats: int | None, handoffs: int) -> None:
+    """The bystander's CPU, split: what waiting costs per own heartbeat and per second with nothing happening
+    (its beats, the feed's beats, the leader's heartbeats on its feed), and what each handoff adds on top."""
+    if quiet is None or quiet.seconds <= 0:
+        return
+    fig.idle_per_s_ms = quiet.cpu_s * 1000 / quiet.seconds
+    fig.idle_per_beat_ms = quiet.cpu_s * 1000 / quiet.beats if quiet.beats > 0 else None
+    if window_beats is not None and window_s > 0:
+        fig.beats_per_s = window_beats / window_s
+    if handoffs:
+        fig.bystander_handoff_ms = (window_cpu_s - quiet.cpu_s / quiet.seconds * window_s) * 1000 / handoffs
 
 
 def measure(fig: Figures, report: checker.Report, launched_ns: int, sites: list[str],
@@ -253,6 +322,9 @@ def breakdown(workdir: Path, log: Path) -> list[str]:
 
 def table(figures: list[Figures]) -> str:
     """The figures of every run, one column per run."""
+    def ms3(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f} ms"
+
     def fmt(v: object, unit: str = "") -> str:
         if v is None:
             return "-"
@@ -266,8 +338,11 @@ def table(figures: list[Figures]) -> str:
         ("overlaps", lambda f: fmt(f.overlaps)),
         ("every site had a turn after", lambda f: fmt(f.all_turned_s, " s") if f.all_turned_s is not None
          else f"{f.turned} of {f.sites} did"),
-        ("waiting client CPU per handoff", lambda f: f"{f.waiting_cpu_ms:.3f} ms" if f.waiting_cpu_ms is not None
-         else "-"),
+        ("waiting client CPU per handoff", lambda f: ms3(f.waiting_cpu_ms)),
+        ("bystander CPU per handoff, idle deducted", lambda f: ms3(f.bystander_handoff_ms)),
+        ("bystander idle CPU per own heartbeat", lambda f: ms3(f.idle_per_beat_ms)),
+        ("bystander idle CPU per second", lambda f: ms3(f.idle_per_s_ms)),
+        ("bystander heartbeats per second", lambda f: fmt(f.beats_per_s)),
         ("leader CPU per handoff", lambda f: fmt(f.leader_cpu_ms, " ms")),
         ("server CPU per handoff", lambda f: fmt(f.server_cpu_ms, " ms")),
         ("client RSS, max (agent / etcdctl)", lambda f: fmt(f.agent_rss_mb, " MB")),
@@ -295,15 +370,20 @@ class Bench:
         self.config = workdir / "bench.ini"
         self.config.write_text(f"[couchdb]\nurl = {url}\ndatabase = {self.db}\n")
 
-    def start(self, site: str, log: Path, probe: str = PROBE_SH) -> None:
+    def start(self, site: str, log: Path, probe: str = PROBE_SH, options: tuple[str, ...] = ()) -> None:
         out = open(self.workdir / f"agent-{site}.log", "ab")
         self.agents[site] = subprocess.Popen(
             [sys.executable, "-m", "enqueue", "run", str(self.config), site, "--repeat",
-             "-d", self.args.delay, "-s", self.args.stale, "-c", "0.2s", *self.args.agent_args, "--",
+             "-d", self.args.delay, "-s", self.args.stale, "-c", "0.2s", *self.args.agent_args, *options, "--",
              "/bin/sh", "-c", probe, str(log)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
         )
         out.close()
+
+    def drain(self, site: str) -> None:
+        """Keep ``site`` out of the rotation, as an admin would."""
+        subprocess.run([sys.executable, "-m", "enqueue", "sites", str(self.config), "drain", site, "--reason",
+                        "benchmark bystander"], check=True, stdout=subprocess.DEVNULL)
 
     def stop(self) -> None:
         for proc in self.agents.values():
@@ -342,41 +422,110 @@ def holding(seconds: float) -> str:
 
 
 def handoff(bench: Bench, sites: list[str], label: str, server_pid: int | None, probe: str = PROBE_SH) -> Figures:
-    """Run ``sites`` until every one has had a turn and ``--turns`` handoffs followed the first five."""
+    """Run ``sites`` until every one has had a turn and ``--turns`` handoffs followed the first five.
+
+    With the trivial command on 3 sites, a bystander site runs beside them, and after the measured handoffs
+    one turn holds for QUIET_S, so that the bystander's CPU can be split into waiting and handoffs
+    (``split_bystander``). A bystander that is not up in time is left out of the figures, not the run.
+    """
     log = bench.workdir / f"handoff-{len(sites)}-{label.replace(' ', '-')}.log"
+    quiet = probe == PROBE_SH and len(sites) == 3
     watched = Watched(server=psutil.Process(server_pid) if server_pid else None)
     launched_ns = time.time_ns()
     for site in sites:
-        bench.start(site, log, probe)
+        bench.start(site, log, PROBE_SH_QUIET if quiet else probe)
         watched.clients[site] = psutil.Process(bench.agents[site].pid)
     sampler = MemorySampler(watched, max(0.25, len(sites) / 200))
+    first = 5
     try:
-        window_start, window_end = _measuring_window(bench, log, sites, watched)
+        if quiet:
+            try:
+                _start_bystander(bench, log, watched)
+            except (SystemExit, subprocess.CalledProcessError) as exc:
+                print(f"benchmark: no bystander figures: {exc}")
+                quiet = False
+                watched.beats = None
+                watched.clients.pop(BYSTANDER, None)
+                late = bench.agents.pop(BYSTANDER, None)
+                if late is not None:
+                    late.kill()
+                    late.wait()
+            first = max(first, len([r for r in checker.read(str(log)).runs if r.end_ns]) + 1)
+        window_start, window_end = _measuring_window(bench, log, sites, watched, first)
+        still = _quiet_stretch(bench, log, watched) if quiet else None
         leader = bench.leader()
     finally:
         sampler.stop()
         bench.stop()
     report = checker.read(str(log))
-    report.gaps_s = report.gaps_s[5:]  # the first turns include start-up and the first election
+    report.gaps_s = report.gaps_s[first:]  # the first turns include start-up, the first election (and the drain)
     start = window_start or window_end
-    return measure(Figures(label, len(sites)), report, launched_ns, sites, (start[0], window_end[0]),
-                   (start[1], window_end[1]), leader.leader if leader else None, watched)
+    fig = measure(Figures(label, len(sites)), report, launched_ns, sites, (start[0], window_end[0]),
+                  (start[1], window_end[1]), leader.leader if leader else None, watched)
+    if quiet and window_start is not None and "<bystander>" in window_start[1] and "<bystander>" in window_end[1] \
+            and (not leader or leader.leader != BYSTANDER):
+        handoffs = len([r for r in report.runs if start[0] <= r.start_ns <= window_end[0]])
+        first, last = window_start[1].get("<beats>"), window_end[1].get("<beats>")
+        beats_in = int(last - first) if first is not None and last is not None else None
+        split_bystander(fig, still, (window_end[0] - start[0]) / 1e9,
+                        window_end[1]["<bystander>"] - window_start[1]["<bystander>"], beats_in, handoffs)
+    return fig
 
 
-def _measuring_window(bench: Bench, log: Path, sites: list[str], watched: Watched
+def _start_bystander(bench: Bench, log: Path, watched: Watched) -> None:
+    """Start the bystander once a leader is elected (so that it is not the one), drain it, and return once it
+    is past its start-up (a few beats in), so that its CPU from now on is waiting alone."""
+    wait_for("the first turn", lambda: checker.read(str(log)).runs, bench.args.max_seconds)
+    bench.start(BYSTANDER, log)
+    watched.clients[BYSTANDER] = psutil.Process(bench.agents[BYSTANDER].pid)
+    watched.beats = lambda: beat_number(bench, BYSTANDER)
+    wait_for("the bystander's registration", lambda: watched.beats(), bench.args.max_seconds)
+    bench.drain(BYSTANDER)
+    wait_for("the bystander's heartbeats", lambda: (watched.beats() or 0) >= 4, bench.args.max_seconds)
+
+
+def _quiet_stretch(bench: Bench, log: Path, watched: Watched) -> Quiet | None:
+    """Have the next turn hold for QUIET_S; the bystander's CPU and beats over the middle of that hold.
+
+    None if no turn held (the run was over, or a handoff came within the stretch).
+    """
+    hold = Path(f"{log}.hold")
+    hold.touch()
+    asked_ns = time.time_ns()
+    held = None
+    deadline = time.monotonic() + 30
+    while held is None and time.monotonic() < deadline:
+        if not hold.exists():
+            runs = checker.read(str(log)).runs
+            held = next((r for r in runs if r.start_ns >= asked_ns and r.end_ns is None), None)
+        time.sleep(0.01)
+    if held is None:
+        hold.unlink(missing_ok=True)
+        return None
+    time.sleep(0.3)
+    pid = watched.clients[BYSTANDER].pid
+    t0, cpu0, beat0 = time.monotonic(), run_time_s(pid), beat_number(bench, BYSTANDER)
+    time.sleep(QUIET_S - 1.0)
+    t1, cpu1, beat1 = time.monotonic(), run_time_s(pid), beat_number(bench, BYSTANDER)
+    if any(r.start_ns > held.start_ns for r in checker.read(str(log)).runs) or beat0 is None or beat1 is None:
+        return None
+    return Quiet(seconds=t1 - t0, cpu_s=cpu1 - cpu0, beats=beat1 - beat0)
+
+
+def _measuring_window(bench: Bench, log: Path, sites: list[str], watched: Watched, first: int = 5
                       ) -> tuple[tuple[int, dict[str, float]] | None, tuple[int, dict[str, float]]]:
-    """Follow the probe log until ``--turns`` handoffs after the first five and every site had a turn.
+    """Follow the probe log until ``--turns`` handoffs after the first ``first`` and every site had a turn.
 
-    Returns the window's start (after the fifth turn; None if it never came) and end, each as the
+    Returns the window's start (after turn ``first``; None if it never came) and end, each as the
     time and a snapshot of the watched processes' CPU.
     """
     deadline = time.monotonic() + bench.args.max_seconds
     window_start: tuple[int, dict[str, float]] | None = None
     while time.monotonic() < deadline:
         runs = [r for r in checker.read(str(log)).runs if r.end_ns]
-        if window_start is None and len(runs) >= 5:
+        if window_start is None and len(runs) >= first:
             window_start = (time.time_ns(), watched.snapshot())
-        if len(runs) >= bench.args.turns + 5 and len({r.site for r in runs}) == len(sites):
+        if len(runs) >= bench.args.turns + first and len({r.site for r in runs}) == len(sites):
             break
         time.sleep(0.05)
     window_end = (time.time_ns(), watched.snapshot())

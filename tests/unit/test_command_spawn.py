@@ -16,7 +16,7 @@ from typing import Iterator, List
 import psutil
 import pytest
 
-from enqueue.command_spawn import Spawner, environment_with, load_prctl
+from enqueue.command_spawn import Spawner, load_prctl
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process semantics")
 
@@ -39,16 +39,27 @@ def exit_code(pid: int) -> int:
 def test_the_command_runs_in_a_session_of_its_own_with_the_additions(spawner: Spawner, tmp_path: Path) -> None:
     out = tmp_path / "out"
     script = f'echo "$(ps -o sid= -p $$) $ADDED" > {out}'
-    pid = spawner.spawn(["sh", "-c", script], environment_with({"ADDED": "yes"}))
+    pid = spawner.spawn(["sh", "-c", script], {"ADDED": "yes"})
     assert exit_code(pid) == 0
     sid, added = out.read_text().split()
     assert (int(sid), added) == (pid, "yes")
 
 
+def test_the_command_has_this_processs_environment_with_the_additions_on_top(
+        spawner: Spawner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INHERITED", "kept")
+    monkeypatch.setenv("REPLACED", "old")
+    spawner.refill()  # forked now: the environment as it is
+    out = tmp_path / "out"
+    pid = spawner.spawn(["sh", "-c", f'echo "$INHERITED $REPLACED $ADDED" > {out}'], {"REPLACED": "new", "ADDED": "yes"})
+    assert exit_code(pid) == 0
+    assert out.read_text().split() == ["kept", "new", "yes"]
+
+
 def test_a_spare_is_forked_ahead_and_used_by_the_next_start(spawner: Spawner) -> None:
     spawner.refill()
     assert spawner.has_spare
-    pid = spawner.spawn(["sh", "-c", "exit 4"], environment_with({}))
+    pid = spawner.spawn(["sh", "-c", "exit 4"], {})
     assert not spawner.has_spare
     assert exit_code(pid) == 4
 
@@ -57,7 +68,7 @@ def test_a_command_that_cannot_run_raises_its_error_and_its_child_is_reaped(spaw
     spawner.refill()
     spare_pid = _spare_pid(spawner)
     with pytest.raises(OSError) as caught:
-        spawner.spawn(["no-such-command-here"], environment_with({"PATH": "/nonexistent"}))
+        spawner.spawn(["no-such-command-here"], {"PATH": "/nonexistent"})
     assert caught.value.errno == errno.ENOENT
     with pytest.raises(ChildProcessError):
         os.waitpid(spare_pid, os.WNOHANG)
@@ -67,7 +78,7 @@ def test_a_spare_that_died_is_replaced(spawner: Spawner) -> None:
     spawner.refill()
     spare_pid = _spare_pid(spawner)
     os.kill(spare_pid, signal.SIGKILL)
-    pid = spawner.spawn(["sh", "-c", "exit 6"], environment_with({}))
+    pid = spawner.spawn(["sh", "-c", "exit 6"], {})
     assert pid != spare_pid
     assert exit_code(pid) == 6
     with pytest.raises(ChildProcessError):

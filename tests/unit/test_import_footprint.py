@@ -40,3 +40,12 @@ def test_the_run_command_line_loads_no_other_subcommand() -> None:
     others = {m for m in loaded if m.startswith("enqueue.commands.") and m != "enqueue.commands.run"}
     assert others == set()
     assert "enqueue.devserver" not in loaded
+
+
+def test_a_supervisor_loads_neither_typing_nor_argparse_nor_datetime() -> None:
+    # Started as the runner starts it (-I -S); its command line read in full (fds it cannot have end it there).
+    loaded = loaded_after("from enqueue import supervisor\n"
+                          "assert supervisor.main(['--control-fd', '900', '--events-fd', '901', '--kill-grace', '1',"
+                          " '--stop-signal', '15']) == 2", "-I", "-S")
+    assert "enqueue.supervisor" in loaded and "enqueue.command_spawn" in loaded
+    assert {"typing", "argparse", "datetime", "enqueue.clock"} & loaded == set()

@@ -174,3 +174,24 @@ def test_my_own_leader_write_is_taken_in_as_a_read_of_it_would_be(view: View) ->
     assert view.leader == read.leader and view.leader.raw == read.leader.raw and view.leader.rev == "9-w"
     assert view.leader_raw == read.leader_raw and view.max_turn_seen == 8 and view.invalid_leader_since is None
     assert not view.absorb(LEADER, leader("8-v", turn=7, status=DONE), 5.0, from_feed=True)  # its echo is old news
+
+
+def test_a_revision_the_view_holds_is_not_taken_in_again(view: View) -> None:
+    # A full read at every heartbeat re-reads what did not change, and the feed echoes my own writes.
+    assert view.absorb(SITES, registry("alpha", "bravo"), 0.0)
+    held = view.registry
+    assert not view.absorb(SITES, registry("alpha", "bravo"), 1.0)
+    assert not view.absorb(SITES, registry("alpha", "bravo"), 2.0, from_feed=True)
+    assert view.registry is held  # not parsed again, so whom the view follows is not worked out again
+    view.own_beat(Heartbeat(site="bravo", state=WAITING, beat=3), "3-c", now=10.0)
+    own = view.heartbeats["bravo"]
+    assert not view.absorb(docs.heartbeat_id("bravo"), heartbeat("bravo", "3-c", beat=3), 11.0, from_feed=True)
+    assert view.heartbeats["bravo"] is own and view.liveness.age("bravo", 12.0) == 2.0
+
+
+def test_a_new_revision_is_taken_in(view: View) -> None:
+    assert view.absorb(SITES, registry("alpha"), 0.0)
+    body = registry("alpha", "bravo")
+    body["_rev"] = "2-s"
+    assert view.absorb(SITES, body, 1.0)
+    assert view.registry is not None and set(view.registry.sites) == {"alpha", "bravo"}
