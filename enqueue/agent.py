@@ -7,19 +7,14 @@ command runner, a random source, its identity) and its events
 feed, the runner's reports and stop signals; a simulation can drive many
 agents in one process under a fake clock the same way.
 
-The concepts live in their own modules, each with its state: the heartbeat
-and its lease (enqueue.lease), the site's own turn (enqueue.own_turn),
-leadership (enqueue.leadership), the reads and compare-and-swap writes of the
-shared documents (enqueue.shared_docs, into the ``View`` of enqueue.view),
-the records still owed (enqueue.records), the moments to wake up at
-(enqueue.timers), the side commands outside my turns (enqueue.side_duties,
-deciding by enqueue.side_steps; whether I take a turn granted to me is one
-rule on what my heartbeat says), the drain of myself after too many failed
-turns (enqueue.self_drain), a run-once agent's --max-wait (enqueue.max_wait)
-and a refused write (enqueue.write_refusal). This module decides what is
-due, in order: my own turn first (finishing it hands over, which is the fast
-path), then the side commands, then the registry, then leadership, then
-whether to leave.
+The concepts live in their own modules, each with its state: lease
+(heartbeat), own_turn, leadership, shared_docs (reads and compare-and-swap
+writes into the ``View`` of view), records (still owed), timers, side_duties
+and side_steps (side commands outside my turns; whether I take a granted
+turn is one rule on what my heartbeat says), self_drain, max_wait and
+write_refusal. This module decides what is due, in order: my own turn first
+(finishing it hands over, which is the fast path), then the side commands,
+then the registry, then leadership, then whether to leave.
 
 Guarantees
 ----------
@@ -211,7 +206,8 @@ class Agent:
             self._beat()
             # The feed is the fast path; one read per heartbeat is the safety net for anything it missed.
             self.shared.need_full_read = True
-        if self.shared.need_full_read:
+        # A grant is confirmed before a full read: its compare-and-swap is safe on any view; an heir's read waits.
+        if self.shared.need_full_read and not self._takes_grant():
             self.shared.read_all()
         self.records.flush()
         view, own = self.view, self.own
@@ -225,10 +221,8 @@ class Agent:
             own.check_still_mine()
         elif turns.holds_running(view.leader, self.me):
             return own.adopt_own_confirm() or own.end_orphaned(now)
-        elif self.side.wants_turn_now(stopping=self.leaving.stopping, repeat=self._repeat()) and \
-                turns.granted_to_me(view.leader, self.me):
-            if not self.drain.drained() and not self.drain.due():
-                return own.confirm_and_start()
+        elif self._takes_grant():
+            return own.confirm_and_start() or self.shared.need_full_read
         # 1b. Outside a turn: the side commands (--between, --ready), with the state they make me say.
         if own.current is None and self.side.go_on(stopping=self.leaving.stopping, turns_done=own.turns_done):
             self.side.step(now, self._set_state)
@@ -255,6 +249,12 @@ class Agent:
         return False
 
     # ------------------------------------------------------------------ heartbeat and state
+
+    def _takes_grant(self) -> bool:
+        """The view grants me a turn and I take it now: no turn of mine goes on, I want one, I am not drained."""
+        return self.own.current is None and turns.granted_to_me(self.view.leader, self.me) and \
+            self.side.wants_turn_now(stopping=self.leaving.stopping, repeat=self._repeat()) and \
+            not self.drain.drained() and not self.drain.due()
 
     def _repeat(self) -> bool:
         return bool(self.s.repeat) and not self.leaving.stopping

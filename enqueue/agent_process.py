@@ -255,6 +255,33 @@ def drive(agent: Agent, inbox: Inbox, feed: FeedWatcher, runner: DrivenRunner, c
         feed.follow(agent.watched_ids)
 
 
+class _Opening:
+    """The supervisor coming up on a thread of its own while the agent registers: both mostly wait on others.
+
+    A run-once agent's start-up is on the path of its loop's handoffs; the
+    supervisor's start no longer adds to it. ``join`` always returns; then
+    ``raise_error`` raises what opening it raised, if anything.
+    """
+
+    def __init__(self, runner: DrivenRunner) -> None:
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._open, args=(runner,), name="enqueue-runner-open", daemon=True)
+        self._thread.start()
+
+    def _open(self, runner: DrivenRunner) -> None:
+        try:
+            runner.open()
+        except BaseException as exc:  # handed to the main thread by raise_error
+            self.error = exc
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
 def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: random.Random | None = None, *,
         catch_signals: bool = True, stop: threading.Event | None = None,
         make_runner: Callable[[Callable[[Event], None]], DrivenRunner] | None = None) -> int:
@@ -280,8 +307,12 @@ def run(settings: AgentSettings, store: Store, clock: Clock | None = None, rng: 
     try:
         with inbox.catching_signals() if catch_signals else nullcontext(), inbox.relaying(stop):
             try:
-                agent.start(clock.monotonic())
-                runner.open()
+                opening = _Opening(runner)
+                try:
+                    agent.start(clock.monotonic())
+                finally:
+                    opening.join()
+                opening.raise_error()
                 feed.follow(agent.watched_ids)
                 feed.start(agent.feed_since)
                 left = drive(agent, inbox, feed, runner, clock)

@@ -44,6 +44,9 @@ __all__ = ["DevServer", "DevServerError", "find_executable"]
 ENV_EXECUTABLE = "ENQUEUE_POUCHDB_SERVER"
 REPO_DIR = Path(__file__).resolve().parent.parent
 BUNDLED_EXECUTABLE = REPO_DIR / "devserver" / "node_modules" / ".bin" / "pouchdb-server"
+#: Preloaded into the server: a continuous changes feed is cancelled when its client goes away, as CouchDB
+#: does (express-pouchdb keeps serving it, and running it at every write, for the rest of the server's life).
+CANCEL_CLOSED_FEEDS = REPO_DIR / "devserver" / "cancel-closed-feeds.js"
 
 _PORT_ATTEMPTS = 5
 
@@ -240,10 +243,14 @@ class DevServer:
             argv += ["--dir", str(self.data_dir)]
         else:
             argv += ["--in-memory"]
+        env = dict(os.environ)
+        if CANCEL_CLOSED_FEEDS.is_file():
+            env["NODE_OPTIONS"] = f'{env.get("NODE_OPTIONS", "")} --require "{CANCEL_CLOSED_FEEDS}"'.strip()
         with open(self._workdir / "output.txt", "wb") as output:
             self._process = subprocess.Popen(
                 argv,
                 cwd=self._workdir,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,

@@ -37,7 +37,8 @@ from enqueue.store import Seq, Store
 
 #: Up to this many ids, the server filters the feed by id; beyond, the feed takes every change and drops the
 #: unfollowed ones here. With a filter, each re-open (a leader's at every new site) is a new request, and
-#: pouchdb-server keeps serving a closed continuous feed for the rest of its life, so re-opens add up; and
+#: pouchdb-server keeps serving a closed continuous feed for the rest of its life (enqueue.devserver's cancels
+#: it, as CouchDB does), so re-opens add up; and
 #: it re-scans a filtered feed from its last matching change at every write, which a feed that matches
 #: every change never lags behind.
 FILTERED_MAX = 8

@@ -290,20 +290,21 @@ def measure(fig: Figures, report: checker.Report, launched_ns: int, sites: list[
     return fig
 
 
-_LOGGED = re.compile(r"^(\S+Z) \S+ \w+ (finished turn|confirmed turn|started turn) (\d+)")
+_LOGGED = re.compile(r"^(\S+Z) \S+ \w+ (command of turn|finished turn|confirmed turn|started turn) (\d+)")
 
 
-def breakdown(workdir: Path, log: Path) -> list[str]:
+def breakdown(workdir: Path, log: Path, agent_logs: str = "agent-*.log") -> list[str]:
     """Where the handoffs of a run went, from the agents' debug logs (to the ms) and the commands' records."""
     at: dict[tuple[str, int], float] = {}
-    for path in workdir.glob("agent-*.log"):
+    for path in workdir.glob(agent_logs):
         for line in path.read_text(errors="replace").splitlines():
             m = _LOGGED.match(line)
             if m:
                 moment = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
-                at[(m.group(2), int(m.group(3)))] = moment.timestamp()
+                at.setdefault((m.group(2), int(m.group(3))), moment.timestamp())
     stages: dict[str, list[float]] = {
-        "command's end -> the finishing site's done + grant answered (record, then compare-and-swap)": [],
+        "command's end -> its agent has the supervisor's report": [],
+        "-> the finishing site's done + grant answered (record, then compare-and-swap)": [],
         "-> the next site's confirm answered (changes feed, confirm compare-and-swap)": [],
         "-> the start message sent to the supervisor": [],
         "-> the command's first line (supervisor, exec, the shell forks date)": [],
@@ -311,7 +312,7 @@ def breakdown(workdir: Path, log: Path) -> list[str]:
     runs = [r for r in checker.read(str(log)).runs if r.end_ns and r.turn.isdigit()]
     for a, b in zip(runs, runs[1:]):
         ta, tb = int(a.turn), int(b.turn)
-        keys = [("finished turn", ta), ("confirmed turn", tb), ("started turn", tb)]
+        keys = [("command of turn", ta), ("finished turn", ta), ("confirmed turn", tb), ("started turn", tb)]
         if tb != ta + 1 or any(k not in at for k in keys):
             continue
         moments = [a.end_ns / 1e9, *(at[k] for k in keys), b.start_ns / 1e9]
@@ -731,6 +732,7 @@ def main() -> int:
     figures: list[Figures] = []
     stages: list[str] = []
     loop_lines: list[str] = []
+    loop_stages: list[tuple[str, list[str]]] = []
     try:
         if args.url:
             url = args.url
@@ -748,7 +750,7 @@ def main() -> int:
             finally:
                 bench.close()
             if args.breakdown and n == 3:
-                stages = breakdown(workdir, workdir / "handoff-3.log")
+                stages = breakdown(workdir, workdir / "handoff-3-enqueue-3.log")
                 for line in workdir.glob("agent-*.log"):
                     line.unlink()
             if args.loop and n == 3:
@@ -767,6 +769,13 @@ def main() -> int:
                         loop_lines.append(got[1])
                     else:
                         figures.append(got)
+                    if args.breakdown:
+                        tag = label.replace(" ", "-")
+                        log = workdir / (f"loop-3-{tag}.log" if run is loop_handoff else f"handoff-3-{tag}.log")
+                        pattern = f"loop-agent-*-{tag}.log" if run is loop_handoff else "agent-*.log"
+                        loop_stages.append((label, breakdown(workdir, log, pattern)))
+                        for path in workdir.glob("agent-*.log"):
+                            path.unlink()
         if not args.skip_failover:
             bench = Bench(args, workdir, url)
             try:
@@ -791,6 +800,9 @@ def main() -> int:
         if args.breakdown:
             print("where a 3-site handoff went (medians):")
             print("\n".join(stages) or "  no complete handoff in the logs")
+            for label, lines in loop_stages:
+                print(f"where a handoff of '{label}' went (medians):")
+                print("\n".join(lines) or "  no complete handoff in the logs")
         for f in figures:
             print(f"{f.label}: handoff {quantiles_of(f)}")
         for line in loop_lines:

@@ -51,6 +51,32 @@ def test_an_in_memory_server_starts_answers_and_stops_without_leftovers():
         answers(server.url)
 
 
+def test_a_continuous_changes_feed_is_cancelled_when_its_client_goes_away():
+    """As CouchDB does; pouchdb-server alone would run the feed at every write for the rest of its life."""
+    import http.client
+    import time
+
+    with DevServer() as server:
+        store = CouchStore(server.url, "feeds")
+        store.create_database()
+        host, port = server.url.split("//")[1].split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("POST", "/feeds/_changes?feed=continuous&filter=_doc_ids&heartbeat=200",
+                     body=json.dumps({"doc_ids": ["a"]}), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        response.read1(1)  # the feed is open and served (a heartbeat's newline)
+        output = server._workdir / "output.txt"
+        assert "cancelled the continuous changes feed" not in output.read_text()
+        conn.close()
+        deadline = time.monotonic() + 20
+        while "cancelled the continuous changes feed" not in output.read_text():
+            assert time.monotonic() < deadline, f"the feed was never cancelled: {server._output_tail()}"
+            time.sleep(0.05)
+        store.put({"_id": "a"})
+        assert "version" in answers(server.url), "the server goes on serving after the cancel and a write"
+
+
 def test_on_disk_data_survives_a_restart(disk_server):
     store = disk_server.store("kept")
     try:

@@ -554,3 +554,55 @@ def test_a_withdrawn_record_is_written_back_when_another_leader_ended_the_turn_m
     assert leader(store).status == docs.DONE and leader(store).leader == "echo"
     record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(6)))
     assert record is not None and (record.site, record.how) == ("bravo", "not started")
+
+
+class CallLoggingStore(MemoryStore):
+    """A memory store that logs its full reads and its leader doc writes, in order."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.calls: list[str] = []
+
+    def get_many(self, doc_ids: list[str]) -> dict:
+        self.calls.append("full read")
+        return super().get_many(doc_ids)
+
+    def put(self, doc: dict) -> str:
+        if doc.get("_id") == "enqueue_leader":
+            self.calls.append(f"leader doc {doc.get('status')} {doc.get('turn')}")
+        return super().put(doc)
+
+
+def deliver_watched(agent: Agent, store: MemoryStore) -> None:
+    """Play the changes feed: hand the agent the current content of every document it follows."""
+    for doc_id in agent.watched_ids:
+        agent.handle(DocChanged(doc_id, store.get(doc_id)))
+
+
+def test_an_heir_confirms_its_granted_turn_before_its_first_full_read_as_leader(clock) -> None:
+    """Run-once alpha leads, runs turn 1 and hands bravo turn 2 with the leadership (PROTOCOL §3.3.5).
+
+    Bravo hears of it from the feed: its first write is the confirm, and
+    only then does it read what it follows as leader; it leads from there.
+    """
+    store = CallLoggingStore("enqueue")
+    alpha, alpha_runner = make_agent(store, clock, "alpha")
+    bravo, bravo_runner = make_agent(store, clock, "bravo")
+    alpha.start(clock.monotonic())
+    bravo.start(clock.monotonic())
+    deliver_watched(alpha, store)
+    alpha.step(clock.monotonic())
+    assert [c[1] for c in alpha_runner.named("start")] == [1]
+    deliver_watched(alpha, store)
+    alpha.handle(CommandEnded(1, 0, "exited", duration_s=0.1))
+    assert alpha.step(clock.monotonic()) == Left(0)
+    doc = leader(store)
+    assert (doc.leader, doc.running, doc.status, doc.turn) == ("bravo", "bravo", docs.GRANTED, 2)
+    store.calls.clear()
+    bravo.handle(DocChanged("enqueue_leader", store.get("enqueue_leader")))
+    assert bravo.shared.need_full_read, "as leader, bravo follows more than it has read"
+    bravo.step(clock.monotonic())
+    assert [c[1] for c in bravo_runner.named("start")] == [2]
+    assert store.calls[0] == "leader doc running 2", store.calls
+    assert "full read" in store.calls, "the read follows the confirm within the same step"
+    assert not bravo.shared.need_full_read
