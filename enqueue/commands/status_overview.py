@@ -230,7 +230,8 @@ def build(
 
     leader: Optional[docs.LeaderDoc] = None
     if leader_raw is None:
-        problems.append(f"leader doc {settings.leader_doc} does not exist (run 'enqueue init' or start an agent)")
+        problems.append(f"leader doc {settings.leader_doc} does not exist (an admin runs 'enqueue init' on a new "
+                        f"database, 'enqueue repair' on one that held turns)")
     else:
         leader, issues = docs.parse_leader(leader_raw, settings.leader_doc)
         if leader is None:
@@ -262,6 +263,9 @@ def build(
         hb, issues = docs.parse_heartbeat(raw_hb, name)
         if issues:
             problems.append(f"heartbeat {docs.heartbeat_id(name)}: {'; '.join(issues)}")
+        said = raw_hb.get(docs.PROBLEM_FIELD) if isinstance(raw_hb, Mapping) and hb is not None and hb.state != docs.LEFT else None
+        if isinstance(said, str) and said:
+            problems.append(f"site {name}: {said}")
         beat_age = None
         if hb is not None:
             beat_age = _seconds_between(parse_time(hb.time, fmt), now)

@@ -197,3 +197,12 @@ def test_the_text_says_who_is_between_loop_iterations_and_why_a_site_left() -> N
     assert "looping, 2 s ago (turn done)" in rows["a"]
     assert "left, 10 min ago (stopped)" in rows["b"]
     assert status_text.to_json(ov)["sites"][0]["left_because"] == "turn done"
+
+
+def test_a_problem_a_site_says_in_its_heartbeat_is_a_problem_line_until_it_left() -> None:
+    said = "leader doc enqueue_leader is missing and this site's account may not rebuild it: an admin must run " \
+           "'enqueue repair CONFIG'"
+    ov = build({"a": {**heartbeat("a", 1), docs.PROBLEM_FIELD: said}, "b": heartbeat("b", 1)})
+    assert f"site a: {said}" in ov.problems
+    gone = build({"a": {**heartbeat("a", 1, state=docs.LEFT), docs.PROBLEM_FIELD: said}})
+    assert not [p for p in gone.problems if said in p]
