@@ -3,7 +3,7 @@
 Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
 enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.side_duties,
 enqueue.fenced_turn: the supervisor's deadline arithmetic, which the simulated
-runner uses), applied for the length of
+runner uses; enqueue.admin_rebuild: the admin's ``enqueue repair``), applied for the length of
 a ``with`` block: the simulation then runs the real code with that one rule
 broken. ``VARIANTS`` names each with the invariant it must trip.
 """
@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Dict, FrozenSet, Iterator
+from typing import Callable, ContextManager, Dict, FrozenSet, Iterator, Optional
 from unittest import mock
 
 from enqueue import leadership as leadership_module
 from enqueue import repair as repair_module
 from enqueue import view as view_module
+from enqueue.admin_rebuild import AdminRebuild
 from enqueue.documents import HEARTBEAT_PREFIX
 from enqueue.fenced_turn import FencedTurn
 from enqueue.lease import Lease
@@ -128,6 +129,20 @@ def repair_resumes_above_the_claims() -> Iterator[None]:
 
 
 @contextmanager
+def admin_rebuild_without_waiting() -> Iterator[None]:
+    """An admin's rebuild of the leader doc the sites may not rebuild (``enqueue repair``) writes as soon as it
+    finds it missing, without waiting out heartbeat_stale."""
+    real_look = AdminRebuild.look
+
+    def look(self: AdminRebuild, now: float) -> Optional[float]:
+        due = real_look(self, now)
+        return None if due is None else min(due, now)
+
+    with mock.patch.object(AdminRebuild, "look", look):
+        yield
+
+
+@contextmanager
 def turn_taken_while_between() -> Iterator[None]:
     """An agent takes a turn granted to it whatever its heartbeat says, also while its side command runs."""
     with mock.patch.object(SideDuties, "wants_turn_now", lambda self, *, stopping, repeat: not stopping):
@@ -157,6 +172,8 @@ VARIANTS: Dict[str, Variant] = {
                                                     frozenset({"token", "overlap"}), _BASE + ",delete-leader"),
     "repair-resumes-above-the-claims": Variant(repair_resumes_above_the_claims, frozenset({"token", "overlap"}),
                                                _BASE + ",crash,delete-leader"),
+    "admin-rebuild-without-waiting": Variant(admin_rebuild_without_waiting, frozenset({"overlap"}),
+                                             _BASE + ",delete-leader,site-accounts"),
     "turn-taken-while-between": Variant(turn_taken_while_between, frozenset({"side"}), "slow,feed-lag,between"),
 }
 
