@@ -729,3 +729,16 @@ def test_no_command_line_option_takes_a_secret() -> None:
     assert "--password-file" in options  # enqueue users add
     secret_like = {o for o in options if any(w in o for w in ("password", "secret", "token", "credential"))}
     assert secret_like <= {"--password-file", "--show-password", "--admin-password-file"}, secret_like
+
+
+@needs_node
+def test_the_refusals_an_agent_acts_on_carry_their_token_and_the_agent_matches_the_token() -> None:
+    unknown, missing = run_validator([
+        ({"_id": "enqueue_other", "x": 1}, None, site("bravo"), SECURITY),
+        (stored(docs.new_leader_doc(LEADER_ID)), None, site("bravo"), SECURITY),
+    ])
+    assert security.refused_for(unknown["forbidden"], security.UNKNOWN_DOCUMENT_TOKEN), unknown
+    assert security.refused_for(missing["forbidden"], security.ADMIN_REBUILDS_TOKEN), missing
+    heartbeat = docs.heartbeat_id("bravo")
+    assert security.locks_out(f"403 forbidden: enqueue: reworded [enqueue:{security.UNKNOWN_DOCUMENT_TOKEN}]", heartbeat)
+    assert not security.locks_out(missing["forbidden"], heartbeat), "a missing leader doc is waited out, not the end"
