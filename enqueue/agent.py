@@ -110,7 +110,7 @@ class Agent:
         # Only a database that never held a turn gets a fresh leader doc here; anywhere else a missing
         # one is rebuilt by the repair, once every lease it could have granted has run out.
         if leadership.never_used(self.store, self.s.leader_doc):
-            self.shared.create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)))
+            self.shared.create_if_absent(docs.render_leader(docs.new_leader_doc(self.s.leader_doc)), admins_only=True)
         self.shared.create_if_absent(docs.render_sites(docs.new_sites_doc(self.s.sites_doc)))
         # Take the feed position before reading, so no change falls between the two.
         self.feed_since = self.store.current_seq()
@@ -267,7 +267,7 @@ class Agent:
         cur = self.own.current
         hb = self.lease.beat(repeat=self._repeat(), turn=None if cur is None else cur.turn, now_text=self._now_text(),
                              extra={"last_exit_code": self.own.last_exit_code, "turns_done": self.own.turns_done,
-                                    leadership.TURN_SEEN: self.view.max_turn_seen, **self.drain.heartbeat_fields()})
+                                    **self.leadership.heartbeat_fields(), **self.drain.heartbeat_fields()})
         assert hb.rev is not None
         self.view.own_beat(hb, hb.rev, self.clock.monotonic())
         self.own.extend(self.lease.deadline())

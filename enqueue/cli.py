@@ -28,15 +28,16 @@ EXIT_INTERRUPTED = 130
 # --help`` lists them (``command_modules``). A command line that names one
 # imports that module alone: an agent (``enqueue run``) stays small when it
 # does not load ``status``, ``history`` or the embedded server's code.
-COMMAND_NAMES = ("run", "status", "init", "sites", "pause", "resume", "skip", "history", "prune", "dev_server",
-                 "users")
+COMMAND_NAMES = ("run", "status", "init", "repair", "sites", "pause", "resume", "skip", "history", "prune",
+                 "dev_server", "users")
 
 
 def command_modules() -> list[ModuleType]:
     """The subcommand modules, in the order ``enqueue --help`` lists them (``COMMAND_NAMES``)."""
-    from enqueue.commands import dev_server, history, init, pause, prune, resume, run, sites, skip, status, users
+    from enqueue.commands import (dev_server, history, init, pause, prune, repair, resume, run, sites, skip, status,
+                                  users)
 
-    return [run, status, init, sites, pause, resume, skip, history, prune, dev_server, users]
+    return [run, status, init, repair, sites, pause, resume, skip, history, prune, dev_server, users]
 
 
 def named_command(argv: Sequence[str]) -> Optional[ModuleType]:

@@ -32,16 +32,14 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from enqueue import documents as docs
 from enqueue import election, repair, scheduler
 from enqueue.documents import TurnRecord
-from enqueue.errors import Conflict
+from enqueue.errors import Conflict, Forbidden
 from enqueue.outcomes import Outcome
 from enqueue.records import has_report
-from enqueue.site_names import is_site_name
 
 if TYPE_CHECKING:
     from enqueue.records import RecordQueue
@@ -52,38 +50,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("enqueue.agent")
 
 #: The heartbeat field that carries the highest turn number its agent has seen.
-TURN_SEEN = "turn_seen"
+TURN_SEEN = repair.TURN_SEEN
+_NOT_REFUSED = object()
 
 
 def never_used(store: Store, leader_doc: str) -> bool:
     """No turn was ever granted in the database: no heartbeat, no turn record, no deleted leader doc ``leader_doc``."""
     return not store.list_prefix(docs.HEARTBEAT_PREFIX, limit=1) and \
         not store.list_prefix(docs.TURN_PREFIX, limit=1) and store.deleted_rev(leader_doc) is None
-
-
-def _number(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-def highest_turn_known(store: Store, seen: int, leader_raw: Mapping[str, Any] | None, replaced_rev: str | None,
-                       prefix: str = docs.TURN_PREFIX) -> int:
-    """The turn a rewritten leader doc starts from: ``repair.resume_turn``'s rule.
-
-    What this agent saw and the old document's own turn, and the revision
-    count of the revision the rewrite replaces (the broken document's or the
-    tombstone's). Only when the document has no revision at all do the newest
-    turn record of this document set and the heartbeats (the turn a site
-    runs, the highest its agent saw) count.
-    """
-    if repair.revision_count(replaced_rev) > 0:
-        return repair.resume_turn(seen, leader_raw, replaced_rev, None)
-    newest = None
-    for rec in store.list_prefix(prefix, limit=1, descending=True):
-        parsed, _ = docs.parse_turn_record(rec)
-        newest = parsed.turn if parsed is not None else None
-    heartbeats = store.list_prefix(docs.HEARTBEAT_PREFIX)
-    claims = [n for raw in heartbeats for n in (_number(raw.get("turn")), _number(raw.get(TURN_SEEN))) if n is not None]
-    return repair.resume_turn(seen, leader_raw, replaced_rev, newest, claims)
 
 
 class Leadership:
@@ -100,6 +74,7 @@ class Leadership:
         self.rng = rng
         self._now_text = now_text
         self.campaign_not_before = 0.0
+        self._refused_rev: object = _NOT_REFUSED
 
     def vacancy(self, now: float) -> str | None:
         """Why the leadership is open by my view at ``now``, or None while a live leader holds it."""
@@ -199,9 +174,28 @@ class Leadership:
             self.records.write_now(record)
 
     def repair_due_at(self) -> float | None:
-        """When a missing or broken leader doc may be rewritten; None while it parses."""
+        """When a missing or broken leader doc may be rewritten; None while it parses, or while the rules refuse
+        me its rewrite (until it changes)."""
         since = self.view.invalid_leader_since
-        return None if since is None else since + self.t.heartbeat_stale_s
+        return None if since is None or self.repair_refused() else since + self.t.heartbeat_stale_s
+
+    def repair_refused(self) -> bool:
+        """The rules refused my rewrite of the leader doc's current revision (missing: an admin's to rebuild)."""
+        return self.view.leader is None and self._refused_rev is not _NOT_REFUSED and \
+            self._refused_rev == self.view.revisions.rev(self.view.leader_doc)
+
+    def heartbeat_fields(self) -> dict[str, Any]:
+        """What my heartbeat says of the leader doc: the highest turn I saw, and the problem while I wait on an
+        admin's rebuild."""
+        fields: dict[str, Any] = {TURN_SEEN: self.view.max_turn_seen}
+        if self.repair_refused():
+            fields[docs.PROBLEM_FIELD] = self._problem()
+        return fields
+
+    def _problem(self) -> str:
+        what = "is missing" if self.view.leader_raw is None else "does not parse"
+        return (f"leader doc {self.view.leader_doc} {what} and this site's account may not rebuild it: an admin "
+                f"must run 'enqueue repair CONFIG'")
 
     def repair(self, now: float) -> bool:
         """Rewrite a leader doc that does not parse, once its revision has been so for ``heartbeat_stale``."""
@@ -215,56 +209,28 @@ class Leadership:
         self.shared.reread(doc_id)
         if self.view.revisions.rev(doc_id) != before or self.repair_due_at() != due:
             return True
-        raw = self.view.leader_raw or {}
+        raw = self.view.leader_raw
         replaced = raw.get("_rev") if raw else self.view.leader_deleted_rev
         prefix = docs.turn_prefix(doc_id)
-        known = highest_turn_known(self.store, self.view.max_turn_seen, self.view.leader_raw,
-                                   replaced if isinstance(replaced, str) else None, prefix)
-        self._record_displaced(prefix)
-        # An admin's pause survives the repair; a pause flag that does not parse reads as set.
-        paused = "paused" in raw and raw["paused"] is not False and raw["paused"] is not None
-        reason = raw.get("paused_reason") if isinstance(raw.get("paused_reason"), str) else None
-        fresh = replace(
-            docs.new_leader_doc(doc_id),
-            rev=raw.get("_rev"),
-            leader=self.me,
-            turn=known,
-            paused=paused,
-            paused_reason=reason,
-            last_how=Outcome.REPAIRED,
-            updated_by=self.me,
-            updated_at=self._now_text(),
-            raw={"repaired_from": {k: v for k, v in raw.items() if not k.startswith("_")}},
-        )
-        if self.shared.cas_leader(fresh):
-            log.warning(
-                "rewrote leader doc %s, which was missing or did not parse, at turn %d; old content kept under "
-                "'repaired_from'",
-                doc_id,
-                known,
-            )
+        known = repair.highest_turn_known(self.store, self.view.max_turn_seen, raw,
+                                          replaced if isinstance(replaced, str) else None, prefix)
+        displaced = repair.displaced_record(self.view.last_valid_leader, doc_id, self.me, self._now_text())
+        # A record there already stands, unless it says "not started" of a turn I read as started (§2.4).
+        if displaced is not None and (self.store.get(docs.turn_record_id(displaced.turn, prefix)) is None or
+                                      (displaced.started_at is not None and displaced.site != self.me)):
+            self.records.write_now(displaced)
+        fresh = repair.rebuilt_leader_doc(doc_id, raw, known, self.me, self.me, self._now_text())
+        try:
+            written = self.shared.cas_leader(fresh)
+        except Forbidden as exc:
+            # A site account may not create the leader doc: wait, following it, for an admin's rebuild.
+            self._refused_rev = before
+            log.error("%s (%s); waiting for it to come back", self._problem(), exc)
+            return False
+        if written:
+            log.warning("rewrote leader doc %s, which was missing or did not parse, at turn %d; old content kept "
+                        "under 'repaired_from'", doc_id, known)
         return True
-
-    def _record_displaced(self, prefix: str) -> None:
-        """Record the turn my last reading of the leader doc showed active, if it has no record yet.
-
-        Only the leader doc says who holds a turn: when I never read one that
-        parsed, or it showed no active turn, I know of no turn to record.
-        """
-        last = self.view.last_valid_leader
-        if last is None or last.status not in (docs.GRANTED, docs.RUNNING) or not is_site_name(last.running):
-            return
-        started = last.started_at if last.status == docs.RUNNING else None
-        # A record there already stands, unless it says "not started" of the turn I read as started.
-        if self.store.get(docs.turn_record_id(last.turn, prefix)) is not None and \
-                (started is None or last.running == self.me):
-            return
-        # "repaired", never "not started": a turn I last saw granted may have been confirmed since.
-        how = Outcome.REPAIRED
-        note = f"the leader doc {self.view.leader_doc} was missing or did not parse; it was rewritten after " \
-               "heartbeat_stale"
-        self.records.write_now(TurnRecord(turn=last.turn, site=last.running, how=how, leader=self.me,
-                                          started_at=started, ended_at=self._now_text(), note=note))
 
     def resign(self) -> None:
         """Step down if I lead (one retry after a lost compare-and-swap): we are going."""

@@ -50,13 +50,17 @@ __all__ = [
     "design_document",
     "install",
     "installed_settings",
+    "refusal_token",
+    "refused_for",
 ]
 
 DESIGN_DOC_ID = "_design/enqueue"
 DEFAULT_SITE_ROLE = "enqueue_site"
 DEFAULT_ADMIN_ROLE = "enqueue_admin"
-#: Grows when the rules change, so a reader of the design document can tell them apart.
-VALIDATOR_VERSION = 3
+#: Grows when the rules change, so a reader of the design document can tell them apart. Version 4: only an
+#: admin creates a leader doc (also after a deletion), a site rewrites one that does not parse only at the turn
+#: its repair resumes at, and the refusals readers act on carry a token (``refusal_token``).
+VALIDATOR_VERSION = 4
 
 
 class DocumentSet(NamedTuple):
@@ -187,8 +191,23 @@ def _with_set(installed: list[DocumentSet], wanted: DocumentSet) -> list[Documen
     return installed if wanted in installed else installed + [wanted]
 
 
-#: The rules' reason for a document no installed set knows (validate_doc_update.js says the same).
-UNKNOWN_DOCUMENT = "is not a document enqueue uses"
+#: The rules' tokens (validate_doc_update.js names the same): a document no installed set knows, and a leader
+#: doc that only an admin may write afresh (missing, or a rewrite of one that does not parse that the rules
+#: cannot allow this site).
+UNKNOWN_DOCUMENT_TOKEN = "unknown-document"
+ADMIN_REBUILDS_TOKEN = "admin-rebuilds-leader-doc"
+#: How rules before version 4 worded the refusal of an unknown document (they carried no token).
+_UNKNOWN_DOCUMENT_BEFORE_4 = "is not a document enqueue uses"
+
+
+def refusal_token(token: str) -> str:
+    """The text a refusal carries for ``token``: ``[enqueue:<token>]``."""
+    return f"[enqueue:{token}]"
+
+
+def refused_for(refusal: str, token: str) -> bool:
+    """Whether a refusal's text (a Forbidden's) carries the rules' ``token``."""
+    return refusal_token(token) in refusal
 
 
 def uncovered_set_problem(design: Optional[Mapping[str, Any]], leader_doc: str, sites_doc: str) -> Optional[str]:
@@ -213,7 +232,8 @@ def locks_out(refusal: str, own_heartbeat_id: str) -> bool:
     document (its set is not installed).
     Any other refusal may pass once the documents change, so the agent retries.
     """
-    return UNKNOWN_DOCUMENT in refusal or f"document {own_heartbeat_id!r}" in refusal
+    return refused_for(refusal, UNKNOWN_DOCUMENT_TOKEN) or _UNKNOWN_DOCUMENT_BEFORE_4 in refusal or \
+        f"document {own_heartbeat_id!r}" in refusal
 
 
 def installed_settings(store: Store) -> Optional[dict]:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from enqueue import documents as docs
 from enqueue.documents import Heartbeat, LeaderDoc
-from enqueue.errors import ClusterRefused, Conflict
+from enqueue.errors import ClusterRefused, Conflict, Forbidden
 
 if TYPE_CHECKING:
     from enqueue.clock import Clock
@@ -135,13 +135,21 @@ class SharedDocs:
         """Read one document again, now."""
         self.absorb(doc_id, self.store.get(doc_id))
 
-    def create_if_absent(self, body: dict) -> None:
-        """Create a document unless it exists (whatever it holds)."""
+    def create_if_absent(self, body: dict, *, admins_only: bool = False) -> None:
+        """Create a document unless it exists (whatever it holds).
+
+        ``admins_only``: the rules may refuse this account the creation (the
+        leader doc is an admin's to create); then the document stays missing
+        and the repair says so (``Leadership.repair``).
+        """
         try:
             self.store.put(body)
             log.info("created %s", body["_id"])
         except Conflict:
             pass
+        except Forbidden:
+            if not admins_only:
+                raise
 
     def cas_leader(self, new: LeaderDoc) -> bool:
         """Write ``new`` over the leader doc revision it came from; on 409 re-read and return False."""

@@ -220,7 +220,8 @@ def read_leader(raw: Optional[Mapping[str, Any]], settings: AdminSettings) -> Op
     if parsed is None:
         raise Refused(
             f"leader doc {settings.leader_doc} does not parse ({'; '.join(problems)}); fix it by hand "
-            f"(Fauxton or curl), or let the agents repair it after heartbeat_stale"
+            f"(Fauxton or curl), or rebuild it with 'enqueue repair' (the agents do after heartbeat_stale where "
+            f"their accounts may)"
         )
     return parsed
 

@@ -13,7 +13,9 @@
 //     or step down itself; while it leads, grant, end and re-order turns;
 //     mark running a turn granted to itself; mark done its own running turn
 //     and, in the same write, grant the next turn to its successor in the
-//     published rotation; never pause, resume or set skip_turn;
+//     published rotation; never pause, resume or set skip_turn; rewrite one
+//     that does not parse only at the turn its repair resumes at; never
+//     create it (an admin does, also after a deletion);
 //   * create turn records that name it (as the site or as the leader), and
 //     add its report to a record of its own turn that the leader created;
 //     add its word as the revoker ('revoker_report', naming it) to another
@@ -46,6 +48,9 @@ function (newDoc, oldDoc, userCtx, secObj) {
                            "drained_failures"];
   var MAX_REASON_CHARS = 500;
   var MAX_EXIT_CODE = 255;
+  // The refusals' tokens (enqueue.security names the same): a leader doc only an admin may write afresh,
+  // and a document no installed set knows.
+  var ADMIN_REBUILDS = "admin-rebuilds-leader-doc", UNKNOWN_DOC = "unknown-document";
   // Leader-doc fields whose changes the rules below judge one by one.
   var LEADER_FIELDS = ["leader", "leader_term", "running", "status", "turn", "rotation",
                        "paused", "paused_reason", "skip_turn"];
@@ -57,6 +62,11 @@ function (newDoc, oldDoc, userCtx, secObj) {
 
   function refuse(message) {
     throw {forbidden: "enqueue: " + message};
+  }
+
+  // A refusal readers act on carries a stable token, "[enqueue:<code>]", after its message (enqueue.security).
+  function code(token, message) {
+    return message + " [enqueue:" + token + "]";
   }
 
   function isArrayValue(x) {
@@ -390,9 +400,17 @@ function (newDoc, oldDoc, userCtx, secObj) {
     explainTurnRefusal(o, n, me);
   }
 
-  // A leader doc that is missing, or does not parse, may be written afresh:
-  // nobody leads or I do, no turn is granted, and an admin's pause stays.
+  // A leader doc that does not parse may be written afresh: nobody leads or
+  // I do, no turn is granted, an admin's pause stays, and the turn resumes
+  // exactly where the repair resumes it (enqueue/repair.py). A missing one
+  // (never written, or deleted: the server then shows no old document, just
+  // as for the first creation) is an admin's to create: no rule could bound
+  // the turn a site would write into it.
   function checkLeaderFresh(newDoc, oldDoc, n, me) {
+    if (oldDoc === null) {
+      refuse(code(ADMIN_REBUILDS, "only an admin creates the leader document (it is missing: an admin runs " +
+                                  "'enqueue repair CONFIG')"));
+    }
     onlyFields(newDoc, LEADER_FIELDS.concat(LEADER_NOTES, ["repaired_from"]), "a new leader document");
     if (n.leader !== null && n.leader !== me) {
       refuse("a new leader document may name no leader, or the writing site");
@@ -400,25 +418,21 @@ function (newDoc, oldDoc, userCtx, secObj) {
     if (n.status !== DONE || n.running !== null || n.skip_turn !== null) {
       refuse("a new leader document may not grant a turn");
     }
-    if (oldDoc === null) {
-      if (n.paused) {
-        refuse("only an admin may pause");
-      }
-      return;
-    }
     if (n.paused !== flag(oldDoc, "paused") ||
         n.paused_reason !== (typeof oldDoc.paused_reason === "string" ? oldDoc.paused_reason : null)) {
       refuse("rewriting a leader document that does not parse must keep its paused and paused_reason");
     }
+    // No write so far can have taken 'turn' to the document's revision count, unless an admin set it;
+    // every turn that ran is below it.
     var oldTurn = isCount(oldDoc.turn) ? oldDoc.turn : 0;
-    if (n.turn < oldTurn) {
-      refuse("rewriting a leader document must not lower its turn below " + oldTurn);
+    var resume = Math.max(oldTurn, generation(oldDoc));
+    if (n.turn < resume) {
+      refuse(code(ADMIN_REBUILDS, "rewriting a leader document must not lower its turn below " + resume +
+                                  " (its old turn, or its number of revisions)"));
     }
-    // No write so far can have taken 'turn' beyond the document's revision count, unless an admin set it.
-    var highest = Math.max(oldTurn, generation(oldDoc));
-    if (n.turn > highest) {
-      refuse("rewriting a leader document must not raise its turn beyond " + highest +
-             " (its old turn, or its number of revisions)");
+    if (n.turn > resume) {
+      refuse(code(ADMIN_REBUILDS, "rewriting a leader document must not raise its turn beyond " + resume +
+                                  " (its old turn, or its number of revisions)"));
     }
   }
 
@@ -682,7 +696,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
     } else if (recordPrefix !== null) {
       checkTurnRecord(newDoc, old, name, recordPrefix);
     } else {
-      refuse("'" + id + "' is not a document enqueue uses; only an admin may write it");
+      refuse(code(UNKNOWN_DOC, "'" + id + "' is not a document enqueue uses; only an admin may write it"));
     }
   }
 

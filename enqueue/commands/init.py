@@ -9,9 +9,9 @@ Steps, each idempotent (running ``init`` again changes nothing and says so):
    production state is never touched; and a missing leader doc only on a
    database that never held a heartbeat, a turn record or the leader doc
    itself (a deletion leaves a tombstone): elsewhere a fresh one would hand
-   out turn numbers again, so the agents rebuild it instead (once every
-   lease has run out, at its revision count, above every turn that ran)
-   and init says so;
+   out turn numbers again, so init says to rebuild it with ``enqueue
+   repair`` (once every lease has run out, at its revision count, above
+   every turn that ran; agents under an admin's account do it themselves);
 3. the access rules (``_security`` and the ``validate_doc_update`` design
    document) through ``install_security``.
 
@@ -114,8 +114,9 @@ def create_document(store: Store, body: dict) -> bool:
 
 
 #: What init says of a missing leader doc on a database that held turns.
-LEADER_DOC_LEFT_TO_AGENTS = ("missing, not created: this database held turns, so the agents rebuild it above every "
-                             "turn that ran, once heartbeat_stale has passed")
+LEADER_DOC_LEFT_TO_AGENTS = ("missing, not created: this database held turns; rebuild it with 'enqueue repair CONFIG' "
+                             "(it waits heartbeat_stale and resumes above every turn that ran; agents under an "
+                             "admin's account rebuild it themselves)")
 
 
 def may_create_leader_doc(store: Store, leader_doc: str) -> bool:

@@ -249,7 +249,7 @@ def build(
     problems: list[str] = []
 
     leader = _parsed(f"leader doc {settings.leader_doc}", leader_raw, docs.parse_leader, settings.leader_doc,
-                     "run 'enqueue init' or start an agent", problems)
+                     "an admin runs 'enqueue init' on a new database, 'enqueue repair' on one that held turns", problems)
     parsed = _parsed(f"sites doc {settings.sites_doc}", sites_raw, docs.parse_sites, settings.sites_doc,
                      "no site has registered yet", problems)
     registry: Mapping[str, docs.SiteEntry] = parsed.sites if parsed is not None else {}
@@ -266,6 +266,9 @@ def build(
         hb, issues = docs.parse_heartbeat(raw_hb, name)
         if issues:
             problems.append(f"heartbeat {docs.heartbeat_id(name)}: {'; '.join(issues)}")
+        said = raw_hb.get(docs.PROBLEM_FIELD) if isinstance(raw_hb, Mapping) and hb is not None and hb.state != docs.LEFT else None
+        if isinstance(said, str) and said:
+            problems.append(f"site {name}: {said}")
         beat_age = None
         if hb is not None:
             beat_age = _seconds_between(parse_time(hb.time, fmt), now)

@@ -26,6 +26,7 @@ from enqueue.documents.heartbeat import (
     LEFT_STOPPED,
     LEFT_TO_LOOP,
     LEFT_TURN_DONE,
+    PROBLEM_FIELD,
     Heartbeat,
     parse_heartbeat,
     render_heartbeat,
@@ -57,7 +58,7 @@ from enqueue.documents.turn_record import TurnRecord, parse_turn_record, render_
 
 __all__ = [
     "DONE", "GRANTED", "HEARTBEAT_PREFIX", "IDLE", "LEFT", "LEFT_MAX_WAIT", "LEFT_STOPPED", "LEFT_TO_LOOP",
-    "LEFT_TURN_DONE", "MAX_TURN", "RUNNING", "SCHEMA_VERSION",
+    "LEFT_TURN_DONE", "MAX_TURN", "PROBLEM_FIELD", "RUNNING", "SCHEMA_VERSION",
     "SITE_STATES", "TURN_ID_DIGITS", "TURN_PREFIX", "TURN_STATES", "WAITING", "BETWEEN", "NOT_READY",
     "heartbeat_id", "turn_prefix", "turn_record_id",
     "LeaderDoc", "new_leader_doc", "parse_leader", "render_leader",

@@ -22,6 +22,8 @@ LEFT_STOPPED = "stopped"
 LEFT_REASONS = (LEFT_TURN_DONE, LEFT_MAX_WAIT, LEFT_STOPPED)
 #: The reasons that mean a site loop goes on and starts the next agent (``status`` shows ``looping``).
 LEFT_TO_LOOP = (LEFT_TURN_DONE, LEFT_MAX_WAIT)
+#: A heartbeat field for a condition only an admin can end (an agent sets it while the condition lasts).
+PROBLEM_FIELD = "problem"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import pytest
 
 from enqueue import documents as docs
 from enqueue import cli, errors, failures, logs, records, repair, security
+from enqueue.admin_rebuild import AdminRebuild
 from enqueue.commands import users
 from enqueue.connection import Connection
 from enqueue.couchdb_store import CouchStore
@@ -83,14 +84,15 @@ class Secured:
         path.chmod(0o600)
         return path
 
-    def admin_config(self, directory: Path) -> Path:
+    def admin_config(self, directory: Path, heartbeat_stale: Optional[str] = None) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         password_file = directory / "admin.password"
         users.write_private(str(password_file), self.server.password or "", overwrite=True)
         path = directory / "admin.ini"
+        timing = "" if heartbeat_stale is None else f"[enqueue]\nheartbeat_stale = {heartbeat_stale}\n"
         path.write_text(
             f"[couchdb]\nurl = {self.server.url}\ndatabase = {self.name}\n"
-            f"username = {self.server.username}\npassword_file = {password_file}\n"
+            f"username = {self.server.username}\npassword_file = {password_file}\n{timing}"
         )
         path.chmod(0o600)
         return path
@@ -416,7 +418,8 @@ def _replicated(doc: dict, start: int, *ancestors: str) -> dict:
 def staged(secured: Secured) -> Secured:
     """A database of its own holding the scene: a write that gets through cannot spoil other tests."""
     for body in _scene().values():
-        secured.admin.put(dict(body))
+        current = secured.admin.get(body["_id"])
+        secured.admin.put(dict(body) if current is None else dict(body, _rev=current["_rev"]))
     return secured
 
 
@@ -490,11 +493,12 @@ def test_a_revoker_adds_its_word_once_to_a_dead_leaders_not_started_record_and_t
     assert records.outcome(rec, raw).how == "abandoned"
 
 
-def test_a_site_may_rebuild_a_deleted_leader_doc_at_its_tombstones_count_and_record_the_displaced_turn(
+def test_a_site_cannot_write_a_deleted_leader_doc_afresh_and_an_admins_rebuild_continues_its_count(
         staged: Secured) -> None:
-    """The writes of docs/PROTOCOL.md §3.11 after an admin's deletion, by site accounts, on either server:
-    the tombstone is readable, the rebuilt document continues its revision count, the repairer records the
-    turn it displaced in its holder's name and the holder's own report completes that record."""
+    """After an admin's deletion the server shows the rules no old document, as for the first creation: no site
+    may write it then, at any turn (a fencing-token reset). The repairer's record of the turn it displaced is
+    a site's to write; the admin's rebuild (docs/PROTOCOL.md §3.11) continues the tombstone's revision count,
+    and the holder's own report completes that record."""
     alpha, bravo = staged.site("alpha"), staged.site("bravo")
     old = staged.admin.get(LEADER_ID)
     staged.admin.delete(old)
@@ -504,15 +508,40 @@ def test_a_site_may_rebuild_a_deleted_leader_doc_at_its_tombstones_count_and_rec
     records.write_once(alpha, displaced, "alpha")
     stored = staged.admin.get(docs.turn_record_id(7))
     assert stored is not None and (stored["site"], stored["how"], stored["leader"]) == ("bravo", "repaired", "alpha")
-    fresh = replace(docs.new_leader_doc(LEADER_ID), leader="alpha", turn=repair.revision_count(tombstone),
-                    last_how=Outcome.REPAIRED, updated_by="alpha", updated_at="2026-01-01 00:00:00")
-    rev = alpha.put(docs.render_leader(fresh))
-    assert repair.revision_count(rev) == repair.revision_count(tombstone) + 1, "the revision path continues"
+    for turn in (0, 1, repair.revision_count(tombstone), docs.MAX_TURN):
+        fresh = repair.rebuilt_leader_doc(LEADER_ID, None, turn, "alpha", "alpha", NOW)
+        with pytest.raises(errors.Forbidden) as refused:
+            alpha.put(docs.render_leader(fresh))
+        assert security.refusal_token(security.ADMIN_REBUILDS_TOKEN) in str(refused.value)
+        assert alpha.get(LEADER_ID) is None
+    rebuilder = AdminRebuild(staged.admin, LEADER_ID, 0.0, "admin:test", lambda: NOW)
+    assert rebuilder.look(0.0) == 0.0
+    assert rebuilder.write(0.0) == repair.revision_count(tombstone)
+    rebuilt = staged.admin.get(LEADER_ID)
+    assert repair.revision_count(rebuilt["_rev"]) == repair.revision_count(tombstone) + 1, "the revision path continues"
+    assert (rebuilt["leader"], rebuilt["turn"], rebuilt["status"]) == (None, repair.revision_count(tombstone), "done")
     records.write_once(bravo, docs.TurnRecord(turn=7, site="bravo", how="stopped", exit_code=143), "bravo")
     raw = staged.admin.get(docs.turn_record_id(7))
     assert raw["runner_report"]["site"] == "bravo", raw
     rec, _ = docs.parse_turn_record(raw)
     assert records.outcome(rec, raw) == records.Outcome("bravo", "stopped", 143), raw
+
+
+def test_a_site_rewrites_a_garbled_leader_doc_only_at_the_turn_its_repair_resumes_at(staged: Secured) -> None:
+    """A garbled turn left the rules no old turn to bound it from below: the revision count bounds it now."""
+    current = staged.admin.get(LEADER_ID)
+    garbled = {"_id": LEADER_ID, "_rev": current["_rev"], "turn": "forty-two", "edited": "by hand"}
+    rev = staged.admin.put(garbled)
+    count = repair.revision_count(rev)
+    garbled["_rev"] = rev
+    for turn in (0, count - 1, count + 1):
+        with pytest.raises(errors.Forbidden):
+            staged.site("alpha").put(docs.render_leader(repair.rebuilt_leader_doc(LEADER_ID, garbled, turn, "alpha",
+                                                                                  "alpha", NOW)))
+    assert staged.admin.get(LEADER_ID)["_rev"] == rev
+    staged.site("alpha").put(docs.render_leader(repair.rebuilt_leader_doc(LEADER_ID, garbled, count, "alpha", "alpha",
+                                                                          NOW)))
+    assert staged.admin.get(LEADER_ID)["turn"] == count
 
 
 # ---------------------------------------------------------------------------- several document sets
@@ -584,7 +613,10 @@ def _alphabetical(order: list[str]) -> bool:
 
 @pytest.fixture
 def secured(admin_server, tmp_path) -> Iterator[Secured]:
+    """A database as ``enqueue init`` leaves it (the shared documents created by an admin), with site accounts."""
     s = _secure_database(admin_server, tmp_path / "accounts")
+    s.admin.put(docs.render_leader(docs.new_leader_doc(LEADER_ID)))
+    s.admin.put(docs.render_sites(docs.new_sites_doc(SITES_ID)))
     yield s
     _teardown(s)
 
@@ -616,6 +648,51 @@ def test_three_sites_with_their_own_accounts_take_turns_alphabetically(secured: 
     assert "forbidden" not in logs.lower(), logs[-3000:]
     for password in secured.passwords.values():
         assert password not in logs
+
+
+def test_agents_under_site_accounts_wait_for_an_admins_rebuild_of_a_deleted_leader_doc(secured, tmp_path) -> None:
+    """The rules refuse the agents' rebuild: they neither exit nor retry, say so once in their logs and in
+    status, and take turns again once 'enqueue repair' rebuilt it at the tombstone's revision count."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    groups = []
+    hint = "an admin must run 'enqueue repair CONFIG'"
+    try:
+        for name in ("alpha", "bravo"):
+            group = Sites(config=secured.config(tmp_path / "configs", name), workdir=workdir)
+            groups.append(group)
+            group.start(name, sleep_s=0.1)
+        groups[0].wait_runs(2, timeout_s=40)
+        secured.admin.delete(secured.admin.get(LEADER_ID))
+        tombstone = secured.admin.deleted_rev(LEADER_ID)
+        config = str(secured.config(tmp_path / "configs", "alpha"))
+
+        def both_say_so() -> str | None:
+            shown = _enqueue("status", config).stdout
+            return shown if all(f"problem: site {s}: leader doc {LEADER_ID} is missing" in shown and hint in shown
+                                for s in ("alpha", "bravo")) else None
+
+        wait_until("both sites' problem in status", both_say_so, timeout_s=30)
+        assert secured.admin.get(LEADER_ID) is None
+        assert all(agent.proc.poll() is None for group in groups for agent in group.agents.values())
+        finished = len([r for r in groups[0].report().runs if r.end_ns is not None])
+        admin = str(secured.admin_config(tmp_path / "admin", heartbeat_stale="2s"))
+        done = _enqueue("repair", admin, timeout_s=60)
+        assert done.returncode == 0, done.stderr
+        assert "waiting 2 s for any running turn's lease to run out" in done.stdout, done.stdout
+        turn = repair.revision_count(tombstone)
+        assert f"rebuilt leader doc {LEADER_ID} at turn {turn}" in done.stdout, done.stdout
+        report = groups[0].wait_runs(finished + 2, timeout_s=40)
+        shown = _enqueue("status", config).stdout
+        assert hint not in shown, shown
+    finally:
+        for group in groups:
+            group.stop_all()
+    assert report.overlaps == [], report.overlaps
+    assert int(report.runs[-1].turn) > turn, report.runs  # resumed above every turn that ran
+    for group in groups:
+        for agent in group.agents.values():
+            assert agent.log().count(hint) == 1, agent.log()[-3000:]
 
 
 def test_a_site_whose_command_keeps_failing_drains_itself_and_only_an_admin_undrains_it(secured, tmp_path) -> None:

@@ -205,7 +205,7 @@ def test_each_shared_document_that_is_missing_broken_or_dubious_is_one_problem_l
         return [p for p in ov.problems if p.startswith(("leader doc", "sites doc"))]
 
     assert problems(None, None) == [
-        "leader doc enqueue_leader does not exist (run 'enqueue init' or start an agent)",
+        "leader doc enqueue_leader does not exist (an admin runs 'enqueue init' on a new database, 'enqueue repair' on one that held turns)",
         "sites doc enqueue_sites does not exist (no site has registered yet)"]
     leader = docs.render_leader(docs.new_leader_doc("enqueue_leader"))
     assert problems({**leader, "turn": "x"}, {"sites": []}) == [
@@ -230,3 +230,12 @@ def test_a_sites_last_turn_is_the_outcome_a_reader_takes_from_its_record() -> No
     a, b = ov.sites
     assert (a.last_how, a.last_exit_code, a.last_duration_s, a.turns_taken) == ("exited after revocation", 3, 4.0, 1)
     assert (b.last_how, b.last_exit_code, b.turns_taken) == ("revoked", None, 1), "it ran: a turn taken"
+
+
+def test_a_problem_a_site_says_in_its_heartbeat_is_a_problem_line_until_it_left() -> None:
+    said = "leader doc enqueue_leader is missing and this site's account may not rebuild it: an admin must run " \
+           "'enqueue repair CONFIG'"
+    ov = build({"a": {**heartbeat("a", 1), docs.PROBLEM_FIELD: said}, "b": heartbeat("b", 1)})
+    assert f"site a: {said}" in ov.problems
+    gone = build({"a": {**heartbeat("a", 1, state=docs.LEFT), docs.PROBLEM_FIELD: said}})
+    assert not [p for p in gone.problems if said in p]

@@ -7,8 +7,10 @@ from __future__ import annotations
 import pytest
 
 from enqueue import documents as docs
-from enqueue import records
+from enqueue import records, repair
+from enqueue.admin_rebuild import AdminRebuild
 from enqueue.clock import FakeClock
+from enqueue.errors import Forbidden
 from enqueue.events import CommandEnded, CommandStarted
 from enqueue.leadership import never_used
 from enqueue.memory_store import MemoryStore
@@ -199,3 +201,58 @@ def test_a_repair_that_read_the_turn_running_adds_its_word_to_a_dead_leaders_not
     said = records.outcome(rec, raw)
     assert (said.site, said.how) == ("bravo", "repaired")
     assert raw["revoker_report"]["started_at"] == started_at
+
+
+class SiteAccountStore(MemoryStore):
+    """A database whose rules leave the leader doc's creation to admins, as validate_doc_update.js does."""
+
+    def __init__(self) -> None:
+        super().__init__("enqueue")
+        self.refused = 0
+        self.admin_writes = False  # the admin's own requests, past the rules
+
+    def put(self, doc: dict) -> str:
+        if not self.admin_writes and doc.get("_id") == "enqueue_leader" and self.get("enqueue_leader") is None \
+                and "_rev" not in doc:
+            self.refused += 1
+            raise Forbidden("document 'enqueue_leader': write: forbidden (403 forbidden: enqueue: only an admin "
+                            "creates the leader document [enqueue:admin-rebuilds-leader-doc])")
+        return super().put(doc)
+
+
+def test_an_agent_refused_the_rebuild_says_so_once_waits_without_retrying_and_goes_on_once_an_admin_rebuilt_it(
+        clock, caplog) -> None:
+    store = SiteAccountStore()
+    store.admin_writes = True
+    store.put(docs.render_leader(docs.new_leader_doc("enqueue_leader")))  # as 'enqueue init' does
+    store.admin_writes = False
+    agent, runner = _alpha_runs_turn_1_then_the_doc_is_deleted(store, clock)
+    tombstone = store.deleted_rev("enqueue_leader")
+    for _ in range(40):
+        clock.advance(max(0.0, agent.next_wake() - clock.monotonic()))
+        assert agent.step(clock.monotonic()) is None, "the agent must not leave"
+        if store.refused:
+            break
+    assert store.refused == 1
+    for _ in range(20):  # heartbeats go on; no more tries, and no wake-up for one
+        clock.advance(max(0.0, agent.next_wake() - clock.monotonic()))
+        assert agent.step(clock.monotonic()) is None
+    assert store.refused == 1, "retried the refused rebuild"
+    assert agent.leadership.repair_due_at() is None
+    said = store.get(docs.heartbeat_id("alpha"))[docs.PROBLEM_FIELD]
+    assert "leader doc enqueue_leader is missing" in said and "an admin must run 'enqueue repair CONFIG'" in said
+    assert caplog.text.count("an admin must run 'enqueue repair CONFIG'") == 1
+    rebuilder = AdminRebuild(store, "enqueue_leader", STALE, "admin:ops@h", lambda: "2026-01-01 00:00:00")
+    assert rebuilder.look(clock.monotonic()) is not None
+    clock.advance(STALE)
+    store.admin_writes = True
+    assert rebuilder.write(clock.monotonic()) == repair.revision_count(tombstone)
+    store.admin_writes = False
+    agent.shared.reread("enqueue_leader")  # what the feed delivers
+    for _ in range(20):
+        clock.advance(max(0.0, agent.next_wake() - clock.monotonic()))
+        agent.step(clock.monotonic())
+        if len(runner.named("start")) > 1:
+            break
+    assert runner.named("start")[-1][1] > repair.revision_count(tombstone)
+    assert docs.PROBLEM_FIELD not in store.get(docs.heartbeat_id("alpha"))

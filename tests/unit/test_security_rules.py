@@ -266,13 +266,12 @@ ALLOWED = [
     Case("leader re-grants a stale grant", leader_plan(GRANTED_BRAVO, stale={"bravo": True}),
          stored(GRANTED_BRAVO), site("alpha"), "ok"),
     # Creation and repair.
-    Case("create the leader doc", stored(docs.new_leader_doc(LEADER_ID)), None, site("bravo"), "ok"),
-    Case("recreate a missing leader doc", repaired({}, "bravo", 12), None, site("bravo"), "ok"),
+    Case("an admin creates the leader doc", stored(docs.new_leader_doc(LEADER_ID)), None, ADMIN, "ok"),
+    Case("a server admin creates the leader doc", stored(docs.new_leader_doc(LEADER_ID)), None, SERVER_ADMIN, "ok"),
+    Case("an admin rebuilds a deleted leader doc", repaired({}, "admin", 12), None, ADMIN, "ok"),
     Case("repair a leader doc that does not parse", repaired(GARBAGE_LEADER, "bravo", 12), GARBAGE_LEADER, site("bravo"), "ok"),
     Case("repair keeps an admin's pause", dict(repaired(dict(GARBAGE_LEADER, paused=True), "bravo", 12), paused=True),
          dict(GARBAGE_LEADER, paused=True), site("bravo"), "ok"),
-    Case("overwrite a deleted leader doc", dict(stored(docs.new_leader_doc(LEADER_ID)), _rev="3-d"),
-         {"_id": LEADER_ID, "_rev": "3-d", "_deleted": True}, site("bravo"), "ok"),
     # The registry.
     Case("create the registry", docs.render_sites(docs.new_sites_doc(SITES_ID)), None, site("bravo"), "ok"),
     Case("create the registry with itself", fresh(registry({"bravo": entry("bravo", added_at=NOW)})), None,
@@ -477,17 +476,29 @@ FORBIDDEN = [
     Case("a rotation with a site twice", edit(RUNNING_BRAVO, rotation=["alpha", "alpha"]), stored(RUNNING_BRAVO),
          site("alpha"), "distinct site names"),
     # Creation and repair.
-    Case("create with a grant", edit(docs.new_leader_doc(LEADER_ID), turn=1, running="bravo", status=GRANTED),
-         None, site("bravo"), "may not grant"),
-    Case("create paused", edit(docs.new_leader_doc(LEADER_ID), paused=True), None, site("bravo"), "only an admin may pause"),
-    Case("create with another leader", edit(docs.new_leader_doc(LEADER_ID), leader="alpha"), None, site("bravo"),
-         "no leader, or the writing site"),
-    Case("create with extra fields", edit(docs.new_leader_doc(LEADER_ID), owner="bravo"), None, site("bravo"),
-         "field 'owner'"),
+    Case("rewrite with a grant", edit(docs.new_leader_doc(LEADER_ID), _rev="9-g", turn=13, running="bravo", status=GRANTED),
+         GARBAGE_LEADER, site("bravo"), "may not grant"),
+    Case("rewrite and pause", edit(docs.new_leader_doc(LEADER_ID), _rev="9-g", turn=12, paused=True), GARBAGE_LEADER,
+         site("bravo"), "keep its paused"),
+    Case("rewrite with another leader", edit(docs.new_leader_doc(LEADER_ID), _rev="9-g", turn=12, leader="alpha"), GARBAGE_LEADER,
+         site("bravo"), "no leader, or the writing site"),
+    Case("rewrite with extra fields", edit(docs.new_leader_doc(LEADER_ID), _rev="9-g", turn=12, owner="bravo"), GARBAGE_LEADER,
+         site("bravo"), "field 'owner'"),
     Case("repair and drop an admin's pause", repaired(dict(GARBAGE_LEADER, paused=True), "bravo", 12),
          dict(GARBAGE_LEADER, paused=True), site("bravo"), "keep its paused"),
     Case("repair and lower the turn", repaired(GARBAGE_LEADER, "bravo", 3), GARBAGE_LEADER, site("bravo"),
          "lower its turn"),
+    # Only an admin creates the leader doc: a deleted one is re-created without _rev, and the server then
+    # shows the rules no old document, as for the first creation, so no rule could bound its turn.
+    Case("create the leader doc", stored(docs.new_leader_doc(LEADER_ID)), None, site("bravo"),
+         "[enqueue:admin-rebuilds-leader-doc]"),
+    Case("recreate a missing leader doc", repaired({}, "bravo", 12), None, site("bravo"), "only an admin creates"),
+    Case("recreate a deleted leader doc at turn 0", repaired({}, "bravo", 0), None, site("bravo"),
+         "only an admin creates"),
+    Case("overwrite a deleted leader doc", dict(stored(docs.new_leader_doc(LEADER_ID)), _rev="3-d"),
+         {"_id": LEADER_ID, "_rev": "3-d", "_deleted": True}, site("bravo"), "only an admin creates"),
+    Case("repair a garbled turn below the revision count", repaired(dict(GARBAGE_LEADER, turn="x"), "bravo", 0),
+         dict(GARBAGE_LEADER, turn="x"), site("bravo"), "lower its turn below 9"),
     # Turn records.
     Case("record of another site's turn", record(7, "charlie", "alpha"), None, site("bravo"), "name the writing site"),
     Case("record under the wrong id", dict(record(7, "bravo", None), _id="enqueue_turn:0000000008"), None,
@@ -790,3 +801,16 @@ def test_no_command_line_option_takes_a_secret() -> None:
     assert "--password-file" in options  # enqueue users add
     secret_like = {o for o in options if any(w in o for w in ("password", "secret", "token", "credential"))}
     assert secret_like <= {"--password-file", "--show-password", "--admin-password-file"}, secret_like
+
+
+@needs_node
+def test_the_refusals_an_agent_acts_on_carry_their_token_and_the_agent_matches_the_token() -> None:
+    unknown, missing = run_validator([
+        ({"_id": "enqueue_other", "x": 1}, None, site("bravo"), SECURITY),
+        (stored(docs.new_leader_doc(LEADER_ID)), None, site("bravo"), SECURITY),
+    ])
+    assert security.refused_for(unknown["forbidden"], security.UNKNOWN_DOCUMENT_TOKEN), unknown
+    assert security.refused_for(missing["forbidden"], security.ADMIN_REBUILDS_TOKEN), missing
+    heartbeat = docs.heartbeat_id("bravo")
+    assert security.locks_out(f"403 forbidden: enqueue: reworded [enqueue:{security.UNKNOWN_DOCUMENT_TOKEN}]", heartbeat)
+    assert not security.locks_out(missing["forbidden"], heartbeat), "a missing leader doc is waited out, not the end"

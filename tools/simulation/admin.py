@@ -1,8 +1,8 @@
 """What an admin does to the shared documents, with the admin commands' own pure edits.
 
 Each action reads the document, applies the edit that ``enqueue pause``,
-``resume``, ``skip``, ``sites drain``/``undrain``, ``prune`` or ``init``
-applies (imported from those commands, not copied), and writes it by
+``resume``, ``skip``, ``sites drain``/``undrain``, ``prune``, ``init`` or
+``repair`` applies (imported from those commands, not copied), and writes it by
 compare-and-swap straight to the database (an admin's requests do not go
 through the agents' faults). Hand edits gone wrong (a document deleted, or
 replaced by one that does not parse) have no command: they are written as
@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Set
 
 from enqueue import documents as docs
+from enqueue.admin_rebuild import AdminRebuild
 from enqueue.commands import init as init_command
 from enqueue.commands.pause import paused
 from enqueue.commands.prune import delete_record
@@ -111,6 +112,10 @@ class Admin:
             self._removed(doc)
             delete_record(self.store, doc)
         return f"prune {len(old)} records" if old else None
+
+    def rebuilder(self, stale_s: float) -> AdminRebuild:
+        """``enqueue repair``'s rebuild of the leader doc, waiting ``stale_s`` (driven by the simulation)."""
+        return AdminRebuild(self.store, DEFAULT_LEADER_DOC, stale_s, ADMIN, self.now_text)  # type: ignore[arg-type]
 
     def init(self, sites: List[str]) -> Optional[str]:
         leader = replace(docs.new_leader_doc(DEFAULT_LEADER_DOC), updated_by=ADMIN, updated_at=self.now_text())

@@ -24,6 +24,10 @@ agents
     between       sites run side commands outside their turns (--between,
                   --between-every, --ready) of random lengths, and a
                   readiness check fails now and then
+    site-accounts in every second run (even seeds) the sites write under
+                  site accounts: the rules refuse them the leader doc's
+                  creation (site_rules), so an admin creates it (init) and
+                  rebuilds it after a deletion (enqueue repair's rebuild)
 admins
     pause, drain, skip, delete-leader, garble-leader, delete-registry,
     garble-registry, delete-record, prune, init
@@ -35,14 +39,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple, TypeVar
 
 from enqueue.documents import TURN_PREFIX
-from enqueue.errors import Conflict, Unreachable
+from enqueue.errors import Conflict, Forbidden, Unreachable
 
+from tools.simulation import site_rules
 from tools.simulation.watched_store import WatchedStore
 from tools.simulation.world import World
 
 STORE_FAULTS = ("lost-answer", "lost-write", "slow", "crash")
 FEED_FAULTS = ("feed-lag", "feed-miss")
-AGENT_FAULTS = ("kill", "freeze", "stop", "partition", "clock-rate", "between")
+AGENT_FAULTS = ("kill", "freeze", "stop", "partition", "clock-rate", "between", "site-accounts")
 ADMIN_FAULTS = ("pause", "drain", "skip", "delete-leader", "garble-leader", "delete-registry", "garble-registry",
                 "delete-record", "prune", "init")
 ALL_FAULTS = STORE_FAULTS + FEED_FAULTS + AGENT_FAULTS + ADMIN_FAULTS
@@ -97,6 +102,8 @@ class Schedule:
     rates: FaultRates = field(default_factory=FaultRates)
     active: bool = True
     cut_off_until: Dict[str, float] = field(default_factory=dict)
+    # The sites write under site accounts: the database applies the rules (site_rules) to their writes.
+    site_accounts: bool = False
     counts: Dict[str, int] = field(default_factory=dict)
     # Faults aimed by a test: (site, the call's description starts with, fault, only when true); the first
     # call that matches gets the fault, once, whether or not the schedule is active.
@@ -178,7 +185,15 @@ class FaultyStore:
         if self._schedule.on("crash") and _takes_back_a_grant(doc, self.site) and \
                 self._world.rng.random() < self._schedule.rates.crash_after_taking_back:
             self._schedule.aim(self.site, what, "crash-after")
-        return self._call(what, True, lambda: self._store.put(doc))
+        return self._call(what, True, lambda: self._put(doc))
+
+    def _put(self, doc: dict) -> str:
+        refused = site_rules.refusal(self._store, doc) if self._schedule.site_accounts else None
+        if refused is not None:
+            self._schedule.count("site-accounts")
+            raise Forbidden(f"{self.describe()}: document {doc.get('_id')!r}: write: forbidden (403 forbidden: "
+                            f"{refused})")
+        return self._store.put(doc)
 
     def delete(self, doc: dict) -> None:
         return self._call(f"delete {doc.get('_id')}", True, lambda: self._store.delete(doc))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Iterator, List, Optional
 
 from enqueue import documents as docs
+from enqueue.admin_rebuild import AdminRebuild
 from enqueue.clock import format_time
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_TIME_FORMAT, Timing
 from enqueue.events import DocChanged
@@ -36,6 +37,8 @@ TIMING = Timing(heartbeat_delay_s=1.0, heartbeat_stale_s=4.0, conflict_delay_s=1
 DEFAULT_FAULTS = "all"
 # Clock rates lie within 1 +- this: two hosts then differ by less than heartbeat_delay / heartbeat_stale.
 RATE_SPREAD = 0.1
+#: How many heartbeat delays an admin takes at most to run ``enqueue repair`` after the leader doc broke.
+ADMIN_REACTION = 1.0
 # The share of agent restarts (after a death or an exit, while faults strike) made at once, as a site loop does.
 SITE_LOOP_RESTARTS = 0.3
 
@@ -107,12 +110,17 @@ class Simulation:
         self.extra_violations: List[str] = []
         self.healed_at: Optional[float] = None
         self.instances: Dict[str, str] = {}
+        # Every second run, the sites write under site accounts: an admin creates and rebuilds the leader doc.
+        self.schedule.site_accounts = "site-accounts" in options.faults and seed % 2 == 0
+        self.rebuild: Optional[AdminRebuild] = None
 
     # -- the run ------------------------------------------------------------------
 
     def run(self) -> Result:
         world, opts = self.world, self.options
         heal_at = int(opts.steps * opts.heal_fraction)
+        if self.schedule.site_accounts:
+            world.at(0.0, lambda: self._as_admin(lambda: self.admin.init([])), "admin init")
         for site in self.sites:
             world.at(world.rng.uniform(0.0, 0.5), lambda s=site: self._start(s), f"start {site.name}")
         world.after(self._chaos_gap(), self._chaos, "chaos")
@@ -163,11 +171,14 @@ class Simulation:
         A restarted agent waits out its predecessor's lease and then ends the
         turn it left (``2 x heartbeat_stale - heartbeat_delay`` after the
         kill); a leader doc that does not parse is rewritten after
-        ``heartbeat_stale``; add a heartbeat for the round trips and the
-        start-up.
+        ``heartbeat_stale``, and one the sites may not rebuild by the admin
+        within ``ADMIN_REACTION`` x ``heartbeat_delay`` plus the rebuild's own
+        wait of ``heartbeat_stale``; add a heartbeat for the round trips and
+        the start-up.
         """
         t = self.timing
-        return 2 * t.heartbeat_stale_s + t.heartbeat_delay_s
+        admin = ADMIN_REACTION * t.heartbeat_delay_s if self.schedule.site_accounts else 0.0
+        return 2 * t.heartbeat_stale_s + t.heartbeat_delay_s + admin
 
     # -- agents -------------------------------------------------------------------
 
@@ -267,13 +278,52 @@ class Simulation:
             self.schedule.cut_off_until[site.name] = world.now + seconds
             world.note(site.name, f"cut off from the database for {seconds:.2f} s")
         else:
-            world.writer = "admin"
+            done = self._as_admin(lambda: self.admin.act(kind, [s.name for s in self.sites]))
+            if done and kind in ("delete-leader", "garble-leader"):
+                self._rebuild_soon()
+        return True
+
+    def _as_admin(self, action: Callable[[], Optional[str]]) -> Optional[str]:
+        self.world.writer = "admin"
+        try:
+            done = action()
+        finally:
+            self.world.writer = None
+        if done:
+            self.world.note("admin", done)
+        return done
+
+    # -- the admin's rebuild (enqueue repair), where the sites may not ---------------
+
+    def _rebuild_soon(self) -> None:
+        """The admin who broke the leader doc, or who finds it broken, runs ``enqueue repair`` soon after."""
+        if not self.schedule.site_accounts or self.rebuild is not None:
+            return
+        self.rebuild = self.admin.rebuilder(self.timing.heartbeat_stale_s)
+        delay = self.world.rng.uniform(0.0, ADMIN_REACTION * self.timing.heartbeat_delay_s)
+        self.world.after(delay, self._rebuild_step, "admin repair")
+
+    def _rebuild_step(self) -> bool:
+        rebuild = self.rebuild
+        assert rebuild is not None
+        now = self.admin_clock.monotonic()
+        due = rebuild.look(now)
+        if due is not None and now >= due:
+            self.world.writer = "admin"
             try:
-                done = self.admin.act(kind, [s.name for s in self.sites])
+                turn = rebuild.write(now)
             finally:
-                world.writer = None
-            if done:
-                world.note("admin", done)
+                self.world.writer = None
+            if turn is not None:
+                self.world.note("admin", f"repair: rebuilt the leader doc at turn {turn}")
+                self.rebuild = None
+                return True
+            due = rebuild.look(now)
+        if due is None:
+            self.rebuild = None
+            self.world.note("admin", "repair: the leader doc parses, nothing to repair")
+            return True
+        self.world.after(max(due - now, 0.01), self._rebuild_step, "admin repair")
         return True
 
     def _heal(self) -> None:
@@ -288,6 +338,8 @@ class Simulation:
             self.admin.undrain_all()
         finally:
             world.writer = None
+        if docs.parse_leader(self.store.get(DEFAULT_LEADER_DOC), DEFAULT_LEADER_DOC)[0] is None:
+            self._rebuild_soon()
         for site in self.sites:
             if site.process is not None and site.process.alive:
                 site.process.thaw()

@@ -3,7 +3,7 @@
 Each variant is a patch to the real modules (enqueue.own_turn, enqueue.lease,
 enqueue.view, enqueue.shared_docs, enqueue.leadership, enqueue.records, enqueue.side_duties,
 enqueue.fenced_turn: the supervisor's deadline arithmetic, which the simulated
-runner uses), applied for the length of
+runner uses; enqueue.admin_rebuild: the admin's ``enqueue repair``), applied for the length of
 a ``with`` block: the simulation then runs the real code with that one rule
 broken. ``VARIANTS`` names each with the invariant it must trip.
 """
@@ -19,6 +19,7 @@ from enqueue import leadership as leadership_module
 from enqueue import records as records_module
 from enqueue import repair as repair_module
 from enqueue import view as view_module
+from enqueue.admin_rebuild import AdminRebuild
 from enqueue.documents import HEARTBEAT_PREFIX
 from enqueue.fenced_turn import FencedTurn
 from enqueue.lease import Lease
@@ -129,6 +130,20 @@ def repair_resumes_above_the_claims() -> Iterator[None]:
 
 
 @contextmanager
+def admin_rebuild_without_waiting() -> Iterator[None]:
+    """An admin's rebuild of the leader doc the sites may not rebuild (``enqueue repair``) writes as soon as it
+    finds it missing, without waiting out heartbeat_stale."""
+    real_look = AdminRebuild.look
+
+    def look(self: AdminRebuild, now: float) -> Optional[float]:
+        due = real_look(self, now)
+        return None if due is None else min(due, now)
+
+    with mock.patch.object(AdminRebuild, "look", look):
+        yield
+
+
+@contextmanager
 def turn_taken_while_between() -> Iterator[None]:
     """An agent takes a turn granted to it whatever its heartbeat says, also while its side command runs."""
     with mock.patch.object(SideDuties, "wants_turn_now", lambda self, *, stopping, repeat: not stopping):
@@ -176,6 +191,8 @@ VARIANTS: Dict[str, Variant] = {
     "keep-a-not-started-record-of-a-turn-that-ran": Variant(keep_a_not_started_record_of_a_turn_that_ran,
                                                             frozenset({"outcome"}), _BASE + ",crash",
                                                             first_caught=68),
+    "admin-rebuild-without-waiting": Variant(admin_rebuild_without_waiting, frozenset({"overlap"}),
+                                             _BASE + ",delete-leader,site-accounts", first_caught=6),
     "turn-taken-while-between": Variant(turn_taken_while_between, frozenset({"side"}), "slow,feed-lag,between",
                                         first_caught=4),
 }
