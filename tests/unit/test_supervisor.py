@@ -144,11 +144,15 @@ def test_command_gets_only_stdio_and_default_signals() -> None:
         harness.start(1, ["sleep", "30"], 30)
         pid = harness.next("started")["pid"]
         # "started" may come while the spare child is still between fork and exec, holding its
-        # close-on-exec pipes: look once the command itself runs.
+        # close-on-exec pipes; and right after the exec the dynamic loader of `sleep` briefly holds
+        # the libraries it opens as fd 3: look until the command has settled.
+        def fds() -> list[int]:
+            return sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
         deadline = time.monotonic() + TIMEOUT
-        while psutil.Process(pid).cmdline() != ["sleep", "30"] and time.monotonic() < deadline:
+        while (psutil.Process(pid).cmdline() != ["sleep", "30"] or fds() != [0, 1, 2]) and \
+                time.monotonic() < deadline:
             time.sleep(0.01)
-        assert sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd")) == [0, 1, 2]
+        assert fds() == [0, 1, 2]
         status = proc_status(pid)
         assert int(status["SigIgn"], 16) == 1 << (signal.SIGHUP - 1)
         assert int(status["SigBlk"], 16) == 0
