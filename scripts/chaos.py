@@ -1092,17 +1092,34 @@ class Harness:
         return site.proc is None or site.proc.poll() is not None or "registered as site" in self._log_since_start(site)
 
     def scan_logs(self) -> None:
-        """A traceback or an internal error in an agent's log is a finding."""
+        """A traceback or an internal error in an agent's log is a finding; so is a password in any log."""
+        secrets_known = self._passwords()
+        for path in sorted((self.workdir / "admin").glob("*.log")):
+            self._no_secret(path, path.read_text(errors="replace"), secrets_known)
         for site in self.sites.values():
             path = self.workdir / "agents" / f"{site.name}.log"
             try:
                 text = path.read_text(errors="replace")
             except FileNotFoundError:
                 continue
+            self._no_secret(path, text, secrets_known)
             for number, line in enumerate(text.splitlines(), start=1):
                 if "Traceback (most recent call last)" in line or "internal error" in line:
                     self.problems.append(f"agent {site.name}: {path.name} line {number}: {line.strip()[:160]}")
                     break
+
+    def _passwords(self) -> Dict[str, str]:
+        """Every account's password the run made (none without --site-accounts), by account."""
+        found = {}
+        for path in [self.workdir / "admin" / "admin.password", *(self._password_file(n) for n in self.sites)]:
+            if path.exists():
+                found[path.name.rsplit(".", 1)[0]] = path.read_text().strip()
+        return found
+
+    def _no_secret(self, path: Path, text: str, passwords: Dict[str, str]) -> None:
+        for account, password in passwords.items():
+            if password and password in text:
+                self.problems.append(f"{path.name}: holds the password of the account {account}")
 
     def close(self) -> None:
         """Leave nothing running: agents (and what they started), proxies, the server."""

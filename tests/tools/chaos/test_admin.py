@@ -140,3 +140,23 @@ def test_site_accounts_is_an_option_whose_help_says_what_it_adds_to_the_bound(ca
         chaos.parse_args(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "'enqueue repair'" in shown and "2 x delay + stale" in shown
+
+
+def test_a_password_in_an_agents_or_the_admins_log_is_a_finding(tmp_path):
+    chaos = _chaos_script()
+    harness = chaos.Harness(chaos.parse_args(["--site-accounts", "--agents", "2"]), None, tmp_path)
+    for i, name in enumerate(chaos.site_names(2), start=1):
+        harness.sites[name] = chaos.Site(name, i)
+        (tmp_path / "config" / f"{name}.password").write_text(f"secret-of-{name}\n")
+    (tmp_path / "admin").mkdir()
+    (tmp_path / "admin" / "admin.password").write_text("secret-of-admin\n")
+    (tmp_path / "admin" / "repair-1.log").write_text("rebuilt leader doc enqueue_leader at turn 3\n")
+    (tmp_path / "agents" / "alpha.log").write_text("registered as site alpha\n")
+    (tmp_path / "agents" / "bravo.log").write_text("registered as site bravo\n")
+    harness.scan_logs()
+    assert harness.problems == []
+    (tmp_path / "agents" / "bravo.log").write_text("connecting with secret-of-bravo\n")
+    (tmp_path / "admin" / "repair-1.log").write_text("as admin:secret-of-admin\n")
+    harness.scan_logs()
+    assert harness.problems == ["repair-1.log: holds the password of the account admin",
+                                "bravo.log: holds the password of the account bravo"]
