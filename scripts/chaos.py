@@ -37,6 +37,19 @@ Not in the default mix (name them with ``--faults``, or ``--faults all``):
                             a screen session, then the site loop forwarding SIGTERM); it must
                             exit cleanly within a bound, then it is started again
 
+With ``--site-accounts`` the server has an admin; the harness runs
+``enqueue init`` as that admin, creates one account per site (``enqueue
+users CONFIG add SITE``, the password in a 0600 file that the site's
+configuration names as ``password_file``) and runs each agent under its
+site's account, which may not create the leader doc. After a
+``delete-leader`` the agents wait, saying so, and the admin reacts after a
+random delay of 0 to 2 x heartbeat_delay by running ``enqueue repair
+CONFIG`` (a subprocess; its output in ``admin/repair-N.log`` of the work
+dir), which waits out heartbeat_stale before it rebuilds. That deletion's
+stall bound adds both (``tools.chaos.admin.allowance_s``: 2 x delay +
+stale), and its verdict checks that the rebuild is the admin's and that the
+sites said they waited (``tools.chaos.admin.violations``).
+
 A lost answer is thrown away after the server answered; the connection is
 closed at once or held past the agents' request timeout (``--request-timeout``,
 else the agents' default) first, half the time each.
@@ -61,21 +74,24 @@ changes in the host's own), else a black-hole proxy per site. See
 ``tools.chaos.network`` for what each models.
 
     scripts/chaos [--seed N] [--duration S] [--agents N] [--delay D] [--stale D] [--faults K,K|all]
-                  [--report FILE]
+                  [--site-accounts] [--report FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -91,7 +107,8 @@ from enqueue.couchdb_store import CouchStore  # noqa: E402
 from enqueue.devserver import DevServer, DevServerError  # noqa: E402
 from enqueue.durations import parse_duration  # noqa: E402
 from enqueue.errors import StoreError  # noqa: E402
-from tools.chaos import checker, probe  # noqa: E402
+from enqueue.commands.users import write_private  # noqa: E402
+from tools.chaos import admin, checker, probe  # noqa: E402
 from tools.chaos import network as net  # noqa: E402
 from tools.chaos.verdict import Fault, Limits, judge, summary  # noqa: E402
 
@@ -175,6 +192,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--run-option", dest="run_options", action="append", default=[], metavar="OPT",
                    help="one more option for every agent's 'enqueue run' (repeatable), for example "
                         "--run-option='--between=sleep 0.3' --run-option=--between-every=2s")
+    p.add_argument("--site-accounts", action="store_true",
+                   help="run 'enqueue init' as an admin, give every site its own account ('enqueue users ... add "
+                        "SITE', password in a 0600 file its config names) and run its agent under it; after "
+                        "delete-leader the admin runs 'enqueue repair' after a random reaction of 0 to "
+                        f"{admin.MAX_REACTION_BEATS:g} x delay. That deletion's stall bound adds the longest "
+                        f"reaction and the repair's wait: {admin.MAX_REACTION_BEATS:g} x delay + stale")
     p.add_argument("--partition", choices=("auto", "netns", "proxy"), default="auto",
                    help="how to cut a site off: network namespaces (root), a black-hole proxy, or auto")
     p.add_argument("--report", metavar="FILE.json", help="write the JSON report here")
@@ -302,21 +325,59 @@ class Harness:
 
     def start_server(self) -> None:
         """Start the on-disk server, create the database, open the network's paths to it."""
-        self.server = DevServer(data_dir=self.workdir / "couch", host=self.network.server_host, log_level="warning")
+        password = secrets.token_urlsafe(18) if self.args.site_accounts else None
+        self.server = DevServer(data_dir=self.workdir / "couch", host=self.network.server_host, log_level="warning",
+                                admin_user="admin" if password else None, admin_password=password)
         try:
             self.server.start()
         except DevServerError as exc:
             raise HarnessError(f"the server did not start: {exc}") from None
         assert self.server.port is not None
-        self.store = CouchStore(f"http://127.0.0.1:{self.server.port}", DATABASE, request_timeout_s=5.0)
-        self.store.create_database()
+        url = f"http://127.0.0.1:{self.server.port}"
+        self.store = CouchStore(url, DATABASE, username="admin" if password else None, password=password,
+                                request_timeout_s=5.0)
+        if password:
+            self.set_up_accounts(url, password)
+        else:
+            self.store.create_database()
         self.network.start(self.server.port)
         self.say(f"server on port {self.server.port}, data in {self.workdir / 'couch'}, partitions by {self.network.mode}")
 
+    def set_up_accounts(self, url: str, password: str) -> None:
+        """As the admin: 'enqueue init', then one account per site ('enqueue users ... add'), passwords in files."""
+        folder = self.workdir / "admin"
+        folder.mkdir(exist_ok=True)
+        write_private(str(folder / "admin.password"), password, overwrite=True)
+        self.admin_config.write_text(f"[couchdb]\nurl = {url}\ndatabase = {DATABASE}\nusername = admin\n"
+                                     f"password_file = {folder / 'admin.password'}\n"
+                                     f"[enqueue]\nheartbeat_stale = {self.args.stale}s\n")
+        self.admin_config.chmod(0o600)
+        steps = [("init", [str(self.admin_config)])]
+        steps += [(f"users-{name}", [str(self.admin_config), "add", name,
+                                     "--password-file", str(self._password_file(name))])
+                  for name in site_names(self.args.agents)]
+        for label, rest in steps:
+            command = label.split("-")[0]
+            with open(folder / f"{label}.log", "wb") as out:
+                done = subprocess.run([sys.executable, "-m", "enqueue", command, *rest], stdin=subprocess.DEVNULL,
+                                      stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO), env=_env(), timeout=60)
+            if done.returncode != 0:
+                raise HarnessError(f"'enqueue {command}' as the admin exited with {done.returncode} "
+                                   f"(see {folder / f'{label}.log'})")
+
+    @property
+    def admin_config(self) -> Path:
+        return self.workdir / "admin" / "admin.ini"
+
+    def _password_file(self, name: str) -> Path:
+        return self.workdir / "config" / f"{name}.password"
+
     def _config(self, site: Site) -> Path:
-        """The site's configuration file: the server as that site reaches it."""
+        """The site's configuration file: the server as that site reaches it (as that site, with accounts)."""
         path = self.workdir / "config" / f"{site.name}.ini"
         text = f"[couchdb]\nurl = {self.network.url_for(site.index)}\ndatabase = {DATABASE}\n"
+        if self.args.site_accounts:
+            text += f"username = {site.name}\npassword_file = {self._password_file(site.name)}\n"
         if self.args.request_timeout is not None:
             text += f"request_timeout = {self.args.request_timeout}s\n"
         path.write_text(text)
@@ -338,10 +399,8 @@ class Harness:
             out.write(f"==== chaos: start #{site.starts + 1} of {site.name}, offset {site.offset_s:.0f} s, "
                       f"work {work:.3f} s\n".encode())
             out.flush()
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
             site.proc = subprocess.Popen(self.network.wrap(site.index, argv), stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO), env=env)
+                                         stdout=out, stderr=subprocess.STDOUT, cwd=str(REPO), env=_env())
         site.starts += 1
         site.expect_exit = False
         site.stopped = False
@@ -710,11 +769,112 @@ class Harness:
                 break
             except StoreError:
                 continue
+        deleted_mono = time.monotonic()
+        logs_at = {s.name: self._log_size(s) for s in self.sites.values()}
         self.start_agent(newcomer)
         into = f"while {runner.name} ran" if runner is not None else "with no command running"
-        return Fault("delete-leader", newcomer.name, start, self.back(newcomer),
-                     f"leader doc at turn {deleted_turn} deleted {into}; {newcomer.name} started right then",
-                     from_heal=True, turn=deleted_turn if isinstance(deleted_turn, int) else None)
+        detail = f"leader doc at turn {deleted_turn} deleted {into}; {newcomer.name} started right then"
+        turn = deleted_turn if isinstance(deleted_turn, int) else None
+        if not self.args.site_accounts:
+            return Fault("delete-leader", newcomer.name, start, self.back(newcomer), detail, from_heal=True, turn=turn)
+        heal, repair = self.admin_repair(newcomer, deleted_mono, logs_at)
+        return Fault("delete-leader", newcomer.name, start, heal,
+                     f"{detail}; the admin ran 'enqueue repair' {repair.reaction_s:.2f} s later",
+                     from_heal=True, turn=turn, extra_bound_s=admin.allowance_s(self.args.delay, self.args.stale),
+                     repair=repair)
+
+    def _rebuild_revision(self, turn: int) -> Optional[Dict[str, Any]]:
+        """The leader doc's revision ``turn + 1``: the rebuild written over the tombstone of revision ``turn``
+        (a rebuild resumes at the revision count), whoever wrote it and whatever was written since."""
+        assert self.server is not None and self.server.port is not None
+        base = f"http://127.0.0.1:{self.server.port}/{DATABASE}/enqueue_leader"
+        token = base64.b64encode(f"admin:{self.server.admin_password}".encode()).decode()
+
+        def get(query: str) -> Dict[str, Any]:
+            request = urllib.request.Request(f"{base}?{query}", headers={"Authorization": f"Basic {token}"})
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return json.loads(answer.read())
+
+        try:
+            revs = [r["rev"] for r in get("revs_info=true").get("_revs_info", []) if r.get("status") == "available"]
+            wanted = next((r for r in revs if r.startswith(f"{turn + 1}-")), None)
+            return None if wanted is None else get("rev=" + urllib.parse.quote(wanted))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def _log_size(self, site: Site) -> int:
+        path = self.workdir / "agents" / f"{site.name}.log"
+        return path.stat().st_size if path.exists() else 0
+
+    def admin_repair(self, newcomer: Site, deleted_mono: float, logs_at: Dict[str, int]) -> "tuple[int, admin.Repair]":
+        """The admin's reaction to a deletion: 'enqueue repair' after a random delay, watched to its end.
+
+        Returns the moment ``newcomer`` was back (unix ns) and the repair. While it waits, the
+        heartbeats are read for the agents' ``problem``; afterwards their logs for the line saying so.
+        """
+        assert self.store is not None
+        store = self.store
+        count = sum(1 for f in self.faults if f.repair is not None) + 1
+        output = self.workdir / "admin" / f"repair-{count}.log"
+        repair = admin.Repair(reaction_s=admin.reaction_s(self.rng, self.args.delay), output_file=str(output))
+        state: Dict[str, Any] = {"proc": None, "heal": None, "read": 0.0}
+        said = set()
+
+        def heartbeats() -> None:
+            if time.monotonic() - state["read"] < 0.25:
+                return
+            state["read"] = time.monotonic()
+            try:
+                for raw in store.list_prefix(docs.HEARTBEAT_PREFIX):
+                    if admin.PROBLEM_HINT in str(raw.get(docs.PROBLEM_FIELD) or ""):
+                        said.add(str(raw.get("site")))
+            except StoreError:
+                pass
+
+        def done() -> bool:
+            if state["heal"] is None and self.registered(newcomer):
+                state["heal"] = time.time_ns()
+            proc = state["proc"]
+            if proc is None:
+                heartbeats()
+                if time.monotonic() - deleted_mono >= repair.reaction_s:
+                    with open(output, "wb") as out:
+                        state["proc"] = subprocess.Popen(admin.repair_argv(str(self.admin_config)),
+                                                         stdin=subprocess.DEVNULL, stdout=out,
+                                                         stderr=subprocess.STDOUT, cwd=str(REPO), env=_env())
+                return False
+            if proc.poll() is None:
+                heartbeats()
+                return False
+            return state["heal"] is not None
+
+        self.wait(repair.reaction_s + 3 * self.args.stale + 60.0, done, poll_s=0.02)
+        proc = state["proc"]
+        if proc is not None and proc.poll() is None:
+            _kill_tree(proc.pid)
+            proc.wait()
+        else:
+            repair.exit_code = None if proc is None else proc.returncode
+        repair.missing_s = round(time.monotonic() - deleted_mono, 3)
+        text = output.read_text(errors="replace") if output.exists() else ""
+        repair.rebuilt_turn = admin.rebuilt_turn(text)
+        raw = self._rebuild_revision(repair.rebuilt_turn) if repair.rebuilt_turn is not None else None
+        repair.rebuild_by = None if raw is None else raw.get("updated_by")
+        repair.repaired_from = raw is not None and "repaired_from" in raw
+        repair.said_in_heartbeat = sorted(said)
+        for site in self.sites.values():
+            path = self.workdir / "agents" / f"{site.name}.log"
+            try:
+                with open(path, "rb") as fh:
+                    fh.seek(logs_at.get(site.name, 0))
+                    if admin.PROBLEM_HINT.encode() in fh.read():
+                        repair.said_in_log.append(site.name)
+            except FileNotFoundError:
+                pass
+        self.say(f"admin repair #{count}: reacted after {repair.reaction_s:.2f} s, exit {repair.exit_code}, "
+                 f"rebuilt at turn {repair.rebuilt_turn}; said so: heartbeats {repair.said_in_heartbeat or '-'}, "
+                 f"logs {repair.said_in_log or '-'}")
+        return state["heal"] or self.back(newcomer), repair
 
     # ------------------------------------------------------------------ the supervisor frozen
 
@@ -860,7 +1020,7 @@ class Harness:
             if fault is None:
                 continue
             self.faults.append(fault)
-            resumed = self.wait(limits.bound_s + 1.0, lambda: self.tail.poll() > fault.heal_ns)
+            resumed = self.wait(limits.bound_s + fault.extra_bound_s + 1.0, lambda: self.tail.poll() > fault.heal_ns)
             self.say(f"{fault.kind} {fault.site or ''} ({fault.detail}); "
                      f"{'a command started again' if resumed else 'NO command started'} after it healed")
         run_end_ns = time.time_ns()
@@ -932,17 +1092,34 @@ class Harness:
         return site.proc is None or site.proc.poll() is not None or "registered as site" in self._log_since_start(site)
 
     def scan_logs(self) -> None:
-        """A traceback or an internal error in an agent's log is a finding."""
+        """A traceback or an internal error in an agent's log is a finding; so is a password in any log."""
+        secrets_known = self._passwords()
+        for path in sorted((self.workdir / "admin").glob("*.log")):
+            self._no_secret(path, path.read_text(errors="replace"), secrets_known)
         for site in self.sites.values():
             path = self.workdir / "agents" / f"{site.name}.log"
             try:
                 text = path.read_text(errors="replace")
             except FileNotFoundError:
                 continue
+            self._no_secret(path, text, secrets_known)
             for number, line in enumerate(text.splitlines(), start=1):
                 if "Traceback (most recent call last)" in line or "internal error" in line:
                     self.problems.append(f"agent {site.name}: {path.name} line {number}: {line.strip()[:160]}")
                     break
+
+    def _passwords(self) -> Dict[str, str]:
+        """Every account's password the run made (none without --site-accounts), by account."""
+        found = {}
+        for path in [self.workdir / "admin" / "admin.password", *(self._password_file(n) for n in self.sites)]:
+            if path.exists():
+                found[path.name.rsplit(".", 1)[0]] = path.read_text().strip()
+        return found
+
+    def _no_secret(self, path: Path, text: str, passwords: Dict[str, str]) -> None:
+        for account, password in passwords.items():
+            if password and password in text:
+                self.problems.append(f"{path.name}: holds the password of the account {account}")
 
     def close(self) -> None:
         """Leave nothing running: agents (and what they started), proxies, the server."""
@@ -957,6 +1134,13 @@ class Harness:
                 self.store.close()
             if self.server is not None:
                 self.server.stop()
+
+
+def _env() -> Dict[str, str]:
+    """The environment of the processes the harness starts: this one, with the repository importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def _short(request: str) -> str:

@@ -82,3 +82,44 @@ def test_turns_were_granted_run_and_recorded(chaos):
 
 def test_every_turn_that_is_over_is_recorded(chaos):
     assert chaos["turns"]["missing"] == [], chaos["_output"]
+
+
+@pytest.fixture(scope="module")
+def site_accounts(tmp_path_factory) -> Iterator[Dict[str, Any]]:
+    """A short run under site accounts: the runner killed, then the leader doc deleted and rebuilt by the admin."""
+    workdir = tmp_path_factory.mktemp("chaos-accounts")
+    report_path = workdir / "report.json"
+    argv = [sys.executable, str(REPO / "scripts" / "chaos.py"), "--site-accounts", "--seed", "11", "--duration", "1",
+            "--agents", "3", "--delay", "0.5", "--stale", "2.5", "--margin", "2.5", "--gap", "0.3,1.0",
+            "--faults", "delete-leader,kill-runner", "--workdir", str(workdir / "run"),
+            "--report", str(report_path), "--quiet"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    assert report_path.exists(), f"no report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    report = json.loads(report_path.read_text())
+    report["_exit"] = result.returncode
+    report["_output"] = result.stdout + result.stderr
+    report["_workdir"] = workdir / "run"
+    yield report
+
+
+def test_under_site_accounts_the_admin_rebuilds_every_deleted_leader_doc_and_the_verdict_holds(site_accounts):
+    report = site_accounts
+    assert report["_exit"] == 0 and report["ok"], report["_output"]
+    deletions = [f for f in report["faults"] if f["kind"] == "delete-leader"]
+    assert deletions and report["repairs"]["run"] == len(deletions) == report["repairs"]["rebuilt_by_admin"]
+    for fault in deletions:
+        repair = fault["repair"]
+        assert repair["rebuild_by"].startswith("admin:") and repair["repaired_from"], repair
+        assert repair["said_in_log"], repair  # written when its rebuild is refused, before the admin's
+        assert fault["bound_s"] == report["limits"]["bound_s"] + 2 * 0.5 + 2.5
+        output = Path(repair["output_file"]).read_text()
+        assert f"rebuilt leader doc enqueue_leader at turn {repair['rebuilt_turn']}" in output, output
+    assert report["overlaps"] == [] and report["turns"]["missing"] == [], report["_output"]
+
+
+def test_under_site_accounts_each_agent_logs_in_as_its_site_with_its_password_in_a_private_file(site_accounts):
+    config = site_accounts["_workdir"] / "config"
+    for site in ("alpha", "bravo", "charlie"):
+        text = (config / f"{site}.ini").read_text()
+        assert f"username = {site}\n" in text and "password =" not in text, text
+        assert (config / f"{site}.password").stat().st_mode & 0o777 == 0o600

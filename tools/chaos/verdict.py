@@ -36,7 +36,12 @@ Invariants (each failure is one line in ``violations``):
    heartbeat_delay`` after the kill, plus its own start-up; ``stall_from_start_s``
    shows that figure);
 5. the leader doc parses at the end, and no agent crashed or printed a
-   traceback (the harness reports those).
+   traceback (the harness reports those);
+6. under site accounts (``--site-accounts``), a deletion's stall may last
+   its ``extra_bound_s`` longer (the admin's longest reaction plus the
+   repair's wait, ``tools.chaos.admin.allowance_s``), and its repair must
+   be the admin's own, with the sites saying they wait for it
+   (``tools.chaos.admin.violations``).
 
 Each overlap and each token started twice or out of order names the last
 fault that began before it (``after``), and each turn without a record the
@@ -58,6 +63,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from enqueue import documents as docs
 from enqueue.records import REVOKER_REPORT, RUNNER_REPORT
 from enqueue.records import outcome as read_outcome
+from tools.chaos.admin import Repair
+from tools.chaos.admin import violations as repair_violations
 from tools.chaos.checker import Report as History
 
 __all__ = ["Fault", "Limits", "judge", "summary"]
@@ -77,6 +84,10 @@ class Fault:
     from_heal: bool = False
     # For delete-leader: the turn the deleted leader doc held (the repair resumes above it, at a jump).
     turn: Optional[int] = None
+    # Under site accounts: what the stall may last beyond the bound while it waits on the admin
+    # (``tools.chaos.admin.allowance_s``), and the admin's repair.
+    extra_bound_s: float = 0.0
+    repair: Optional[Repair] = None
 
     @property
     def counted_from_ns(self) -> int:
@@ -419,7 +430,13 @@ def judge(
             "stall_counted_from": "heal" if f.from_heal else "start",
             "detail": f.detail,
         }
-        row.update(_stall(f, starts, idle, run_end_ns, limits.bound_s))
+        bound_s = limits.bound_s + f.extra_bound_s
+        row.update(_stall(f, starts, idle, run_end_ns, bound_s))
+        row["bound_s"] = round(bound_s, 3)
+        if f.repair is not None:
+            row["repair"] = asdict(f.repair)
+            violations.extend(repair_violations(f.repair, f"{f.kind} at {row['at_s']} s ({f.site})",
+                                                limits.heartbeat_delay_s, limits.heartbeat_stale_s, limits.margin_s))
         fault_rows.append(row)
         if row["within_bound"] is False:
             if row["resumed_after_heal_s"] is None:
@@ -427,7 +444,7 @@ def judge(
             else:
                 violations.append(
                     f"{f.kind} at {row['at_s']} s ({f.site}): stalled {row['stall_s']} s, "
-                    f"bound {limits.bound_s:g} s"
+                    f"bound {bound_s:g} s"
                 )
     per_kind: Dict[str, float] = {}
     for row in fault_rows:
@@ -477,6 +494,19 @@ def judge(
             "per_kind": dict(sorted(per_kind.items())),
         },
         "agent_problems": problems_seen,
+        "repairs": _repairs(faults),
+    }
+
+
+def _repairs(faults: List[Fault]) -> Dict[str, Any]:
+    """How the admin's repairs went: how many ran, rebuilt the leader doc, and were seen waited for."""
+    done = [f.repair for f in faults if f.repair is not None]
+    return {
+        "run": len(done),
+        "rebuilt_by_admin": sum(1 for r in done if r.exit_code == 0 and r.rebuilt_turn is not None),
+        "said_in_heartbeat": sum(1 for r in done if r.said_in_heartbeat),
+        "said_in_log": sum(1 for r in done if r.said_in_log),
+        "longest_missing_s": round(max((r.missing_s for r in done), default=0.0), 3),
     }
 
 
@@ -536,7 +566,15 @@ def summary(report: Mapping[str, Any]) -> str:
             + (f"; the leader doc ends at turn {fencing['leader_turn_below']['leader_turn']}, below "
                f"{fencing['leader_turn_below']['highest_known']}" if fencing.get("leader_turn_below") else "")
         )
-    lines.append(f"faults: {len(report['faults'])}; stall bound {s['bound_s']:g} s, longest {s['longest_s']:g} s")
+    extra = max((row.get("bound_s", s["bound_s"]) for row in report["faults"]), default=s["bound_s"])
+    lines.append(f"faults: {len(report['faults'])}; stall bound {s['bound_s']:g} s"
+                 + (f" ({extra:g} s after a deletion the admin repairs)" if extra > s["bound_s"] else "")
+                 + f", longest {s['longest_s']:g} s")
+    repairs = report.get("repairs") or {}
+    if repairs.get("run"):
+        lines.append(f"repairs by the admin: {repairs['rebuilt_by_admin']} of {repairs['run']} rebuilt the leader doc; "
+                     f"sites said they waited in heartbeats after {repairs['said_in_heartbeat']}, in logs after "
+                     f"{repairs['said_in_log']}; the doc was missing up to {repairs['longest_missing_s']:g} s")
     for row in report["faults"]:
         mark = {True: "ok", False: "OVER", None: "n/a"}[row["within_bound"]]
         resumed = row["resumed_after_heal_s"]
