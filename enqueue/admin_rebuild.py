@@ -67,7 +67,7 @@ class AdminRebuild:
 
     def _heartbeats_stale_s(self) -> list[float]:
         out = []
-        for raw in self.store.list_prefix(docs.HEARTBEAT_PREFIX):
+        for raw in self.store.list_prefix(docs.heartbeat_prefix(self.leader_doc)):
             value = raw.get("heartbeat_stale_s")
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
                 out.append(float(value))
@@ -79,7 +79,8 @@ class AdminRebuild:
         due = self.look(now)
         if due is None or now < due:
             return None
-        turn = repair.highest_turn_known(self.store, 0, self.raw, self.rev, docs.turn_prefix(self.leader_doc))
+        turn = repair.highest_turn_known(self.store, 0, self.raw, self.rev, docs.turn_prefix(self.leader_doc),
+                                         docs.heartbeat_prefix(self.leader_doc))
         doc = repair.rebuilt_leader_doc(self.leader_doc, self.raw, turn, None, self.by, self.now_text())
         try:
             self.store.put(docs.render_leader(doc))

@@ -78,7 +78,7 @@ class Agent:
         self.clock = clock
         self.view = View(self.me, settings.leader_doc, settings.sites_doc, self.t.heartbeat_stale_s)
         self.timers = Timers()
-        self.lease = Lease(self.me, self.t, store, clock, identity)
+        self.lease = Lease(self.me, self.t, store, clock, identity, settings.leader_doc)
         self.shared = SharedDocs(store, self.view, clock, self.lease.saw_own_doc)
         self.records = RecordQueue(store, self.me, docs.turn_prefix(settings.leader_doc))
         self.own = OwnTurn(settings, self.shared, self.records, runner, clock, self.lease,

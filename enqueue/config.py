@@ -48,6 +48,7 @@ from enqueue.config_file import ENQUEUE_SECTION
 from enqueue.connection import Connection, load_connection
 from enqueue.durations import format_duration
 from enqueue.errors import ConfigError
+from enqueue.set_names import set_name_problem
 from enqueue.setting_values import RawValue, parse_bool_value, parse_duration_value
 from enqueue.site_names import validate_site_name
 from enqueue.stop_signals import is_stop_signal, parse_stop_signal
@@ -157,6 +158,13 @@ def _check_doc_id(text: str, where: str) -> str:
     return text
 
 
+def _check_set_name(leader_doc: str, where: str) -> str:
+    problem = set_name_problem(leader_doc)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}; name the leader doc otherwise")
+    return leader_doc
+
+
 def _check_time_format(text: str, where: str) -> str:
     """A time format must render and parse back, since documents are read as well as written."""
     if not text:
@@ -255,7 +263,7 @@ def load_agent_settings(
     time_format = _check_time_format(time_format_value.text, time_format_value.where)
     leader_value = text("leader_doc", DEFAULT_LEADER_DOC)
     sites_value = text("sites_doc", DEFAULT_SITES_DOC)
-    leader_doc = _check_doc_id(leader_value.text, leader_value.where)
+    leader_doc = _check_set_name(_check_doc_id(leader_value.text, leader_value.where), leader_value.where)
     sites_doc = _check_doc_id(sites_value.text, sites_value.where)
     if leader_doc == sites_doc:
         raise ConfigError(f"{leader_value.where} and {sites_value.where}: both are {leader_doc!r}; they must differ")

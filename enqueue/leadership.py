@@ -55,9 +55,10 @@ _NOT_REFUSED = object()
 
 
 def never_used(store: Store, leader_doc: str) -> bool:
-    """No turn was ever granted in the database: no heartbeat, no turn record, no deleted leader doc ``leader_doc``."""
-    return not store.list_prefix(docs.HEARTBEAT_PREFIX, limit=1) and \
-        not store.list_prefix(docs.TURN_PREFIX, limit=1) and store.deleted_rev(leader_doc) is None
+    """No turn of the set ``leader_doc`` leads was ever granted: none of its heartbeats or turn records, and no
+    deleted leader doc ``leader_doc`` (each set has its own ids, docs.heartbeat_prefix and docs.turn_prefix)."""
+    return not store.list_prefix(docs.heartbeat_prefix(leader_doc), limit=1) and \
+        not store.list_prefix(docs.turn_prefix(leader_doc), limit=1) and store.deleted_rev(leader_doc) is None
 
 
 class Leadership:
@@ -91,7 +92,7 @@ class Leadership:
         """Claim the leadership by compare-and-swap; on losing, wait ``conflict_delay`` (jittered)."""
         assert self.view.leader is not None
         if self.view.leader.leader is not None:
-            self.shared.reread(docs.heartbeat_id(self.view.leader.leader))
+            self.shared.reread(docs.heartbeat_id(self.view.leader.leader, self.view.leader_doc))
             self.shared.reread(self.view.leader_doc)
             if self.view.leader is None or self.vacancy(now) is None:
                 return True
@@ -116,7 +117,7 @@ class Leadership:
         if p.revoked_running:
             # Taking a running turn away rests on silence: confirm it on a fresh read.
             before = self.view.liveness.rev(p.revoked_site)
-            self.shared.reread(docs.heartbeat_id(p.revoked_site))
+            self.shared.reread(docs.heartbeat_id(p.revoked_site, self.view.leader_doc))
             if self.view.liveness.rev(p.revoked_site) != before:
                 return True
         record = None
@@ -213,7 +214,8 @@ class Leadership:
         replaced = raw.get("_rev") if raw else self.view.leader_deleted_rev
         prefix = docs.turn_prefix(doc_id)
         known = repair.highest_turn_known(self.store, self.view.max_turn_seen, raw,
-                                          replaced if isinstance(replaced, str) else None, prefix)
+                                          replaced if isinstance(replaced, str) else None, prefix,
+                                          docs.heartbeat_prefix(doc_id))
         displaced = repair.displaced_record(self.view.last_valid_leader, doc_id, self.me, self._now_text())
         # A record there already stands, unless it says "not started" of a turn I read as started (§2.4).
         if displaced is not None and (self.store.get(docs.turn_record_id(displaced.turn, prefix)) is None or

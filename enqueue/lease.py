@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from enqueue import documents as docs
+from enqueue.config import DEFAULT_LEADER_DOC
 from enqueue.documents import IDLE, LEFT, WAITING, Heartbeat
 from enqueue.errors import Conflict, SiteInUse
 
@@ -63,8 +64,12 @@ class Identity:
 class Lease:
     """Site ``me``'s heartbeat doc, the lease it holds, and what it shows of other agents of the site."""
 
-    def __init__(self, me: str, timing: Timing, store: Store, clock: Clock, identity: Identity) -> None:
+    def __init__(self, me: str, timing: Timing, store: Store, clock: Clock, identity: Identity,
+                 leader_doc: str = DEFAULT_LEADER_DOC) -> None:
         self.me = me
+        self.leader_doc = leader_doc
+        #: My heartbeat's id: its document set's own (docs.heartbeat_prefix).
+        self.doc_id = docs.heartbeat_id(me, leader_doc)
         self.t = timing
         self.store = store
         self.clock = clock
@@ -104,20 +109,20 @@ class Lease:
             not_ready=self.not_ready,
             left_because=self.left_because if self.state == LEFT else None,
         )
-        body = docs.render_heartbeat(hb, dict(extra))
+        body = docs.render_heartbeat(hb, dict(extra), self.leader_doc)
         for _ in range(3):
             try:
                 body["_rev"] = self.store.put(body)
                 break
             except Conflict:
                 # Only I write this document; an admin's edit or my previous run's is overwritten.
-                current = self.store.get(docs.heartbeat_id(self.me))
+                current = self.store.get(self.doc_id)
                 if current is None:
                     body.pop("_rev", None)
                 else:
                     body["_rev"] = current["_rev"]
         else:
-            raise Conflict(f"heartbeat {docs.heartbeat_id(self.me)} keeps changing under this agent")
+            raise Conflict(f"heartbeat {self.doc_id} keeps changing under this agent")
         self.rev = body["_rev"]
         self.last_ack_sent = sent
         self.round_trip_s = self.clock.monotonic() - sent

@@ -90,8 +90,10 @@ def _number(value: object) -> Optional[int]:
 
 
 def highest_turn_known(store: Store, seen: int, leader_raw: Optional[Mapping[str, Any]], replaced_rev: Optional[str],
-                       prefix: str = docs.TURN_PREFIX) -> int:
+                       prefix: str = docs.TURN_PREFIX, heartbeat_prefix: str = docs.HEARTBEAT_PREFIX) -> int:
     """The turn a rewritten leader doc starts from: ``resume_turn``'s rule, read from the database.
+
+    ``prefix`` and ``heartbeat_prefix`` are the document set's (``docs.turn_prefix``, ``docs.heartbeat_prefix``).
 
     What the writer saw and the old document's own turn, and the revision
     count of the revision the rewrite replaces (the broken document's or the
@@ -105,7 +107,7 @@ def highest_turn_known(store: Store, seen: int, leader_raw: Optional[Mapping[str
     for rec in store.list_prefix(prefix, limit=1, descending=True):
         parsed, _ = docs.parse_turn_record(rec)
         newest = parsed.turn if parsed is not None else None
-    heartbeats = store.list_prefix(docs.HEARTBEAT_PREFIX)
+    heartbeats = store.list_prefix(heartbeat_prefix)
     claims = [n for raw in heartbeats for n in (_number(raw.get("turn")), _number(raw.get(TURN_SEEN))) if n is not None]
     return resume_turn(seen, leader_raw, replaced_rev, newest, claims)
 

@@ -34,7 +34,7 @@ from importlib import resources
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 from enqueue.config import DEFAULT_LEADER_DOC, DEFAULT_SITES_DOC
-from enqueue.documents import turn_prefix
+from enqueue.documents import heartbeat_prefix, turn_prefix
 from enqueue.errors import ConfigError, Conflict, StoreError
 from enqueue.store import Store
 
@@ -59,8 +59,9 @@ DEFAULT_SITE_ROLE = "enqueue_site"
 DEFAULT_ADMIN_ROLE = "enqueue_admin"
 #: Grows when the rules change, so a reader of the design document can tell them apart. Version 4: only an
 #: admin creates a leader doc (also after a deletion), a site rewrites one that does not parse only at the turn
-#: its repair resumes at, and the refusals readers act on carry a token (``refusal_token``).
-VALIDATOR_VERSION = 4
+#: its repair resumes at, and the refusals readers act on carry a token (``refusal_token``). Version 5: each
+#: document set has its own heartbeat ids (``documents.heartbeat_prefix``); older rules refuse a named set's.
+VALIDATOR_VERSION = 5
 
 
 class DocumentSet(NamedTuple):
@@ -103,7 +104,8 @@ def validator_source(
     settings = json.dumps({
         "site_role": site_role,
         "admin_role": admin_role,
-        "sets": [{"leader_doc": s.leader_doc, "sites_doc": s.sites_doc, "turn_prefix": turn_prefix(s.leader_doc)}
+        "sets": [{"leader_doc": s.leader_doc, "sites_doc": s.sites_doc, "turn_prefix": turn_prefix(s.leader_doc),
+                  "heartbeat_prefix": heartbeat_prefix(s.leader_doc)}
                  for s in sets],
     })
     source, count = _SETTINGS_LINE.subn(lambda m: f"{m.group(1)}{settings};", text[start.start():], count=1)

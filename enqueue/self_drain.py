@@ -77,7 +77,8 @@ class SelfDrain:
             return False
         if not self.drained():
             stored = registry.raw.get("sites", {}).get(self.me)
-            entry = dict(stored) if isinstance(stored, dict) else {"heartbeat_doc": docs.heartbeat_id(self.me)}
+            own_heartbeat = docs.heartbeat_id(self.me, self.view.leader_doc)
+            entry = dict(stored) if isinstance(stored, dict) else {"heartbeat_doc": own_heartbeat}
             try:
                 if not self.shared.cas_own_entry(failures.self_drained_entry(entry, self.me, run, self.now_text())):
                     return True

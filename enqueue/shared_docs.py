@@ -119,7 +119,7 @@ class SharedDocs:
         now = self.clock.monotonic()
         if not self.view.absorb(doc_id, raw, now, from_feed=from_feed, deleted_rev=deleted_rev):
             return
-        if doc_id == docs.heartbeat_id(self.me) and raw is not None:
+        if doc_id == docs.heartbeat_id(self.me, self.view.leader_doc) and raw is not None:
             self._on_own_heartbeat(raw, self.view.heartbeats.get(self.me), now)
         self._follow_watched()
 
@@ -181,7 +181,8 @@ class SharedDocs:
         sites_doc = self.view.sites_doc
         while self.view.registry is None or self.me not in self.view.registry.sites:
             current = self.view.registry or docs.new_sites_doc(sites_doc)
-            entry = {"heartbeat_doc": docs.heartbeat_id(self.me), "drained": False, "added_at": now_text}
+            entry = {"heartbeat_doc": docs.heartbeat_id(self.me, self.view.leader_doc), "drained": False,
+                     "added_at": now_text}
             body = docs.render_sites(current, {self.me: entry})
             if self.view.registry is None:
                 raw = self.store.get(sites_doc)

@@ -233,7 +233,7 @@ def read_sites(raw: Optional[Mapping[str, Any]], settings: AdminSettings) -> doc
             f"sites doc {settings.sites_doc} does not exist: no site has registered yet "
             f"(run 'enqueue init {settings.config_path or 'CONFIG'}' or start an agent)"
         )
-    parsed, problems = docs.parse_sites(raw, settings.sites_doc)
+    parsed, problems = docs.parse_sites(raw, settings.sites_doc, settings.leader_doc)
     if parsed is None:
         raise Refused(f"sites doc {settings.sites_doc} does not parse ({'; '.join(problems)}); fix it by hand")
     for problem in problems:

@@ -24,16 +24,17 @@
 //
 // SETTINGS.sets lists every document set `enqueue init` installed (the
 // default one and any named with -L/-S): each has its own leader doc,
-// sites doc and turn-record prefix; heartbeats are per site, shared.
+// sites doc, turn-record prefix and heartbeat prefix (a site in two sets
+// writes one heartbeat in each).
 //
 // enqueue.security installs everything from the line starting with
 // "function" on, with the SETTINGS line filled in. Plain ES5: CouchDB's
 // JavaScript engine may be old. It must never throw anything but a
 // {forbidden: ...} object: any other error is a 500 for the writer.
 function (newDoc, oldDoc, userCtx, secObj) {
-  var SETTINGS = {"site_role": "enqueue_site", "admin_role": "enqueue_admin", "sets": [{"leader_doc": "enqueue_leader", "sites_doc": "enqueue_sites", "turn_prefix": "enqueue_turn:"}]};
+  var SETTINGS = {"site_role": "enqueue_site", "admin_role": "enqueue_admin", "sets": [{"leader_doc": "enqueue_leader", "sites_doc": "enqueue_sites", "turn_prefix": "enqueue_turn:", "heartbeat_prefix": "enqueue_heartbeat:"}]};
 
-  var HEARTBEAT_PREFIX = "enqueue_heartbeat:";
+  var HEARTBEAT_PREFIX = "enqueue_heartbeat:";  // the default set's, for a set that names none
   var TURN_ID_DIGITS = 10;
   var MAX_TURN = 9999999999;  // the widest turn number a record id holds
   // What a leader's record of a turn it took away may say (no outcome: the runner reports that).
@@ -166,8 +167,12 @@ function (newDoc, oldDoc, userCtx, secObj) {
     }
   }
 
-  function heartbeatId(site) {
-    return HEARTBEAT_PREFIX + site;
+  function heartbeatPrefix(docSet) {
+    return typeof docSet.heartbeat_prefix === "string" ? docSet.heartbeat_prefix : HEARTBEAT_PREFIX;
+  }
+
+  function heartbeatId(site, docSet) {
+    return heartbeatPrefix(docSet) + site;
   }
 
   function turnRecordId(turn, prefix) {
@@ -452,7 +457,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
 
   // ------------------------------------------------------------ the sites doc
 
-  function checkSitesDoc(newDoc, oldDoc, me) {
+  function checkSitesDoc(newDoc, oldDoc, me, docSet) {
     var newSites = newDoc.sites;
     if (!isObject(newSites)) {
       refuse("the sites document needs a 'sites' object");
@@ -487,8 +492,8 @@ function (newDoc, oldDoc, userCtx, secObj) {
       return;
     }
     var entry = newSites[me];
-    if (!isObject(entry) || entry.heartbeat_doc !== heartbeatId(me)) {
-      refuse("a site's registry entry must name its own heartbeat document (" + heartbeatId(me) + ")");
+    if (!isObject(entry) || entry.heartbeat_doc !== heartbeatId(me, docSet)) {
+      refuse("a site's registry entry must name its own heartbeat document (" + heartbeatId(me, docSet) + ")");
     }
     if (isSet(entry.drained) && entry.drained !== false) {
       refuse("only an admin may drain a site");
@@ -533,9 +538,9 @@ function (newDoc, oldDoc, userCtx, secObj) {
 
   // ------------------------------------------------------------ heartbeats and turn records
 
-  function checkHeartbeat(newDoc, me) {
-    if (newDoc._id !== heartbeatId(me)) {
-      refuse("a site writes only its own heartbeat document (" + heartbeatId(me) + ")");
+  function checkHeartbeat(newDoc, me, docSet) {
+    if (newDoc._id !== heartbeatId(me, docSet)) {
+      refuse("a site writes only its own heartbeat document (" + heartbeatId(me, docSet) + ")");
     }
     if (newDoc.site !== me) {
       refuse("the heartbeat's 'site' must be " + me);
@@ -676,23 +681,28 @@ function (newDoc, oldDoc, userCtx, secObj) {
     var old = isObject(oldDoc) && oldDoc._deleted !== true ? oldDoc : null;
     var id = newDoc._id;
     var sets = isArrayValue(SETTINGS.sets) ? SETTINGS.sets : [];
-    var recordPrefix = null;
+    var recordPrefix = null, heartbeatSet = null;
     for (var i = 0; i < sets.length; i++) {
       if (id === sets[i].leader_doc) {
         checkLeaderDoc(newDoc, old, name);
         return;
       }
       if (id === sets[i].sites_doc) {
-        checkSitesDoc(newDoc, old, name);
+        checkSitesDoc(newDoc, old, name, sets[i]);
         return;
       }
       var prefix = sets[i].turn_prefix;
       if (id.indexOf(prefix) === 0 && (recordPrefix === null || prefix.length > recordPrefix.length)) {
         recordPrefix = prefix;
       }
+      // A site name holds no ':', so an id is the heartbeat of one set at most.
+      var beats = heartbeatPrefix(sets[i]);
+      if (id.indexOf(beats) === 0 && id.slice(beats.length).indexOf(":") < 0) {
+        heartbeatSet = sets[i];
+      }
     }
-    if (id.indexOf(HEARTBEAT_PREFIX) === 0) {
-      checkHeartbeat(newDoc, name);
+    if (heartbeatSet !== null) {
+      checkHeartbeat(newDoc, name, heartbeatSet);
     } else if (recordPrefix !== null) {
       checkTurnRecord(newDoc, old, name, recordPrefix);
     } else {

@@ -53,13 +53,13 @@ class _Whom:
     read_ids: tuple[str, ...]
 
 
-def _with_holder(watched: tuple[str, ...], extra: frozenset[str]) -> tuple[str, ...]:
+def _with_holder(watched: tuple[str, ...], extra: frozenset[str], leader_doc: str) -> tuple[str, ...]:
     """``watched`` (two named docs, then heartbeat ids in order) with the heartbeats of ``extra`` put in place."""
     if not extra:
         return watched
     head, beats = list(watched[:2]), list(watched[2:])
     for site in extra:
-        bisect.insort(beats, docs.heartbeat_id(site))
+        bisect.insort(beats, docs.heartbeat_id(site, leader_doc))
     return (*head, *beats)
 
 
@@ -106,14 +106,16 @@ class View:
             if whom is None or whom.registry is not self.registry or whom.leader != leader:
                 followed = frozenset(followed_sites(self.leader, self._registered(), self.me))
                 if whom is None or followed != whom.followed:
-                    watched = (self.leader_doc, self.sites_doc, *(docs.heartbeat_id(s) for s in sorted(followed)))
+                    beats = (docs.heartbeat_id(s, self.leader_doc) for s in sorted(followed))
+                    watched = (self.leader_doc, self.sites_doc, *beats)
                     self.stale_moments.replace({s: self.stale_at(s) for s in followed})
                 else:
                     watched = whom.watched
             else:
                 followed, watched = whom.followed, whom.watched
             read = frozenset(read_sites(self.leader, self._registered(), self.me))
-            whom = _Whom(self.registry, leader, running, followed, watched, read, _with_holder(watched, read - followed))
+            whom = _Whom(self.registry, leader, running, followed, watched, read,
+                         _with_holder(watched, read - followed, self.leader_doc))
             self._whom_cache = whom
         return whom
 
@@ -186,11 +188,10 @@ class View:
             self.leader_deleted_rev = deleted_rev if raw is None else None
             self._absorb_leader(raw, now)
         elif doc_id == self.sites_doc:
-            parsed, problems = docs.parse_sites(raw, doc_id)
+            parsed, problems = docs.parse_sites(raw, doc_id, self.leader_doc)
             self._report(doc_id, raw, problems, parsed is None)
             self.registry = parsed
-        elif doc_id.startswith(docs.HEARTBEAT_PREFIX):
-            site = doc_id[len(docs.HEARTBEAT_PREFIX):]
+        elif (site := docs.heartbeat_site(doc_id, self.leader_doc)) is not None:
             hb, problems = docs.parse_heartbeat(raw, site)
             self._report(doc_id, raw, problems, hb is None and raw is not None)
             self.heartbeats[site] = hb
@@ -200,7 +201,7 @@ class View:
 
     def own_beat(self, hb: Heartbeat, rev: str, now: float) -> None:
         """Take in my own heartbeat, just written as revision ``rev``."""
-        self.revisions.observe(docs.heartbeat_id(self.me), rev, now)
+        self.revisions.observe(docs.heartbeat_id(self.me, self.leader_doc), rev, now)
         self.heartbeats[self.me] = hb
         self.liveness.observe(self.me, rev, now)
         self._restale(self.me)

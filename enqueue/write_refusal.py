@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from enqueue import documents as docs
 from enqueue import security
 from enqueue.errors import SiteLockedOut, StoreError
 
@@ -34,7 +33,7 @@ class WriteRefusal:
 
     def refused(self, exc: StoreError) -> None:
         """Say in the heartbeat (status shows it) that a write was refused; end with exit 4 if none can ever pass."""
-        if security.locks_out(str(exc), docs.heartbeat_id(self.me)):
+        if security.locks_out(str(exc), self.lease.doc_id):
             raise SiteLockedOut(f"{exc}; site {self.me} cannot take part with these credentials and documents")
         self.lease.message = f"{REFUSED}{exc}"
         self.refused_at_beat = self.lease.beat_count

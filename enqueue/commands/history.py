@@ -192,7 +192,7 @@ def _pause(store: Store, settings: steering.AdminSettings) -> Optional[timeline.
 
 def _check_site(store: Store, settings: steering.AdminSettings, site: str) -> None:
     """Refuse a site that is neither registered nor named by a record (a misspelt name)."""
-    sites, _ = docs.parse_sites(store.get(settings.sites_doc), settings.sites_doc)
+    sites, _ = docs.parse_sites(store.get(settings.sites_doc), settings.sites_doc, settings.leader_doc)
     if sites is not None and site in sites.sites:
         return
     known = ", ".join(sorted(sites.sites)) if sites is not None and sites.sites else "none"

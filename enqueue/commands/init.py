@@ -120,8 +120,8 @@ LEADER_DOC_LEFT_TO_AGENTS = ("missing, not created: this database held turns; re
 
 
 def may_create_leader_doc(store: Store, leader_doc: str) -> bool:
-    """A missing leader doc may be created fresh (turn 0): the database never held a heartbeat, a turn record
-    or the leader doc itself (a deletion leaves a tombstone)."""
+    """A missing leader doc may be created fresh (turn 0): the database never held a heartbeat or a turn record
+    of its document set, nor the leader doc itself (a deletion leaves a tombstone)."""
     return never_used(store, leader_doc)
 
 

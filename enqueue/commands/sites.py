@@ -73,7 +73,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _entry(sites: docs.SitesDoc, site: str) -> dict[str, Any]:
     stored = sites.raw.get("sites", {}).get(site)
-    return dict(stored) if isinstance(stored, Mapping) else {"heartbeat_doc": docs.heartbeat_id(site)}
+    # The parsed entry names the heartbeat of the registry's own document set (steering.read_sites).
+    return dict(stored) if isinstance(stored, Mapping) else {"heartbeat_doc": sites.sites[site].heartbeat_doc}
 
 
 def _with_who(body: dict[str, Any], who: str, when: str) -> dict[str, Any]:
@@ -141,7 +142,7 @@ def watch_window_s(hb: docs.Heartbeat, timing: Timing) -> float:
 def _alive_agent(store: Store, settings: steering.AdminSettings, site: str) -> Optional[str]:
     """Why ``site``'s agent is alive, or None: its heartbeat is missing, says ``left``, or did not change
     while watched for ``watch_window_s`` (one read cannot tell a live agent from a dead one)."""
-    hb_id = docs.heartbeat_id(site)
+    hb_id = docs.heartbeat_id(site, settings.leader_doc)
     since = store.current_seq()
     hb, _ = docs.parse_heartbeat(store.get(hb_id), site)
     if hb is None or hb.state == docs.LEFT:
@@ -273,7 +274,7 @@ def _remove(store: Store, settings: steering.AdminSettings, site: str, who: str,
             raise refusal
         return removed(sites, site, who, steering.now_text(settings))
 
-    hb_id = docs.heartbeat_id(site)
+    hb_id = docs.heartbeat_id(site, settings.leader_doc)
     before = store.get(hb_id)
     _change_registry(store, settings, site, decide)
     print(f"removed {site} from the registry {settings.sites_doc}")

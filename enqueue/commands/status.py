@@ -109,7 +109,7 @@ class Reader:
 
     def _names(self, leader_raw: Optional[dict], sites_raw: Optional[dict]) -> list[str]:
         names: set[str] = set()
-        sites, _ = docs.parse_sites(sites_raw, self.settings.sites_doc)
+        sites, _ = docs.parse_sites(sites_raw, self.settings.sites_doc, self.settings.leader_doc)
         if sites is not None:
             names.update(sites.sites)
         leader, _ = docs.parse_leader(leader_raw, self.settings.leader_doc)
@@ -144,7 +144,7 @@ class Reader:
         found = self.store.get_many([self.settings.leader_doc, self.settings.sites_doc])
         leader_raw, sites_raw = found.get(self.settings.leader_doc), found.get(self.settings.sites_doc)
         names = self._names(leader_raw, sites_raw)
-        hb_ids = {name: docs.heartbeat_id(name) for name in names}
+        hb_ids = {name: docs.heartbeat_id(name, self.settings.leader_doc) for name in names}
         heartbeats = self.store.get_many(list(hb_ids.values())) if hb_ids else {}
         records = self._turn_records(leader_raw)
         self.watch_ids = [self.settings.leader_doc, self.settings.sites_doc] + list(hb_ids.values())

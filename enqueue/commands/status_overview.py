@@ -265,7 +265,7 @@ def build(
         raw_hb = heartbeats_raw.get(name)
         hb, issues = docs.parse_heartbeat(raw_hb, name)
         if issues:
-            problems.append(f"heartbeat {docs.heartbeat_id(name)}: {'; '.join(issues)}")
+            problems.append(f"heartbeat {docs.heartbeat_id(name, settings.leader_doc)}: {'; '.join(issues)}")
         said = raw_hb.get(docs.PROBLEM_FIELD) if isinstance(raw_hb, Mapping) and hb is not None and hb.state != docs.LEFT else None
         if isinstance(said, str) and said:
             problems.append(f"site {name}: {said}")

@@ -49,6 +49,8 @@ from enqueue.documents.ids import (
     TURN_STATES,
     WAITING,
     heartbeat_id,
+    heartbeat_prefix,
+    heartbeat_site,
     turn_prefix,
     turn_record_id,
 )
@@ -60,7 +62,7 @@ __all__ = [
     "DONE", "GRANTED", "HEARTBEAT_PREFIX", "IDLE", "LEFT", "LEFT_MAX_WAIT", "LEFT_STOPPED", "LEFT_TO_LOOP",
     "LEFT_TURN_DONE", "MAX_TURN", "PROBLEM_FIELD", "RUNNING", "SCHEMA_VERSION",
     "SITE_STATES", "TURN_ID_DIGITS", "TURN_PREFIX", "TURN_STATES", "WAITING", "BETWEEN", "NOT_READY",
-    "heartbeat_id", "turn_prefix", "turn_record_id",
+    "heartbeat_id", "heartbeat_prefix", "heartbeat_site", "turn_prefix", "turn_record_id",
     "LeaderDoc", "new_leader_doc", "parse_leader", "render_leader",
     "SiteEntry", "SitesDoc", "new_sites_doc", "parse_sites", "render_sites",
     "Heartbeat", "parse_heartbeat", "render_heartbeat", "wants_turn",

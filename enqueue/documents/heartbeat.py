@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from enqueue.config import DEFAULT_LEADER_DOC
 from enqueue.documents.fields import Fields, document_parser
 from enqueue.documents.ids import RUNNING, SCHEMA_VERSION, SITE_STATES, WAITING, heartbeat_id
 
@@ -102,10 +103,11 @@ def parse_heartbeat(raw: Mapping[str, Any] | None, site: str) -> tuple[Heartbeat
     return hb, f.problems
 
 
-def render_heartbeat(hb: Heartbeat, extra: Mapping[str, Any] = {}) -> dict[str, Any]:
-    """The stored form of a heartbeat, carrying the ``_rev`` it replaces."""
+def render_heartbeat(hb: Heartbeat, extra: Mapping[str, Any] = {},
+                     leader_doc: str = DEFAULT_LEADER_DOC) -> dict[str, Any]:
+    """The stored form of a heartbeat in the set ``leader_doc`` leads, carrying the ``_rev`` it replaces."""
     out: dict[str, Any] = {
-        "_id": heartbeat_id(hb.site),
+        "_id": heartbeat_id(hb.site, leader_doc),
         "type": "enqueue_heartbeat",
         "schema": SCHEMA_VERSION,
         "site": hb.site,

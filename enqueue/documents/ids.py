@@ -2,18 +2,19 @@
 
 Guarantees: a turn record id is zero-padded to one width, so ids sort by
 turn number, and a turn that does not fit is refused, never printed wider;
-no document set's record prefix starts another's. Nothing here reads or
-writes a document.
+each document set has its own heartbeat and record prefixes (the default
+set's are the fixed ``enqueue_heartbeat:`` and ``enqueue_turn:``), and no
+set's prefix starts another's for any leader doc name the settings take
+(``enqueue.set_names``). Nothing here reads or writes a document.
 """
 
 from __future__ import annotations
 
 from enqueue.config import DEFAULT_LEADER_DOC
+from enqueue.set_names import HEARTBEAT_MARK, HEARTBEAT_PREFIX, TURN_MARK, TURN_PREFIX
 
 SCHEMA_VERSION = 1
 
-HEARTBEAT_PREFIX = "enqueue_heartbeat:"
-TURN_PREFIX = "enqueue_turn:"
 TURN_ID_DIGITS = 10
 #: The widest turn number a record id holds; a turn beyond it is refused, never printed wider.
 MAX_TURN = 10**TURN_ID_DIGITS - 1
@@ -35,9 +36,29 @@ NOT_READY = "not_ready"
 SITE_STATES = (WAITING, RUNNING, IDLE, LEFT, BETWEEN, NOT_READY)
 
 
-def heartbeat_id(site: str) -> str:
-    """The id of a site's heartbeat doc."""
-    return HEARTBEAT_PREFIX + site
+def heartbeat_prefix(leader_doc: str = DEFAULT_LEADER_DOC) -> str:
+    """The id prefix of the heartbeats of the document set ``leader_doc`` leads.
+
+    ``enqueue_heartbeat:`` for the default set (existing databases keep
+    their ids); ``<leader_doc>:heartbeat:`` for any other, so that a site in
+    two sets of one database writes two heartbeats, one per set.
+    """
+    return HEARTBEAT_PREFIX if leader_doc == DEFAULT_LEADER_DOC else f"{leader_doc}{HEARTBEAT_MARK}"
+
+
+def heartbeat_id(site: str, leader_doc: str = DEFAULT_LEADER_DOC) -> str:
+    """The id of a site's heartbeat doc in the document set ``leader_doc`` leads."""
+    return heartbeat_prefix(leader_doc) + site
+
+
+def heartbeat_site(doc_id: str, leader_doc: str = DEFAULT_LEADER_DOC) -> str | None:
+    """The site whose heartbeat (in the set ``leader_doc`` leads) ``doc_id`` is, or None when it is none.
+
+    A site name holds no ``:``, so an id with one after the prefix belongs to no site of this set.
+    """
+    prefix = heartbeat_prefix(leader_doc)
+    site = doc_id[len(prefix):] if doc_id.startswith(prefix) else ""
+    return site if site and ":" not in site else None
 
 
 def turn_prefix(leader_doc: str = DEFAULT_LEADER_DOC) -> str:
@@ -47,7 +68,7 @@ def turn_prefix(leader_doc: str = DEFAULT_LEADER_DOC) -> str:
     other, so that sets sharing a database (``-L``/``-S``) never share a
     record id, and no set's prefix starts another's.
     """
-    return TURN_PREFIX if leader_doc == DEFAULT_LEADER_DOC else f"{leader_doc}:turn:"
+    return TURN_PREFIX if leader_doc == DEFAULT_LEADER_DOC else f"{leader_doc}{TURN_MARK}"
 
 
 def turn_record_id(turn: int, prefix: str = TURN_PREFIX) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from enqueue.config import DEFAULT_LEADER_DOC
 from enqueue.documents.fields import Fields, document_parser
 from enqueue.documents.ids import SCHEMA_VERSION, heartbeat_id
 from enqueue.site_names import is_site_name
@@ -37,8 +38,10 @@ class SitesDoc:
 
 
 @document_parser
-def parse_sites(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[SitesDoc | None, list[str]]:
-    """Parse the registry; entries that do not parse are skipped with a problem noted."""
+def parse_sites(raw: Mapping[str, Any] | None, doc_id: str,
+                leader_doc: str = DEFAULT_LEADER_DOC) -> tuple[SitesDoc | None, list[str]]:
+    """Parse the registry of the set ``leader_doc`` leads; entries that do not parse are skipped with a problem
+    noted, and an entry naming no heartbeat doc has its site's heartbeat of that set."""
     entries = raw.get("sites")
     if not isinstance(entries, Mapping):
         return None, [f"field 'sites' should be an object of site entries, not {entries!r:.60}"]
@@ -52,7 +55,7 @@ def parse_sites(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[SitesDoc | 
             problems.append(f"entry for site '{name}' is not an object; entry ignored")
             continue
         f = Fields(entry)
-        hb = f.text("heartbeat_doc") or heartbeat_id(name)
+        hb = f.text("heartbeat_doc") or heartbeat_id(name, leader_doc)
         drained = f.flag("drained", if_malformed=True)
         problems.extend(f"site '{name}': {p}" for p in f.problems)
         sites[name] = SiteEntry(name=name, heartbeat_doc=hb, drained=drained)

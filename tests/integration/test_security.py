@@ -568,6 +568,54 @@ def test_every_document_set_init_installed_stays_usable_and_records_never_collid
         assert shown.returncode == 0 and "problem: the access rules" not in shown.stdout, shown.stdout
 
 
+def test_a_site_in_two_document_sets_of_one_database_runs_an_agent_in_each_with_a_heartbeat_of_each(
+        secured, tmp_path) -> None:
+    """Under site accounts, alpha in both sets at once, bravo in the test set: both rotate, no agent takes the
+    other set's agent for a twin, and each set's registry and status hold only that set's heartbeats."""
+    admin = str(secured.admin_config(tmp_path / "admin"))
+    test_set = ["-L", "test_leader", "-S", "test_sites"]
+    for extra in ([], test_set):
+        done = _enqueue("init", admin, *extra)
+        assert done.returncode == 0, done.stderr
+    default = Sites(config=secured.config(tmp_path / "configs", "alpha"), workdir=tmp_path / "default")
+    other = Sites(config=default.config, workdir=tmp_path / "test")
+    bravo = Sites(config=secured.config(tmp_path / "configs", "bravo"), workdir=other.workdir)
+    groups = (default, other, bravo)
+    for group in groups:
+        group.workdir.mkdir(exist_ok=True)
+    try:
+        # The default set's agent beats every 0.5 s, the test set's every 0.4 s: status tells them apart.
+        default.start("alpha", sleep_s=0.1)
+        other.start("alpha", sleep_s=0.1, extra=[*test_set, "-d", "0.4s"])
+        bravo.start("bravo", sleep_s=0.1, extra=[*test_set, "-d", "0.4s"])
+        default.wait_runs(3, timeout_s=40)
+        joined = wait_until("a turn of bravo", lambda: "bravo" in other.report().order, timeout_s=40)
+        assert joined
+        report = other.wait_runs(len(other.report().runs) + 3, timeout_s=40)
+        beats = {doc_id: secured.admin.get(doc_id) for doc_id in (
+            "enqueue_heartbeat:alpha", "test_leader:heartbeat:alpha", "enqueue_heartbeat:bravo",
+            "test_leader:heartbeat:bravo")}
+        config = str(default.config)
+        shown = {name: json.loads(_enqueue("status", config, "--json", *extra).stdout)
+                 for name, extra in (("default", []), ("test", test_set))}
+    finally:
+        for group in groups:
+            group.stop_all()
+    assert report.overlaps == [], report.overlaps
+    assert set(report.order) == {"alpha", "bravo"}, report.order
+    assert beats["enqueue_heartbeat:alpha"]["pid"] == default.agents["alpha"].proc.pid
+    assert beats["test_leader:heartbeat:alpha"]["pid"] == other.agents["alpha"].proc.pid
+    assert beats["enqueue_heartbeat:bravo"] is None and beats["test_leader:heartbeat:bravo"] is not None
+    assert secured.admin.get(SITES_ID)["sites"]["alpha"]["heartbeat_doc"] == "enqueue_heartbeat:alpha"
+    assert {name: entry["heartbeat_doc"] for name, entry in secured.admin.get("test_sites")["sites"].items()} == {
+        "alpha": "test_leader:heartbeat:alpha", "bravo": "test_leader:heartbeat:bravo"}
+    assert [(s["name"], s["heartbeat_delay_s"]) for s in shown["default"]["sites"]] == [("alpha", 0.5)], shown
+    assert [(s["name"], s["heartbeat_delay_s"]) for s in shown["test"]["sites"]] == [("alpha", 0.4), ("bravo", 0.4)]
+    logs = "".join(agent.log() for group in groups for agent in group.agents.values())
+    assert "another agent runs as site" not in logs and "already has an agent" not in logs, logs[-3000:]
+    assert "forbidden" not in logs.lower(), logs[-3000:]
+
+
 def test_a_site_whose_writes_no_rule_covers_says_so_and_exits_with_the_credentials_code(secured, tmp_path) -> None:
     """A set nobody ran 'init' for, its documents made by hand: the site is refused for good, not forever."""
     secured.admin.put(docs.render_leader(docs.new_leader_doc("other_leader")))

@@ -221,6 +221,12 @@ def test_bad_site_names(tmp_path, site: str) -> None:
         settings(write(tmp_path, GOOD), site=site)
 
 
+@pytest.mark.parametrize("name", ["enqueue_heartbeat", "enqueue_turn:x", "prod:heartbeat", "prod:turn:b"])
+def test_a_leader_doc_whose_ids_could_be_another_sets_is_refused(tmp_path, name: str) -> None:
+    with pytest.raises(ConfigError, match=f"--leader-doc: '{name}' .*; name the leader doc otherwise"):
+        settings(write(tmp_path, GOOD), {"leader_doc": name})
+
+
 def test_empty_command(tmp_path) -> None:
     with pytest.raises(ConfigError, match="no command"):
         load_agent_settings(write(tmp_path, GOOD), "alpha", [], {}, {})

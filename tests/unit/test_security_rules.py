@@ -671,7 +671,7 @@ def test_the_installed_source_is_one_function_with_the_settings_filled_in() -> N
     source = security.validator_source(site_role="s", admin_role="a", sets=[security.DocumentSet("L", "S")])
     assert source.startswith("function (newDoc, oldDoc, userCtx, secObj) {")
     assert ('{"site_role": "s", "admin_role": "a", "sets": [{"leader_doc": "L", "sites_doc": "S", '
-            '"turn_prefix": "L:turn:"}]}') in source
+            '"turn_prefix": "L:turn:", "heartbeat_prefix": "L:heartbeat:"}]}') in source
     cases = [({"_id": "L", "x": 1}, None, {"name": "bravo", "roles": ["s"]}, {}),
              ({"_id": "x"}, None, {"name": "bravo", "roles": ["a"]}, {}),
              ({"_id": "x"}, None, {"name": "bravo", "roles": ["enqueue_site"]}, {})]
@@ -752,7 +752,8 @@ def test_every_document_set_installed_stays_usable_and_records_never_collide() -
     cases = [
         (stored(election.claim(RUNNING_BRAVO, "charlie", NOW)), stored(RUNNING_BRAVO), site("charlie"), SECURITY),
         (stored(election.claim(test_leader, "charlie", NOW)), stored(test_leader), site("charlie"), SECURITY),
-        (fresh(dict(registry({"bravo": entry("bravo")}), _id="test_sites")), None, site("bravo"), SECURITY),
+        (fresh(dict(registry({"bravo": dict(entry("bravo"), heartbeat_doc=docs.heartbeat_id("bravo", "test_leader"))}),
+                    _id="test_sites")), None, site("bravo"), SECURITY),
         (docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited"), other), None, site("bravo"), SECURITY),
         (docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited")), None, site("bravo"), SECURITY),
         (dict(docs.render_turn_record(TurnRecord(turn=7, site="bravo", how="exited")), _id="other:turn:0000000007"),
@@ -767,6 +768,46 @@ def test_every_document_set_installed_stays_usable_and_records_never_collide() -
     security.install(store, leader_doc="test_leader", sites_doc="test_sites")
     security.install(store)
     assert store.writes == writes
+
+
+@needs_node
+def test_a_site_writes_its_own_heartbeat_of_each_set_and_names_it_in_that_sets_registry() -> None:
+    """A site in two sets of one database has one heartbeat in each; the rules keep each to its set's id."""
+    store = FakeStore()
+    security.install(store)
+    security.install(store, leader_doc="test_leader", sites_doc="test_sites")
+    source = store.docs[security.DESIGN_DOC_ID]["validate_doc_update"]
+    beat = docs.render_heartbeat(Heartbeat(site="bravo", state=WAITING, beat=3), {}, "test_leader")
+    assert beat["_id"] == "test_leader:heartbeat:bravo"
+    test_entry = dict(entry("bravo"), heartbeat_doc=beat["_id"])
+    cases = [
+        (beat, None, site("bravo"), SECURITY),
+        (docs.render_heartbeat(Heartbeat(site="bravo", state=WAITING, beat=3)), None, site("bravo"), SECURITY),
+        (fresh(dict(registry({"bravo": test_entry}), _id="test_sites")), None, site("bravo"), SECURITY),
+        (docs.render_heartbeat(Heartbeat(site="charlie"), {}, "test_leader"), None, site("bravo"), SECURITY),
+        (dict(docs.render_heartbeat(Heartbeat(site="charlie"), {}, "test_leader"), _id=beat["_id"]), None,
+         site("bravo"), SECURITY),
+        (fresh(dict(registry({"bravo": entry("bravo")}), _id="test_sites")), None, site("bravo"), SECURITY),
+        (fresh(registry({"bravo": test_entry})), None, site("bravo"), SECURITY),
+        (dict(beat, _id="other:heartbeat:bravo"), None, site("bravo"), SECURITY),
+        (dict(beat, _id="test_leader:heartbeat:x:bravo"), None, site("bravo"), SECURITY),
+    ]
+    verdicts = run_validator(cases, source)
+    assert verdicts[:3] == [{"ok": True}] * 3, verdicts
+    assert "own heartbeat document (test_leader:heartbeat:bravo)" in verdicts[3]["forbidden"]
+    assert "'site' must be bravo" in verdicts[4]["forbidden"]
+    assert "must name its own heartbeat document (test_leader:heartbeat:bravo)" in verdicts[5]["forbidden"]
+    assert "must name its own heartbeat document (enqueue_heartbeat:bravo)" in verdicts[6]["forbidden"]
+    assert "not a document enqueue uses" in verdicts[7]["forbidden"]
+    assert "not a document enqueue uses" in verdicts[8]["forbidden"]
+
+
+@needs_node
+def test_rules_of_one_set_refuse_a_named_sets_heartbeat_as_a_document_they_do_not_know() -> None:
+    """Until ``init`` installs a set, its heartbeat is an unknown document: the agent's lockout, not a retry."""
+    beat = docs.render_heartbeat(Heartbeat(site="bravo", state=WAITING, beat=3), {}, "test_leader")
+    verdict, = run_validator([(beat, None, site("bravo"), SECURITY)])
+    assert security.locks_out(verdict["forbidden"], beat["_id"]), verdict
 
 
 def test_a_set_sharing_a_document_with_an_installed_one_is_refused() -> None:
