@@ -144,15 +144,17 @@ def test_command_gets_only_stdio_and_default_signals() -> None:
         harness.start(1, ["sleep", "30"], 30)
         pid = harness.next("started")["pid"]
         # "started" may come while the spare child is still between fork and exec, holding its
-        # close-on-exec pipes; and right after the exec the dynamic loader of `sleep` briefly holds
-        # the libraries it opens as fd 3: look until the command has settled.
-        def fds() -> list[int]:
-            return sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+        # close-on-exec pipes, and `sleep` opens and closes files of its own (libraries, locale) before
+        # it sleeps: look once it sleeps.
+        def sleeping() -> bool:
+            with open(f"/proc/{pid}/wchan") as f:
+                return "nanosleep" in f.read()
         deadline = time.monotonic() + TIMEOUT
-        while (psutil.Process(pid).cmdline() != ["sleep", "30"] or fds() != [0, 1, 2]) and \
-                time.monotonic() < deadline:
+        while not sleeping() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert fds() == [0, 1, 2]
+        assert psutil.Process(pid).cmdline() == ["sleep", "30"]
+        fds = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+        assert fds == [0, 1, 2], {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds if fd > 2}
         status = proc_status(pid)
         assert int(status["SigIgn"], 16) == 1 << (signal.SIGHUP - 1)
         assert int(status["SigBlk"], 16) == 0
