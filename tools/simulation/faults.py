@@ -14,7 +14,10 @@ store calls (per call of one agent, drawn from the world's generator)
                   write that would take it back (the turn may then run)
 the changes feed
     feed-lag      a delivery comes late (in order)
-    feed-miss     a delivery never comes (the next full read catches up)
+    feed-miss     a delivery never comes (the next full read catches up);
+                  more often a heartbeat that ends a silence of nearly
+                  heartbeat_stale, the one beat whose loss makes a live site
+                  look stale to a view that lags
 agents
     kill          an agent dies between two steps, and is started again
     freeze        an agent stops for longer (or shorter) than its lease
@@ -92,6 +95,12 @@ class FaultRates:
     # Right after a leader stored its "not started" record of a granted turn: the grantee may then confirm and
     # run a turn recorded as never started (docs/PROTOCOL.md §5.4.1).
     crash_after_taking_back: float = 0.2
+    #: A feed delivery lost, to each follower of the document.
+    feed_miss: float = 0.05
+    # A heartbeat that comes after a silence of more than heartbeat_stale - heartbeat_delay (a site restarted,
+    # thawed or back from a partition just in time): lost to a follower, the site looks stale to it while it is
+    # alive and may run a turn, until that follower reads it again (docs/PROTOCOL.md §3.4, the revoker's re-read).
+    feed_miss_after_silence: float = 0.5
 
 
 @dataclass

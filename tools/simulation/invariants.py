@@ -230,9 +230,12 @@ class Judge:
                 out.append(f"[false-alarm] record of turn {t} says '{how}', but its own agent {story.ended_by} "
                            f"ended it "
                            f"('{story.ended_how}')")
-            if base == "abandoned" and story.recorded_by is not None and story.recorded_by == story.confirmed_by:
+            # The word read is the runner's report when there is one: it may come from another agent than the
+            # record it was added to (a later agent of the site, over a leader's 'not started' of that turn).
+            said_by = self._report_writer(t) if own else story.recorded_by
+            if base == "abandoned" and said_by is not None and said_by == story.confirmed_by:
                 out.append(f"[false-alarm] record of turn {t} says 'abandoned' though the agent that wrote it, "
-                           f"{story.recorded_by}, confirmed the turn itself")
+                           f"{said_by}, confirmed the turn itself")
             out += self._ended_at_wrong(t, raw, cmd)
         return out
 
@@ -249,6 +252,12 @@ class Judge:
 
     def _clock_of(self, writer: str) -> Optional[SiteClock]:
         return self.admin_clock if writer == "admin" else self.walls.get(self.instance_site.get(writer, ""))
+
+    def _report_writer(self, t: int) -> Optional[str]:
+        """The agent that wrote the runner's report in the record of turn ``t`` (None if not known)."""
+        auth = self.book.authors.get(t)
+        written = auth.reports.get(_REPORT) if auth is not None else None
+        return written[0] if written is not None else None
 
     def _ended_at_wrong(self, t: int, raw: dict, cmd: Optional[Command]) -> List[str]:
         """What is wrong with the ``ended_at`` of the record of turn ``t`` and of the runner's report in it."""

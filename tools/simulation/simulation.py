@@ -90,6 +90,7 @@ class Simulation:
         self.book = TurnBook()
         self.store = WatchedStore(seed, self._changed)
         self._leader_raw: Optional[dict] = None
+        self._beats_at: Dict[str, float] = {}  # each heartbeat doc's last change, in true time
         self.current: Optional[AgentProcess] = None
         self.sites: List[Site] = []
         for number, name in enumerate(SITE_NAMES[:options.sites]):
@@ -231,11 +232,12 @@ class Simulation:
             self.book.record_changed(doc_id, body, writer, world.now)
         elif doc_id.startswith(docs.HEARTBEAT_PREFIX):
             self.book.heartbeat_changed(body, writer, world.now)
+        miss = self._miss_rate(doc_id, body)
         for site in self.sites:
             proc = site.process
             if proc is None or doc_id not in proc.watched_ids:
                 continue
-            if self.schedule.on("feed-miss") and world.rng.random() < 0.05:
+            if self.schedule.on("feed-miss") and world.rng.random() < miss:
                 self.schedule.count("feed-miss")
                 continue
             lag = world.rng.uniform(0.001, 0.02)
@@ -245,6 +247,16 @@ class Simulation:
             moment = max(world.now + lag, proc.feed_free_at)
             proc.feed_free_at = moment
             world.at(moment, lambda p=proc, e=DocChanged(doc_id, body): p.deliver(e), f"feed to {proc.name}")
+
+    def _miss_rate(self, doc_id: str, body: Optional[dict]) -> float:
+        """How often this change's delivery is lost to each follower: more often a beat that ends a long silence."""
+        rates, t, now = self.schedule.rates, self.timing, self.world.now
+        if not doc_id.startswith(docs.HEARTBEAT_PREFIX):
+            return rates.feed_miss
+        last, self._beats_at[doc_id] = self._beats_at.get(doc_id), now
+        if body is None or last is None or now - last < t.heartbeat_stale_s - t.heartbeat_delay_s:
+            return rates.feed_miss
+        return rates.feed_miss_after_silence
 
     # -- faults ---------------------------------------------------------------------
 
