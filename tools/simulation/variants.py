@@ -192,7 +192,7 @@ VARIANTS: Dict[str, Variant] = {
                                                             frozenset({"outcome"}), _BASE + ",crash",
                                                             first_caught=72),
     "admin-rebuild-without-waiting": Variant(admin_rebuild_without_waiting, frozenset({"overlap"}),
-                                             _BASE + ",delete-leader,site-accounts", first_caught=6),
+                                             _BASE + ",delete-leader,site-accounts", first_caught=2),
     "turn-taken-while-between": Variant(turn_taken_while_between, frozenset({"side"}), "slow,feed-lag,between",
                                         first_caught=2),
 }
