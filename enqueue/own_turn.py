@@ -143,7 +143,7 @@ class OwnTurn:
         self._beat = beat
         self._now_text = now_text
         self.current: TurnInProgress | None = None
-        self.unanswered_confirm: UnansweredConfirm | None = None
+        self.unanswered_confirms: tuple[UnansweredConfirm, ...] = ()  # the tries of one turn, oldest first
         self.unanswered_finish: UnansweredFinish | None = None
         self.recorded_turn: int | None = None
         self.turns_done = 0
@@ -171,7 +171,9 @@ class OwnTurn:
             won = self.shared.cas_leader(confirmed)
         except StoreError:
             # The answer may be lost after the write was applied: the next read tells (``adopt_own_confirm``).
-            self.unanswered_confirm = UnansweredConfirm(turn, confirmed.started_at, self.lease.deadline())
+            # Every try of this turn since counts: an earlier one may be the one that went through.
+            earlier = tuple(c for c in self.unanswered_confirms if c.turn == turn)
+            self.unanswered_confirms = earlier + (UnansweredConfirm(turn, confirmed.started_at, self.lease.deadline()),)
             raise
         if not won:
             log.debug("confirm of turn %d lost a race", turn)
@@ -186,12 +188,13 @@ class OwnTurn:
         lengthen it), so the supervisor refuses it once that lease's SIGTERM
         moment has passed, and the turn is then recorded as not started.
         """
-        pending, self.unanswered_confirm = self.unanswered_confirm, None
+        tries, self.unanswered_confirms = self.unanswered_confirms, ()
         doc = self.view.leader
         # Only a confirm moves a turn granted to me to running, and it writes ``started_at``; a later write
         # (the leader's rotation, an admin's pause or skip) keeps both, so they identify the confirm.
-        if pending is None or doc is None or not doc.holds(self.me, pending.turn) or \
-                doc.started_at != pending.started_text:
+        pending = next((c for c in tries if doc is not None and doc.holds(self.me, c.turn) and
+                        doc.started_at == c.started_text), None)
+        if pending is None:
             return False
         log.info("the confirm of turn %d went through though its answer was lost: starting it", pending.turn)
         self._start(pending.turn, pending.started_text, pending.deadline)

@@ -473,6 +473,41 @@ def test_a_lost_answer_to_a_confirm_runs_the_turn_though_the_leader_wrote_the_do
     assert leader(store).status == docs.RUNNING
 
 
+def test_a_lost_confirm_tried_again_on_the_old_view_is_still_known_when_the_second_try_hears_nothing(
+        store, clock) -> None:
+    """The confirm went through unheard; the agent, still seeing the grant, confirms again: that try loses its
+    race and the read after it loses its answer. The doc then shows the first try's started_at: the agent runs
+    the turn it confirmed, rather than ending it as an earlier agent's orphan (simulation seed 2702)."""
+    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="bravo", running="alpha", status="granted",
+                                                turn=1, rotation=("alpha", "bravo"))))
+    agent, runner = make_agent(store, clock)
+    agent.start(clock.monotonic())
+    store.lose = the_leader_doc
+    agent.step(clock.monotonic())
+    assert leader(store).status == docs.RUNNING, "the first confirm went through"
+    first_started_at = leader(store).started_at
+    clock.advance(1.5)  # the second try writes another started_at
+    lost_reads = []
+    real_get = store.get
+
+    def get_losing_one_answer(doc_id: str):  # type: ignore[no-untyped-def]
+        doc = real_get(doc_id)
+        if doc_id == "enqueue_leader" and not lost_reads:
+            lost_reads.append(doc_id)
+            raise Unreachable("get enqueue_leader: answer lost (test)")
+        return doc
+    store.get = get_losing_one_answer  # type: ignore[method-assign]
+    agent.step(clock.monotonic())
+    assert lost_reads, "the second try's read lost its answer"
+    store.get = real_get  # type: ignore[method-assign]
+    for _ in range(8):
+        clock.advance(0.2)
+        agent.step(clock.monotonic())
+    assert [c[1] for c in runner.named("start")] == [1]
+    assert store.get(docs.turn_record_id(1)) is None, "not recorded as abandoned"
+    assert leader(store).holds("alpha", 1) and leader(store).started_at == first_started_at
+
+
 def test_a_deletion_the_feed_tells_of_late_stops_no_command_but_a_real_one_does(store, clock) -> None:
     agent, runner = make_agent(store, clock, repeat=True)
     agent.start(clock.monotonic())
