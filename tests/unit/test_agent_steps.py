@@ -452,13 +452,19 @@ def test_a_finishing_write_with_a_lost_answer_that_did_not_go_through_is_read_as
     assert agent.lease.message == "turn 1 was revoked while running"
 
 
-def test_a_lost_answer_to_a_confirm_runs_the_turn_though_the_leader_wrote_the_doc_since(store, clock) -> None:
+def _alpha_confirms_turn_1_and_hears_nothing(store: AnswerLosingStore, clock: FakeClock) -> tuple[Agent, FakeRunner]:
+    """Bravo granted alpha turn 1; alpha's confirm goes through and its answer is lost."""
     store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="bravo", running="alpha", status="granted",
                                                 turn=1, rotation=("alpha", "bravo"))))
     agent, runner = make_agent(store, clock)
     agent.start(clock.monotonic())
     store.lose = the_leader_doc
     agent.step(clock.monotonic())
+    return agent, runner
+
+
+def test_a_lost_answer_to_a_confirm_runs_the_turn_though_the_leader_wrote_the_doc_since(store, clock) -> None:
+    agent, runner = _alpha_confirms_turn_1_and_hears_nothing(store, clock)
     assert store.lose is None and leader(store).status == docs.RUNNING, "the confirm went through"
     assert runner.named("start") == []
     # The leader publishes a new rotation over the confirmed turn before the agent reads again.
@@ -478,12 +484,7 @@ def test_a_lost_confirm_tried_again_on_the_old_view_is_still_known_when_the_seco
     """The confirm went through unheard; the agent, still seeing the grant, confirms again: that try loses its
     race and the read after it loses its answer. The doc then shows the first try's started_at: the agent runs
     the turn it confirmed, rather than ending it as an earlier agent's orphan (simulation seed 2702)."""
-    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="bravo", running="alpha", status="granted",
-                                                turn=1, rotation=("alpha", "bravo"))))
-    agent, runner = make_agent(store, clock)
-    agent.start(clock.monotonic())
-    store.lose = the_leader_doc
-    agent.step(clock.monotonic())
+    agent, runner = _alpha_confirms_turn_1_and_hears_nothing(store, clock)
     assert leader(store).status == docs.RUNNING, "the first confirm went through"
     first_started_at = leader(store).started_at
     clock.advance(1.5)  # the second try writes another started_at
