@@ -23,6 +23,16 @@ KINDS = {"kill-leader", "kill-runner", "kill-supervisor", "stop-agent", "restart
          "slow-server", "lost-answer-heartbeat", "lost-answer-feed", "stop-supervisor"}
 
 
+def _run(argv: list, report_path: Path) -> Dict[str, Any]:
+    """Run the chaos harness; its JSON report, with its exit code and output added."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(REPO))
+    assert report_path.exists(), f"no report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
+    report = json.loads(report_path.read_text())
+    report["_exit"] = result.returncode
+    report["_output"] = result.stdout + result.stderr
+    return report
+
+
 @pytest.fixture(scope="module")
 def chaos(tmp_path_factory) -> Iterator[Dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("chaos")
@@ -31,11 +41,7 @@ def chaos(tmp_path_factory) -> Iterator[Dict[str, Any]]:
             "--agents", "4", "--delay", "0.5", "--stale", "2.5", "--margin", "2.5", "--gap", "0.3,1.0",
             "--kill-after-handoff", "1", "--faults", ",".join(sorted(KINDS)), "--workdir", str(workdir / "run"),
             "--report", str(report_path), "--quiet"]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(REPO))
-    assert report_path.exists(), f"no report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-    report = json.loads(report_path.read_text())
-    report["_exit"] = result.returncode
-    report["_output"] = result.stdout + result.stderr
+    report = _run(argv, report_path)
     yield report
 
 
@@ -93,11 +99,7 @@ def site_accounts(tmp_path_factory) -> Iterator[Dict[str, Any]]:
             "--agents", "3", "--delay", "0.5", "--stale", "2.5", "--margin", "2.5", "--gap", "0.3,1.0",
             "--faults", "delete-leader,kill-runner", "--workdir", str(workdir / "run"),
             "--report", str(report_path), "--quiet"]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=str(REPO))
-    assert report_path.exists(), f"no report (exit {result.returncode}):\n{result.stdout}\n{result.stderr}"
-    report = json.loads(report_path.read_text())
-    report["_exit"] = result.returncode
-    report["_output"] = result.stdout + result.stderr
+    report = _run(argv, report_path)
     report["_workdir"] = workdir / "run"
     yield report
 
