@@ -114,8 +114,8 @@ class Leadership:
                            self._now_text())
         if p is None:
             return False
-        if p.revoked_running:
-            # Taking a running turn away rests on silence: confirm it on a fresh read.
+        if p.reread_first:
+            # Taking away a turn that may run rests on what the holder's heartbeat says: confirm it on a fresh read.
             before = self.view.liveness.rev(p.revoked_site)
             self.shared.reread(docs.heartbeat_id(p.revoked_site, self.view.leader_doc))
             if self.view.liveness.rev(p.revoked_site) != before:
@@ -127,10 +127,10 @@ class Leadership:
             record = TurnRecord(
                 turn=p.revoked_turn,
                 site=p.revoked_site,
-                how=Outcome.REVOKED if p.revoked_running else Outcome.NOT_STARTED,
+                how=Outcome.REVOKED if p.revoked_may_have_run else Outcome.NOT_STARTED,
                 leader=self.me,
                 # What backs my word over a dead leader's "not started" of this turn (records.write_once).
-                started_at=self.view.leader.started_at if p.revoked_running else None,
+                started_at=self.view.leader.started_at if p.revoked_may_have_run else None,
                 ended_at=self._now_text(),
                 note=p.reason,
             )

@@ -11,9 +11,10 @@
 //     turns: by itself, saying why; never undrain), and nothing else;
 //   * in the leader document: claim leadership for itself (leader_term + 1)
 //     or step down itself; while it leads, grant, end and re-order turns;
-//     mark running a turn granted to itself; mark done its own running turn
-//     and, in the same write, grant the next turn to its successor in the
-//     published rotation; never pause, resume or set skip_turn; rewrite one
+//     mark running a turn granted to itself; mark done its own running turn,
+//     or its own granted one (started on the grant alone, given back, or
+//     an earlier agent's), and, in the same write, grant the next turn to
+//     its successor in the published rotation; never pause, resume or set skip_turn; rewrite one
 //     that does not parse only at the turn its repair resumes at; never
 //     create it (an admin does, also after a deletion);
 //   * create turn records that name it (as the site or as the leader), and
@@ -54,7 +55,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
   var ADMIN_REBUILDS = "admin-rebuilds-leader-doc", UNKNOWN_DOC = "unknown-document";
   // Leader-doc fields whose changes the rules below judge one by one.
   var LEADER_FIELDS = ["leader", "leader_term", "running", "status", "turn", "rotation",
-                       "paused", "paused_reason", "skip_turn"];
+                       "paused", "paused_reason", "skip_turn", "grantee"];
   // Leader-doc fields for humans: written along with an allowed change.
   var LEADER_NOTES = ["last_exit_code", "last_how", "granted_at", "started_at", "ended_at",
                       "updated_by", "updated_at", "type", "schema"];
@@ -256,7 +257,9 @@ function (newDoc, oldDoc, userCtx, secObj) {
       rotation: rotationOf(raw.rotation),
       paused: flag(raw, "paused"),
       paused_reason: typeof raw.paused_reason === "string" ? raw.paused_reason : null,
-      skip_turn: isCount(raw.skip_turn) ? raw.skip_turn : null
+      skip_turn: isCount(raw.skip_turn) ? raw.skip_turn : null,
+      // The agent instance a grant is for: not the server's to check, only to keep (docs/SECURITY.md).
+      grantee: typeof raw.grantee === "string" ? raw.grantee : null
     };
   }
 
@@ -294,7 +297,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
 
   function turnUnchanged(o, n) {
     return o.running === n.running && o.status === n.status && o.turn === n.turn &&
-           same(o.rotation, n.rotation) && o.skip_turn === n.skip_turn;
+           same(o.rotation, n.rotation) && o.skip_turn === n.skip_turn && o.grantee === n.grantee;
   }
 
   // Election: claim for myself with leader_term + 1, or step down myself.
@@ -321,7 +324,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
   // active turn, grant the next one to a site in the rotation.
   function leaderMay(o, n) {
     if (n.turn === o.turn) {
-      if (n.running !== o.running || n.skip_turn !== o.skip_turn) {
+      if (n.running !== o.running || n.skip_turn !== o.skip_turn || n.grantee !== o.grantee) {
         return false;
       }
       return n.status === o.status || (n.status === DONE && o.status !== DONE);
@@ -336,20 +339,21 @@ function (newDoc, oldDoc, userCtx, secObj) {
   function confirms(o, n, me) {
     return o.running === me && o.status === GRANTED &&
            n.running === me && n.status === RUNNING && n.turn === o.turn &&
-           same(o.rotation, n.rotation) && n.skip_turn === o.skip_turn;
+           same(o.rotation, n.rotation) && n.skip_turn === o.skip_turn && n.grantee === o.grantee;
   }
 
-  // turns.finish: my running turn done; I may leave the rotation; the next
-  // turn may go, in the same write, to my successor in the rotation.
+  // turns.finish: my running (or granted) turn done; I may leave the
+  // rotation; the next turn may go, in the same write, to my successor in
+  // the rotation.
   function finishes(o, n, me) {
-    if (o.running !== me || o.status !== RUNNING || n.skip_turn !== null) {
+    if (o.running !== me || o.status === DONE || n.skip_turn !== null) {
       return false;
     }
     if (!same(n.rotation, o.rotation) && !same(n.rotation, without(o.rotation, me))) {
       return false;
     }
     if (n.turn === o.turn) {
-      return n.status === DONE && n.running === me;
+      return n.status === DONE && n.running === me && n.grantee === o.grantee;
     }
     if (n.turn === o.turn + 1) {
       return !o.paused && n.status === GRANTED && n.running === nextAfter(me, n.rotation);
@@ -358,7 +362,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
   }
 
   function explainTurnRefusal(o, n, me) {
-    if (o.running === me && o.status === RUNNING && n.turn === o.turn + 1) {
+    if (o.running === me && o.status !== DONE && n.status !== RUNNING && n.turn === o.turn + 1) {
       var successor = nextAfter(me, n.rotation);
       if (o.paused) {
         refuse("nothing may be granted while paused");
@@ -370,7 +374,7 @@ function (newDoc, oldDoc, userCtx, secObj) {
       refuse("a site may mark running only the turn granted to itself, keeping its number");
     }
     if (n.status === DONE && o.status !== DONE) {
-      refuse("a site may mark done only its own running turn");
+      refuse("a site may mark done only its own turn");
     }
     if (n.turn !== o.turn) {
       refuse("only the leader grants turns (a finishing site passes the next one to its successor)");

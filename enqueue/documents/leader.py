@@ -25,7 +25,10 @@ class LeaderDoc:
     names the site of the current (or, when ``status`` is done, the last) turn.
     ``rotation`` is the leader's published list of sites eligible for a turn,
     so a finishing site can pass the turn on in the same write that marks its
-    own turn done (the leader still decides who is in it).
+    own turn done (the leader still decides who is in it). ``grantee`` is
+    the agent instance a grant was written for: that agent may start the
+    turn on the grant alone, without a confirm (docs/PROTOCOL.md §3.5.7), so
+    a grant that names one is taken back only the way a running turn is.
     """
 
     doc_id: str
@@ -41,12 +44,23 @@ class LeaderDoc:
     skip_turn: int | None = None
     last_exit_code: int | None = None
     last_how: str | None = None
+    grantee: str | None = None
     granted_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
     updated_by: str | None = None
     updated_at: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def startable_grant(self) -> bool:
+        """The turn is granted to a named agent instance, which may have started it without a confirm."""
+        return self.status == GRANTED and self.grantee is not None
+
+    @property
+    def may_run(self) -> bool:
+        """A command may run under the active turn: it is running, or granted to an instance that starts on it."""
+        return self.status == RUNNING or self.startable_grant
 
     @property
     def turn_active(self) -> bool:
@@ -82,6 +96,7 @@ def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc 
         skip_turn=f.integer("skip_turn", None),
         last_exit_code=f.integer("last_exit_code", None, minimum=-(2**31)),
         last_how=f.text("last_how"),
+        grantee=f.text("grantee"),
         granted_at=f.text("granted_at"),
         started_at=f.text("started_at"),
         ended_at=f.text("ended_at"),
@@ -121,6 +136,7 @@ def render_leader(doc: LeaderDoc) -> dict[str, Any]:
             "skip_turn": doc.skip_turn,
             "last_exit_code": doc.last_exit_code,
             "last_how": doc.last_how,
+            "grantee": doc.grantee,
             "granted_at": doc.granted_at,
             "started_at": doc.started_at,
             "ended_at": doc.ended_at,

@@ -241,7 +241,7 @@ def test_granted_turn_regranted_at_once(how, why) -> None:
     p = w.plan(before)
     d = check_grant(p, before, "c")
     assert d.turn == 11
-    assert p.revoked_site == "b" and p.revoked_turn == 10 and p.revoked_running is False
+    assert p.revoked_site == "b" and p.revoked_turn == 10 and p.revoked_may_have_run is False
     assert d.last_how == "not started" and d.ended_at == NOW
     assert why in p.reason
     assert "b" not in d.rotation
@@ -252,7 +252,7 @@ def test_granted_turn_of_gone_holder_while_paused_is_ended_without_grant() -> No
     p = w.plan(leader_doc(running="b", status=GRANTED, rotation=SITES, paused=True))
     assert p is not None and p.granted is None
     assert (p.doc.status, p.doc.turn, p.doc.running) == (DONE, 10, "b")
-    assert p.revoked_site == "b" and not p.revoked_running
+    assert p.revoked_site == "b" and not p.revoked_may_have_run
 
 
 # ---------------------------------------------------------------- a running turn
@@ -292,7 +292,7 @@ def test_stale_runner_is_revoked(paused: bool) -> None:
     before = leader_doc(running="b", status=RUNNING, turn=10, rotation=SITES, paused=paused, last_exit_code=4)
     p = w.plan(before)
     assert p is not None
-    assert p.revoked_site == "b" and p.revoked_turn == 10 and p.revoked_running is True
+    assert p.revoked_site == "b" and p.revoked_turn == 10 and p.revoked_may_have_run is True
     assert "stale" in p.reason
     if paused:
         assert p.granted is None
@@ -307,7 +307,7 @@ def test_stale_runner_is_revoked(paused: bool) -> None:
 def test_stale_runner_with_nobody_waiting() -> None:
     w = World(("a", "b")).state("a", IDLE).state("b", RUNNING, repeat=True).make_stale("b")
     p = w.plan(leader_doc(running="b", status=RUNNING, rotation=("b",)))
-    assert p is not None and p.granted is None and p.revoked_running
+    assert p is not None and p.granted is None and p.revoked_may_have_run
     assert (p.doc.status, p.doc.turn, p.doc.rotation) == (DONE, 10, ())
     # Next round: nothing more to do.
     assert w.plan(p.doc) is None
@@ -323,3 +323,72 @@ def test_revocation_order_continues_after_the_revoked_site() -> None:
     w = World().state("d", RUNNING).make_stale("d")
     before = leader_doc(running="d", status=RUNNING, rotation=SITES)
     check_grant(w.plan(before), before, "a")
+
+
+# ---------------------------------------------------------------- a grant that names its agent (PROTOCOL §3.5.7)
+
+
+def _named(world: World, site: str, instance: str, **fields) -> World:
+    world.heartbeats[site] = Heartbeat(site=site, instance=instance, **fields)
+    return world
+
+
+def test_a_grant_names_the_instance_whose_heartbeat_the_leader_holds() -> None:
+    w = _named(World(), "c", "c-7", state=WAITING)
+    p = w.plan(leader_doc(running="b", status=DONE, rotation=SITES))
+    assert p is not None and p.granted == "c" and p.doc.grantee == "c-7"
+    # Without a heartbeat the grant names nobody: the grantee must confirm it.
+    assert grant(leader_doc(status=DONE), "b", SITES, ME, NOW).grantee is None
+
+
+@pytest.mark.parametrize("how", ["left", "drained", "unregistered", "idle", "no heartbeat", "never observed",
+                                 "another agent of the site says idle"])
+def test_a_named_grant_is_not_taken_back_without_silence_unless_its_agent_declines(how) -> None:
+    """A named grant may have started on the grant alone: as a running turn, only silence takes it back."""
+    w = _named(World(), "b", "b-1", state=WAITING)
+    if how == "left":
+        _named(w, "b", "b-2", state=LEFT)  # another agent of the site: b-1 may still run the turn
+    elif how == "drained":
+        w.drain("b")
+    elif how == "unregistered":
+        w.unregister("b")
+        del w.stale["b"]
+    elif how == "idle":
+        _named(w, "b", "b-2", state=IDLE)
+    elif how == "no heartbeat":
+        w.no_heartbeat("b")
+    elif how == "never observed":
+        del w.stale["b"]
+    elif how == "another agent of the site says idle":
+        _named(w, "b", "b-9", state=IDLE, turn=None)
+    doc = replace(leader_doc(running="b", status=GRANTED, turn=10), grantee="b-1")
+    p = w.plan(replace(doc, rotation=w.plan(leader_doc(running="z")).doc.rotation))
+    assert p is None or (p.reason == "updated rotation" and p.revoked_site is None), p
+
+
+def test_a_named_grant_of_a_stale_holder_is_taken_back_as_a_running_turn() -> None:
+    w = _named(World(), "b", "b-1", state=WAITING).make_stale("b")
+    before = replace(leader_doc(running="b", status=GRANTED, turn=10, rotation=SITES), grantee="b-1")
+    p = w.plan(before)
+    d = check_grant(p, before, "c")
+    assert p.revoked_may_have_run is True and d.last_how == "revoked"
+
+
+@pytest.mark.parametrize("state, repeat, turn, declined", [
+    (IDLE, False, None, True),
+    (LEFT, False, None, True),
+    (RUNNING, False, 10, False),  # it runs this very turn, started on the grant
+    (RUNNING, True, 10, False),
+    (WAITING, False, None, False),
+])
+def test_a_named_grant_goes_back_at_once_when_that_agent_wants_no_turn_and_runs_none(state, repeat, turn,
+                                                                                   declined) -> None:
+    w = _named(World(), "b", "b-1", state=state, repeat=repeat, turn=turn)
+    before = replace(leader_doc(running="b", status=GRANTED, turn=10, rotation=SITES), grantee="b-1")
+    p = w.plan(before)
+    if declined:
+        d = check_grant(p, before, "c")
+        assert p.revoked_may_have_run is False and d.last_how == "not started"
+        assert p.reread_first, "the word it rests on is read again first: a view may hold an older beat"
+    else:
+        assert p is None or p.revoked_site is None, p
