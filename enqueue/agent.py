@@ -8,12 +8,11 @@ feed, the runner's reports and stop signals; a simulation can drive many
 agents in one process under a fake clock the same way.
 
 The concepts live in their own modules, each with its state: lease
-(heartbeat), own_turn, leadership, shared_docs (reads and compare-and-swap
-writes into the ``View`` of view), records (still owed), timers, side_duties
-and side_steps (side commands outside my turns; whether I take a granted
-turn is one rule on what my heartbeat says), self_drain, max_wait and
-write_refusal. This module decides what is due, in order: my own turn first
-(finishing it hands over, which is the fast path), then the side commands,
+(heartbeat, and the run a grant may be started on), own_turn, leadership,
+shared_docs (reads and compare-and-swap writes into the ``View`` of view),
+records (still owed), timers, side_duties and side_steps (side commands),
+self_drain, max_wait and write_refusal. This module decides what is due, in
+order: my own turn first (finishing it hands over), then the side commands,
 then the registry, then leadership, then whether to leave.
 
 Guarantees
@@ -79,7 +78,7 @@ class Agent:
         self.view = View(self.me, settings.leader_doc, settings.sites_doc, self.t.heartbeat_stale_s)
         self.timers = Timers()
         self.lease = Lease(self.me, self.t, store, clock, identity, settings.leader_doc)
-        self.shared = SharedDocs(store, self.view, clock, self.lease.saw_own_doc)
+        self.shared = SharedDocs(store, self.view, clock, self.lease.saw_own_doc, self.lease.saw_leader_read)
         self.records = RecordQueue(store, self.me, docs.turn_prefix(settings.leader_doc))
         self.own = OwnTurn(settings, self.shared, self.records, runner, clock, self.lease,
                            set_state=self._set_state, beat=self._beat, now_text=self._now_text)
@@ -204,9 +203,8 @@ class Agent:
     def _decide(self, now: float) -> bool | Left:
         if now >= self.lease.next_beat_at:
             self._beat()
-            # The feed is the fast path; one read per heartbeat is the safety net for anything it missed.
-            self.shared.need_full_read = True
-        # A grant is confirmed before a full read: its compare-and-swap is safe on any view; an heir's read waits.
+            self.shared.need_full_read = True  # the feed is the fast path; a read per heartbeat the safety net
+        # A grant is taken before a full read: a confirm is safe on any view, a start on the grant rests on my beats.
         if self.shared.need_full_read and not self._takes_grant():
             self.shared.read_all()
         self.records.flush()
@@ -221,8 +219,10 @@ class Agent:
             own.check_still_mine()
         elif turns.holds_running(view.leader, self.me):
             return own.adopt_own_confirm() or own.end_orphaned(now)
-        elif self._takes_grant():
-            return own.confirm_and_start() or self.shared.need_full_read
+        elif turns.granted_to_me(view.leader, self.me):
+            decided = own.on_grant(now, takes=self._takes_grant(), drained=self.drain.holds_me_out())
+            if decided is not None:
+                return decided or self.shared.need_full_read
         # 1b. Outside a turn: the side commands (--between, --ready), with the state they make me say.
         if own.current is None and self.side.go_on(stopping=self.leaving.stopping, turns_done=own.turns_done):
             self.side.step(now, self._set_state)
@@ -251,10 +251,11 @@ class Agent:
     # ------------------------------------------------------------------ heartbeat and state
 
     def _takes_grant(self) -> bool:
-        """The view grants me a turn and I take it now: no turn of mine goes on, I want one, I am not drained."""
+        """The view grants me a turn that is mine and I take it now: no turn of mine goes on, I want one, I am not
+        drained."""
         return self.own.current is None and turns.granted_to_me(self.view.leader, self.me) and \
-            self.side.wants_turn_now(stopping=self.leaving.stopping, repeat=self._repeat()) and \
-            not self.drain.drained() and not self.drain.due()
+            self.own.grant_is_mine() and not self.drain.holds_me_out() and \
+            self.side.wants_turn_now(stopping=self.leaving.stopping, repeat=self._repeat())
 
     def _repeat(self) -> bool:
         return bool(self.s.repeat) and not self.leaving.stopping
@@ -270,6 +271,7 @@ class Agent:
                                     **self.leadership.heartbeat_fields(), **self.drain.heartbeat_fields()})
         assert hb.rev is not None
         self.view.own_beat(hb, hb.rev, self.clock.monotonic())
+        self.shared.need_full_read |= self.lease.run_from is not None and self.lease.floor is None  # the run's floor
         self.own.extend(self.lease.deadline())
 
     def _set_state(self, state: str) -> None:

@@ -15,13 +15,22 @@ heartbeat:
   heartbeat doc after this one started beating;
 * refusing to start while an agent of this site still runs on this host;
 * waiting out a previous agent's lease: a turn it left running may be ended
-  only once its lease, as it announced it, has run out.
+  only once its lease, as it announced it, has run out;
+* the run a grant may be started on without a confirm (docs/PROTOCOL.md
+  §3.5.7): the beats since the run began all asked for a turn, each was
+  acknowledged before the lease of the one before it ran out, and a read of
+  the leader doc after the run began saw revision ``floor``: a grant of a
+  later revision was written after the run began, and the leader cannot
+  take it back for silence while the run lasts.
 
 Guarantees
 ----------
 * ``deadline()`` only ever grows, and only with an acknowledged beat.
 * A beat that fails (StoreError) changes neither the lease nor the deadline;
   only the next beat's moment moves (the caller retries on its own pause).
+* A beat that asks for no turn ends the run when it is sent (its answer may
+  be lost after it was stored); an acknowledgement later than the lease of
+  the beat before ends it too, and a new run begins with that beat.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from enqueue import documents as docs
 from enqueue.config import DEFAULT_LEADER_DOC
 from enqueue.documents import IDLE, LEFT, WAITING, Heartbeat
 from enqueue.errors import Conflict, SiteInUse
+from enqueue.observed import generation
 
 if TYPE_CHECKING:
     from enqueue.clock import Clock
@@ -86,12 +96,21 @@ class Lease:
         self.twin_seen_at: float | None = None
         # A turn this agent did not start may be left over from an earlier agent's lease: wait that out.
         self.orphans_safe_at = clock.monotonic() + timing.heartbeat_stale_s - timing.heartbeat_delay_s
+        #: When the acknowledgement that began the current run came (None: no run: a grant needs a confirm).
+        self.run_from: float | None = None
+        #: The leader doc's revision count in a read made after the run began (None: no such read yet).
+        self.floor: int | None = None
+        #: The instance of the agent of my site before me, when its last heartbeat said it left.
+        self.predecessor_left: str | None = None
 
     def beat(self, *, repeat: bool, turn: int | None, now_text: str, extra: Mapping[str, Any]) -> Heartbeat:
         """Write my heartbeat; on success the lease runs from the moment it was sent. Returns what was written."""
         sent = self.clock.monotonic()
         self.next_beat_at = sent + self.t.heartbeat_delay_s
         self.beat_count += 1
+        asks = docs.wants_turn(self.state, repeat)
+        if not asks:
+            self._end_run()
         hb = Heartbeat(
             site=self.me,
             state=self.state,
@@ -124,9 +143,43 @@ class Lease:
         else:
             raise Conflict(f"heartbeat {self.doc_id} keeps changing under this agent")
         self.rev = body["_rev"]
+        acked = self.clock.monotonic()
+        if asks and (self.run_from is None or self.last_ack_sent is None or acked > self.deadline()):
+            self._end_run()
+            self.run_from = acked
         self.last_ack_sent = sent
-        self.round_trip_s = self.clock.monotonic() - sent
+        self.round_trip_s = acked - sent
         return replace(hb, rev=self.rev)
+
+    def _end_run(self) -> None:
+        self.run_from = None
+        self.floor = None
+
+    def saw_leader_read(self, rev: str | None, issued_at: float) -> None:
+        """A read of the leader doc, sent at ``issued_at``, answered with revision ``rev``: the run's floor, if the
+        run began before that read and has none yet."""
+        count = generation(rev)
+        if self.run_from is not None and self.floor is None and issued_at >= self.run_from and count is not None:
+            self.floor = count
+
+    def after_floor(self, rev: str | None) -> bool:
+        """A leader doc of revision ``rev`` was written after my run began: its revision comes after the floor."""
+        count = generation(rev)
+        return self.floor is not None and count is not None and count > self.floor
+
+    def grant_is_mine(self, rev: str | None, grantee: str | None) -> bool:
+        """A grant of revision ``rev`` naming ``grantee`` is this agent's to start or confirm, and no other's.
+
+        It names this agent, or the agent of my site before me, which said it
+        left before my run began, if the grant was written after that.
+        """
+        return grantee == self.identity.instance or \
+            (grantee is not None and grantee == self.predecessor_left and self.after_floor(rev))
+
+    def may_start_on_grant(self, rev: str | None, grantee: str | None) -> bool:
+        """A grant of revision ``rev`` for ``grantee`` may be started on without a confirm (docs/PROTOCOL.md §3.5.7):
+        it is mine and was written after my run began. The caller checks the lease's room."""
+        return self.grant_is_mine(rev, grantee) and self.after_floor(rev)
 
     def set_state(self, state: str, repeat: bool) -> bool:
         """Change what I say I want; True when the leader must know at once (beat now).
@@ -183,10 +236,16 @@ class Lease:
             raise SiteInUse(f"site {self.me} already has an agent on this host (pid {hb.pid}); run each site once")
 
     def wait_out_previous(self, previous: Heartbeat | None, now: float) -> None:
-        """Leave a turn an earlier agent of my site left running alone for that agent's lease, if longer than mine."""
+        """Leave a turn an earlier agent of my site left running alone for that agent's lease, if longer than mine.
+
+        An earlier agent whose last word was ``left`` acts on nothing any more:
+        a grant naming it, written after my run began, is as good as mine.
+        """
         lease = previous.lease_s if previous is not None and previous.instance != self.identity.instance else None
         if lease is not None:
             self.orphans_safe_at = max(self.orphans_safe_at, now + lease)
+        if previous is not None and previous.state == LEFT and previous.instance != self.identity.instance:
+            self.predecessor_left = previous.instance
 
     def orphans_safe(self, now: float) -> bool:
         """A turn this agent did not start may be ended now: no earlier lease and no twin can still hold it."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from enqueue.observed import Revisions
+from enqueue.rotation import next_after
 
 if TYPE_CHECKING:
     from enqueue.documents import Heartbeat, LeaderDoc
@@ -91,7 +92,9 @@ def followed_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str)
 def read_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> set[str]:
     """Whose heartbeats a site reads at every heartbeat: those it follows, and the turn holder's.
 
-    Reading the holder's heartbeat once per heartbeat (observing at most one
+    And my successor's in the published rotation, so that the grant I pass
+    on as I finish can name the agent instance it is for. Reading the
+    holder's heartbeat once per heartbeat (observing at most one
     heartbeat late, the safe side) means that, should the leader and the
     holder fail together, the next leader already knows how long the holder
     has been silent, without re-opening the feed at every turn.
@@ -99,6 +102,11 @@ def read_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> 
     sites = followed_sites(leader, registered, me)
     if leader is not None and leader.running:
         sites.add(leader.running)
+    if leader is not None:
+        # My successor's too: the grant I pass on as I finish names its agent instance (§3.5.7).
+        nxt = next_after(me, [s for s in leader.rotation if s != me])
+        if nxt is not None:
+            sites.add(nxt)
     return sites
 
 

@@ -1,9 +1,11 @@
 """The site's own turn: confirm it and start the command, notice losing it, finish it, end orphans.
 
 The command runs only between a successful confirm (``status: running``,
-written by compare-and-swap *before* the command starts) and the command's
-end, under a supervisor that kills it by the deadline of the lease
-(enqueue.lease), extended with every acknowledged heartbeat.
+written by compare-and-swap *before* the command starts), or a grant that
+names this agent and came after its run of beats began (started on the
+grant alone: docs/PROTOCOL.md §3.5.7), and the command's end, under a
+supervisor that kills it by the deadline of the lease (enqueue.lease),
+extended with every acknowledged heartbeat.
 
 Guarantees
 ----------
@@ -14,8 +16,12 @@ Guarantees
   an agent killed between the two writes, or a write whose answer is lost,
   leaves a recorded turn, never a finished turn without a record.
 * A turn the leader doc says this site runs, though this agent never
-  started it, is ended only once every lease that could have started it has
-  run out and no twin of this site beats (``Lease.orphans_safe``).
+  started it, or a grant to this site that names another agent of it (which
+  may have started on it), is ended only once every lease that could have
+  started it has run out and no twin of this site beats
+  (``Lease.orphans_safe``).
+* A grant that names this agent and that it will not take (its site is
+  drained) is given back by this agent: nobody else may take it back at once.
 """
 
 from __future__ import annotations
@@ -160,6 +166,56 @@ class OwnTurn:
         if self.current is not None:
             self.runner.extend(deadline)
 
+    def grant_is_mine(self) -> bool:
+        """The grant to my site is this agent's to take: it names no agent, or this one (``Lease.grant_is_mine``)."""
+        doc = self.view.leader
+        assert doc is not None
+        return doc.grantee is None or self.lease.grant_is_mine(doc.rev, doc.grantee)
+
+    def on_grant(self, now: float, *, takes: bool, drained: bool) -> bool | None:
+        """Act on the turn granted to my site: end it as an orphan when it names another agent of my site, take it
+        when ``takes``, give it back when it names me and my site is ``drained``; None: nothing to do now."""
+        doc = self.view.leader
+        assert doc is not None
+        if not self.grant_is_mine():
+            return self.end_orphaned(now)
+        if takes:
+            return self.take_grant()
+        if drained and doc.grantee is not None:
+            return self.give_back()
+        return None
+
+    def take_grant(self) -> bool:
+        """Start the turn granted to me, on the grant alone when it allows, else after a confirm; True when the view
+        changed."""
+        doc = self.view.leader
+        assert doc is not None
+        if self.lease.may_start_on_grant(doc.rev, doc.grantee):
+            if self.lease.too_short_to_start(self.clock.monotonic()):
+                # A beat that comes back in time goes on with the run; one that comes back late ends it, and the
+                # grant then needs a confirm.
+                self._beat()
+            if self.lease.may_start_on_grant(doc.rev, doc.grantee):
+                log.debug("starting turn %d on its grant", doc.turn)
+                return self._start(doc.turn, self._now_text(), self.lease.deadline())
+        return self.confirm_and_start()
+
+    def give_back(self) -> bool:
+        """Hand back a grant made for me that I will not take (my site is drained): record it not started, then
+        pass the turn on as a finish does. True: decide again."""
+        doc = self.view.leader
+        assert doc is not None and turns.granted_to_me(doc, self.me)
+        self.records.write_now(TurnRecord(turn=doc.turn, site=self.me, how=Outcome.NOT_STARTED,
+                                          host=self.lease.identity.host, ended_at=self._now_text(),
+                                          note="this site was drained before it started the turn"))
+        new, nxt = turns.finish(doc, self.me, None, Outcome.NOT_STARTED, False, self._now_text(),
+                                heartbeats=self.view.heartbeats)
+        if self.shared.cas_leader(new):
+            log.info("gave turn %d back: this site is drained", doc.turn)
+            if nxt is not None:
+                log.info("granted %s turn %d", nxt, doc.turn + 1)
+        return True
+
     def confirm_and_start(self) -> bool:
         """Confirm the turn granted to me and start its command; True when the view changed."""
         assert self.view.leader is not None
@@ -302,7 +358,7 @@ class OwnTurn:
             # A leader that leaves after this turn hands its leadership on in the same write.
             heirs = self._heirs() if led and not repeat else ()
             new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, stays, self._now_text(),
-                                    heirs)
+                                    heirs, self.view.heartbeats)
             try:
                 won = self.shared.cas_leader(new)
             except StoreError:
@@ -361,23 +417,27 @@ class OwnTurn:
         """End a turn the leader doc says I run, though this agent never started it.
 
         That is a previous agent of this site that crashed mid-turn, or a
-        confirm whose reply was lost. Its command may still be alive under
-        its old lease; only once that has run out is it safe to mark the
-        turn done and let the next one begin.
+        confirm whose reply was lost, or a grant that names another agent of
+        this site (which may have started on it). Its command may still be
+        alive under its old lease; only once that has run out is it safe to
+        mark the turn done and let the next one begin.
         """
         if not self.lease.orphans_safe(now):
             return False
         assert self.view.leader is not None
         turn = self.view.leader.turn
         new, nxt = turns.finish(self.view.leader, self.me, None, Outcome.ABANDONED, bool(self.s.repeat),
-                                self._now_text())
+                                self._now_text(), heartbeats=self.view.heartbeats)
         # The record goes before the write that ends the turn (see ``finish``); an earlier agent that
         # wrote it and died before marking the turn done said what happened: keep its record as it is.
         existing = self.shared.store.get(docs.turn_record_id(turn))
         if existing is None or existing.get("host") is None:
             self.records.write_now(TurnRecord(turn=turn, site=self.me, how=Outcome.ABANDONED,
                                               host=self.lease.identity.host, ended_at=self._now_text(),
-                                              note="an earlier agent of this site stopped without ending its turn"))
+                                              note="an earlier agent of this site stopped without ending its turn"
+                                              if self.view.leader.status == RUNNING else
+                                              "the turn was granted to an earlier agent of this site, which may "
+                                              "have started it"))
         if not self.shared.cas_leader(new):
             return True
         log.warning("ended turn %d, which an earlier agent of this site left running", turn)

@@ -65,6 +65,10 @@ class SelfDrain:
         entry = self.view.registry.sites.get(self.me) if self.view.registry else None
         return entry is not None and entry.drained
 
+    def holds_me_out(self) -> bool:
+        """I take no granted turn: my entry says drained, or my drain is due."""
+        return self.drained() or self.due()
+
     def due(self) -> bool:
         """My command failed ``max_failures`` turns in a row and I have not drained myself yet."""
         return failures.drain_due(self.own.failures, self.s.max_failures)

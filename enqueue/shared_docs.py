@@ -78,12 +78,14 @@ class SharedDocs:
     """Site ``me``'s reads and compare-and-swap writes of the leader doc, the registry and heartbeats."""
 
     def __init__(self, store: Store, view: View, clock: Clock,
-                 on_own_heartbeat: Callable[[Mapping[str, Any], Heartbeat | None, float], None]) -> None:
+                 on_own_heartbeat: Callable[[Mapping[str, Any], Heartbeat | None, float], None],
+                 on_leader_read: Callable[[str | None, float], None] | None = None) -> None:
         self.store = store
         self.view = view
         self.clock = clock
         self.me = view.me
         self._on_own_heartbeat = on_own_heartbeat
+        self._on_leader_read = on_leader_read
         self.need_full_read = False
         self.watched_ids: tuple[str, ...] = ()
 
@@ -96,7 +98,9 @@ class SharedDocs:
         for _ in range(3):
             followed = self.view.watched_ids()
             ids = self.view.read_ids()
+            issued = self.clock.monotonic()
             found = self.store.get_many(list(ids))
+            self._leader_read(found.get(self.view.leader_doc), issued)
             for doc_id in ids:
                 self.absorb(doc_id, found.get(doc_id))
             if self.view.watched_ids() == followed:
@@ -133,7 +137,16 @@ class SharedDocs:
 
     def reread(self, doc_id: str) -> None:
         """Read one document again, now."""
-        self.absorb(doc_id, self.store.get(doc_id))
+        issued = self.clock.monotonic()
+        raw = self.store.get(doc_id)
+        if doc_id == self.view.leader_doc:
+            self._leader_read(raw, issued)
+        self.absorb(doc_id, raw)
+
+    def _leader_read(self, raw: Mapping[str, Any] | None, issued: float) -> None:
+        """Tell who asked which revision a read of the leader doc, sent at ``issued``, answered with."""
+        if self._on_leader_read is not None and raw is not None:
+            self._on_leader_read(raw.get("_rev"), issued)
 
     def create_if_absent(self, body: dict, *, admins_only: bool = False) -> None:
         """Create a document unless it exists (whatever it holds).

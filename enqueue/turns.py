@@ -10,7 +10,9 @@
 * ``hand_leadership``: a finishing site that leads and is about to leave
   (run-once) names a live waiting site as leader in that same write, so no
   election follows its turn (docs/PROTOCOL.md §3.3.5).
-* ``lost_reason``: why a command that runs here must stop now.
+* ``lost_reason``: why a command that runs here must stop now. A turn this
+  site started on its grant alone (docs/PROTOCOL.md §3.5.7) stays
+  ``granted`` while it runs: what ends it is a write that ends or passes it.
 
 Pure functions of the leader doc.
 """
@@ -18,12 +20,12 @@ Pure functions of the leader doc.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Collection
+from typing import Collection, Mapping
 
-from enqueue.documents import DONE, GRANTED, RUNNING, LeaderDoc
+from enqueue.documents import DONE, GRANTED, RUNNING, Heartbeat, LeaderDoc
 from enqueue.outcomes import Outcome
 from enqueue.rotation import next_after, rotation_after_finish, successor
-from enqueue.scheduler import grant
+from enqueue.scheduler import grant, grantee_of
 
 
 def granted_to_me(doc: LeaderDoc | None, me: str) -> bool:
@@ -39,14 +41,16 @@ def confirm(doc: LeaderDoc, me: str, now_text: str) -> LeaderDoc:
 
 def finish(
     doc: LeaderDoc, me: str, exit_code: int | None, how: str, i_repeat: bool, now_text: str,
-    heirs: Collection[str] = (),
+    heirs: Collection[str] = (), heartbeats: Mapping[str, Heartbeat | None] | None = None,
 ) -> tuple[LeaderDoc, str | None]:
     """``doc`` with my running turn done, and the next turn passed on if one may be.
 
     Returns the new doc and the site the next turn went to (None when paused
     or nobody is in the rotation: the leader grants later). ``heirs``: the
     sites a leader that is leaving may hand its leadership to
-    (``hand_leadership``); empty when this agent stays.
+    (``hand_leadership``); empty when this agent stays. ``heartbeats``: the
+    ones I hold, so the grant can name the successor's agent instance
+    (``scheduler.grant``).
     """
     rotation = rotation_after_finish(me, doc.rotation, i_repeat)
     done = replace(
@@ -62,7 +66,7 @@ def finish(
     )
     nxt = None if doc.paused else successor(me, doc.rotation, i_repeat)
     if nxt is not None:
-        done = grant(done, nxt, rotation, me, now_text)
+        done = grant(done, nxt, rotation, me, now_text, grantee_of(heartbeats or {}, nxt))
     return hand_leadership(done, me, nxt, heirs), nxt
 
 
@@ -92,7 +96,7 @@ def lost_reason(doc: LeaderDoc | None, me: str, turn: int) -> str | None:
     """
     if doc is None:
         return Outcome.REVOKED
-    if not doc.holds(me, turn) or doc.status != RUNNING:
+    if not doc.holds(me, turn) or not doc.may_run:
         return Outcome.REVOKED
     if doc.skip_turn == turn:
         return Outcome.SKIPPED
@@ -105,6 +109,10 @@ def holds_running(doc: LeaderDoc | None, me: str) -> bool:
 
 
 def still_mine(doc: LeaderDoc | None, me: str, turn: int) -> bool:
-    """The turn I ran is still recorded as mine and running (so I may mark it done)."""
-    return doc is not None and doc.holds(me, turn) and doc.status == RUNNING
+    """The turn I ran is still recorded as mine: running, or granted to my agent (so I may mark it done).
+
+    A turn I started on its grant alone stays ``granted`` (docs/PROTOCOL.md
+    §3.5.7): only a write that ends or passes it moves it on.
+    """
+    return doc is not None and doc.holds(me, turn) and doc.may_run
 

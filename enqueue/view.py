@@ -32,7 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from enqueue import documents as docs
-from enqueue.documents import RUNNING, Heartbeat, LeaderDoc, SitesDoc
+from enqueue.documents import Heartbeat, LeaderDoc, SitesDoc
 from enqueue.liveness import Liveness, followed_sites, read_sites, silence_to_revoke_s
 from enqueue.observed import Revisions, revision_of
 from enqueue.timers import Moments
@@ -47,6 +47,7 @@ class _Whom:
     registry: SitesDoc | None
     leader: str | None
     running: str | None
+    rotation: tuple[str, ...]
     followed: frozenset[str]
     watched: tuple[str, ...]
     read: frozenset[str]
@@ -93,7 +94,8 @@ class View:
         return self.registry.sites if self.registry else ()
 
     def _whom(self) -> _Whom:
-        """Whom I follow and read, worked out again only when the leader, the holder or the registry changed.
+        """Whom I follow and read, worked out again only when the leader, the holder, the rotation or the registry
+        changed.
 
         A heartbeat never changes whom I follow: taking one in (from a read
         or the feed) costs no sort, so a full read stays linear in the
@@ -101,8 +103,10 @@ class View:
         """
         leader = self.leader.leader if self.leader is not None else None
         running = self.leader.running if self.leader is not None else None
+        rotation = self.leader.rotation if self.leader is not None else ()
         whom = self._whom_cache
-        if whom is None or whom.registry is not self.registry or (whom.leader, whom.running) != (leader, running):
+        if whom is None or whom.registry is not self.registry or \
+                (whom.leader, whom.running, whom.rotation) != (leader, running, rotation):
             if whom is None or whom.registry is not self.registry or whom.leader != leader:
                 followed = frozenset(followed_sites(self.leader, self._registered(), self.me))
                 if whom is None or followed != whom.followed:
@@ -114,7 +118,7 @@ class View:
             else:
                 followed, watched = whom.followed, whom.watched
             read = frozenset(read_sites(self.leader, self._registered(), self.me))
-            whom = _Whom(self.registry, leader, running, followed, watched, read,
+            whom = _Whom(self.registry, leader, running, rotation, followed, watched, read,
                          _with_holder(watched, read - followed, self.leader_doc))
             self._whom_cache = whom
         return whom
@@ -138,8 +142,9 @@ class View:
     # ------------------------------------------------------------------ staleness
 
     def stale_after_s(self, site: str) -> float:
-        """The silence that makes ``site`` stale: for the holder of a running turn, long enough to outlast its lease."""
-        if self.leader is not None and self.leader.status == RUNNING and self.leader.running == site:
+        """The silence that makes ``site`` stale: for the holder of a turn that may run, long enough to outlast its
+        lease."""
+        if self.leader is not None and self.leader.may_run and self.leader.running == site:
             return silence_to_revoke_s(self.stale_s, self.heartbeats.get(site))
         return self.stale_s
 

@@ -135,7 +135,9 @@ def test_a_lone_agent_elects_itself_runs_one_turn_under_its_lease_records_it_and
     assert start[1:4] == (1, ("work", "--hard"), "1")
     assert start[4] == agent.lease.deadline() == agent.lease.last_ack_sent + 2.0 - 0.5
     doc = leader(store)
-    assert (doc.leader, doc.running, doc.status, doc.turn) == ("alpha", "alpha", docs.RUNNING, 1)
+    # Its own grant names it and came after its first read: it starts on the grant alone (PROTOCOL §3.5.7).
+    assert (doc.leader, doc.running, doc.status, doc.turn, doc.grantee) == ("alpha", "alpha", docs.GRANTED, 1,
+                                                                            "alpha-1")
     agent.handle(CommandStarted(1, 4242))
     clock.advance(0.1)
     agent.handle(CommandEnded(1, 0, "exited", duration_s=0.1))
@@ -618,8 +620,10 @@ def deliver_watched(agent: Agent, store: MemoryStore) -> None:
 def test_an_heir_confirms_its_granted_turn_before_its_first_full_read_as_leader(clock) -> None:
     """Run-once alpha leads, runs turn 1 and hands bravo turn 2 with the leadership (PROTOCOL §3.3.5).
 
-    Bravo hears of it from the feed: its first write is the confirm, and
-    only then does it read what it follows as leader; it leads from there.
+    Bravo hears of it from the feed: the grant names bravo's agent, but
+    bravo has read nothing since its run of beats began, so it cannot tell
+    the grant came after (PROTOCOL §3.5.7): its first write is the confirm,
+    and only then does it read what it follows as leader; it leads from there.
     """
     store = CallLoggingStore("enqueue")
     alpha, alpha_runner = make_agent(store, clock, "alpha")
@@ -633,7 +637,9 @@ def test_an_heir_confirms_its_granted_turn_before_its_first_full_read_as_leader(
     alpha.handle(CommandEnded(1, 0, "exited", duration_s=0.1))
     assert alpha.step(clock.monotonic()) == Left(0)
     doc = leader(store)
-    assert (doc.leader, doc.running, doc.status, doc.turn) == ("bravo", "bravo", docs.GRANTED, 2)
+    assert (doc.leader, doc.running, doc.status, doc.turn, doc.grantee) == ("bravo", "bravo", docs.GRANTED, 2,
+                                                                            "bravo-1")
+    assert bravo.lease.floor is None
     store.calls.clear()
     bravo.handle(DocChanged("enqueue_leader", store.get("enqueue_leader")))
     assert bravo.shared.need_full_read, "as leader, bravo follows more than it has read"

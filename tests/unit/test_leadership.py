@@ -4,6 +4,8 @@ included; the rewrite resumes above every turn that can have run; it names no ho
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from enqueue import documents as docs
@@ -86,6 +88,9 @@ def test_a_repair_resumes_above_a_turn_whose_agent_died_leaving_no_trace(store, 
 
 
 def _bravo_runs_turn_1_and_alpha_reads_it(store, clock):
+    # A grant that names no agent: bravo confirms it, and the leader doc shows it running.
+    store.put(docs.render_leader(replace(docs.new_leader_doc("enqueue_leader"), status=docs.GRANTED, running="bravo",
+                                         turn=1, rotation=("bravo",))))
     bravo, _ = make_agent(store, clock, "bravo", repeat=True)
     bravo.start(clock.monotonic())
     bravo.step(clock.monotonic())

@@ -1,0 +1,69 @@
+"""enqueue.own_turn's grants: started on the grant alone, given back, or ended as an earlier agent's
+(docs/PROTOCOL.md §3.4.4, §3.5.7, §3.12.1), driven through a real agent on a MemoryStore."""
+
+from __future__ import annotations
+
+from enqueue import documents as docs
+from enqueue.clock import FakeClock
+from enqueue.events import DocChanged
+from enqueue.memory_store import MemoryStore
+from tests.unit.test_agent_steps import TIMING, leader, make_agent
+
+ENTRY = {"heartbeat_doc": docs.heartbeat_id("bravo"), "drained": False, "added_at": "-"}
+
+
+def _world(store: MemoryStore, *, drained: bool = False, grantee: str | None, predecessor: str | None = None) -> None:
+    """Registry with bravo; turn 3 granted to bravo for agent ``grantee``; a dead leader; bravo's earlier agent."""
+    store.put(docs.render_sites(docs.new_sites_doc("enqueue_sites"), {"bravo": dict(ENTRY, drained=drained)}))
+    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="alpha", leader_term=1, running="bravo",
+                                                status=docs.GRANTED, turn=3, rotation=("bravo",), grantee=grantee)))
+    if predecessor is not None:
+        state = docs.LEFT if predecessor.endswith("left") else docs.WAITING
+        store.put(docs.render_heartbeat(docs.Heartbeat(site="bravo", state=state, instance=predecessor,
+                                                       heartbeat_delay_s=TIMING.heartbeat_delay_s,
+                                                       heartbeat_stale_s=TIMING.heartbeat_stale_s)))
+
+
+def test_a_drained_site_hands_back_a_grant_that_names_it_and_records_it_not_started() -> None:
+    store, clock = MemoryStore("enqueue"), FakeClock()
+    _world(store, drained=True, grantee="bravo-1")
+    bravo, runner = make_agent(store, clock, "bravo", repeat=True)
+    bravo.start(clock.monotonic())
+    bravo.step(clock.monotonic())
+    assert runner.named("start") == []
+    doc = leader(store)
+    assert (doc.turn, doc.status, doc.last_how) == (3, docs.DONE, "not started")
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(3)))
+    assert record is not None and (record.site, record.how) == ("bravo", "not started")
+
+
+def test_a_grant_that_names_an_earlier_agent_of_the_site_is_ended_as_an_orphan_once_its_lease_ran_out() -> None:
+    store, clock = MemoryStore("enqueue"), FakeClock()
+    _world(store, grantee="bravo-0", predecessor="bravo-0")
+    bravo, runner = make_agent(store, clock, "bravo", repeat=True)
+    bravo.start(clock.monotonic())
+    bravo.step(clock.monotonic())
+    assert runner.named("start") == [] and leader(store).holds("bravo", 3), "bravo-0 may still run it"
+    clock.advance(TIMING.heartbeat_stale_s)
+    bravo.step(clock.monotonic())
+    assert 3 not in [c[1] for c in runner.named("start")], "the token of turn 3 is never used again"
+    record, _ = docs.parse_turn_record(store.get(docs.turn_record_id(3)))
+    assert record is not None and record.how == "abandoned" and "granted to an earlier agent" in (record.note or "")
+
+
+def test_the_next_agent_of_a_loop_starts_on_a_grant_naming_the_agent_that_left_if_written_after_its_floor() -> None:
+    store, clock = MemoryStore("enqueue"), FakeClock()
+    _world(store, grantee="bravo-0left", predecessor="bravo-0left")
+    bravo, runner = make_agent(store, clock, "bravo", repeat=True)
+    bravo.start(clock.monotonic())
+    bravo.step(clock.monotonic())
+    assert 3 not in [c[1] for c in runner.named("start")], "turn 3 was granted before bravo-1's run began"
+    assert bravo.lease.floor is not None
+    # A later grant for the agent that left: only bravo-1 can act on it now.
+    raw = store.get("enqueue_leader")
+    raw.update(status=docs.GRANTED, running="bravo", turn=raw["turn"] + 1, grantee="bravo-0left")
+    store.put(raw)
+    bravo.handle(DocChanged("enqueue_leader", store.get("enqueue_leader")))
+    bravo.step(clock.monotonic())
+    assert runner.named("start")[-1][1] == raw["turn"]
+    assert leader(store).status == docs.GRANTED, "started on the grant alone: no confirm written"
