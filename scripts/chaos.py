@@ -469,7 +469,7 @@ class Harness:
 
         def running() -> bool:
             doc = self.leader()
-            if doc is not None and doc.status == docs.RUNNING and doc.running in self.sites:
+            if doc is not None and doc.turn_active and doc.may_run and doc.running in self.sites:
                 found.append(self.sites[doc.running])
                 return True
             return False

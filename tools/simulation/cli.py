@@ -101,10 +101,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                       max_failures=args.max_failures)
     seeds: List[int] = [args.seed] if args.seed is not None else list(range(1, args.seeds + 1))
     started = time.monotonic()
-    steps = 0
+    steps = commands = on_grant = 0
     failed: List[Result] = []
     for result in results(seeds, options, args.jobs):
         steps += result.steps
+        commands += result.commands
+        on_grant += result.on_grant
         if not result.ok:
             failed.append(result)
             report_failure(result, options, args.trace_lines, args.faults)
@@ -115,6 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     which = f" ({', '.join(str(r.seed) for r in failed)})" if failed else ""
     print(f"seeds: {ran} run, {len(failed)} failed{which}; "
           f"steps: {steps}; {steps / elapsed if elapsed > 0 else 0.0:.0f} steps/s; {elapsed:.1f} s; "
+          f"commands: {commands} ({on_grant} started on the grant alone); "
           f"faults: {','.join(sorted(faults)) if faults != frozenset(ALL_FAULTS) else 'all'}")
     return EXIT_FAILED if failed else EXIT_OK
 

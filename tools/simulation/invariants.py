@@ -63,6 +63,8 @@ class TurnStory:
     turn: int
     granted_to: str
     granted_at: float
+    # The agent that confirmed the turn; for a turn started on its grant alone (no confirm), the one that started
+    # it, filled in from the commands at the end (``TurnBook.started``).
     confirmed_by: Optional[str] = None
     ended_at: Optional[float] = None
     ended_by: Optional[str] = None
@@ -123,6 +125,16 @@ class TurnBook:
             self.highest_granted = max(self.highest_granted, t)
             if first is None or first.ended_at is not None:
                 self.stories[t] = TurnStory(t, after.running or "?", now)
+
+    def started(self, commands: List[Command]) -> int:
+        """Take in who started each turn that had no confirm (it started on its grant alone); how many did."""
+        on_grant = 0
+        for cmd in commands:
+            story = self.stories.get(cmd.turn)
+            if story is not None and story.confirmed_by is None:
+                story.confirmed_by = cmd.instance
+                on_grant += 1
+        return on_grant
 
     def record_changed(self, doc_id: str, new: Optional[dict], writer: str, now: float) -> None:
         number = doc_id[len(docs.TURN_PREFIX):]

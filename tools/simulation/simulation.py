@@ -69,6 +69,8 @@ class Result:
     turns: int
     fault_counts: Dict[str, int]
     leader_term: int = 0
+    on_grant: int = 0
+    """Commands started on their grant alone, without a confirm (PROTOCOL §3.5.7)."""
 
     @property
     def ok(self) -> bool:
@@ -114,6 +116,7 @@ class Simulation:
         # Every second run, the sites write under site accounts: an admin creates and rebuilds the leader doc.
         self.schedule.site_accounts = "site-accounts" in options.faults and seed % 2 == 0
         self.rebuild: Optional[AdminRebuild] = None
+        self.on_grant = 0
 
     # -- the run ------------------------------------------------------------------
 
@@ -136,7 +139,8 @@ class Simulation:
         term = (self._leader_raw or {}).get("leader_term")
         return Result(seed=world.seed, steps=world.steps, true_time=world.now, violations=self.violations(),
                       trace=list(world.trace), commands=len(self.ledger.commands), turns=len(self.book.stories),
-                      fault_counts=dict(self.schedule.counts), leader_term=term if isinstance(term, int) else 0)
+                      fault_counts=dict(self.schedule.counts), leader_term=term if isinstance(term, int) else 0,
+                      on_grant=self.on_grant)
 
     def violations(self) -> List[str]:
         return list(dict.fromkeys(self.ledger.violations + self.book.violations + self.extra_violations))
@@ -151,6 +155,7 @@ class Simulation:
         for raw in self.store.list_prefix(docs.TURN_PREFIX):
             if isinstance(raw.get("turn"), int):
                 records[raw["turn"]] = raw
+        self.on_grant = self.book.started(self.ledger.commands)
         judge = Judge(book=self.book, commands=self.ledger.commands, records=records,
                       removed=self.admin.records_removed,
                       end=self.world.now, record_within_s=self.record_within_s(),

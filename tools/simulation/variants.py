@@ -18,9 +18,10 @@ from unittest import mock
 from enqueue import leadership as leadership_module
 from enqueue import records as records_module
 from enqueue import repair as repair_module
+from enqueue import scheduler as scheduler_module
 from enqueue import view as view_module
 from enqueue.admin_rebuild import AdminRebuild
-from enqueue.documents import HEARTBEAT_PREFIX
+from enqueue.documents import GRANTED, HEARTBEAT_PREFIX, LeaderDoc
 from enqueue.fenced_turn import FencedTurn
 from enqueue.lease import Lease
 from enqueue.own_turn import OwnTurn
@@ -158,6 +159,37 @@ def keep_a_not_started_record_of_a_turn_that_ran() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def start_on_a_grant_from_before_the_run() -> Iterator[None]:
+    """An agent starts on any grant that names it without a confirm, also one that may have been written before
+    its run of beats began (after a freeze, say, when the leader may be taking it back for silence)."""
+    with mock.patch.object(Lease, "after_floor", lambda self, rev: True):
+        yield
+
+
+@contextmanager
+def take_a_startable_grant_back_at_once() -> Iterator[None]:
+    """The leader takes back a grant that names its agent as one that names none: at once when its holder is
+    stale, drained, unregistered or says it wants none, recorded "not started", without reading its heartbeat."""
+    real_lost = scheduler_module._holder_lost
+
+    def lost(doc: LeaderDoc, registry: object, heartbeats: object, stale: object) -> tuple:
+        if doc.status == GRANTED:
+            return scheduler_module._holder_lost_grant(doc, registry, heartbeats, stale), False
+        return real_lost(doc, registry, heartbeats, stale)  # type: ignore[arg-type]
+
+    with mock.patch.object(scheduler_module, "_holder_lost", lost):
+        yield
+
+
+@contextmanager
+def any_agent_of_the_site_takes_the_grant() -> Iterator[None]:
+    """A grant to my site is this agent's whatever agent it names: a restarted agent, or a second one, starts on
+    its predecessor's grant."""
+    with mock.patch.object(Lease, "grant_is_mine", lambda self, rev, grantee: True):
+        yield
+
+
 @dataclass(frozen=True)
 class Variant:
     patch: Callable[[], ContextManager[None]]
@@ -173,26 +205,33 @@ _BASE = "slow,feed-lag,feed-miss,freeze,partition,kill,stop,clock-rate,pause,dra
 #: Every variant, each caught within the default budget (tests/tools/simulation/test_variants.py).
 VARIANTS: Dict[str, Variant] = {
     "record-after-the-ending-write": Variant(record_after_the_ending_write, frozenset({"record"}), _BASE + ",crash",
-                                             first_caught=16),
+                                             first_caught=6),
     "fresh-leader-doc-at-start": Variant(fresh_leader_doc_at_start, frozenset({"token", "overlap"}),
                                          _BASE + ",delete-leader", first_caught=1),
     "revoke-before-the-lease-ran-out": Variant(revoke_before_the_lease_ran_out, frozenset({"overlap"}), _BASE,
-                                               first_caught=3),
-    "revoke-on-a-lagging-view": Variant(revoke_on_a_lagging_view, frozenset({"overlap"}), _BASE, first_caught=43),
-    "orphan-ended-at-once": Variant(orphan_ended_at_once, frozenset({"overlap"}), _BASE, first_caught=26),
+                                               first_caught=7),
+    "revoke-on-a-lagging-view": Variant(revoke_on_a_lagging_view, frozenset({"overlap"}), _BASE, first_caught=63),
+    "orphan-ended-at-once": Variant(orphan_ended_at_once, frozenset({"overlap"}), _BASE, first_caught=47),
     "deadline-extended-after-the-sigterm-moment": Variant(deadline_extended_after_the_sigterm_moment,
-                                                          frozenset({"overlap"}), _BASE + ",garble-leader",
-                                                          first_caught=62),
+                                                          frozenset({"overlap"}),
+                                                          _BASE + ",garble-leader,delete-leader", first_caught=127),
     "repair-waits-from-the-first-sighting": Variant(repair_waits_from_the_first_sighting,
                                                     frozenset({"token", "overlap"}), _BASE + ",delete-leader",
-                                                    first_caught=40),
+                                                    first_caught=4),
     "repair-resumes-above-the-claims": Variant(repair_resumes_above_the_claims, frozenset({"token", "overlap"}),
-                                               _BASE + ",crash,delete-leader", first_caught=42),
+                                               "all", first_caught=158),
     "keep-a-not-started-record-of-a-turn-that-ran": Variant(keep_a_not_started_record_of_a_turn_that_ran,
-                                                            frozenset({"outcome"}), _BASE + ",crash",
-                                                            first_caught=72),
+                                                            frozenset({"outcome"}), _BASE + ",crash,between",
+                                                            first_caught=20),
     "admin-rebuild-without-waiting": Variant(admin_rebuild_without_waiting, frozenset({"overlap"}),
-                                             _BASE + ",delete-leader,site-accounts", first_caught=2),
+                                             _BASE + ",delete-leader,site-accounts", first_caught=10),
     "turn-taken-while-between": Variant(turn_taken_while_between, frozenset({"side"}), "slow,feed-lag,between",
-                                        first_caught=2),
+                                        first_caught=1),
+    "start-on-a-grant-from-before-the-run": Variant(start_on_a_grant_from_before_the_run, frozenset({"overlap"}),
+                                                    _BASE, first_caught=2),
+    "take-a-startable-grant-back-at-once": Variant(take_a_startable_grant_back_at_once,
+                                                   frozenset({"overlap", "outcome"}), _BASE, first_caught=1),
+    "any-agent-of-the-site-takes-the-grant": Variant(any_agent_of_the_site_takes_the_grant,
+                                                     frozenset({"overlap", "token"}), _BASE + ",crash",
+                                                     first_caught=5),
 }

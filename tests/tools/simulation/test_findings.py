@@ -44,11 +44,12 @@ def _site(sim: Simulation, name: str):
 
 
 def _revoking(sim: Simulation, holder: str) -> Callable[[], bool]:
-    """True while the leader doc still gives a running turn to ``holder``, whose agent is dead."""
+    """True while the leader doc still gives a turn that may run (running, or granted to the agent that started on
+    it) to ``holder``, whose agent is dead."""
     def check() -> bool:
         doc = _leader(sim)
         proc = _site(sim, holder).process
-        return doc is not None and doc.holds(holder) and doc.status == docs.RUNNING and \
+        return doc is not None and doc.holds(holder) and doc.may_run and \
             (proc is None or not proc.alive)
     return check
 
