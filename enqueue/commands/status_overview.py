@@ -160,7 +160,16 @@ def _seconds_between(earlier: Optional[_dt.datetime], later: _dt.datetime) -> Op
     return None if earlier is None else (later - earlier).total_seconds()
 
 
-def _turn_view(leader: docs.LeaderDoc, time_format: str, now: _dt.datetime) -> Optional[TurnView]:
+def started_on_grant(leader: docs.LeaderDoc, holder: Optional[Mapping[str, Any]]) -> bool:
+    """The granted turn runs: its holder started it on the grant alone (docs/PROTOCOL.md §3.5.7), as the holder's
+    own heartbeat (``holder``, raw) says; the leader doc shows it ``granted`` until it ends."""
+    if not leader.startable_grant or leader.running is None:
+        return False
+    hb, _ = docs.parse_heartbeat(holder, leader.running)
+    return hb is not None and hb.instance == leader.grantee and hb.turn == leader.turn and hb.state == docs.RUNNING
+
+
+def _turn_view(leader: docs.LeaderDoc, time_format: str, now: _dt.datetime, on_grant: bool) -> Optional[TurnView]:
     if leader.turn <= 0 and leader.running is None:
         return None
     since = {docs.GRANTED: leader.granted_at, docs.RUNNING: leader.started_at, docs.DONE: leader.ended_at}.get(
@@ -169,7 +178,7 @@ def _turn_view(leader: docs.LeaderDoc, time_format: str, now: _dt.datetime) -> O
     return TurnView(
         number=leader.turn,
         site=leader.running,
-        state=leader.status,
+        state=docs.RUNNING if on_grant else leader.status,
         since=since,
         for_s=_seconds_between(parse_time(since, time_format), now),
         skip_requested=leader.turn_active and leader.skip_turn == leader.turn,
@@ -302,7 +311,8 @@ def build(
         if leader is not None and leader.leader == name:
             roles.append("leader")
         if leader is not None and leader.running == name and leader.turn_active:
-            roles.append(f"{leader.status} turn {leader.turn}")
+            state = docs.RUNNING if started_on_grant(leader, raw_hb) else leader.status
+            roles.append(f"{state} turn {leader.turn}")
         if entry is None:
             roles.append("not registered")
         rows.append(
@@ -347,7 +357,8 @@ def build(
         paused_reason=leader.paused_reason if leader and leader.paused else None,
         paused_by=_text(leader.raw.get("paused_by")) if leader and leader.paused else None,
         paused_at=_text(leader.raw.get("paused_at")) if leader and leader.paused else None,
-        turn=_turn_view(leader, fmt, now) if leader else None,
+        turn=_turn_view(leader, fmt, now, started_on_grant(leader, heartbeats_raw.get(leader.running or "")))
+        if leader else None,
         rotation=leader.rotation if leader else (),
         sites=tuple(rows),
         problems=tuple(problems),

@@ -96,7 +96,8 @@ def test_an_heir_that_dies_is_taken_over_by_an_election_and_its_turn_taken_back(
     gate = tmp_path / "go"
     sites.start("alpha", repeat=False, command=["bash", "-c", f"while [ ! -e {gate} ]; do sleep 0.05; done"])
     wait_until("alpha's turn", lambda: database.store.get("enqueue_leader") and
-               leader_doc(database).running == "alpha" and leader_doc(database).status == docs.RUNNING)
+               leader_doc(database).running == "alpha" and leader_doc(database).turn_active and
+               leader_doc(database).may_run)
     assert leader_doc(database).leader == "alpha"
     sites.start("bravo", repeat=False, sleep_s=60)
     sites.start("charlie", repeat=False, sleep_s=0.1)

@@ -42,7 +42,8 @@ def _start_launcher(sites: Sites, work_dir: Path, extra: list[str]) -> int:
 def _running_turn(database) -> int:
     def running():
         parsed, _ = docs.parse_leader(database.store.get("enqueue_leader"), "enqueue_leader")
-        return parsed is not None and parsed.status == docs.RUNNING and parsed.running == "alpha" and parsed.turn
+        return parsed is not None and parsed.turn_active and parsed.may_run and parsed.running == "alpha" and \
+            parsed.turn
     return wait_until("alpha's turn to be running", running, timeout_s=15)  # type: ignore[return-value]
 
 
