@@ -24,12 +24,18 @@ def _world(store: MemoryStore, *, drained: bool = False, grantee: str | None, pr
                                                        heartbeat_stale_s=TIMING.heartbeat_stale_s)))
 
 
-def test_a_drained_site_hands_back_a_grant_that_names_it_and_records_it_not_started() -> None:
+def _bravo_after_one_step(**world):
+    """Bravo's agent (bravo-1), started on the world ``_world(**world)`` makes, after its first step."""
     store, clock = MemoryStore("enqueue"), FakeClock()
-    _world(store, drained=True, grantee="bravo-1")
+    _world(store, **world)
     bravo, runner = make_agent(store, clock, "bravo", repeat=True)
     bravo.start(clock.monotonic())
     bravo.step(clock.monotonic())
+    return store, clock, bravo, runner
+
+
+def test_a_drained_site_hands_back_a_grant_that_names_it_and_records_it_not_started() -> None:
+    store, _, _, runner = _bravo_after_one_step(drained=True, grantee="bravo-1")
     assert runner.named("start") == []
     doc = leader(store)
     assert (doc.turn, doc.status, doc.last_how) == (3, docs.DONE, "not started")
@@ -38,11 +44,7 @@ def test_a_drained_site_hands_back_a_grant_that_names_it_and_records_it_not_star
 
 
 def test_a_grant_that_names_an_earlier_agent_of_the_site_is_ended_as_an_orphan_once_its_lease_ran_out() -> None:
-    store, clock = MemoryStore("enqueue"), FakeClock()
-    _world(store, grantee="bravo-0", predecessor="bravo-0")
-    bravo, runner = make_agent(store, clock, "bravo", repeat=True)
-    bravo.start(clock.monotonic())
-    bravo.step(clock.monotonic())
+    store, clock, bravo, runner = _bravo_after_one_step(grantee="bravo-0", predecessor="bravo-0")
     assert runner.named("start") == [] and leader(store).holds("bravo", 3), "bravo-0 may still run it"
     clock.advance(TIMING.heartbeat_stale_s)
     bravo.step(clock.monotonic())
@@ -52,11 +54,7 @@ def test_a_grant_that_names_an_earlier_agent_of_the_site_is_ended_as_an_orphan_o
 
 
 def test_the_next_agent_of_a_loop_starts_on_a_grant_naming_the_agent_that_left_if_written_after_its_floor() -> None:
-    store, clock = MemoryStore("enqueue"), FakeClock()
-    _world(store, grantee="bravo-0left", predecessor="bravo-0left")
-    bravo, runner = make_agent(store, clock, "bravo", repeat=True)
-    bravo.start(clock.monotonic())
-    bravo.step(clock.monotonic())
+    store, clock, bravo, runner = _bravo_after_one_step(grantee="bravo-0left", predecessor="bravo-0left")
     assert 3 not in [c[1] for c in runner.named("start")], "turn 3 was granted before bravo-1's run began"
     assert bravo.lease.floor is not None
     # A later grant for the agent that left: only bravo-1 can act on it now.
