@@ -219,10 +219,9 @@ class Agent:
             own.check_still_mine()
         elif turns.holds_running(view.leader, self.me):
             return own.adopt_own_confirm() or own.end_orphaned(now)
-        elif turns.granted_to_me(view.leader, self.me):
-            decided = own.on_grant(now, takes=self._takes_grant(), drained=self.drain.holds_me_out())
-            if decided is not None:
-                return decided or self.shared.need_full_read
+        elif turns.granted_to_me(view.leader, self.me) and (decided := own.on_grant(
+                now, takes=self._takes_grant(), drained=self.drain.holds_me_out())) is not None:
+            return decided or self.shared.need_full_read
         # 1b. Outside a turn: the side commands (--between, --ready), with the state they make me say.
         if own.current is None and self.side.go_on(stopping=self.leaving.stopping, turns_done=own.turns_done):
             self.side.step(now, self._set_state)
@@ -251,8 +250,7 @@ class Agent:
     # ------------------------------------------------------------------ heartbeat and state
 
     def _takes_grant(self) -> bool:
-        """The view grants me a turn that is mine and I take it now: no turn of mine goes on, I want one, I am not
-        drained."""
+        """The view grants me a turn that is mine, and I take it now: none of mine goes on, I want one, undrained."""
         return self.own.current is None and turns.granted_to_me(self.view.leader, self.me) and \
             self.own.grant_is_mine() and not self.drain.holds_me_out() and \
             self.side.wants_turn_now(stopping=self.leaving.stopping, repeat=self._repeat())
