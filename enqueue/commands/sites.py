@@ -4,7 +4,8 @@
   heartbeat says (``--json`` for scripts).
 * ``drain SITE [--reason TEXT]`` keeps SITE out of the rotation: it gets no
   new turn. A turn it is running goes on to its end; a turn granted to it
-  but not started is taken back by the leader and granted to the next site.
+  but not started is given back (by its agent, when the grant names it) or
+  taken back by the leader, and granted to the next site.
 * ``undrain SITE`` puts it back, also a site that drained itself after
   failed turns (``enqueue run --max-failures``); its reason, by whom and
   last exit code show in ``list`` and ``status`` until then.
@@ -239,6 +240,9 @@ def _drain(store: Store, settings: steering.AdminSettings, site: str, reason: Op
     if leader is not None and leader.holds(site):
         if leader.status == docs.RUNNING:
             print(f"its turn {leader.turn} is running and goes on to its end ('enqueue skip' ends it now)")
+        elif leader.startable_grant:
+            print(f"turn {leader.turn} was granted to its agent: if it started on the grant it goes on to its end "
+                  f"('enqueue skip' ends it now), else the agent gives it back and it goes to the next site")
         else:
             print(f"turn {leader.turn} was granted to it and not started: the leader grants it to the next site")
     return 0

@@ -14,6 +14,9 @@ Output (stdout), one of::
     turn N of SITE is granted but not started: SITE stops its command as soon as it starts, ...
     skip of turn N was already asked; nothing changed
 
+The first line also answers for a turn granted to the agent it names, which
+may run already, started on the grant alone (docs/PROTOCOL.md §3.5.7).
+
 Refusals (exit 1): no turn in progress; ``--turn`` names another turn.
 """
 
@@ -79,7 +82,7 @@ def execute(args: argparse.Namespace) -> int:
     doc: docs.LeaderDoc = seen["doc"]
     if written is None:
         print(f"skip of turn {doc.turn} was already asked; nothing changed")
-    elif doc.status == docs.RUNNING:
+    elif doc.may_run:
         print(f"asked {doc.running} to stop turn {doc.turn}: its command gets SIGTERM, or its --stop-signal "
               f"(SIGKILL after the kill grace), the turn is recorded as skipped")
     else:
