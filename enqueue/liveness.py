@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from enqueue.observed import Revisions
-from enqueue.rotation import next_after
+from enqueue.rotation import successor
 
 if TYPE_CHECKING:
     from enqueue.documents import Heartbeat, LeaderDoc
@@ -102,11 +102,10 @@ def read_sites(leader: LeaderDoc | None, registered: Iterable[str], me: str) -> 
     sites = followed_sites(leader, registered, me)
     if leader is not None and leader.running:
         sites.add(leader.running)
-    if leader is not None:
-        # My successor's too: the grant I pass on as I finish names its agent instance (§3.5.7).
-        nxt = next_after(me, [s for s in leader.rotation if s != me])
-        if nxt is not None:
-            sites.add(nxt)
+    # My successor's too: the grant I pass on as I finish names its agent instance (§3.5.7).
+    nxt = successor(me, leader.rotation, False) if leader is not None else None
+    if nxt is not None:
+        sites.add(nxt)
     return sites
 
 

@@ -41,7 +41,7 @@ def confirm(doc: LeaderDoc, me: str, now_text: str) -> LeaderDoc:
 
 def finish(
     doc: LeaderDoc, me: str, exit_code: int | None, how: str, i_repeat: bool, now_text: str,
-    heirs: Collection[str] = (), heartbeats: Mapping[str, Heartbeat | None] | None = None,
+    heirs: Collection[str] = (), heartbeats: Mapping[str, Heartbeat | None] = {},
 ) -> tuple[LeaderDoc, str | None]:
     """``doc`` with my running turn done, and the next turn passed on if one may be.
 
@@ -66,7 +66,7 @@ def finish(
     )
     nxt = None if doc.paused else successor(me, doc.rotation, i_repeat)
     if nxt is not None:
-        done = grant(done, nxt, rotation, me, now_text, grantee_of(heartbeats or {}, nxt))
+        done = grant(done, nxt, rotation, me, now_text, grantee_of(heartbeats, nxt))
     return hand_leadership(done, me, nxt, heirs), nxt
 
 
