@@ -56,7 +56,7 @@ from enqueue.documents.ids import (
 )
 from enqueue.documents.leader import LeaderDoc, new_leader_doc, parse_leader, render_leader
 from enqueue.documents.registry import SiteEntry, SitesDoc, new_sites_doc, parse_sites, render_sites
-from enqueue.documents.turn_record import TurnRecord, parse_turn_record, render_turn_record
+from enqueue.documents.turn_record import TurnRecord, parse_turn_record, record_fields, render_turn_record
 
 __all__ = [
     "DONE", "GRANTED", "HEARTBEAT_PREFIX", "IDLE", "LEFT", "LEFT_MAX_WAIT", "LEFT_STOPPED", "LEFT_TO_LOOP",
@@ -66,5 +66,5 @@ __all__ = [
     "LeaderDoc", "new_leader_doc", "parse_leader", "render_leader",
     "SiteEntry", "SitesDoc", "new_sites_doc", "parse_sites", "render_sites",
     "Heartbeat", "parse_heartbeat", "render_heartbeat", "wants_turn",
-    "TurnRecord", "parse_turn_record", "render_turn_record",
+    "TurnRecord", "parse_turn_record", "record_fields", "render_turn_record",
 ]

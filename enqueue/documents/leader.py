@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 from enqueue.documents.fields import Fields, document_parser
 from enqueue.documents.ids import DONE, GRANTED, MAX_TURN, RUNNING, SCHEMA_VERSION, TURN_STATES
+from enqueue.documents.turn_record import TurnRecord, parse_turn_record, record_fields
 from enqueue.site_names import is_site_name
 
 
@@ -29,6 +30,10 @@ class LeaderDoc:
     the agent instance a grant was written for: that agent may start the
     turn on the grant alone, without a confirm (docs/PROTOCOL.md §3.5.7), so
     a grant that names one is taken back only the way a running turn is.
+    ``last_record`` is the record of the last turn its own site finished,
+    carried by the write that finished it: that site (or the next holder)
+    stores it after the handoff, and no write replaces it before it is
+    stored (docs/PROTOCOL.md §3.8.2).
     """
 
     doc_id: str
@@ -50,6 +55,7 @@ class LeaderDoc:
     ended_at: str | None = None
     updated_by: str | None = None
     updated_at: str | None = None
+    last_record: TurnRecord | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -102,6 +108,7 @@ def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc 
         ended_at=f.text("ended_at"),
         updated_by=f.text("updated_by"),
         updated_at=f.text("updated_at"),
+        last_record=_carried_record(raw.get("last_record"), f.problems),
         raw=dict(raw),
     )
     if doc.status in (GRANTED, RUNNING) and doc.running is None:
@@ -110,6 +117,15 @@ def parse_leader(raw: Mapping[str, Any] | None, doc_id: str) -> tuple[LeaderDoc 
     if f.fatal:
         return None, f.problems
     return doc, f.problems
+
+
+def _carried_record(raw: object, problems: list[str]) -> TurnRecord | None:
+    if raw is None:
+        return None
+    rec, found = parse_turn_record(raw)
+    if rec is None:
+        problems.append(f"field 'last_record' is no turn record ({'; '.join(found)}); ignored")
+    return rec
 
 
 def new_leader_doc(doc_id: str) -> LeaderDoc:
@@ -142,6 +158,7 @@ def render_leader(doc: LeaderDoc) -> dict[str, Any]:
             "ended_at": doc.ended_at,
             "updated_by": doc.updated_by,
             "updated_at": doc.updated_at,
+            "last_record": None if doc.last_record is None else record_fields(doc.last_record),
         }
     )
     if doc.rev is not None:

@@ -17,7 +17,12 @@ from enqueue.documents.ids import MAX_TURN, SCHEMA_VERSION, TURN_PREFIX, turn_re
 
 @dataclass(frozen=True)
 class TurnRecord:
-    """One finished turn, written once when it ends."""
+    """One finished turn, written once when it ends.
+
+    ``copied_by`` names the site that stored it from the result the leader
+    doc carried (``LeaderDoc.last_record``), when that is not the site
+    whose turn it was: the copy says only what the runner wrote there.
+    """
 
     turn: int
     site: str
@@ -29,6 +34,7 @@ class TurnRecord:
     ended_at: str | None = None
     duration_s: float | None = None
     note: str | None = None
+    copied_by: str | None = None
 
 
 @document_parser
@@ -50,6 +56,7 @@ def parse_turn_record(raw: Mapping[str, Any] | None) -> tuple[TurnRecord | None,
         ended_at=f.text("ended_at"),
         duration_s=float(duration) if duration is not None else None,
         note=f.text("note"),
+        copied_by=f.site("copied_by"),
     )
     if f.fatal:
         return None, f.problems
@@ -58,10 +65,13 @@ def parse_turn_record(raw: Mapping[str, Any] | None) -> tuple[TurnRecord | None,
 
 def render_turn_record(rec: TurnRecord, prefix: str = TURN_PREFIX) -> dict[str, Any]:
     """The stored form of a turn record (created once, never updated by the protocol), under ``prefix``."""
-    return {
-        "_id": turn_record_id(rec.turn, prefix),
-        "type": "enqueue_turn",
-        "schema": SCHEMA_VERSION,
+    return {"_id": turn_record_id(rec.turn, prefix), "type": "enqueue_turn", "schema": SCHEMA_VERSION,
+            **record_fields(rec)}
+
+
+def record_fields(rec: TurnRecord) -> dict[str, Any]:
+    """What a record says, without its id: also the form a leader doc carries it in (``last_record``)."""
+    out = {
         "turn": rec.turn,
         "site": rec.site,
         "how": rec.how,
@@ -73,3 +83,6 @@ def render_turn_record(rec: TurnRecord, prefix: str = TURN_PREFIX) -> dict[str, 
         "duration_s": None if rec.duration_s is None else round(rec.duration_s, 3),
         "note": rec.note,
     }
+    if rec.copied_by is not None:
+        out["copied_by"] = rec.copied_by
+    return out
