@@ -221,6 +221,8 @@ class Leadership:
         if displaced is not None and (self.store.get(docs.turn_record_id(displaced.turn, prefix)) is None or
                                       (displaced.started_at is not None and displaced.site != self.me)):
             self.records.write_now(displaced)
+        # The rebuilt doc carries no record: store the one the last doc I read carried (§3.8.2).
+        self.records.store_carried(self.view.last_valid_leader)
         fresh = repair.rebuilt_leader_doc(doc_id, raw, known, self.me, self.me, self._now_text())
         try:
             written = self.shared.cas_leader(fresh)

@@ -10,11 +10,13 @@ extended with every acknowledged heartbeat.
 Guarantees
 ----------
 * At most one ``TurnInProgress``; a turn's command is asked to start once.
-* The record of a turn is written before the write that marks the turn
-  done, on every path that ends one (finishing it, ending an orphan; the
-  leader's revocation does the same), so a turn marked done always has one:
-  an agent killed between the two writes, or a write whose answer is lost,
-  leaves a recorded turn, never a finished turn without a record.
+* A turn marked done always has its record, stored or carried: the write
+  that finishes my turn carries it in the leader doc (``last_record``) and
+  I store it after that write; on every other path that ends a turn (ending
+  an orphan, giving a grant back; the leader's revocation) the record is
+  stored before the write. A write of mine displaces a carried record only
+  once that is stored (``RecordQueue.store_carried``, docs/PROTOCOL.md
+  §3.8.2); the next holder stores it while its command runs.
 * A turn the leader doc says this site runs, though this agent never
   started it, or a grant to this site that names another agent of it (which
   may have started on it), is ended only once every lease that could have
@@ -27,7 +29,6 @@ Guarantees
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Callable, Protocol
 
@@ -39,6 +40,7 @@ from enqueue.errors import StoreError
 from enqueue.events import CommandEnded, CommandStarted, RunnerReport, StartFailed, SupervisorDied
 from enqueue.outcomes import Outcome, after_revocation
 from enqueue.rotation import eligible_sites
+from enqueue.turn_in_progress import Ending, TurnInProgress, UnansweredConfirm, UnansweredFinish, ended_turn
 
 if TYPE_CHECKING:
     from enqueue.clock import Clock
@@ -70,65 +72,6 @@ class CommandRunner(Protocol):
 
     def close(self) -> None:
         """Stop any command with the grace policy and let the supervisor go."""
-
-
-@dataclass(frozen=True)
-class Ending:
-    """How the command of a turn ended, as the runner reported it (or as the agent decided)."""
-
-    exit_code: int | None
-    how: str
-    error: str | None = None
-    duration_s: float | None = None
-    ended_text: str | None = None
-    """When the command ended (the documents' time format), from its own end, not from when it is written."""
-
-
-@dataclass(frozen=True)
-class UnansweredConfirm:
-    """A confirm whose answer never came: the turn, the ``started_at`` it wrote, the lease it was sent under."""
-
-    turn: int
-    started_text: str | None
-    deadline: float
-
-
-@dataclass(frozen=True)
-class UnansweredFinish:
-    """A finishing write whose answer never came: the turn, and what it wrote of the turn's end."""
-
-    turn: int
-    ended_text: str | None
-    how: str
-    exit_code: int | None
-
-    def went_through(self, doc: docs.LeaderDoc) -> bool:
-        """``doc`` shows this very write as the one that ended the turn (its ``ended_at``, how and exit code)."""
-        return (doc.ended_at, doc.last_how, doc.last_exit_code) == (self.ended_text, self.how, self.exit_code)
-
-
-def ended_turn(doc: docs.LeaderDoc) -> int | None:
-    """The turn whose end the leader doc's ``ended_at``, ``last_how`` and ``last_exit_code`` describe."""
-    if doc.status == docs.DONE:
-        return doc.turn
-    return doc.turn - 1 if doc.turn_active and doc.turn > 0 else None
-
-
-@dataclass
-class TurnInProgress:
-    """The turn this agent confirmed, from the confirm until it is marked done (or found lost)."""
-
-    turn: int
-    started_mono: float
-    started_text: str | None
-    stop_sent: str | None = None
-    pid: int | None = None
-    ending: Ending | None = None
-
-    @property
-    def command_may_run(self) -> bool:
-        """Its command may still be alive: no ending reported yet."""
-        return self.ending is None
 
 
 class OwnTurn:
@@ -272,6 +215,10 @@ class OwnTurn:
         self.runner.start(turn, list(self.s.command), env, deadline)
         log.info("started turn %d: %s", turn, " ".join(self.s.command))
         self._set_state(RUNNING)
+        try:
+            self.records.store_carried(self.view.leader)  # while the command starts: my finish needs it stored
+        except StoreError as exc:
+            log.debug("the record the leader doc carries is not stored yet (%s): trying again at my finish", exc)
         return False
 
     def check_still_mine(self) -> None:
@@ -324,7 +271,8 @@ class OwnTurn:
         cur.ending = Ending(ev.exit_code, how, ev.error, duration, format_time(ended, self.s.time_format))
 
     def finish(self, *, repeat: bool, next_state: str = WAITING) -> bool:
-        """End my turn: write its record, then mark it done (passing the next turn on) if still mine.
+        """End my turn: mark it done, passing the next turn on and carrying its record, if still mine; then store
+        the record (only it, if the turn is no longer mine).
 
         With ``repeat`` I then say ``next_state``, and stay in the rotation I
         pass on only if that state asks for a turn.
@@ -335,44 +283,40 @@ class OwnTurn:
         duration = end.duration_s if end.duration_s is not None else self.clock.monotonic() - cur.started_mono
         mine = turns.still_mine(self.view.leader, self.me, cur.turn)
         taken = "the turn was taken away before the command ended; "
-        if self.recorded_turn != cur.turn:
-            self.records.write_now(
-                TurnRecord(
-                    turn=cur.turn,
-                    site=self.me,
-                    how=end.how if mine else after_revocation(end.how),
-                    exit_code=end.exit_code,
-                    host=self.lease.identity.host,
-                    leader=self.view.leader.leader if self.view.leader else None,
-                    started_at=cur.started_text,
-                    ended_at=end.ended_text or self._now_text(),
-                    duration_s=duration,
-                    note=end.error if mine else taken + (end.error or ""),
-                )
-            )
-            self.recorded_turn = cur.turn
+        record = TurnRecord(turn=cur.turn, site=self.me, how=end.how if mine else after_revocation(end.how),
+                            exit_code=end.exit_code, host=self.lease.identity.host,
+                            leader=self.view.leader.leader if self.view.leader else None,
+                            started_at=cur.started_text, ended_at=end.ended_text or self._now_text(),
+                            duration_s=duration, note=end.error if mine else taken + (end.error or ""))
         if mine:
             assert self.view.leader is not None
             stays = repeat and docs.wants_turn(next_state, repeat)
             led = self.view.leader.leader == self.me
             # A leader that leaves after this turn hands its leadership on in the same write.
             heirs = self._heirs() if led and not repeat else ()
+            # The record this write displaces from the leader doc is stored first (docs/PROTOCOL.md §3.8.2).
+            self.records.store_carried(self.view.leader)
             new, nxt = turns.finish(self.view.leader, self.me, end.exit_code, end.how, stays, self._now_text(),
-                                    heirs, self.view.heartbeats)
+                                    heirs, self.view.heartbeats, record)
             try:
                 won = self.shared.cas_leader(new)
             except StoreError:
                 # The answer may be lost after the write was applied: the next read tells (``_not_mine``).
                 self.unanswered_finish = UnansweredFinish(cur.turn, new.ended_at, end.how, end.exit_code)
+                self._owe(record)
                 raise
             if not won:
                 return True
+            self._owe(record)
             log.info("finished turn %d: %s, exit code %s, %.3f s", cur.turn, end.how, end.exit_code, duration)
             if nxt is not None:
                 log.info("granted %s turn %d", nxt, cur.turn + 1)
             if led and new.leader != self.me:
                 log.info("handed the leadership to %s (term %d)", new.leader, new.leader_term)
         else:
+            if self.recorded_turn != cur.turn:
+                self.records.write_now(record)
+                self.recorded_turn = cur.turn
             self._not_mine(cur.turn, end, duration)
         self.unanswered_finish = None
         self.current = None
@@ -382,6 +326,17 @@ class OwnTurn:
                                             end.exit_code, cur.turn)
         self._set_state(next_state if repeat else IDLE)
         return True
+
+    def _owe(self, record: TurnRecord) -> None:
+        """Store ``record`` now, or, if the database does not answer, at a later ``flush``: once, either way."""
+        if self.recorded_turn == record.turn:
+            return
+        self.recorded_turn = record.turn
+        try:
+            self.records.add(record)
+        except StoreError as exc:
+            log.warning("turn %d: its record is not stored yet (%s); it is carried in the leader doc meanwhile",
+                        record.turn, exc)
 
     def _not_mine(self, turn: int, end: Ending, duration: float) -> None:
         """Say how my turn, which the leader doc no longer holds as mine, came to end: only what the doc shows.

@@ -35,12 +35,17 @@ stays as the other writer left it.
 
 A ``RecordQueue`` holds the records a writer still owes: each is written
 now or, if the database is away, at the next ``flush``, in order, and leaves
-the queue only once stored.
+the queue only once stored. It also stores the record a leader doc carries
+(``LeaderDoc.last_record``, the finishing site's word written in the same
+write that ended its turn: docs/PROTOCOL.md §3.8.2) when nobody has yet:
+``store_carried`` returns only once a record of that turn is stored, so a
+write made after it may replace the carried one without losing a turn.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional
 
@@ -61,6 +66,8 @@ REVOKER_FIELDS = ("leader", "how", "started_at", "ended_at", "note")
 #: How a revoker's report may say it ended a started turn.
 REVOKER_HOWS = (How.REVOKED.value, How.REPAIRED.value)
 DISPUTED = "disputed"
+# How many turns a writer remembers as stored: a carried record is at most a few turns old.
+_STORED_KEPT = 8
 
 
 @dataclass(frozen=True)
@@ -197,6 +204,7 @@ class RecordQueue:
         self._me = me
         self._prefix = prefix  # the document set's (docs.turn_prefix)
         self.pending: list[TurnRecord] = []
+        self._stored: deque[int] = deque(maxlen=_STORED_KEPT)  # turns known to have a stored record
 
     def add(self, rec: TurnRecord) -> None:
         """Queue ``rec`` and try to write everything queued (a StoreError leaves it queued)."""
@@ -206,9 +214,23 @@ class RecordQueue:
     def write_now(self, rec: TurnRecord) -> None:
         """Write ``rec`` now, outside the queue (a StoreError is the caller's to handle)."""
         write_once(self._store, rec, self._me, self._prefix)
+        self._stored.append(rec.turn)
 
     def flush(self) -> None:
         """Write the queued records in order; stops at the first that fails (StoreError)."""
         while self.pending:
-            write_once(self._store, self.pending[0], self._me, self._prefix)
+            self.write_now(self.pending[0])
             self.pending.pop(0)
+
+    def store_carried(self, doc: docs.LeaderDoc | None) -> None:
+        """Make sure the record ``doc`` carries is stored: if no record of its turn is, store it (a copy
+        naming me as ``copied_by`` when the turn was another site's). A StoreError is the caller's to handle.
+
+        Keeps: once this returned for ``doc``, a record of its ``last_record``'s turn is stored.
+        """
+        rec = None if doc is None else doc.last_record
+        if rec is None or rec.turn in self._stored:
+            return
+        if self._store.get(docs.turn_record_id(rec.turn, self._prefix)) is None:
+            self.write_now(rec if rec.site == self._me else replace(rec, copied_by=self._me))
+        self._stored.append(rec.turn)

@@ -4,9 +4,10 @@
   *before* it starts the command (docs/PROTOCOL.md §3.5); a grant it read late, after
   the leader re-granted, fails with 409 and nothing starts.
 * ``finish``: the site marks its turn ``done`` and, in the same write, passes
-  the next turn along the leader's published rotation, so a handoff costs one
-  write (docs/PROTOCOL.md §3.8). The leader decided who is in the rotation; the
-  finishing site may only take itself out (when it does not repeat).
+  the next turn along the leader's published rotation and carries the turn's
+  record (``last_record``), so a handoff costs one write (docs/PROTOCOL.md
+  §3.8). The leader decided who is in the rotation; the finishing site may
+  only take itself out (when it does not repeat).
 * ``hand_leadership``: a finishing site that leads and is about to leave
   (run-once) names a live waiting site as leader in that same write, so no
   election follows its turn (docs/PROTOCOL.md §3.3.5).
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Collection, Mapping
 
-from enqueue.documents import DONE, GRANTED, RUNNING, Heartbeat, LeaderDoc
+from enqueue.documents import DONE, GRANTED, RUNNING, Heartbeat, LeaderDoc, TurnRecord
 from enqueue.outcomes import Outcome
 from enqueue.rotation import next_after, rotation_after_finish, successor
 from enqueue.scheduler import grant, grantee_of
@@ -42,6 +43,7 @@ def confirm(doc: LeaderDoc, me: str, now_text: str) -> LeaderDoc:
 def finish(
     doc: LeaderDoc, me: str, exit_code: int | None, how: str, i_repeat: bool, now_text: str,
     heirs: Collection[str] = (), heartbeats: Mapping[str, Heartbeat | None] = {},
+    record: TurnRecord | None = None,
 ) -> tuple[LeaderDoc, str | None]:
     """``doc`` with my running turn done, and the next turn passed on if one may be.
 
@@ -50,7 +52,9 @@ def finish(
     sites a leader that is leaving may hand its leadership to
     (``hand_leadership``); empty when this agent stays. ``heartbeats``: the
     ones I hold, so the grant can name the successor's agent instance
-    (``scheduler.grant``).
+    (``scheduler.grant``). ``record``: my record of the turn, carried in
+    ``last_record`` in place of the one there, which the caller must know
+    stored (docs/PROTOCOL.md §3.8.2); without one, ``last_record`` stays.
     """
     rotation = rotation_after_finish(me, doc.rotation, i_repeat)
     done = replace(
@@ -63,6 +67,7 @@ def finish(
         rotation=rotation,
         updated_by=me,
         updated_at=now_text,
+        last_record=doc.last_record if record is None else record,
     )
     nxt = None if doc.paused else successor(me, doc.rotation, i_repeat)
     if nxt is not None:

@@ -1,11 +1,13 @@
 """enqueue.own_turn's grants: started on the grant alone, given back, or ended as an earlier agent's
-(docs/PROTOCOL.md §3.4.4, §3.5.7, §3.12.1), driven through a real agent on a MemoryStore."""
+(docs/PROTOCOL.md §3.4.4, §3.5.7, §3.12.1); and its finish, which carries the turn's record (§3.8.2);
+driven through a real agent on a MemoryStore."""
 
 from __future__ import annotations
 
 from enqueue import documents as docs
 from enqueue.clock import FakeClock
-from enqueue.events import DocChanged
+from enqueue.errors import Unreachable
+from enqueue.events import CommandEnded, CommandStarted, DocChanged
 from enqueue.memory_store import MemoryStore
 from tests.unit.test_agent_steps import TIMING, leader, make_agent
 
@@ -65,3 +67,80 @@ def test_the_next_agent_of_a_loop_starts_on_a_grant_naming_the_agent_that_left_i
     bravo.step(clock.monotonic())
     assert runner.named("start")[-1][1] == raw["turn"]
     assert leader(store).status == docs.GRANTED, "started on the grant alone: no confirm written"
+
+
+class _OrderedStore(MemoryStore):
+    """A memory store that notes, in order, its leader-doc writes and its turn-record writes and reads."""
+
+    def __init__(self) -> None:
+        super().__init__("enqueue")
+        self.calls: list[str] = []
+
+    def get(self, doc_id: str) -> dict | None:
+        if doc_id.startswith(docs.TURN_PREFIX):
+            self.calls.append(f"get {doc_id}")
+        return super().get(doc_id)
+
+    def put(self, doc: dict) -> str:
+        if doc["_id"] == "enqueue_leader" or doc["_id"].startswith(docs.TURN_PREFIX):
+            self.calls.append(f"put {doc['_id']}")
+        return super().put(doc)
+
+
+def _lone_repeating_alpha_through_turn_1():
+    store, clock = _OrderedStore(), FakeClock()
+    alpha, runner = make_agent(store, clock, "alpha", repeat=True)
+    alpha.start(clock.monotonic())
+    alpha.step(clock.monotonic())
+    alpha.handle(CommandStarted(1, 4242))
+    store.calls.clear()
+    alpha.handle(CommandEnded(1, 3, "exited", duration_s=0.2))
+    alpha.step(clock.monotonic())
+    return store, alpha
+
+
+def test_the_finishing_write_carries_the_record_and_comes_before_it_is_stored() -> None:
+    """One write hands the turn over (docs/PROTOCOL.md §3.8.2): the record is stored after it, off the handoff."""
+    store, _ = _lone_repeating_alpha_through_turn_1()
+    record_id = docs.turn_record_id(1)
+    assert store.calls[:2] == ["put enqueue_leader", f"put {record_id}"]
+    doc = leader(store)
+    assert doc.turn == 2 and doc.last_record is not None
+    assert (doc.last_record.turn, doc.last_record.site, doc.last_record.exit_code) == (1, "alpha", 3)
+    stored, _ = docs.parse_turn_record(store.get(record_id))
+    assert stored == doc.last_record
+
+
+def test_a_record_the_leader_doc_carries_is_stored_before_a_write_replaces_it() -> None:
+    """Alpha's record of turn 1 is lost with its answer; the write that finishes turn 2 must store it first."""
+    store, clock = _OrderedStore(), FakeClock()
+    alpha, runner = make_agent(store, clock, "alpha", repeat=True)
+    alpha.start(clock.monotonic())
+    alpha.step(clock.monotonic())
+    alpha.handle(CommandEnded(1, 0, "exited", duration_s=0.2))
+    real_put = store.put
+    losing = [True]
+
+    def put_losing_records(doc: dict) -> str:
+        if losing[0] and doc["_id"] == docs.turn_record_id(1):
+            raise Unreachable("simulated: the record's request is lost")
+        return real_put(doc)
+
+    store.put = put_losing_records  # type: ignore[method-assign]
+    alpha.step(clock.monotonic())
+    assert store.get(docs.turn_record_id(1)) is None and leader(store).last_record is not None
+    alpha.records.pending.clear()  # as if the agent that owed it died: only the leader doc has it now
+    losing[0] = False
+    store.calls.clear()
+    for _ in range(3):
+        if [c[1] for c in runner.named("start")] == [1, 2]:
+            break
+        clock.advance(TIMING.heartbeat_delay_s)
+        alpha.step(clock.monotonic())
+    assert [c[1] for c in runner.named("start")] == [1, 2]
+    alpha.handle(CommandStarted(2, 4243))
+    alpha.handle(CommandEnded(2, 0, "exited", duration_s=0.2))
+    alpha.step(clock.monotonic())
+    finishing = len(store.calls) - 1 - store.calls[::-1].index("put enqueue_leader")
+    assert f"put {docs.turn_record_id(1)}" in store.calls[:finishing], store.calls
+    assert leader(store).last_record.turn == 2 and store.get(docs.turn_record_id(1)) is not None

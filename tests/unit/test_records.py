@@ -157,3 +157,75 @@ def test_a_report_whose_answer_was_lost_is_found_again_without_an_error(caplog) 
         records.write_once(store, mine, "bravo")
     assert store.get(docs.turn_record_id(5)) == first
     assert caplog.records == []
+
+
+class CountingDocuments(Documents):
+    """``Documents`` that counts the requests made of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def get(self, doc_id: str) -> Optional[dict]:
+        self.requests += 1
+        return super().get(doc_id)
+
+    def put(self, doc: dict) -> str:
+        self.requests += 1
+        return super().put(doc)
+
+
+CARRIED = TurnRecord(turn=8, site="alpha", how="exited", exit_code=0, host="h-a", ended_at="2026-01-01 00:00:01",
+                     duration_s=1.5)
+
+
+def carrying(rec: Optional[TurnRecord]) -> docs.LeaderDoc:
+    return docs.LeaderDoc(doc_id="enqueue_leader", status=docs.GRANTED, running="bravo",
+                          turn=rec.turn + 1 if rec else 1, last_record=rec)
+
+
+def test_the_next_holder_stores_the_carried_record_as_a_copy_in_its_own_name() -> None:
+    store = CountingDocuments()
+    queue = records.RecordQueue(store, "bravo")  # type: ignore[arg-type]
+    queue.store_carried(carrying(CARRIED))
+    raw = store.get(docs.turn_record_id(8))
+    assert raw is not None and raw["copied_by"] == "bravo"
+    assert taken(store, 8) == records.Outcome("alpha", "exited", 0, ended_at="2026-01-01 00:00:01", duration_s=1.5)
+
+
+def test_a_carried_record_already_stored_is_left_as_it_is_and_looked_up_once() -> None:
+    store = CountingDocuments()
+    stored(store, replace(CARRIED, note="the runner's own"))
+    queue = records.RecordQueue(store, "bravo")  # type: ignore[arg-type]
+    before = store.requests
+    queue.store_carried(carrying(CARRIED))
+    queue.store_carried(carrying(CARRIED))
+    assert store.requests - before == 1
+    assert store.get(docs.turn_record_id(8))["note"] == "the runner's own"
+
+
+def test_a_record_this_writer_stored_is_known_stored_without_a_request() -> None:
+    store = CountingDocuments()
+    queue = records.RecordQueue(store, "alpha")  # type: ignore[arg-type]
+    queue.add(CARRIED)
+    before = store.requests
+    queue.store_carried(carrying(CARRIED))
+    queue.store_carried(carrying(None))
+    assert store.requests == before
+
+
+def test_the_runner_storing_its_record_after_the_copy_changes_nothing() -> None:
+    store = Documents()
+    records.RecordQueue(store, "bravo").store_carried(carrying(CARRIED))  # type: ignore[arg-type]
+    copy = store.get(docs.turn_record_id(8))
+    records.write_once(store, CARRIED, "alpha")  # type: ignore[arg-type]
+    assert store.get(docs.turn_record_id(8)) == copy
+
+
+def test_the_runner_reports_over_a_copy_that_says_otherwise() -> None:
+    store = Documents()
+    records.RecordQueue(store, "bravo").store_carried(  # type: ignore[arg-type]
+        carrying(replace(CARRIED, how="revoked", exit_code=None)))
+    records.write_once(store, CARRIED, "alpha")  # type: ignore[arg-type]
+    assert taken(store, 8).how == "exited"
+    assert records.RUNNER_REPORT in store.get(docs.turn_record_id(8))
