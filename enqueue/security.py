@@ -61,7 +61,9 @@ DEFAULT_ADMIN_ROLE = "enqueue_admin"
 #: admin creates a leader doc (also after a deletion), a site rewrites one that does not parse only at the turn
 #: its repair resumes at, and the refusals readers act on carry a token (``refusal_token``). Version 5: each
 #: document set has its own heartbeat ids (``documents.heartbeat_prefix``); older rules refuse a named set's.
-VALIDATOR_VERSION = 6
+#: Version 6: a site ends its own granted turn (started on the grant alone); ``grantee`` is kept. Version 7: the
+#: finishing write carries the site's record of its turn (``last_record``), and the next holder stores a copy.
+VALIDATOR_VERSION = 7
 
 
 class DocumentSet(NamedTuple):

@@ -14,11 +14,14 @@
 //     mark running a turn granted to itself; mark done its own running turn,
 //     or its own granted one (started on the grant alone, given back, or
 //     an earlier agent's), and, in the same write, grant the next turn to
-//     its successor in the published rotation; never pause, resume or set skip_turn; rewrite one
+//     its successor in the published rotation, carrying its own record of
+//     the finished turn ('last_record'); never pause, resume or set skip_turn; rewrite one
 //     that does not parse only at the turn its repair resumes at; never
 //     create it (an admin does, also after a deletion);
-//   * create turn records that name it (as the site or as the leader), and
-//     add its report to a record of its own turn that the leader created;
+//   * create turn records that name it (as the site or as the leader, or as
+//     'copied_by': the record the leader doc carried, stored after the
+//     handoff), and add its report to a record of its own turn that the
+//     leader created or another site copied;
 //     add its word as the revoker ('revoker_report', naming it) to another
 //     site's record that says 'not started' and has no report yet;
 //   * nothing else: no deletions, no documents the protocol does not know.
@@ -385,8 +388,27 @@ function (newDoc, oldDoc, userCtx, secObj) {
     refuse("only the leader changes the turn and the rotation");
   }
 
+  // turns.finish: the write that ends my turn carries my record of it ('last_record'), the one it replaces
+  // stored before (enqueue.records.RecordQueue.store_carried). No other write of a site changes it.
+  function checkCarriedRecord(record, o, n, me) {
+    if (!finishes(o, n, me)) {
+      refuse("'last_record' changes only with the write that finishes the turn it records");
+    }
+    if (!isObject(record) || record.site !== me || record.turn !== o.turn || isSet(record.copied_by) ||
+        isSet(record.runner_report) || isSet(record.revoker_report)) {
+      refuse("'last_record' must be the finishing site's own record of the turn it finishes (turn " + o.turn + ")");
+    }
+  }
+
   function checkLeaderUpdate(newDoc, oldDoc, o, n, me) {
-    othersUnchanged(newDoc, oldDoc, LEADER_FIELDS.concat(LEADER_NOTES), "the leader document");
+    othersUnchanged(newDoc, oldDoc, LEADER_FIELDS.concat(LEADER_NOTES, ["last_record"]), "the leader document");
+    checkLeaderChange(o, n, me);
+    if (!same(newDoc.last_record, oldDoc.last_record)) {
+      checkCarriedRecord(newDoc.last_record, o, n, me);
+    }
+  }
+
+  function checkLeaderChange(o, n, me) {
     if (n.paused !== o.paused || n.paused_reason !== o.paused_reason) {
       refuse("only an admin may pause or resume");
     }
@@ -556,6 +578,16 @@ function (newDoc, oldDoc, userCtx, secObj) {
       if (!isCount(newDoc.turn) || newDoc.turn > MAX_TURN || turnRecordId(newDoc.turn, prefix) !== newDoc._id) {
         refuse("a turn record's id must be " + prefix + "<its turn, " + TURN_ID_DIGITS + " digits>");
       }
+      if (newDoc.site !== me && isSet(newDoc.copied_by)) {
+        // The record the leader doc carried, stored by the next holder: in its name, with no report.
+        if (newDoc.copied_by !== me) {
+          refuse("a copy of the record the leader document carries must name the writing site as 'copied_by'");
+        }
+        if (isSet(newDoc.runner_report) || isSet(newDoc.revoker_report)) {
+          refuse("a copy of the record the leader document carries holds no report");
+        }
+        return;
+      }
       if (newDoc.site !== me) {
         // Another site's turn: only its leader's word that it took the turn away, no outcome.
         if (newDoc.leader !== me) {
@@ -579,12 +611,14 @@ function (newDoc, oldDoc, userCtx, secObj) {
       return;
     }
     // Written once. A site that ran the turn adds its own report: to the
-    // leader's record of taking it away, or to a record that names another
-    // site as its runner (readers then show the turn as disputed).
+    // leader's record of taking it away, to another site's copy of what the
+    // leader doc carried, or to a record that names another site as its
+    // runner (readers then show the turn as disputed).
     if (isSet(oldDoc.runner_report)) {
       refuse("a turn record is written once, and has its runner's report already");
     }
-    if (oldDoc.site === me && !contains(TAKEN_AWAY, oldDoc.how)) {
+    var copiedByOther = isSet(oldDoc.copied_by) && oldDoc.copied_by !== me;
+    if (oldDoc.site === me && !contains(TAKEN_AWAY, oldDoc.how) && !copiedByOther) {
       refuse("a turn record is written once; its own site adds a report only to its leader's record of taking it away");
     }
     if (!isObject(newDoc.runner_report) || newDoc.runner_report.site !== me) {

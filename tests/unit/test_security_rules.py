@@ -123,9 +123,16 @@ def leader_plan(doc: LeaderDoc, me: str = "alpha", **world_overrides) -> dict:
     return stored(p.doc)
 
 
-def finished(doc: LeaderDoc, me: str, repeat: bool) -> dict:
-    new, _ = turns.finish(doc, me, 0, "exited", repeat, NOW)
+def finished(doc: LeaderDoc, me: str, repeat: bool, carried: Optional[TurnRecord] = None) -> dict:
+    """What the agent writes to finish its turn: done, passed on, carrying its record of the turn."""
+    rec = carried or TurnRecord(turn=doc.turn, site=me, how="exited", exit_code=0, ended_at=NOW, duration_s=1.0)
+    new, _ = turns.finish(doc, me, 0, "exited", repeat, NOW, record=rec)
     return stored(new)
+
+
+def copied(rec: dict, copier: str) -> dict:
+    """The record a leader doc carried, as the next holder stores it."""
+    return dict(rec, copied_by=copier)
 
 
 def repaired(raw: dict, me: str, turn: int) -> dict:
@@ -302,6 +309,10 @@ ALLOWED = [
     Case("record of its own turn", record(7, "bravo", "alpha"), None, site("bravo"), "ok"),
     Case("record of an abandoned turn", record(7, "bravo", None), None, site("bravo"), "ok"),
     Case("leader records a turn it took away", RECORD_BY_LEADER, None, site("alpha"), "ok"),
+    Case("next holder stores the record the leader doc carried", copied(record(7, "bravo", "alpha"), "charlie"),
+         None, site("charlie"), "ok"),
+    Case("runner reports on another site's copy of its record", with_report(copied(record(7, "bravo", "alpha"),
+         "charlie"), "bravo"), dict(copied(record(7, "bravo", "alpha"), "charlie"), _rev="1-r"), site("bravo"), "ok"),
     Case("runner adds its report", with_report(RECORD_BY_LEADER, "bravo"), dict(RECORD_BY_LEADER, _rev="1-r"),
          site("bravo"), "ok"),
     Case("the widest turn number", record(docs.MAX_TURN, "bravo", None), None, site("bravo"), "ok"),
@@ -504,6 +515,22 @@ FORBIDDEN = [
          dict(GARBAGE_LEADER, turn="x"), site("bravo"), "lower its turn below 9"),
     # Turn records.
     Case("record of another site's turn", record(7, "charlie", "alpha"), None, site("bravo"), "name the writing site"),
+    Case("copy in another site's name", copied(record(7, "bravo", "alpha"), "alpha"), None, site("charlie"),
+         "name the writing site as 'copied_by'"),
+    Case("copy with a report", with_report(copied(record(7, "bravo", "alpha"), "charlie"), "bravo") | {"_rev": None},
+         None, site("charlie"), "holds no report"),
+    Case("carry another site's record", finished(RUNNING_BRAVO, "bravo", True,
+                                                 TurnRecord(turn=7, site="charlie", how="exited")),
+         stored(RUNNING_BRAVO), site("bravo"), "'last_record' must be the finishing site's own record"),
+    Case("carry a record of another turn", finished(RUNNING_BRAVO, "bravo", True,
+                                                    TurnRecord(turn=6, site="bravo", how="exited")),
+         stored(RUNNING_BRAVO), site("bravo"), "'last_record' must be the finishing site's own record"),
+    Case("carry a copy", finished(RUNNING_BRAVO, "bravo", True,
+                                  TurnRecord(turn=7, site="bravo", how="exited", copied_by="bravo")),
+         stored(RUNNING_BRAVO), site("bravo"), "'last_record' must be the finishing site's own record"),
+    Case("leader replaces the carried record", edit(leader_doc(running="charlie"), last_record=docs.record_fields(
+        TurnRecord(turn=7, site="alpha", how="exited"))), stored(leader_doc(running="charlie")), site("alpha"),
+         "changes only with the write that finishes"),
     Case("record under the wrong id", dict(record(7, "bravo", None), _id="enqueue_turn:0000000008"), None,
          site("bravo"), "id must be"),
     Case("record with an odd id", dict(record(7, "bravo", None), _id="enqueue_turn:7"), None, site("bravo"), "id must be"),
