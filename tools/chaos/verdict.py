@@ -18,7 +18,8 @@ Invariants (each failure is one line in ``violations``):
    ``ENQUEUE_TURN`` (no token started by two commands), in start order the
    turns strictly increase, and the leader doc does not end below a turn
    that ran or was recorded;
-3. every turn that was granted and is over has a record (1 .. turn-1, and
+3. every turn that was granted and is over has a record, stored or carried
+   in the leader doc (1 .. turn-1, and
    the last one too when the leader doc says it is done, and every turn a
    command ran under above the leader doc's), each record parses, a
    command's record names the site that ran it, and no turn whose command
@@ -383,7 +384,9 @@ def judge(
     if leader is not None and leader.status == docs.DONE and leader.last_how == "repaired":
         skipped.add(granted)  # the turn a repair wrote, never granted
     expected -= skipped - seen
-    missing = sorted(expected - set(records))
+    # The record the leader doc carries (the last finishing write's, docs/PROTOCOL.md §3.8.2) is that turn's too.
+    carried = {leader.last_record.turn} if leader is not None and leader.last_record is not None else set()
+    missing = sorted(expected - set(records) - carried)
     missing_rows = [{"turn": t, "around": _around(faults, runs, t, origin, run_end_ns)} for t in missing]
     if missing:
         suspects = list(dict.fromkeys(a for row in missing_rows for a in row["around"]))

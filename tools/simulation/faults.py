@@ -11,7 +11,9 @@ store calls (per call of one agent, drawn from the world's generator)
                   request is applied (``AgentCrash`` unwinds it), so a crash
                   between any two writes is possible; more often right after
                   a leader's record of taking back a granted turn, before the
-                  write that would take it back (the turn may then run)
+                  write that would take it back (the turn may then run), and
+                  right after the write that finishes a site's own turn,
+                  before its record is stored (it is then carried only)
 the changes feed
     feed-lag      a delivery comes late (in order)
     feed-miss     a delivery never comes (the next full read catches up);
@@ -95,6 +97,9 @@ class FaultRates:
     # Right after a leader stored its "not started" record of a granted turn: the grantee may then confirm and
     # run a turn recorded as never started (docs/PROTOCOL.md §5.4.1).
     crash_after_taking_back: float = 0.2
+    # Right after the write that finished a site's own turn, carrying its record, before the record is stored: the
+    # record is then only in the leader doc until the next holder stores it (docs/PROTOCOL.md §3.8.2).
+    crash_after_finishing: float = 0.05
     #: A feed delivery lost, to each follower of the document.
     feed_miss: float = 0.05
     # A heartbeat that comes after a silence of more than heartbeat_stale - heartbeat_delay (a site restarted,
@@ -145,6 +150,12 @@ def _takes_back_a_grant(doc: dict, site: str) -> bool:
         and doc.get("site") != site and doc.get("how") == "not started"
 
 
+def _ends_a_turn(doc: dict, site: str) -> bool:
+    """``doc`` is ``site``'s leader-doc write that ends a turn: its own finish (``turns.finish``) or a revocation."""
+    return doc.get("last_how") is not None and doc.get("updated_by") == site and \
+        "turn" in doc and doc.get("updated_at") == doc.get("ended_at")
+
+
 class FaultyStore:
     """One agent instance's way to the database: every call may fail the way the schedule says."""
 
@@ -193,6 +204,9 @@ class FaultyStore:
         what = f"put {doc.get('_id')}"
         if self._schedule.on("crash") and _takes_back_a_grant(doc, self.site) and \
                 self._world.rng.random() < self._schedule.rates.crash_after_taking_back:
+            self._schedule.aim(self.site, what, "crash-after")
+        elif self._schedule.on("crash") and _ends_a_turn(doc, self.site) and \
+                self._world.rng.random() < self._schedule.rates.crash_after_finishing:
             self._schedule.aim(self.site, what, "crash-after")
         return self._call(what, True, lambda: self._put(doc))
 

@@ -11,7 +11,9 @@ write, recorded by whom. With the commands' true lives from the runners'
   once a grant of it was confirmed or recorded;
 * records, at the end: every turn that is over has its record (unless an
   admin deleted or pruned it), written at the latest ``record_within_s``
-  after the turn ended;
+  after the turn ended, or carried in the leader doc by the write that ended
+  it (``last_record``); and at every step: no write but an admin's replaces
+  a carried record before a record of its turn is stored;
 * outcomes, at the end: a record, as a reader takes it (the runner's
   report, else a revoker's over a ``not started``: ``records.outcome``),
   says what truly happened: a command that
@@ -40,6 +42,7 @@ from enqueue import records
 from enqueue.config import DEFAULT_TIME_FORMAT
 from enqueue.steering import parse_time
 
+from tools.simulation.admin import ADMIN
 from tools.simulation.faults import SLOW_MAX_S
 from tools.simulation.runner import Command
 from tools.simulation.world import SiteClock
@@ -52,6 +55,8 @@ WRITE_WINDOW_S = 3 * SLOW_MAX_S
 _REPORT = records.RUNNER_REPORT
 # The reports other writers add to a stored record: the runner's, and a revoker's over a "not started".
 _REPORTS = (records.RUNNER_REPORT, records.REVOKER_REPORT)
+# Record fields that say who stored it, not what happened: a copy of a carried record differs only in them.
+_NOT_SAID = ("copied_by", "type", "schema")
 # How the leader-doc write that ended a turn says it ended when the runner's own agent did not end it.
 _NOT_OWN_ENDINGS = ("revoked", "not started", "displaced", "superseded", "repaired")
 # What an agent's heartbeat says when it finds the turn it ran taken away (enqueue.own_turn).
@@ -71,6 +76,10 @@ class TurnStory:
     ended_how: Optional[str] = None
     recorded_at: Optional[float] = None
     recorded_by: Optional[str] = None
+    # When the write that ended the turn carried its record in the leader doc (``last_record``), and who wrote it.
+    carried_at: Optional[float] = None
+    carried_by: Optional[str] = None
+    carried: Optional[dict] = None  # what it carried (``documents.record_fields``, without ``_NOT_SAID``)
 
 
 @dataclass
@@ -95,10 +104,12 @@ class TurnBook:
     authors: Dict[int, Authorship] = field(default_factory=dict)
     # (turn, agent): an agent said in its heartbeat that the turn was taken from it while it ran.
     revocations_told: Dict[tuple, float] = field(default_factory=dict)
+    deleted_by_admin: Set[int] = field(default_factory=set)  # turns whose record an admin deleted
 
     def leader_changed(self, old: Optional[dict], new: Optional[dict], writer: str, now: float) -> None:
         before, _ = docs.parse_leader(old, docs_id(old, new))
         after, _ = docs.parse_leader(new, docs_id(old, new))
+        self._carried(before, after, writer, now)
         if before is not None and before.turn_active:
             t = before.turn
             story = self.stories.get(t)
@@ -126,6 +137,24 @@ class TurnBook:
             if first is None or first.ended_at is not None:
                 self.stories[t] = TurnStory(t, after.running or "?", now)
 
+    def _carried(self, before: Optional[docs.LeaderDoc], after: Optional[docs.LeaderDoc], writer: str,
+                 now: float) -> None:
+        """A record the leader doc carries counts as the turn's from the write that put it there; a write that
+        replaces it before a record of its turn is stored loses it (an admin's deletion or garbling aside)."""
+        was = before.last_record if before is not None else None
+        now_carried = after.last_record if after is not None else None
+        if now_carried is not None and (was is None or was != now_carried):
+            story = self.stories.get(now_carried.turn)
+            if story is not None and story.carried_at is None:
+                story.carried_at, story.carried_by = now, writer
+                story.carried = {k: v for k, v in docs.record_fields(now_carried).items() if k not in _NOT_SAID}
+        if was is None or (now_carried is not None and now_carried.turn == was.turn):
+            return
+        if was.turn not in self.authors and was.turn not in self.deleted_by_admin and writer != ADMIN:
+            self.violations.append(
+                f"[record] {writer} replaced the record of turn {was.turn} the leader doc carried at {now:.3f}, "
+                "before any record of that turn was stored")
+
     def started(self, commands: List[Command]) -> int:
         """Take in who started each turn that had no confirm (it started on its grant alone); how many did."""
         on_grant = 0
@@ -140,6 +169,8 @@ class TurnBook:
         number = doc_id[len(docs.TURN_PREFIX):]
         if number.isdigit():
             self._authored(int(number), new, writer, now)
+            if new is None and writer == ADMIN:
+                self.deleted_by_admin.add(int(number))
         story = self.stories.get(int(number)) if number.isdigit() else None
         if story is None:
             return
@@ -157,6 +188,11 @@ class TurnBook:
 
     def _authored(self, turn: int, new: Optional[dict], writer: str, now: float) -> None:
         before = self.authors.get(turn)
+        story = self.stories.get(turn)
+        if new is not None and story is not None and story.carried is not None and \
+                {k: v for k, v in _own_fields(new).items() if k not in _NOT_SAID} == story.carried:
+            # A copy of what the leader doc carried (by any agent) says what its writer wrote there, and when.
+            writer, now = story.carried_by or writer, story.carried_at or now
         if new is None:
             self.authors.pop(turn, None)
         elif before is None or _own_fields(before.body) != _own_fields(new):
@@ -198,11 +234,13 @@ class Judge:
                 # A turn in progress when an admin deleted or garbled the leader doc is recorded by its
                 # site when it notices, or by the repair when a heartbeat names its site: not always.
                 continue
-            if story.recorded_at is not None and story.recorded_at <= story.ended_at + self.record_within_s:
+            # Carried in the leader doc counts: replacing it before it is stored is caught as it happens.
+            recorded_at = min((at for at in (story.recorded_at, story.carried_at) if at is not None), default=None)
+            if recorded_at is not None and recorded_at <= story.ended_at + self.record_within_s:
                 continue
-            if story.recorded_at is None and story.ended_at > self.end - self.record_within_s:
+            if recorded_at is None and story.ended_at > self.end - self.record_within_s:
                 continue
-            late = "" if story.recorded_at is None else f" until {story.recorded_at:.3f}"
+            late = "" if recorded_at is None else f" until {recorded_at:.3f}"
             out.append(f"[record] turn {t} of {story.granted_to} ended at {story.ended_at:.3f} ({story.ended_how}, "
                        f"written by {story.ended_by}) without a record{late}")
         return out
