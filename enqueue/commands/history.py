@@ -76,15 +76,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     "4 credentials refused; 5 database missing."
 
 
+#: Marks, in ``--json``, a turn whose record the leader doc still carries (docs/PROTOCOL.md §3.8.2).
+CARRIED = "carried_in_leader_doc"
+
+
 def read_turns(store: Store, site: Optional[str], limit: int,
                prefix: str = docs.TURN_PREFIX,
-               every: Optional[list[docs.TurnRecord]] = None) -> list[tuple[docs.TurnRecord, dict]]:
+               every: Optional[list[docs.TurnRecord]] = None,
+               carried: Optional[docs.TurnRecord] = None) -> list[tuple[docs.TurnRecord, dict]]:
     """The newest ``limit`` parsed turn records (all when 0) under ``prefix``, of ``site`` only when given,
     newest first.
 
     Without ``site``, one record more than asked for is returned when it
     exists (the turn before the oldest shown), so that turn's gap is known.
-    ``every`` receives every parsed record read, of any site.
+    ``every`` receives every parsed record read, of any site. ``carried``:
+    the record the leader doc carries, shown as a turn's record until one
+    of that turn is stored.
     """
     server_limit = limit + 1 if limit and site is None else None
     rows = store.list_prefix(prefix, descending=True, limit=server_limit)
@@ -92,6 +99,9 @@ def read_turns(store: Store, site: Optional[str], limit: int,
         if sum(1 for raw in rows if docs.parse_turn_record(raw)[0] is not None) < limit:
             # Records that do not parse took places in the page: read them all.
             rows = store.list_prefix(prefix, descending=True)
+    if carried is not None and not any(raw.get("turn") == carried.turn for raw in rows) and \
+            (not rows or not isinstance(rows[0].get("turn"), int) or rows[0]["turn"] < carried.turn):
+        rows = [dict(docs.render_turn_record(carried, prefix), **{CARRIED: True})] + rows
     out = []
     for raw in rows:
         rec, problems = docs.parse_turn_record(raw)
@@ -129,6 +139,7 @@ def as_json(rec: docs.TurnRecord, raw: dict, gap_s: Optional[float] = None) -> d
         "outcome": {"how": taken.how, "exit_code": taken.exit_code, "dispute": taken.dispute,
                     "ended_at": taken.ended_at, "duration_s": taken.duration_s, "note": taken.note},
         "gap_before_s": None if gap_s is None else round(gap_s, 3),
+        CARRIED: bool(raw.get(CARRIED)),
     }
 
 
@@ -209,7 +220,9 @@ def execute(args: argparse.Namespace) -> int:
     with steering.open_store(settings) as store:
         store.check()
         every: list[docs.TurnRecord] = []
-        turns = read_turns(store, args.site, limit, docs.turn_prefix(settings.leader_doc), every)
+        leader, _ = docs.parse_leader(store.get(settings.leader_doc), settings.leader_doc)
+        turns = read_turns(store, args.site, limit, docs.turn_prefix(settings.leader_doc), every,
+                           leader.last_record if leader is not None else None)
         if args.site is not None and not turns:
             _check_site(store, settings, args.site)
         if path:

@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 from enqueue import documents as docs
 from tests.support.agents import CONFLICT, DELAY, GRACE, STALE
 from tests.support.commands import enqueue_cli, put_record, put_sites  # noqa: F401  (fixture)
 
 JSON_KEYS = {"turn", "site", "host", "leader", "how", "exit_code", "started_at", "ended_at", "duration_s", "note",
-             "runner_report", "revoker_report", "outcome", "gap_before_s"}
+             "runner_report", "revoker_report", "outcome", "gap_before_s", "carried_in_leader_doc"}
 NS = {"s": "http://www.w3.org/2000/svg"}
 
 
@@ -181,3 +182,23 @@ def test_history_takes_a_revokers_word_over_a_dead_leaders_not_started(enqueue_c
     assert turn["how"] == "not started" and turn["revoker_report"]["leader"] == "charlie"
     assert (turn["outcome"]["how"], turn["outcome"]["ended_at"]) == ("revoked", "2026-11-22 04:01:00")
     assert "alpha" in turn["outcome"]["note"]
+
+
+def test_history_shows_the_record_the_leader_doc_carries_until_one_is_stored(enqueue_cli, database):
+    """The write that finished turn 6 carried its record; nobody has stored it yet (docs/PROTOCOL.md §3.8.2)."""
+    stage(database)
+    raw = database.store.get("enqueue_leader") or {"_id": "enqueue_leader"}
+    doc, _ = docs.parse_leader(dict(raw, status=raw.get("status", "done"), turn=raw.get("turn", 6),
+                                    leader_term=raw.get("leader_term", 0)), "enqueue_leader")
+    carried = docs.TurnRecord(turn=6, site="bravo", how="exited", exit_code=0, host="bravo-host",
+                              started_at="2026-01-01 10:00:00", ended_at="2026-01-01 10:00:02", duration_s=2.0)
+    database.store.put(docs.render_leader(replace(doc, turn=7, status="granted", running="alpha",
+                                                  last_record=carried)))
+    data = json.loads(enqueue_cli("history", "--json", "--limit", "0").out)
+    assert [t["turn"] for t in data["turns"]] == [6, 4, 3, 2, 1]
+    assert data["turns"][0]["carried_in_leader_doc"] is True and data["turns"][0]["site"] == "bravo"
+    assert not any(t["carried_in_leader_doc"] for t in data["turns"][1:])
+    put_record(database.store, 6, "bravo", duration_s=2.0)
+    data = json.loads(enqueue_cli("history", "--json", "--limit", "0").out)
+    assert [t["turn"] for t in data["turns"]] == [6, 4, 3, 2, 1]
+    assert data["turns"][0]["carried_in_leader_doc"] is False
