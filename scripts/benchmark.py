@@ -290,7 +290,7 @@ def measure(fig: Figures, report: checker.Report, launched_ns: int, sites: list[
     return fig
 
 
-_LOGGED = re.compile(r"^(\S+Z) \S+ \w+ (command of turn|finished turn|confirmed turn|started turn) (\d+)")
+_LOGGED = re.compile(r"^(\S+Z) \S+ \w+ (command of turn|finished turn|confirmed turn|starting turn|started turn) (\d+)")
 
 
 def breakdown(workdir: Path, log: Path, agent_logs: str = "agent-*.log") -> list[str]:
@@ -304,15 +304,17 @@ def breakdown(workdir: Path, log: Path, agent_logs: str = "agent-*.log") -> list
                 at.setdefault((m.group(2), int(m.group(3))), moment.timestamp())
     stages: dict[str, list[float]] = {
         "command's end -> its agent has the supervisor's report": [],
-        "-> the finishing site's done + grant answered (record, then compare-and-swap)": [],
-        "-> the next site's confirm answered (changes feed, confirm compare-and-swap)": [],
+        "-> the finishing site's done + grant answered (one compare-and-swap, carrying the record)": [],
+        "-> the next site decides to start (changes feed; then its confirm, on the slow path only)": [],
         "-> the start message sent to the supervisor": [],
         "-> the command's first line (supervisor, exec, the shell forks date)": [],
     }
     runs = [r for r in checker.read(str(log)).runs if r.end_ns and r.turn.isdigit()]
     for a, b in zip(runs, runs[1:]):
         ta, tb = int(a.turn), int(b.turn)
-        keys = [("command of turn", ta), ("finished turn", ta), ("confirmed turn", tb), ("started turn", tb)]
+        # The next site either started on the grant alone or confirmed first (the slow path).
+        decided = ("starting turn", tb) if ("starting turn", tb) in at else ("confirmed turn", tb)
+        keys = [("command of turn", ta), ("finished turn", ta), decided, ("started turn", tb)]
         if tb != ta + 1 or any(k not in at for k in keys):
             continue
         moments = [a.end_ns / 1e9, *(at[k] for k in keys), b.start_ns / 1e9]

@@ -32,7 +32,9 @@ def test_a_turn_finished_just_before_a_sigkill_is_still_recorded(sites, database
     killed in that window took the record with it, and nobody else ever
     wrote it, against docs/PROTOCOL.md §5.3 (every ended turn has a record).
 
-    Now: the record is written before the write that marks the turn done.
+    Now: the write that marks the turn done carries the record
+    (``last_record``), and the next holder stores it while its command
+    starts, if the runner did not (docs/PROTOCOL.md §3.8.2).
     """
     sites.start("bravo", sleep_s=0.3)
     alpha = sites.start("alpha", sleep_s=0.3)

@@ -82,7 +82,7 @@ def test_a_skipped_command_is_stopped_and_its_turn_recorded_as_skipped(enqueue_c
         assert record["how"] == "skipped" and record["site"] == "alpha"
         run = sites.report().runs[0]
         assert run.how == "terminated" and run.end_ns is not None
-        # The record goes before the write that ends the turn: the leader doc says so a moment later.
+        # The write that ends the turn carries the record, stored right after: the two in either order here.
         wait_until("the leader doc's end of the turn", lambda: leader(database).last_how == "skipped", timeout_s=15)
         assert sites.agents["alpha"].wait() == record["exit_code"]  # run-once: the command's exit code
     finally:
