@@ -129,8 +129,10 @@ class Leadership:
                 site=p.revoked_site,
                 how=Outcome.REVOKED if p.revoked_may_have_run else Outcome.NOT_STARTED,
                 leader=self.me,
-                # What backs my word over a dead leader's "not started" of this turn (records.write_once).
-                started_at=self.view.leader.started_at if p.revoked_may_have_run else None,
+                # What backs my word over a dead leader's "not started" of this turn (records.write_once); a
+                # turn started on its grant alone wrote no start: the grant's time is the earliest it may have.
+                started_at=(self.view.leader.started_at or self.view.leader.granted_at) if p.revoked_may_have_run
+                else None,
                 ended_at=self._now_text(),
                 note=p.reason,
             )

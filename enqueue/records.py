@@ -178,16 +178,20 @@ def write_once(store: Store, rec: TurnRecord, me: str, prefix: str = docs.TURN_P
                         "adding its own report (%s)", doc_id, rec.site, rec.turn, rec.started_at, rec.how)
             existing[REVOKER_REPORT] = {"leader": me, **{k: body[k] for k in REVOKER_FIELDS[1:]}}
             store.put(existing)
-        elif rec.site == me and _says(parsed) != _says(rec):
+        elif (rec.site == me or (rec.copied_by == me and parsed.site == rec.site)) and _says(parsed) != _says(rec):
             report = {k: body[k] for k in _REPORT_FIELDS}
+            if rec.copied_by is not None:
+                report["copied_by"] = rec.copied_by  # the runner's word, as the leader doc carried it
             if existing.get(RUNNER_REPORT) == report:
                 return  # my own report, added by a try whose answer was lost
+            if RUNNER_REPORT in existing and rec.copied_by is not None:
+                return  # the runner reported itself
             if RUNNER_REPORT in existing:
                 log.error("turn record %s says %s ran turn %d (%s) and has a report already; this site ran it "
                           "(%s, exit %s): its own report could not be added", doc_id, parsed.site, rec.turn,
                           parsed.how, rec.how, rec.exit_code)
                 return
-            if parsed.site != me:
+            if parsed.site != rec.site:
                 log.error("turn record %s says %s ran turn %d, but this site did: adding its own report, so the "
                           "turn reads as disputed", doc_id, parsed.site, rec.turn)
             existing[RUNNER_REPORT] = report
@@ -231,6 +235,11 @@ class RecordQueue:
         rec = None if doc is None else doc.last_record
         if rec is None or rec.turn in self._stored:
             return
-        if self._store.get(docs.turn_record_id(rec.turn, self._prefix)) is None:
-            self.write_now(rec if rec.site == self._me else replace(rec, copied_by=self._me))
+        copy = rec if rec.site == self._me else replace(rec, copied_by=self._me)
+        existing = self._store.get(docs.turn_record_id(rec.turn, self._prefix))
+        parsed, _ = docs.parse_turn_record(existing)
+        if existing is None or parsed is None or _says(parsed) != _says(rec):
+            # Missing, or saying something else (a leader's "not started" of a turn that then ran): the runner's
+            # word the leader doc carries is stored, as the record or as its report (``write_once``).
+            self.write_now(copy)
         self._stored.append(rec.turn)

@@ -621,7 +621,10 @@ function (newDoc, oldDoc, userCtx, secObj) {
     if (oldDoc.site === me && !contains(TAKEN_AWAY, oldDoc.how) && !copiedByOther) {
       refuse("a turn record is written once; its own site adds a report only to its leader's record of taking it away");
     }
-    if (!isObject(newDoc.runner_report) || newDoc.runner_report.site !== me) {
+    // The next holder stores the runner's word the leader doc carried, naming itself as 'copied_by'.
+    var carriedReport = isObject(newDoc.runner_report) && newDoc.runner_report.copied_by === me &&
+                        newDoc.runner_report.site === oldDoc.site;
+    if (!isObject(newDoc.runner_report) || (newDoc.runner_report.site !== me && !carriedReport)) {
       refuse("a turn record is written once; its runner may only add a 'runner_report' naming itself");
     }
     othersUnchanged(newDoc, oldDoc, ["runner_report"], "a turn record");

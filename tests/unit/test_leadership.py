@@ -261,3 +261,25 @@ def test_an_agent_refused_the_rebuild_says_so_once_waits_without_retrying_and_go
             break
     assert runner.named("start")[-1][1] > repair.revision_count(tombstone)
     assert docs.PROBLEM_FIELD not in store.get(docs.heartbeat_id("alpha"))
+
+
+def test_a_leader_taking_back_a_grant_its_grantee_may_have_started_on_adds_its_word_to_a_dead_leaders_record(
+        clock) -> None:
+    """Bravo's agent may have started turn 6 on its grant alone (no confirm, so no started_at); a dead leader
+    had recorded the turn 'not started'. Charlie takes it back after bravo's silence: the turn reads revoked."""
+    store = AnswerLosingStore("enqueue")
+    store.put(docs.render_sites(docs.new_sites_doc("enqueue_sites"), {
+        "bravo": {"heartbeat_doc": docs.heartbeat_id("bravo"), "drained": False, "added_at": "-"}}))
+    store.put(docs.render_leader(docs.LeaderDoc("enqueue_leader", leader="alpha", leader_term=1, running="bravo",
+                                                status="granted", turn=6, rotation=("alpha", "bravo"),
+                                                grantee="bravo-1", granted_at="2026-01-01 00:00:00")))
+    store.put(docs.render_heartbeat(docs.Heartbeat(site="bravo", state=docs.WAITING, instance="bravo-1")))
+    store.put(docs.render_turn_record(docs.TurnRecord(turn=6, site="bravo", how="not started", leader="alpha")))
+    charlie, _ = make_agent(store, clock, "charlie", repeat=True)
+    charlie.start(clock.monotonic())
+    _steps_until(charlie, clock, lambda: not leader(store).holds("bravo", 6))
+    raw = store.get(docs.turn_record_id(6))
+    rec, _ = docs.parse_turn_record(raw)
+    assert records.outcome(rec, raw).how == "revoked", raw
+    assert raw["revoker_report"]["leader"] == "charlie"
+    assert raw["revoker_report"]["started_at"] == "2026-01-01 00:00:00"

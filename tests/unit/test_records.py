@@ -229,3 +229,13 @@ def test_the_runner_reports_over_a_copy_that_says_otherwise() -> None:
     records.write_once(store, CARRIED, "alpha")  # type: ignore[arg-type]
     assert taken(store, 8).how == "exited"
     assert records.RUNNER_REPORT in store.get(docs.turn_record_id(8))
+
+
+def test_the_next_holder_adds_the_carried_word_of_the_runner_to_a_record_that_says_otherwise() -> None:
+    """A leader recorded turn 8 'not started' and died; alpha ran it, finished it carrying its record, and died."""
+    store = Documents()
+    stored(store, TurnRecord(turn=8, site="alpha", how="not started", leader="delta"))
+    records.RecordQueue(store, "bravo").store_carried(carrying(CARRIED))  # type: ignore[arg-type]
+    raw = store.get(docs.turn_record_id(8))
+    assert raw[records.RUNNER_REPORT]["copied_by"] == "bravo"
+    assert taken(store, 8).how == "exited" and taken(store, 8).exit_code == 0

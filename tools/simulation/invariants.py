@@ -202,6 +202,11 @@ class TurnBook:
             for key in _REPORTS:
                 if new.get(key) != before.body.get(key):
                     before.reports[key] = (writer, now)
+                    report = new.get(key)
+                    if isinstance(report, dict) and report.get("copied_by") and story is not None and \
+                            story.carried_by is not None:
+                        # The runner's word as the leader doc carried it, added by the agent that stored it.
+                        before.reports[key] = (story.carried_by, story.carried_at or now)
             before.body = dict(new)
 
 
