@@ -101,9 +101,10 @@ def test_an_heir_that_dies_is_taken_over_by_an_election_and_its_turn_taken_back(
     assert leader_doc(database).leader == "alpha"
     sites.start("bravo", repeat=False, sleep_s=60)
     sites.start("charlie", repeat=False, sleep_s=0.1)
+    # Waiting, and in the rotation alpha published: alpha's finish passes the turn along that rotation.
     wait_until("bravo and charlie waiting", lambda: all(
         database.store.get(docs.heartbeat_id(s)) and heartbeat(database, s).state == docs.WAITING
-        for s in ("bravo", "charlie")))
+        for s in ("bravo", "charlie")) and {"bravo", "charlie"} <= set(leader_doc(database).rotation))
     gate.touch()
     assert sites.agents["alpha"].wait() == 0
     handed = leader_doc(database)
